@@ -1,0 +1,256 @@
+"""Trial configuration: defaults, dotted-key overrides, validation, identity.
+
+A configuration is a plain nested dict. Every leaf has a `Field` in `SCHEMA` with its default, its
+type and a one-line help string, so the single-trial CLI, the sweep validator and the records all
+agree on what a key means. Bad values raise `ConfigError`, whose message names the dotted key and
+what was expected; command-line entry points turn it into one line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; `key` is the dotted path of the offender."""
+
+    def __init__(self, key: str, expected: str, got: Any = None, *, show_got: bool = True):
+        self.key = key
+        self.expected = expected
+        message = f"{key}: expected {expected}"
+        if show_got:
+            message += f", got {got!r}"
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Field:
+    default: Any
+    kind: type  # int, float, str or bool
+    help: str
+    choices: tuple | None = None  # allowed values (for str fields, or extra words for numbers)
+    minimum: float | None = None
+    positive: bool = False
+
+    def expected(self) -> str:
+        name = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[self.kind]
+        if self.kind is str and self.choices:
+            return "one of " + ", ".join(map(str, self.choices))
+        if self.positive:
+            name += " > 0"
+        elif self.minimum is not None:
+            name += f" >= {self.minimum:g}"
+        if self.choices:
+            name += " or one of " + ", ".join(map(str, self.choices))
+        return name
+
+    def coerce(self, key: str, value: Any) -> Any:
+        """The value as this field's type, or ConfigError. Strings from a command line or YAML
+        (where `1e-3` is a string) are parsed; bools are never accepted as numbers."""
+        if self.choices and value in self.choices:
+            return value
+        if self.kind is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false"):
+                return value.lower() == "true"
+            raise ConfigError(key, self.expected(), value)
+        if self.kind is str:
+            if isinstance(value, str) and not self.choices:
+                return value
+            raise ConfigError(key, self.expected(), value)
+        if isinstance(value, bool):
+            raise ConfigError(key, self.expected(), value)
+        if isinstance(value, str):
+            try:
+                value = float(value) if self.kind is float else int(value)
+            except ValueError:
+                raise ConfigError(key, self.expected(), value) from None
+        if self.kind is int:
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            if not isinstance(value, int):
+                raise ConfigError(key, self.expected(), value)
+        else:
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(key, self.expected(), value)
+            value = float(value)
+        if (self.positive and value <= 0) or (self.minimum is not None and value < self.minimum):
+            raise ConfigError(key, self.expected(), value)
+        return value
+
+
+FLOSS_MODES = ("none", "pre", "during", "pre+during", "regularizer")
+ARCHS = ("rnn", "lstm", "gru", "plrnn")
+
+SCHEMA: dict[str, Field] = {
+    "seed": Field(0, int, "base seed; member j of seed s is seeded by (s, j) alone", minimum=0),
+    "ensemble": Field(1, int, "realizations trained side by side in this trial (leading axis R)", positive=True),
+    "device": Field("cpu", str, "torch device", choices=("cpu", "cuda")),
+    "threads": Field(1, int, "torch intra-op threads (1 is fastest for small RNNs)", positive=True),
+    "model.arch": Field("rnn", str, "network: rnn (vanilla tanh), lstm, gru, plrnn", choices=ARCHS),
+    "model.hidden": Field(80, int, "hidden units N", positive=True),
+    "model.g": Field(1.0, float, "gain of the recurrent weights (rnn)", minimum=0),
+    "model.init": Field("gaussian", str, "recurrent init of rnn: gaussian g*randn/sqrt(N) or g*orthogonal",
+                        choices=("gaussian", "orthogonal")),
+    "model.relax_steps": Field(100, int, "input-free steps that relax the initial state (rnn)", minimum=0),
+    "task.name": Field("parity", str, "task: parity (delayed copy/XOR/...)", choices=("parity",)),
+    "task.bits": Field(1, int, "parity of this many delayed inputs: 1 copy, 2 XOR, more = harder", positive=True),
+    "task.delay": Field(10, int, "longest lag d the target depends on (divisible by bits)", positive=True),
+    "train.epochs": Field(3000, int, "epochs; one fresh batch and one optimizer step each", positive=True),
+    "train.batch": Field(16, int, "sequences per batch", positive=True),
+    "train.length": Field(300, int, "sequence length T", positive=True),
+    "train.lr": Field(1e-3, float, "Adam learning rate of the task loss", positive=True),
+    "train.clip": Field(0.03, float, "gradient-norm clip (0 = off)", minimum=0),
+    "train.clip_mode": Field("tensor", str, "clip each parameter tensor of each member, or one global norm per member",
+                             choices=("tensor", "global")),
+    "train.success_window": Field(100, int, "epochs at the end whose mean accuracy decides success", positive=True),
+    "train.success_threshold": Field(0.95, float, "mean accuracy that counts as success", positive=True),
+    "train.report_every": Field(50, int, "epochs between progress reports (and spectrum estimates)", positive=True),
+    "train.max_nonfinite": Field(10, int, "consecutive non-finite steps after which a member is diverged",
+                                 positive=True),
+    "floss.mode": Field("pre", str, "flossing schedule", choices=FLOSS_MODES),
+    "floss.k": Field(1, int, "number of Lyapunov exponents flossed", positive=True),
+    "floss.pre_steps": Field(500, int, "flossing-only steps before training (pre)", minimum=0),
+    "floss.every": Field(100, int, "epochs between flossing episodes (during)", positive=True),
+    "floss.steps": Field(500, int, "flossing-only steps per episode (during)", minimum=0),
+    "floss.episodes": Field(2, int, "at most this many episodes (during)", minimum=0),
+    "floss.strength": Field(0.0, float, "weight of the flossing loss added at every training step", minimum=0),
+    "floss.horizon": Field(55, int, "time steps Tp of the spectrum estimate", positive=True),
+    "floss.warmup": Field(16, int, "steps before exponents are accumulated", minimum=0),
+    "floss.qr_every": Field(1, int, "steps between QR re-orthonormalizations", positive=True),
+    "floss.target": Field(0.0, float, "value the flossed exponents are pushed toward"),
+    "floss.lr": Field(1e-3, float, "Adam learning rate of the flossing optimizer", positive=True),
+    "floss.dtype": Field("float32", str, "dtype of the tangent loop", choices=("float32", "float64")),
+}
+
+# Keys that change how a trial runs but not what it computes: left out of config_key so that
+# realizations of one configuration share it whatever the ensemble size or device.
+OPERATIONAL_KEYS = ("seed", "ensemble", "device", "threads", "train.report_every")
+
+# Record column names of the main axes (DESIGN 7); every other key becomes its dotted path with '_'.
+COLUMN_NAMES = {
+    "model.arch": "arch",
+    "model.hidden": "hidden",
+    "task.name": "task",
+    "task.bits": "bits",
+    "task.delay": "delay",
+    "floss.mode": "floss_mode",
+    "floss.k": "floss_k",
+    "floss.strength": "floss_strength",
+}
+
+
+def column_name(key: str) -> str:
+    return COLUMN_NAMES.get(key, key.replace(".", "_"))
+
+
+def defaults() -> dict:
+    config: dict = {}
+    for key, field in SCHEMA.items():
+        set_dotted(config, key, field.default)
+    return config
+
+
+def set_dotted(config: dict, key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    node = config
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+
+
+def get_dotted(config: dict, key: str) -> Any:
+    node = config
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def flatten(config: dict, prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for name, value in config.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, key + "."))
+        else:
+            flat[key] = value
+    return flat
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`a.b=value` from a command line; the value is read as YAML (`5` int, `none` string)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(text, "an override of the form dotted.key=value", show_got=False)
+    return key.strip(), yaml.safe_load(raw) if raw.strip() else raw
+
+
+def resolve(*layers: dict) -> dict:
+    """Defaults, then each layer (nested or dotted dicts) on top; validated. Raises ConfigError."""
+    config = defaults()
+    for layer in layers:
+        for key, value in flatten(layer).items():
+            if key not in SCHEMA:
+                raise ConfigError(key, "a known key (" + _closest(key) + ")", show_got=False)
+            set_dotted(config, key, SCHEMA[key].coerce(key, value))
+    validate(config)
+    return config
+
+
+def _closest(key: str) -> str:
+    section = key.split(".")[0]
+    siblings = [k for k in SCHEMA if k.startswith(section + ".")]
+    if siblings:
+        return "known keys under " + section + ": " + ", ".join(k.split(".", 1)[1] for k in siblings)
+    return "top-level keys: " + ", ".join(sorted({k.split(".")[0] for k in SCHEMA}))
+
+
+def state_size(config: dict) -> int:
+    """Dimension of the state the Lyapunov spectrum lives in (the LSTM carries h and c)."""
+    hidden = config["model"]["hidden"]
+    return 2 * hidden if config["model"]["arch"] == "lstm" else hidden
+
+
+def validate(config: dict) -> None:
+    """Checks that involve more than one key. Single values were checked by `Field.coerce`."""
+    for key, field in SCHEMA.items():
+        field.coerce(key, get_dotted(config, key))
+    task, train, floss = config["task"], config["train"], config["floss"]
+    if task["name"] == "parity":
+        if task["delay"] % task["bits"]:
+            raise ConfigError("task.delay", f"a multiple of task.bits = {task['bits']}", task["delay"])
+        if task["delay"] >= train["length"]:
+            raise ConfigError("task.delay", f"less than train.length = {train['length']}", task["delay"])
+    if floss["k"] > state_size(config):
+        raise ConfigError("floss.k", f"at most the state size {state_size(config)} of "
+                          f"{config['model']['arch']} with hidden = {config['model']['hidden']}", floss["k"])
+    if floss["warmup"] >= floss["horizon"]:
+        raise ConfigError("floss.warmup", f"less than floss.horizon = {floss['horizon']}", floss["warmup"])
+    if floss["mode"] == "regularizer" and floss["strength"] <= 0:
+        raise ConfigError("floss.strength", "> 0 when floss.mode is regularizer", floss["strength"])
+    if floss["mode"] == "none" and floss["strength"] > 0:
+        raise ConfigError("floss.strength", "0 when floss.mode is none (use mode regularizer)", floss["strength"])
+    if train["success_window"] > train["epochs"]:
+        raise ConfigError("train.success_window", f"at most train.epochs = {train['epochs']}",
+                          train["success_window"])
+    if train["success_threshold"] > 1:
+        raise ConfigError("train.success_threshold", "an accuracy in (0, 1]", train["success_threshold"])
+
+
+def config_key(config: dict) -> str:
+    """Stable identity of a configuration: realizations that differ only in operational keys
+    (seed, ensemble size, device, threads, reporting) share it."""
+    flat = {k: v for k, v in flatten(config).items() if k not in OPERATIONAL_KEYS}
+    return hashlib.sha1(json.dumps(flat, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def record_columns(config: dict) -> dict[str, Any]:
+    """Every config value as its record column (DESIGN 7)."""
+    return {column_name(key): value for key, value in flatten(config).items()}
