@@ -1,0 +1,91 @@
+"""Gradient flossing (Engelken, NeurIPS 2023): push the first k Lyapunov exponents toward a target.
+
+The loss `mean_i (lambda_i - target)^2` is minimised by its own Adam over the recurrent weights,
+input weights and bias only (never the readout, never the initial state), either alone (before
+training, or in episodes during training) or added to the task loss with a weight (`strength`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from flosssweep.lyapunov import lyapunov_spectrum
+from flosssweep.optim import MemberAdam, finite_members
+from flosssweep.tasks import member_bits
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def floss_loss(exponents: Tensor, target: float | Tensor = 0.0) -> Tensor:
+    """mean over the k exponents of (lambda_i - target)^2; shape (..., k) -> (...)."""
+    return ((exponents - target) ** 2).mean(dim=-1)
+
+
+def model_spectrum(model, params: dict, inputs: Tensor, k: int, *, warmup: int, qr_every: int = 1,
+                   dtype=torch.float32, analytic: bool = True) -> Tensor:
+    """Exponents (R, k) of each member along the trajectory from its initial state driven by
+    `inputs` (Tp, R, 1, I). Gradients reach the flossed parameters only."""
+    p = {name: (t if name in model.flossed else t.detach()).to(dtype) for name, t in params.items()}
+    state = model.initial_state(p, 1)
+    tangent = None
+    if analytic and hasattr(model, "tangent"):
+        def tangent(s, x, Q):
+            return model.tangent(p, s, x, Q)
+    exponents = lyapunov_spectrum(lambda s, x: model.step(p, s, x), state, inputs.to(dtype), k,
+                                  warmup=warmup, qr_every=qr_every, tangent=tangent)
+    return exponents[:, 0].to(params[model.flossed[0]].dtype)
+
+
+class Flosser:
+    """The flossing optimizer and schedule of one trial (config block `floss`)."""
+
+    def __init__(self, cfg: dict, model, params: dict, generators: list[torch.Generator]):
+        self.cfg, self.model, self.params, self.generators = cfg, model, params, generators
+        self.flossed = [params[name] for name in model.flossed]
+        self.optimizer = MemberAdam(self.flossed, lr=cfg["lr"])
+        self.episodes_done = 0
+        self.nonfinite = torch.zeros(len(generators), dtype=torch.long)
+
+    @property
+    def before_training(self) -> bool:
+        return self.cfg["mode"] in ("pre", "pre+during") and self.cfg["pre_steps"] > 0
+
+    def episode_due(self, epoch: int) -> bool:
+        """An episode runs at epochs every, 2*every, ... (counted from 0), at most `episodes` times."""
+        cfg = self.cfg
+        return (cfg["mode"] in ("during", "pre+during") and epoch > 0 and epoch % cfg["every"] == 0
+                and self.episodes_done < cfg["episodes"])
+
+    def spectrum(self, generators: list[torch.Generator] | None = None) -> Tensor:
+        """Exponents (R, k) on a fresh random input sequence of length `horizon` per member, drawn
+        from the members' generators (or the given ones)."""
+        cfg = self.cfg
+        device = self.flossed[0].device
+        inputs = member_bits(generators or self.generators, (cfg["horizon"],)).T.reshape(cfg["horizon"], -1, 1, 1)
+        return model_spectrum(self.model, self.params, inputs.to(device), cfg["k"], warmup=cfg["warmup"],
+                              qr_every=cfg["qr_every"], dtype=DTYPES[cfg["dtype"]])
+
+    def loss(self) -> Tensor:
+        """Per-member flossing loss (R,) on fresh inputs."""
+        return floss_loss(self.spectrum(), self.cfg["target"])
+
+    def run(self, steps: int, active: Tensor) -> Tensor:
+        """`steps` flossing-only steps for the active members; returns the last per-member loss."""
+        loss = torch.full((len(self.generators),), float("nan"))
+        for _ in range(steps):
+            loss = self.loss()
+            grads = torch.autograd.grad(loss.sum(), self.flossed)
+            ok = finite_members(loss.detach(), grads).cpu() & active
+            self.nonfinite += (active & ~ok).long()
+            self.optimizer.step(grads, ok.to(loss.device))
+        return loss.detach()
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "episodes_done": self.episodes_done,
+                "nonfinite": self.nonfinite}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.episodes_done = state["episodes_done"]
+        self.nonfinite.copy_(state["nonfinite"])

@@ -1,0 +1,98 @@
+"""Run one trial (an ensemble of realizations) without Ray or MLflow.
+
+    python -m flosssweep.trial task.bits=1 task.delay=5 ensemble=4 train.epochs=400 --out r.parquet
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from flosssweep import records
+from flosssweep.config import SCHEMA, ConfigError, parse_override, resolve
+from flosssweep.trainer import train
+
+
+def keys_help() -> str:
+    width = max(map(len, SCHEMA))
+    lines = [f"  {key:<{width}}  {field.help} (default {field.default!r})" for key, field in SCHEMA.items()]
+    return "configuration keys (override as dotted.key=value):\n" + "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m flosssweep.trial",
+        description="Train one trial: `ensemble` independent realizations of one configuration, side by "
+                    "side. Prints progress and a per-member table; writes the records (one row per member) "
+                    "as Parquet.",
+        epilog=keys_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("overrides", nargs="*", metavar="dotted.key=value",
+                        help="config values on top of --config and the defaults, e.g. task.delay=20")
+    parser.add_argument("--config", type=Path, help="YAML file with a (nested or dotted) config")
+    parser.add_argument("--out", type=Path, help="write the per-member records to this Parquet file")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    return parser.parse_args(argv)
+
+
+def load_config(args: argparse.Namespace) -> dict:
+    layers = []
+    if args.config:
+        try:
+            layer = yaml.safe_load(args.config.read_text())
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(str(args.config), f"a readable YAML file ({type(err).__name__})", show_got=False)
+        if not isinstance(layer, dict):
+            raise ConfigError(str(args.config), "a YAML mapping of config keys", layer)
+        layers.append(layer)
+    layers.append(dict(parse_override(text) for text in args.overrides))
+    return resolve(*layers)
+
+
+def progress_printer(epochs: int):
+    started = time.perf_counter()
+
+    def report(metrics: dict, epoch: int) -> None:
+        elapsed = time.perf_counter() - started
+        label = "after pre-flossing" if epoch == 0 else f"epoch {epoch:>{len(str(epochs))}}/{epochs}"
+        print(f"{label}  loss {metrics['losses/task']:.4f}  acc {metrics['charts/accuracy']:.3f}  "
+              f"success {metrics['charts/success_rate']:.2f}  lambda_1 {metrics['lyapunov/lambda_1']:+.4f}  "
+              f"lambda_k {metrics['lyapunov/lambda_k']:+.4f}  floss {metrics['losses/floss_now']:.2e}  "
+              f"[{elapsed:.1f}s]", flush=True)
+
+    return report
+
+
+def member_table(rows: list[dict]) -> str:
+    header = f"{'member':>6} {'status':>8} {'success':>7} {'accuracy':>8} {'loss':>8} {'epochs_to_success':>17} " \
+             f"{'lambda_1':>9} {'lambda_k':>9}"
+    lines = [header]
+    for r in rows:
+        reached = "-" if r["epochs_to_success"] is None else str(r["epochs_to_success"])
+        lines.append(f"{r['member']:>6} {r['status']:>8} {str(r['success']):>7} {r['final_accuracy']:>8.3f} "
+                     f"{r['final_loss']:>8.4f} {reached:>17} {r['lambda_1']:>+9.4f} {r['lambda_k']:>+9.4f}")
+    wins = sum(r["success"] for r in rows)
+    lines.append(f"{wins}/{len(rows)} members succeeded")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = load_config(args)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    report = None if args.quiet else progress_printer(config["train"]["epochs"])
+    rows = train(config, report=report)
+    print(member_table(rows))
+    if args.out:
+        print(f"records written to {records.write(rows, args.out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
