@@ -8,6 +8,7 @@ passes `report(metrics, epoch)` for progress and `checkpoint(state, epoch)` to p
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import Callable
 
@@ -191,15 +192,16 @@ class Trial:
 
     # -- checkpoints -----------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {
+        """A snapshot (copies, not views of live tensors) from which `load_state_dict` continues."""
+        return copy.deepcopy({
             "epoch": self.epoch, "pre_flossed": self.pre_flossed,
-            "params": {name: t.detach().clone() for name, t in self.params.items()},
+            "params": {name: t.detach() for name, t in self.params.items()},
             "optimizer": self.optimizer.state_dict(), "flosser": self.flosser.state_dict(),
             "generators": [g.get_state() for g in self.generators],
             "diagnostic_generators": [g.get_state() for g in self.diagnostic_generators],
             "accuracy": self.accuracy, "loss": self.loss, "active": self.active,
             "nonfinite": self.nonfinite, "consecutive_nonfinite": self.consecutive_nonfinite,
-        }
+        })
 
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self.pre_flossed = state["epoch"], state["pre_flossed"]
