@@ -1,0 +1,346 @@
+"""Run a sweep: Ray Tune over a sweep file, every trial recorded in MLflow (DESIGN 9, 10).
+
+    python -m flosssweep.run search_spaces/quickstart.yaml          # on this machine
+    python flosssweep/run.py quickstart --dry-run                   # the trials it would run
+    ray submit cluster/config.yaml flosssweep/run.py quickstart     # on a Ray cluster
+
+`ray submit` copies this file alone to the head node and runs it there, so everything below the
+command line lives in the installed `flosssweep` package; run as a script, this file only hands over
+to `flosssweep.run.main`.
+
+Exit status: 0 every trial finished (a diverged trial is a finished trial); 1 some trial failed or the
+sweep was interrupted (resume it with --resume); 2 the sweep file or the options are invalid;
+3 the tracking store or the Ray cluster cannot be reached. Nothing is launched unless the sweep
+file is valid and the tracking store answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+TRAIN = "flosssweep.trainer:train"
+LAUNCH_FILE = "flosssweep-launch.json"  # in the Ray experiment directory: what --resume needs
+STATE_FILE = "state.pt"
+FINAL_FILE = "final.json"
+EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE = 1, 2, 3
+
+
+# -- inside a trial (a Ray worker) ----------------------------------------------------------------
+class _Progress:
+    """Turns the trainer's `report(metrics, epoch)` and `checkpoint(state, epoch)` into
+    `ray.tune.report` calls: a report and the checkpoint of the same epoch travel together, and the
+    last epoch's report waits for the records so that the final result carries them."""
+
+    def __init__(self, final_epoch: int):
+        self.final_epoch = final_epoch
+        self.held: tuple[dict, int] | None = None  # a report waiting for its checkpoint
+        self.state: tuple[dict, int] | None = None  # a checkpoint waiting for its report
+
+    def report(self, metrics: dict, epoch: int) -> None:
+        if self.held is not None:
+            self._send()
+        self.held = (metrics, epoch)
+        if epoch < self.final_epoch and self.state is not None and self.state[1] == epoch:
+            self._send(self.state[0])
+
+    def checkpoint(self, state: dict, epoch: int) -> None:
+        if epoch >= self.final_epoch:
+            return  # the final report carries the records instead
+        if self.held is not None and self.held[1] == epoch:
+            self._send(state)
+        else:
+            self.state = (state, epoch)
+
+    def _send(self, state: dict | None = None) -> None:
+        import tempfile
+
+        import torch
+        from ray import tune
+
+        metrics, epoch = self.held
+        self.held, self.state = None, None
+        result = _result(metrics, epoch)
+        if state is None:
+            tune.report(result)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            torch.save(state, Path(tmp, STATE_FILE))
+            tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+    def finish(self, records: list[dict]) -> None:
+        metrics, epoch = self.held if self.held is not None else ({}, self.final_epoch)
+        self.held = None
+        _final_report(metrics, epoch, records)
+
+
+def _result(metrics: dict, epoch: int) -> dict:
+    """`epoch` first: Ray's status table shows the first few numbers of a result."""
+    first = ("charts/success_rate", "charts/accuracy", "losses/task")
+    result = {"epoch": int(epoch)}
+    result.update({k: metrics[k] for k in first if k in metrics})
+    result.update({k: v for k, v in metrics.items() if k not in result})
+    return result
+
+
+def _final_report(metrics: dict, epoch: int, records: list[dict]) -> None:
+    """The trial's last result: its metrics, the success rate over members, and the records
+    (JSON, so that loggers leave them alone), with a checkpoint that marks the trial done."""
+    import tempfile
+
+    from ray import tune
+
+    from flosssweep.tracking import RECORDS_ARTIFACT, write_records
+
+    result = _result(metrics, epoch)
+    if records:
+        result["charts/success_rate"] = sum(bool(r["success"]) for r in records) / len(records)
+    result["records_json"] = json.dumps(records)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_records(records, Path(tmp, RECORDS_ARTIFACT))
+        Path(tmp, FINAL_FILE).write_text(json.dumps({"metrics": metrics, "epoch": epoch}))
+        tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+def _load_train(reference: str):
+    module, _, name = reference.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def run_trial(config: dict, *, base: dict, sweep_name: str, train_ref: str = TRAIN) -> None:
+    """Ray Tune function trainable: one trial of the sweep (its dotted values over the base)."""
+    import logging
+
+    import pyarrow.parquet as pq
+    import torch
+    from ray import tune
+
+    from flosssweep.config import resolve
+    from flosssweep.tracking import RECORDS_ARTIFACT
+
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
+    trial_config = resolve(base, config)
+    trial_id = tune.get_context().get_trial_id()
+    restore = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            if Path(directory, RECORDS_ARTIFACT).is_file():  # finished before the driver went away
+                records = pq.read_table(Path(directory, RECORDS_ARTIFACT)).to_pylist()
+                final = json.loads(Path(directory, FINAL_FILE).read_text())
+                _final_report(final["metrics"], final["epoch"], records)
+                return
+            restore = torch.load(Path(directory, STATE_FILE), weights_only=False)
+    progress = _Progress(trial_config["train"]["epochs"])
+    records = _load_train(train_ref)(trial_config, report=progress.report, checkpoint=progress.checkpoint,
+                                     restore=restore)
+    progress.finish([{"sweep": sweep_name, "trial_id": trial_id, **r} for r in records])
+
+
+# -- the driver --------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m flosssweep.run",
+        description="Run a sweep file through Ray Tune, recording every trial in MLflow.")
+    parser.add_argument("sweep", help="sweep file path, or the name of a file in search_spaces/ (e.g. quickstart)")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
+                        "sqlite:///<this directory>/mlflow.db)")
+    parser.add_argument("--storage-path", help="where Ray keeps trial checkpoints and experiment state "
+                        "(default: ./ray_results; on a multi-node cluster a shared or cloud path)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the last interrupted launch of this sweep (finished trials are not rerun)")
+    parser.add_argument("--max-concurrent", type=int, metavar="N", help="trials running at once (overrides the file)")
+    parser.add_argument("--dry-run", action="store_true", help="print the trials it would run and exit")
+    parser.add_argument("--address", help="Ray address (default: a cluster running on this machine, else a new "
+                        "local instance; 'local' always starts a new one)")
+    parser.add_argument("--num-cpus", type=int, metavar="N", help="CPUs of a new local Ray instance")
+    return parser.parse_args(argv)
+
+
+def _refuse(message: str, code: int = EXIT_INVALID) -> int:
+    print(f"flosssweep.run: error: {message}", file=sys.stderr, flush=True)
+    return code
+
+
+def _storage_path(flag: str | None, launch_dir: Path) -> str:
+    if flag and "://" in flag:
+        return flag.rstrip("/")
+    return str((launch_dir / (flag or "ray_results")).expanduser().resolve())
+
+
+def _filesystem(path: str):
+    import pyarrow.fs
+
+    if "://" in path:
+        return pyarrow.fs.FileSystem.from_uri(path)
+    return pyarrow.fs.LocalFileSystem(), path
+
+
+def _write_launch(experiment_dir: str, launch: dict) -> None:
+    fs, path = _filesystem(experiment_dir)
+    fs.create_dir(path)
+    with fs.open_output_stream(f"{path}/{LAUNCH_FILE}") as out:
+        out.write(json.dumps(launch, indent=1).encode())
+
+
+def _read_launch(experiment_dir: str) -> dict | None:
+    fs, path = _filesystem(experiment_dir)
+    try:
+        with fs.open_input_stream(f"{path}/{LAUNCH_FILE}") as stream:
+            return json.loads(stream.read().decode())
+    except (FileNotFoundError, OSError):
+        return None
+
+
+def _init_ray(args: argparse.Namespace) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    if args.address == "local":
+        ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False)
+    elif args.num_cpus is not None and args.address is None:
+        ray.init(num_cpus=args.num_cpus)
+    else:
+        ray.init(address=args.address)
+
+
+def trainable(sweep, train_ref: str = TRAIN):
+    from ray import tune
+
+    function = tune.with_parameters(run_trial, base=sweep.base, sweep_name=sweep.name, train_ref=train_ref)
+    return tune.with_resources(function, {"cpu": sweep.resources["cpu"], "gpu": sweep.resources["gpu"]})
+
+
+def build_tuner(sweep, storage: str, callback, train_ref: str = TRAIN):
+    from ray import tune
+
+    from flosssweep import tracking
+
+    tune_config = tune.TuneConfig(
+        metric=sweep.ray_metric_name, mode=sweep.mode, search_alg=sweep.searcher(),
+        scheduler=sweep.tune_scheduler(), num_samples=sweep.tune_num_samples(), reuse_actors=True)
+    run_config = tune.RunConfig(
+        name=sweep.name, storage_path=storage, verbose=0,
+        callbacks=[callback, tracking.TerminalProgress(list(sweep.space))],
+        failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2))
+    return tune.Tuner(trainable(sweep, train_ref), param_space=sweep.param_space(),
+                      tune_config=tune_config, run_config=run_config)
+
+
+def main(argv: list[str] | None = None, *, train_ref: str = TRAIN) -> int:
+    from flosssweep import space, tracking
+    from flosssweep.config import ConfigError
+
+    args = parse_args(argv)
+    launch_dir = Path.cwd().resolve()
+    try:
+        sweep = space.load(space.locate(args.sweep))
+    except ConfigError as err:
+        return _refuse(str(err))
+    except OSError as err:
+        return _refuse(f"sweep: cannot read {args.sweep}: {err.strerror or err}")
+    if args.max_concurrent is not None:
+        if args.max_concurrent < 1:
+            return _refuse(f"--max-concurrent: expected an integer >= 1, got {args.max_concurrent}")
+        sweep.max_concurrent = args.max_concurrent
+    if args.dry_run:
+        print(sweep.describe())
+        return 0
+
+    storage = _storage_path(args.storage_path, launch_dir)
+    experiment_dir = f"{storage}/{sweep.name}"
+    launch = None
+    if args.resume:
+        launch = _read_launch(experiment_dir)
+        if launch is None:
+            return _refuse(f"--resume: no launch of sweep {sweep.name} under {storage} "
+                           "(start it without --resume, or pass the --storage-path it ran with)")
+        if launch["fingerprint"] != json.loads(json.dumps(sweep.fingerprint())):
+            return _refuse(f"--resume: {sweep.source} changed since the launch being resumed "
+                           "(restore the file, or start a new launch without --resume)")
+        uri = launch["tracking_uri"]
+        if args.tracking_uri and tracking.absolute_uri(args.tracking_uri, launch_dir) != uri:
+            return _refuse(f"--tracking-uri: expected {uri}, where this launch started (a resumed sweep "
+                           "keeps writing to its parent run)")
+    else:
+        uri = tracking.resolve_uri(args.tracking_uri, launch_dir)
+    try:
+        tracking.check_reachable(uri)
+    except tracking.TrackingUnavailable as err:
+        return _refuse(str(err), EXIT_UNAVAILABLE)
+
+    started = time.monotonic()
+    try:
+        _init_ray(args)
+    except (ConnectionError, ValueError, RuntimeError) as err:
+        return _refuse(f"Ray: {str(err).splitlines()[0]}", EXIT_UNAVAILABLE)
+    from ray import tune
+
+    if launch is not None:
+        if not tune.Tuner.can_restore(experiment_dir):
+            return _refuse(f"--resume: {experiment_dir} holds no Ray experiment to resume")
+        parent_run_id = launch["parent_run_id"]
+        try:
+            tracking.reopen_parent(uri, parent_run_id)
+        except tracking.TrackingUnavailable as err:
+            return _refuse(str(err), EXIT_UNAVAILABLE)
+        print(f"resuming sweep {sweep.name} from {experiment_dir} (MLflow parent run {parent_run_id})", flush=True)
+        tuner = tune.Tuner.restore(experiment_dir, trainable=trainable(sweep, train_ref),
+                                   resume_unfinished=True, resume_errored=True)
+    else:
+        experiment_id, parent_run_id = tracking.start_parent(uri, sweep, experiment_dir)
+        callback = tracking.SweepLogger(uri, experiment_id, parent_run_id, sweep.name, sweep.base,
+                                        list(sweep.space))
+        tuner = build_tuner(sweep, storage, callback, train_ref)
+        _write_launch(experiment_dir, {"parent_run_id": parent_run_id, "experiment_id": experiment_id,
+                                       "tracking_uri": uri, "sweep": sweep.source,
+                                       "fingerprint": sweep.fingerprint()})
+        print(f"sweep {sweep.name}: {sweep.num_trials()} trials, MLflow {uri} "
+              f"(experiment {sweep.name}, parent run {parent_run_id})", flush=True)
+
+    # Ray forces a snapshot of the experiment state every `num_to_keep` checkpoints of a trial, which is
+    # what lets --resume skip finished trials; its warning about the frequency is no news here.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    results = tuner.fit()
+    errors = results.num_errors
+    done = results.num_terminated
+    total = len(results)
+    complete = done + errors >= total
+    status = "FINISHED" if complete and not errors else ("FAILED" if complete else "KILLED")
+    tracking.end_parent(uri, parent_run_id, status,
+                        {"flosssweep.finished": str(done), "flosssweep.errors": str(errors)})
+    minutes = (time.monotonic() - started) / 60
+    print(f"\nsweep {sweep.name}: {done} of {total} trials finished, {errors} failed, {minutes:.1f} min")
+    if not complete:
+        print(f"interrupted: continue with  python -m flosssweep.run {args.sweep} --resume"
+              + (f" --storage-path {storage}" if args.storage_path else ""))
+    env = "" if uri == tracking.default_uri(launch_dir) else f"MLFLOW_TRACKING_URI={uri} "
+    print(f"report:  {env}python -m flosssweep.report --run {parent_run_id}")
+    print(f"browse:  mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite") else f"browse:  {uri}")
+    return 0 if complete and not errors else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    # Run as a file (`python flosssweep/run.py`, or `ray submit` from the head node's home directory):
+    # hand over to the installed package, so that Ray pickles the trainable by reference; in a
+    # checkout that is not installed, the package next to this file.
+    _here = Path(__file__).resolve().parent
+    if sys.path and Path(sys.path[0] or ".").resolve() == _here:
+        sys.path.pop(0)  # this directory would shadow top-level modules with config.py, tasks.py, ...
+    try:
+        import flosssweep  # noqa: F401
+    except ImportError:
+        if (_here / "__init__.py").is_file():
+            sys.path.insert(0, str(_here.parent))
+            os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_here.parent),
+                                                                     os.environ.get("PYTHONPATH")]))
+    from flosssweep.run import main as _main
+
+    sys.exit(_main())

@@ -1,0 +1,438 @@
+"""MLflow bookkeeping of a sweep (DESIGN 9): one writer, the Ray driver.
+
+Layout (the report module relies on it): one experiment per sweep name; one parent run per launch
+(tags `flosssweep.role=parent`, `flosssweep.sweep`); one child run per trial (tags
+`mlflow.parentRunId`, `flosssweep.role=child`, `flosssweep.trial_id`) with the flattened trial config
+as params, the trainer's metrics with step = epoch, and the per-member records as `records.parquet`
+at the child's artifact root.
+
+Trials only report to Ray; `SweepLogger` is a Ray Tune callback living in the driver that turns
+those reports into batched `log_batch` calls. It is idempotent over a resume: it finds the child runs
+a parent already has, never logs a step twice and never records a finished trial twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from flosssweep import config as cfg
+
+ROLE, SWEEP, TRIAL_ID, PARENT = "flosssweep.role", "flosssweep.sweep", "flosssweep.trial_id", "mlflow.parentRunId"
+RECORDS_ARTIFACT = "records.parquet"
+FLUSH_SECONDS = 5.0
+MAX_METRICS_PER_BATCH = 1000  # MLflow's limit per log_batch call
+MAX_PARAMS_PER_BATCH = 100
+
+
+class TrackingUnavailable(RuntimeError):
+    """The tracking store cannot be used; the message says which and what to do."""
+
+
+def quiet_mlflow_logs() -> None:
+    """The SQLite store announces its schema migrations at INFO; a sweep's terminal has better uses."""
+    for name in ("mlflow.store.db.utils", "alembic", "alembic.runtime.migration"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+# -- where ---------------------------------------------------------------------------------------
+def default_uri(launch_dir: str | Path) -> str:
+    return "sqlite:///" + str(Path(launch_dir).resolve() / "mlflow.db")
+
+
+def resolve_uri(flag: str | None, launch_dir: str | Path) -> str:
+    """`--tracking-uri`, else MLFLOW_TRACKING_URI, else SQLite in the launch directory; local paths
+    made absolute (Ray trials run in directories of their own)."""
+    uri = flag or os.environ.get("MLFLOW_TRACKING_URI") or default_uri(launch_dir)
+    return absolute_uri(uri, launch_dir)
+
+
+def absolute_uri(uri: str, launch_dir: str | Path) -> str:
+    base = Path(launch_dir).resolve()
+    if uri.startswith("sqlite:///"):
+        path = uri[len("sqlite:///"):]
+        if path and path != ":memory:" and not path.startswith("/"):
+            return "sqlite:///" + str(base / path)
+        return uri
+    if uri.startswith("file:"):
+        path = uri[len("file:"):].removeprefix("//")
+        return Path(base, path).resolve().as_uri() if not path.startswith("/") else uri
+    if "://" not in uri and ":" not in uri.split("/")[0]:
+        return Path(base, uri).resolve().as_uri()  # a bare directory: MLflow's file store
+    return uri
+
+
+def artifact_location(uri: str, experiment: str) -> str | None:
+    """For a local store, artifacts next to it (absolute); servers choose their own."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///"):]).parent / "mlartifacts" / experiment).as_uri()
+    return None
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Raise TrackingUnavailable unless the store answers: before any trial is launched."""
+    quiet_mlflow_logs()
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as reply:
+                if reply.status != 200:
+                    raise TrackingUnavailable(f"MLflow server at {uri} answered {reply.status} on /health")
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            reason = getattr(err, "reason", err)
+            raise TrackingUnavailable(
+                f"MLflow tracking server {uri} is not reachable ({reason}); start it (mlflow server "
+                f"--host 0.0.0.0 --port 5000) or pass another --tracking-uri") from None
+    elif uri.startswith("sqlite:///"):
+        directory = Path(uri[len("sqlite:///"):]).parent
+        if not directory.is_dir() or not os.access(directory, os.W_OK):
+            raise TrackingUnavailable(f"cannot write the MLflow database in {directory} (tracking URI {uri})")
+    try:
+        client(uri).search_experiments(max_results=1)
+    except Exception as err:  # noqa: BLE001 - any failure here means "cannot track"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise TrackingUnavailable(f"MLflow tracking store {uri} cannot be used: {first}") from None
+
+
+def client(uri: str):
+    from mlflow import MlflowClient
+
+    quiet_mlflow_logs()
+    return MlflowClient(tracking_uri=uri)
+
+
+# -- the parent run ------------------------------------------------------------------------------
+def start_parent(uri: str, sweep, ray_path: str) -> tuple[str, str]:
+    """Create (or find) the sweep's experiment and open a parent run for this launch;
+    returns (experiment_id, parent_run_id)."""
+    from mlflow.entities import Param
+
+    c = client(uri)
+    experiment = c.get_experiment_by_name(sweep.name)
+    if experiment is None:
+        experiment_id = c.create_experiment(sweep.name, artifact_location=artifact_location(uri, sweep.name))
+    else:
+        experiment_id = experiment.experiment_id
+        if experiment.lifecycle_stage == "deleted":
+            c.restore_experiment(experiment_id)
+    run = c.create_run(
+        experiment_id,
+        run_name=f"{sweep.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
+        tags={ROLE: "parent", SWEEP: sweep.name, "flosssweep.source": sweep.source,
+              "flosssweep.ray_path": ray_path, "flosssweep.trials": str(sweep.num_trials())},
+    )
+    params = {"search": sweep.search, "num_samples": sweep.num_samples, "metric": sweep.metric,
+              "mode": sweep.mode, "search_seed": sweep.search_seed,
+              "scheduler": "asha" if sweep.scheduler else "none",
+              "resources.cpu": sweep.resources["cpu"], "resources.gpu": sweep.resources["gpu"]}
+    params.update({f"base.{k}": v for k, v in cfg.flatten(sweep.base).items()})
+    params.update({f"space.{k}": axis.describe() for k, axis in sweep.space.items()})
+    items = [Param(k, str(v)) for k, v in params.items()]
+    for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
+        c.log_batch(run.info.run_id, params=items[i:i + MAX_PARAMS_PER_BATCH])
+    if sweep.text:
+        c.log_text(run.info.run_id, sweep.text, "sweep.yaml")
+    return experiment_id, run.info.run_id
+
+
+def reopen_parent(uri: str, parent_run_id: str) -> None:
+    """A resumed launch writes into the parent run it started with."""
+    c = client(uri)
+    try:
+        c.get_run(parent_run_id)
+    except Exception:  # noqa: BLE001
+        raise TrackingUnavailable(f"parent run {parent_run_id} of this sweep is not in {uri}") from None
+    c.update_run(parent_run_id, status="RUNNING")
+
+
+def end_parent(uri: str, parent_run_id: str, status: str, tags: dict[str, str]) -> None:
+    c = client(uri)
+    for key, value in tags.items():
+        c.set_tag(parent_run_id, key, value)
+    c.set_terminated(parent_run_id, status=status)
+
+
+# -- the driver-side callback ---------------------------------------------------------------------
+def trial_summary(records: list[dict]) -> dict[str, Any]:
+    n = len(records)
+    k = sum(bool(r.get("success")) for r in records)
+    diverged = sum(r.get("status") == "diverged" for r in records)
+    return {"successes": k, "members": n, "diverged": diverged,
+            "status": "diverged" if diverged else "ok"}
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float)):
+        return float(value)
+    return None
+
+
+def write_records(records: list[dict], path: str | Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(records), str(path))
+
+
+class SweepLogger(Callback):
+    """Ray Tune callback (driver only) that mirrors every trial into MLflow.
+
+    Pickled into the Ray experiment (so that a resumed sweep gets it back); holds no live client
+    while pickled.
+    """
+
+    def __init__(self, uri: str, experiment_id: str, parent_run_id: str, sweep_name: str,
+                 base: dict, varied: list[str], flush_seconds: float = FLUSH_SECONDS):
+        self.uri = uri
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+        self.sweep_name = sweep_name
+        self.base = base
+        self.varied = list(varied)
+        self.flush_seconds = flush_seconds
+        self._reset()
+
+    def _reset(self) -> None:
+        self._client = None
+        self._runs: dict[str, str] = {}  # trial_id -> child run id
+        self._last_step: dict[str, int] = {}  # trial_id -> last epoch logged
+        self._done: set[str] = set()  # trials whose records are in MLflow
+        self._buffer: dict[str, list] = {}  # run id -> pending Metric objects
+        self._last_flush = time.monotonic()
+        self._warned = 0.0
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        for key in list(state):
+            if key.startswith("_"):
+                del state[key]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._reset()
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = client(self.uri)
+        return self._client
+
+    # -- Ray hooks ------------------------------------------------------------------------------
+    def setup(self, stop=None, num_samples=None, total_num_samples=None, **info):
+        self._load_existing()
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._child(trial, started=True)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self._buffer_metrics(trial, result)
+        self._flush_if_due()
+
+    def on_step_end(self, iteration, trials, **info):
+        self._flush_if_due()
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        run = self._child(trial)
+        self.client.set_tag(run, "flosssweep.retries", str(trial.run_metadata.num_failures))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._finish(trial, failed=False)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._finish(trial, failed=True)
+
+    def on_experiment_end(self, trials, **info):
+        self.flush()
+
+    # -- pieces ---------------------------------------------------------------------------------
+    def _load_existing(self) -> None:
+        """Child runs this parent already has (a resumed launch)."""
+        from mlflow.entities import ViewType
+
+        token = None
+        while True:
+            page = self.client.search_runs(
+                [self.experiment_id], filter_string=f"tags.`{PARENT}` = '{self.parent_run_id}'",
+                run_view_type=ViewType.ALL, max_results=1000, page_token=token)
+            for run in page:
+                trial_id = run.data.tags.get(TRIAL_ID)
+                if not trial_id:
+                    continue
+                self._runs[trial_id] = run.info.run_id
+                if run.data.tags.get("flosssweep.recorded") == "true":
+                    self._done.add(trial_id)
+                steps = [-1]
+                for key in run.data.metrics:
+                    steps += [m.step for m in self.client.get_metric_history(run.info.run_id, key)]
+                self._last_step[trial_id] = max(steps)
+            token = page.token
+            if not token:
+                break
+
+    def _child(self, trial, started: bool = False) -> str:
+        """The trial's child run, created on first sight; a run met again (a resumed or retried
+        trial) is marked running again when the trial starts."""
+        trial_id = trial.trial_id
+        if trial_id in self._runs:
+            run_id = self._runs[trial_id]
+            if started and trial_id not in self._done:
+                self.client.update_run(run_id, status="RUNNING")
+            return run_id
+        from mlflow.entities import Param
+
+        config = cfg.resolve(self.base, trial.config)
+        label = " ".join(f"{k}={_short(trial.config[k])}" for k in self.varied if k in trial.config)
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=f"{trial_id} {label}".strip(),
+            tags={PARENT: self.parent_run_id, ROLE: "child", SWEEP: self.sweep_name, TRIAL_ID: trial_id,
+                  "flosssweep.config_key": cfg.config_key(config)},
+        )
+        run_id = run.info.run_id
+        params = [Param(k, str(v)) for k, v in cfg.flatten(config).items()]
+        for i in range(0, len(params), MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(run_id, params=params[i:i + MAX_PARAMS_PER_BATCH])
+        self._runs[trial_id] = run_id
+        self._last_step[trial_id] = -1
+        return run_id
+
+    def _buffer_metrics(self, trial, result: dict) -> None:
+        from mlflow.entities import Metric
+
+        trial_id = trial.trial_id
+        if trial_id in self._done:
+            return
+        epoch = result.get("epoch")
+        if not isinstance(epoch, int) or epoch <= self._last_step.get(trial_id, -1):
+            return  # already logged (a trial resumed from an earlier checkpoint reports it again)
+        run_id = self._child(trial)
+        stamp = int(result.get("timestamp", time.time()) * 1000)
+        for key, value in result.items():
+            number = _number(value)
+            if "/" in key and number is not None:
+                self._buffer.setdefault(run_id, []).append(Metric(key, number, stamp, epoch))
+        self._last_step[trial_id] = epoch
+
+    def _flush_if_due(self) -> None:
+        if time.monotonic() - self._last_flush >= self.flush_seconds:
+            self.flush()
+
+    def flush(self, run_id: str | None = None) -> None:
+        self._last_flush = time.monotonic()
+        for rid in [run_id] if run_id else list(self._buffer):
+            metrics = self._buffer.get(rid, [])
+            try:
+                while metrics:
+                    self.client.log_batch(rid, metrics=metrics[:MAX_METRICS_PER_BATCH])
+                    del metrics[:MAX_METRICS_PER_BATCH]
+            except Exception as err:  # noqa: BLE001 - keep the sweep going, retry at the next flush
+                if time.monotonic() - self._warned > 60:
+                    self._warned = time.monotonic()
+                    print(f"warning: MLflow logging failed, will retry: {str(err).splitlines()[0]}", flush=True)
+                return
+            self._buffer.pop(rid, None)
+
+    def _finish(self, trial, failed: bool) -> None:
+        trial_id = trial.trial_id
+        if trial_id in self._done:
+            return
+        run_id = self._child(trial)
+        result = trial.last_result or {}
+        self.flush(run_id)
+        records_json = result.get("records_json")
+        c = self.client
+        if failed or not records_json:
+            status = "error" if failed else "stopped"
+            c.set_tag(run_id, "flosssweep.status", status)
+            c.set_terminated(run_id, status="FAILED" if failed else "FINISHED")
+            return
+        records = [{**r, "sweep": self.sweep_name, "trial_id": trial_id} for r in json.loads(records_json)]
+        summary = trial_summary(records)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp, RECORDS_ARTIFACT)
+            write_records(records, path)
+            c.log_artifact(run_id, str(path))
+        for key in ("successes", "members", "diverged", "status"):
+            c.set_tag(run_id, f"flosssweep.{key}", str(summary[key]))
+        c.set_tag(run_id, "flosssweep.recorded", "true")
+        c.set_terminated(run_id, status="FINISHED")
+        self._done.add(trial_id)
+
+
+class TerminalProgress(Callback):
+    """What the terminal shows while a sweep runs: a line when a trial starts, a line when it
+    finishes (its varied values and k/n members succeeding), and every `every` seconds a
+    status line with the epoch each running trial has reached."""
+
+    def __init__(self, varied: list[str], every: float = 30.0):
+        self.varied = list(varied)
+        self.every = every
+        self._last = self._start = time.monotonic()
+        self._total = 0
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._last = time.monotonic()
+
+    def setup(self, stop=None, num_samples=None, total_num_samples=None, **info):
+        self._total = total_num_samples or 0
+        self._start = time.monotonic()
+
+    def _label(self, trial) -> str:
+        values = " ".join(f"{k}={_short(trial.config[k])}" for k in self.varied if k in trial.config)
+        return f"{trial.trial_id} {values}".strip()
+
+    def _finished(self, trials, trial) -> int:
+        return 1 + sum(t.status in ("TERMINATED", "ERROR") for t in trials if t is not trial)
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        epoch = (trial.last_result or {}).get("epoch")
+        print(f"started  {self._label(trial)}" + (f" (from epoch {epoch})" if epoch else ""), flush=True)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        result = trial.last_result or {}
+        done = f"[{self._finished(trials, trial)}/{self._total}]"
+        if "records_json" not in result:
+            print(f"{done} stopped early {self._label(trial)} at epoch {result.get('epoch')}", flush=True)
+            return
+        summary = trial_summary(json.loads(result["records_json"]))
+        print(f"{done} finished {self._label(trial)}: {summary['successes']}/{summary['members']} succeeded"
+              + (f", {summary['diverged']} diverged" if summary["diverged"] else ""), flush=True)
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        print(f"retrying {self._label(trial)} (its worker failed: {trial.error_file})", flush=True)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        print(f"[{self._finished(trials, trial)}/{self._total}] FAILED {self._label(trial)} "
+              f"(error log: {trial.error_file})", flush=True)
+
+    def on_step_end(self, iteration, trials, **info):
+        if time.monotonic() - self._last < self.every:
+            return
+        self._last = time.monotonic()
+        counts = {}
+        for t in trials:
+            counts[t.status] = counts.get(t.status, 0) + 1
+        running = [t for t in trials if t.status == "RUNNING"]
+        epochs = ", ".join(f"{t.trial_id} epoch {(t.last_result or {}).get('epoch', 0)}" for t in running[:6])
+        elapsed = (time.monotonic() - self._start) / 60
+        print(f"-- {elapsed:.1f} min: " + ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items()))
+              + (f"; {epochs}" if epochs else ""), flush=True)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if math.isfinite(value) else str(value)
+    return str(value)
