@@ -82,6 +82,8 @@ OUTCOME_COLUMNS = frozenset(
         "status",
         "dstsp",
         "dh",
+        "nonfinite_steps",
+        "train_seconds",
     }
 )
 OUTCOME_PREFIXES = ("final_", "lambda_", "lambda_max_")
@@ -120,17 +122,39 @@ def _is_numeric(t: pa.DataType) -> bool:
     return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
 
 
+def _config_column_names() -> tuple[set[str], set[str]] | None:
+    """(record columns of configuration values, those of operational keys) per the config schema,
+    or ``None`` when the schema is not available."""
+    try:
+        from flosssweep import config as cfg
+
+        names = {cfg.column_name(k) for k in cfg.SCHEMA}
+        operational = {cfg.column_name(k) for k in cfg.OPERATIONAL_KEYS}
+    except Exception:  # noqa: BLE001 - without the schema, fall back to the exclusion lists
+        return None
+    return names, operational
+
+
 def default_by(table: pa.Table, x: str = DEFAULT_X) -> list[str]:
     """The configuration columns that vary across ``table``, in table order, without ``x``.
 
-    Identity and outcome columns are never axes. When ``config_key`` is present a column must also
-    be constant within every config_key (a configuration value, not something that differs between
-    realizations of one configuration).
+    A column is a configuration column when the config schema (:mod:`flosssweep.config`) has a
+    key for it and the key is not operational (seed, ensemble, device, threads, reporting);
+    columns the trainer adds per trial or member (train_seconds, nonfinite_steps, ...) are
+    outcomes. Identity and outcome columns are never axes. When ``config_key`` is present a
+    column must also be constant within every config_key (a configuration value, not something
+    that differs between realizations of one configuration).
     """
+    schema = _config_column_names()
+    allowed = None if schema is None else schema[0] - schema[1]
     candidates = [
         c
         for c in table.column_names
-        if c != x and c not in IDENTITY_COLUMNS and not _is_outcome(c) and not c.startswith("_")
+        if c != x
+        and c not in IDENTITY_COLUMNS
+        and not _is_outcome(c)
+        and not c.startswith("_")
+        and (allowed is None or c in allowed)
     ]
     varied = []
     for c in candidates:
@@ -1116,15 +1140,11 @@ def plot_success_curves(
         heading += f"\nsweep {next(iter(sweeps))}"
     fig.suptitle(heading, fontsize=11)
     legend_title = ", ".join(series_axes_of[next(iter(sweeps))]) if sweeps else None
-    entries = len(legend)
-    if len(panels) == 1 and entries <= 7:
-        axes[0, 0].legend(legend.values(), legend.keys(), title=legend_title, fontsize=8,
-                          title_fontsize=8, loc="best")
-    else:
-        fig.legend(legend.values(), legend.keys(), title=legend_title, fontsize=8, title_fontsize=8,
-                   loc="upper left", bbox_to_anchor=(1.0, 0.93), frameon=False,
-                   ncol=1 if entries <= 24 else 2)
     fig.tight_layout()
+    # Outside the axes, so that it never hides a curve.
+    fig.legend(legend.values(), legend.keys(), title=legend_title, fontsize=8, title_fontsize=8,
+               loc="upper left", bbox_to_anchor=(1.0, 0.9), frameon=False,
+               ncol=1 if len(legend) <= 24 else 2)
     path = Path(path)
     fig.savefig(path, dpi=150, bbox_inches="tight")
     plt.close(fig)
@@ -1193,10 +1213,10 @@ def plot_horizon(
 
     series_keys = list(dict.fromkeys(tuple(r[c] for c in rest) for r in rows))
     colors = dict(zip(series_keys, _colors(len(series_keys))))
-    outside = len(series_keys) > 4
     fig, axes = plt.subplots(len(sweeps), 1, figsize=(7.0, 4.3 * len(sweeps)), squeeze=False)
     legend: dict = {}
     shapes = {"=": "o", ">=": "^", "<": "v"}
+    any_nonmono = False
     for ax, (sweep, rs) in zip(axes[:, 0], sweeps.items()):
         levels = _sorted_levels(axis, [r[axis] for r in rs]) if axis else [None]
         numeric_axis = axis is not None and all(
@@ -1204,7 +1224,10 @@ def plot_horizon(
         )
         use_numeric = numeric_axis and len(levels) > 12
         present = [k for k in series_keys if any(tuple(r[c] for c in rest) == k for r in rs)]
-        spread = 0.7
+        tested_lo = min(r["x_min"] for r in rs)
+        tested_hi = max(r["x_max"] for r in rs)
+        pad = 0.08 * max(tested_hi - tested_lo, 1.0)
+        spread = min(0.7, 0.25 * (len(present) - 1))
         for si, key in enumerate(present):
             offset = 0.0 if use_numeric or len(present) == 1 else (si / (len(present) - 1) - 0.5) * spread
             for p in (r for r in rs if tuple(r[c] for c in rest) == key):
@@ -1212,12 +1235,24 @@ def plot_horizon(
                 y = p["t50"]
                 lo = p["t50_lo"] if p["t50_lo_relation"] not in ("n/a", None) else y
                 hi = p["t50_hi"] if p["t50_hi_relation"] not in ("n/a", None) else y
-                bars = ax.errorbar(
+                # An interval end that is censored runs on past the tested range, arrow-tipped.
+                if p["t50_lo_relation"] == "<":
+                    lo = tested_lo - 0.7 * pad
+                    ax.plot([pos], [lo], marker="v", markersize=4, color=colors[key])
+                if p["t50_hi_relation"] == ">=":
+                    hi = tested_hi + 0.7 * pad
+                    ax.plot([pos], [hi], marker="^", markersize=4, color=colors[key])
+                ax.errorbar(
                     [pos], [y], yerr=[[max(y - lo, 0.0)], [max(hi - y, 0.0)]],
                     fmt=shapes[p["t50_relation"]], color=colors[key],
                     markersize=7 if p["t50_relation"] != "=" else 6, capsize=3, linewidth=1.4,
+                    markerfacecolor="white" if p["nonmonotone"] else colors[key],
                 )
-                legend.setdefault(", ".join(_cell_text(v) for v in key) if rest else "T50", bars)
+                any_nonmono = any_nonmono or bool(p["nonmonotone"])
+                legend.setdefault(
+                    ", ".join(_cell_text(v) for v in key) if rest else "T50",
+                    Line2D([], [], marker="o", color=colors[key], linewidth=1.4),
+                )
         if axis and not use_numeric:
             ax.set_xticks(range(len(levels)))
             ax.set_xticklabels([_cell_text(v) for v in levels])
@@ -1228,11 +1263,8 @@ def plot_horizon(
             ax.set_xlim(-0.6, 0.6)
         elif numeric_axis and min(levels) > 0 and max(levels) / min(levels) > 20:
             ax.set_xscale("log")
-        tested_lo = min(r["x_min"] for r in rs)
-        tested_hi = max(r["x_max"] for r in rs)
         for bound in (tested_lo, tested_hi):
             ax.axhline(bound, color="0.45", linestyle="--", linewidth=1.0, zorder=0)
-        pad = 0.06 * max(tested_hi - tested_lo, 1.0)
         ax.set_ylim(tested_lo - pad, tested_hi + pad)
         ax.set_xlabel(axis or "")
         ax.set_ylabel(f"T50 ({x} at success rate {threshold:g})")
@@ -1243,16 +1275,18 @@ def plot_horizon(
         Line2D([], [], marker="^", color="0.3", linestyle="none", label=f"censored: T50 >= largest {x} tested"),
         Line2D([], [], marker="v", color="0.3", linestyle="none", label=f"censored: T50 < smallest {x} tested"),
         Line2D([], [], color="0.45", linestyle="--", label=f"smallest and largest {x} tested"),
+        Line2D([], [], color="0.3", marker="^", markersize=4, label="interval open beyond the tested range"),
     ]
+    if any_nonmono:
+        extra.append(Line2D([], [], marker="o", color="0.3", markerfacecolor="white", linestyle="none",
+                            label="open: success rate recovers after the first crossing"))
     handles = list(legend.values()) + extra
     labels = list(legend.keys()) + [h.get_label() for h in extra]
     legend_title = ", ".join(rest) if rest else None
-    if outside:
-        fig.legend(handles, labels, title=legend_title, fontsize=8, title_fontsize=8,
-                   loc="upper left", bbox_to_anchor=(1.0, 0.93), frameon=False)
-    else:
-        axes[0, 0].legend(handles, labels, title=legend_title, fontsize=8, title_fontsize=8, loc="best")
     fig.tight_layout()
+    # Outside the axes, so that it never hides a point.
+    fig.legend(handles, labels, title=legend_title, fontsize=8, title_fontsize=8,
+               loc="upper left", bbox_to_anchor=(1.0, 0.93), frameon=False)
     path = Path(path)
     fig.savefig(path, dpi=150, bbox_inches="tight")
     plt.close(fig)

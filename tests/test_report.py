@@ -96,6 +96,18 @@ def test_default_grouping_is_the_varied_config_columns(aggregated):
     assert curves.num_rows == 16
 
 
+def test_default_grouping_ignores_per_trial_outcomes_with_one_trial_per_config():
+    # One trial (seed 0, an ensemble of 10) per configuration: a per-trial number such as the
+    # trainer's train_seconds is then constant within config_key, yet it is not a config axis.
+    t = make_records(GROUPS)
+    t = t.set_column(t.schema.get_field_index("seed"), "seed", pa.array([0] * t.num_rows))
+    per_trial = pc.cast(pc.binary_length(t["config_key"]), pa.float64())
+    t = t.append_column("train_seconds", per_trial).append_column("nonfinite_steps", pc.cast(per_trial, pa.int64()))
+    t = t.append_column("host", pc.binary_join_element_wise("node-", t["config_key"], ""))
+    assert report.default_by(t) == ["arch", "floss_mode"]
+    assert report.default_by(t, x="floss_mode") == ["arch", "delay"]
+
+
 def test_curves_hold_counts_rates_and_wilson(aggregated):
     curves, _ = aggregated
     rows = [r for r in curves.to_pylist() if r["arch"] == "rnn" and r["floss_mode"] == "none"]
