@@ -100,9 +100,9 @@ def _segment_ends(starts: np.ndarray, size: int) -> np.ndarray:
 def _first_below(below: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """Index (global) of the first True per segment along the last axis, or C when there is none."""
     size = below.shape[-1]
-    pos = np.arange(size, dtype=np.int64)
-    cand = np.where(below, pos, size)
-    return np.minimum.reduceat(cand, starts, axis=-1)
+    # max of (size - position) over the True entries, 0 where there are none
+    dist = np.arange(size, 0, -1, dtype=np.int32 if size < 2**31 else np.int64)
+    return size - np.maximum.reduceat(below * dist, starts, axis=-1).astype(np.int64)
 
 
 def _interpolate(x0, x1, r0, r1, threshold):
@@ -180,19 +180,64 @@ def _binomial_cdf_table(k, n):
     return cdf, offset
 
 
-def _inverse_cdf(cdf, offset, cell, u, lo, hi):
-    """Smallest j in [lo, hi] with cdf_cell(j) >= u, by vectorized bisection.
+def _guide_table(cdf, offset, n):
+    """Guide table for inverse-CDF sampling, laid out like the CDF table.
 
-    The caller guarantees cdf_cell(hi) >= u, so the answer exists.
+    ``guide[offset[c] + i]`` is a lower bound of ``min{j : u < cdf_c(j)}`` for every uniform u
+    with ``floor(u * (n_c + 1)) = i``: the count of CDF values at or below i / (n_c + 1) (from a
+    per-row histogram of the bucket each CDF value first falls in), less one, because rounding in
+    ``cdf * (n + 1)`` and ``u * (n + 1)`` can put a value one bucket off.
+    """
+    lengths = n + 1
+    cell = np.repeat(np.arange(n.size), lengths)
+    bucket = np.ceil(cdf * lengths[cell]).astype(np.int64)  # first i with cdf <= i / (n + 1)
+    hit = bucket <= n[cell]
+    counts = np.bincount(offset[cell][hit] + bucket[hit], minlength=cdf.size)
+    total = np.cumsum(counts)
+    before = np.concatenate(([0], total))[offset]
+    return np.maximum(total - before[cell] - 1, 0)
+
+
+def _inverse_cdf(cdf, offset, guide, n, cell, u):
+    """Resampled counts ``min{j : u < cdf_cell(j)}`` for uniforms ``u`` in [0, 1).
+
+    Starts where the guide table points and steps forward, about one step per draw on average.
     """
     base = offset[cell]
-    steps = int(np.max(hi - lo)).bit_length() if lo.size else 0
-    for _ in range(steps):
-        mid = (lo + hi) >> 1
-        right = np.take(cdf, base + mid) < u
-        lo = np.where(right, mid + 1, lo)
-        hi = np.where(right, hi, mid)
-    return lo
+    kk = guide[base + (u * (n[cell] + 1)).astype(np.int64)]
+    for _ in range(2):  # most draws are done after two steps: take them without bookkeeping
+        kk += np.take(cdf, base + kk) <= u
+    todo = np.flatnonzero(np.take(cdf, base + kk) <= u)
+    while todo.size:
+        kk[todo] += 1
+        todo = todo[np.take(cdf, base[todo] + kk[todo]) <= u[todo]]
+    return kk
+
+
+def _relevant_cells(x, k, n, starts, threshold):
+    """Drop the cells of each group that cannot change any resample's T50.
+
+    A cell with k = n resamples to a rate of 1 (never below the threshold) and one with k = 0 to
+    a rate of 0 (always below, the threshold being > 0). So the first k = 0 cell of a group ends
+    every resample's scan, and the cells after it never matter; of the leading run of k = n cells
+    only the last can matter (as the left end of an interpolation). Keeping exactly the rest
+    leaves every resample's T50 unchanged, censoring included.
+    """
+    size = n.size
+    pos = np.arange(size)
+    seg_len = np.diff(np.append(starts, size))
+    seg = np.repeat(np.arange(starts.size), seg_len)
+    not_full = (k < n).astype(np.int64)
+    before = np.cumsum(not_full) - not_full  # cells with k < n before this one, whole array
+    leading_full = (before - before[starts][seg] == 0) & (k == n)
+    n_lead = np.add.reduceat(leading_full.astype(np.int64), starts)
+    first = starts + np.maximum(n_lead - 1, 0)
+    zero_at = np.minimum.reduceat(np.where((k == 0) & (threshold > 0), pos, size), starts)
+    last = np.minimum(zero_at, starts + seg_len - 1)
+    keep = (pos >= first[seg]) & (pos <= last[seg])
+    new_len = last - first + 1
+    new_starts = np.concatenate(([0], np.cumsum(new_len)[:-1]))
+    return x[keep], k[keep], n[keep], new_starts
 
 
 def t50_bootstrap_samples(
@@ -214,14 +259,16 @@ def t50_bootstrap_samples(
     k = np.asarray(k, dtype=np.int64)
     n = np.asarray(n, dtype=np.int64)
     starts = np.asarray(starts, dtype=np.int64)
-    size = n.size
     groups = starts.size
     if groups == 0 or n_boot <= 0:
         return np.empty((groups, 0))
+    x, k, n, starts = _relevant_cells(x, k, n, starts, threshold)
+    size = n.size
     ends = _segment_ends(starts, size)
     cdf, offset = _binomial_cdf_table(k, n)
+    guide = _guide_table(cdf, offset, n)
     m = success_threshold_counts(n, threshold)
-    # P(K <= m - 1): a uniform at or below it means the resampled rate is below the threshold.
+    # P(K <= m - 1): a uniform below it means the resampled rate is below the threshold.
     q = np.where(m > 0, cdf[offset + np.maximum(m - 1, 0)], 0.0)
 
     rng = np.random.default_rng(seed)
@@ -229,8 +276,8 @@ def t50_bootstrap_samples(
     out = np.empty((n_boot, groups), dtype=np.float64)
     for s in range(0, n_boot, chunk):
         b = min(chunk, n_boot - s)
-        u = 1.0 - rng.random((b, size))  # in (0, 1], so u <= cdf(n) = 1 always holds
-        below = u <= q
+        u = rng.random((b, size))  # in [0, 1): u < cdf(n) = 1 always holds
+        below = u < q
         first = _first_below(below, starts)  # (b, G)
         left, right, interior = _classify(first, starts[None, :], ends[None, :])
         t = out[s : s + b]
@@ -244,9 +291,8 @@ def t50_bootstrap_samples(
             u_flat = u.ravel()
             u0 = u_flat[rows * size + c0]
             u1 = u_flat[rows * size + c1]
-            # c0 is above the threshold (K >= m), c1 below (K <= m - 1).
-            k0 = _inverse_cdf(cdf, offset, c0, u0, m[c0], n[c0])
-            k1 = _inverse_cdf(cdf, offset, c1, u1, np.zeros_like(c1), np.maximum(m[c1] - 1, 0))
+            k0 = _inverse_cdf(cdf, offset, guide, n, c0, u0)
+            k1 = _inverse_cdf(cdf, offset, guide, n, c1, u1)
             t.ravel()[flat] = _interpolate(x[c0], x[c1], k0 / n[c0], k1 / n[c1], threshold)
     return np.ascontiguousarray(out.T)
 

@@ -194,3 +194,20 @@ def test_binomial_cdf_table_against_direct_sum():
     assert cdf[5:8].tolist() == [1.0, 1.0, 1.0]  # p = 0
     assert cdf[8:13].tolist() == [0.0, 0.0, 0.0, 0.0, 1.0]  # p = 1
     assert offset.tolist() == [0, 5, 8]
+
+
+def test_inverse_cdf_sampling_is_exact():
+    # Counts from the guide table and forward search equal a plain search of each cell's CDF.
+    rng = np.random.default_rng(0)
+    n = rng.integers(1, 60, 300)
+    k = np.minimum(rng.integers(0, 61, 300), n)
+    k[:20], k[20:40] = 0, n[20:40]  # deterministic cells
+    cdf, offset = stats._binomial_cdf_table(k, n)
+    guide = stats._guide_table(cdf, offset, n)
+    cell = rng.integers(0, n.size, 50_000)
+    u = rng.random(cell.size)
+    u[:300] = 0.0
+    got = stats._inverse_cdf(cdf, offset, guide, n, cell, u)
+    want = np.array([np.searchsorted(cdf[offset[c]: offset[c] + n[c] + 1], v, side="right")
+                     for c, v in zip(cell, u)])
+    assert np.array_equal(got, want)
