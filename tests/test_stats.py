@@ -165,15 +165,16 @@ def test_bootstrap_disabled():
 
 
 def test_bootstrap_matches_plain_binomial_resampling():
-    # The inverse-CDF shortcut must give the distribution that drawing every count gives.
-    x = np.array([10.0, 20, 30, 40, 10, 20, 30])
-    k = np.array([9, 7, 4, 1, 5, 6, 3])
-    n = np.array([10, 10, 10, 10, 8, 12, 5])
-    starts = np.array([0, 4])
+    # The inverse-CDF shortcut (and the pruning of cells with k = 0 or k = n that cannot matter)
+    # must give the distribution that drawing every count gives.
+    x = np.array([10.0, 20, 30, 40, 10, 20, 30, 10, 20, 30, 40, 50, 60, 70])
+    k = np.array([9, 7, 4, 1, 5, 6, 3, 10, 10, 10, 7, 3, 0, 9])
+    n = np.array([10, 10, 10, 10, 8, 12, 5, 10, 10, 10, 10, 10, 10, 10])
+    starts = np.array([0, 4, 7])
     B = 20000
     ours = stats.t50_bootstrap_samples(x, k, n, starts, n_boot=B, seed=1)
     draws = np.random.default_rng(2).binomial(n, k / n, size=(B, n.size))
-    for g, (a, b) in enumerate([(0, 4), (4, 7)]):
+    for g, (a, b) in enumerate([(0, 4), (4, 7), (7, 14)]):
         m = b - a
         ref, _ = stats.t50_point(
             np.tile(x[a:b], B), (draws[:, a:b] / n[a:b]).ravel(), np.arange(0, B * m, m)
@@ -211,3 +212,15 @@ def test_inverse_cdf_sampling_is_exact():
     want = np.array([np.searchsorted(cdf[offset[c]: offset[c] + n[c] + 1], v, side="right")
                      for c, v in zip(cell, u)])
     assert np.array_equal(got, want)
+
+
+def test_pruned_cells_keep_what_can_change_t50():
+    x = np.arange(1.0, 15.0)
+    k = np.array([10, 10, 10, 7, 3, 0, 5, 0, 8, 10, 10, 10, 6, 4])
+    starts = np.array([0, 7, 9])  # [10 10 10 7 3 0 5] [0 8] [10 10 10 6 4]
+    xs, ks, ns, st = stats._relevant_cells(x, k, np.full(14, 10), starts, 0.5)
+    # Group 1: the last leading 10/10, then up to the first 0/10. Group 2: the 0/10 ends it at
+    # once. Group 3: its last leading 10/10 and everything after.
+    assert ks.tolist() == [10, 7, 3, 0, 0, 10, 6, 4]
+    assert xs.tolist() == [3, 4, 5, 6, 8, 12, 13, 14]
+    assert st.tolist() == [0, 4, 5]
