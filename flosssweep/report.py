@@ -5,10 +5,12 @@ files, and reports, per configuration group and per delay (or another x column),
 realizations succeeded, with a Wilson 95% interval, and the group's T50 with a bootstrap 95%
 interval (DESIGN 8).
 
-Groups. Rows are grouped by the --by columns (default: every configuration column that varies
-across the records, other than the x column; identity columns such as seed, member, trial_id and
-outcome columns such as success, final_*, lambda_*, status are never grouping axes). Columns left
-out of --by are pooled. Records from several sweeps are never pooled: each sweep gets its own table.
+Groups. Rows are grouped by the --by columns. The default is every configuration column (a key
+of the config schema) that varies across the records and is constant within each config_key,
+other than the x column: identity columns (seed, member, trial_id), operational keys (ensemble,
+device, threads) and outcomes (success, final_*, lambda_*, status, train_seconds, ...) are never
+axes. Columns left out of --by are pooled. Records of different sweeps are never pooled: each
+sweep gets its own table.
 
 Counting. Rows with status 'error' are excluded from n and counted separately (column 'errors');
 rows with status 'diverged' count as failures whatever their success flag says.
@@ -24,8 +26,9 @@ categorical one (strings such as 'none') the table still shows the success count
 Bootstrap. Realizations are resampled within each (group, x) cell, i.e. each cell's count is drawn
 from Binomial(n, k/n); T50 is recomputed per resample and the 2.5th/97.5th percentiles form the
 interval. Resamples with a censored T50 are kept, ordered below every x ('< x_min') or above it
-('>= x_max'); an interval end that falls on one is reported censored. The draw is seeded (--seed),
-so a report is reproducible.
+('>= x_max'); an interval end that falls on one is reported censored. A cell where every
+realization agrees (k = 0 or k = n) resamples to itself, so an interval can shrink to a point.
+The draw is seeded (--seed), so a report is reproducible for the same records.
 
 Functions for other code: :func:`aggregate` (records -> curves and horizon tables),
 :func:`synthetic_records` (a realistic table for benchmarks), :func:`plot_success_curves` and
@@ -750,7 +753,6 @@ def _sweep_views(curves: pa.Table, horizon: pa.Table):
     gid = curves["group_id"].to_numpy()
     xs = curves[x].to_pylist()
     kn: dict[int, dict] = {}
-    xorder: dict = {}
     for g, xv, kk, nn in zip(gid.tolist(), xs, k.tolist(), n.tolist()):
         kn.setdefault(g, {})[xv] = f"{kk}/{nn}"
     sweeps: dict = {}
@@ -1344,8 +1346,8 @@ def _parser() -> argparse.ArgumentParser:
         description=doc,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=(
-            "Exit status: 0 on success, 2 on bad input (no runs, unknown experiment or column, "
-            "unreadable file), 1 when the report was made but could not be logged to MLflow."
+            "exit status: 0 on success; 2 on bad input (no runs, unknown experiment or column,\n"
+            "unreadable file); 1 when the report was made but could not be logged to MLflow."
         ),
     )
     src = p.add_argument_group("where the records come from (default: the most recent sweep in the tracking store)")

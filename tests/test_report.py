@@ -3,12 +3,10 @@
 import csv
 import io
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
