@@ -23,6 +23,115 @@ def _bmm_t(x: Tensor, weight: Tensor) -> Tensor:
     return torch.bmm(x, weight.transpose(1, 2))
 
 
+class Workspace:
+    """Large scratch tensors kept between calls of `RNN.logits` (shapes are fixed within a trial).
+
+    Freeing and reallocating the (T, R, B, N) buffers every epoch costs as much as filling them:
+    the allocator hands such blocks back to the operating system, which faults them in page by
+    page again. A workspace serves one forward + backward at a time: a second forward before the
+    first one's backward overwrites what that backward needs, and autograd then refuses it (the
+    buffers are saved for backward, so their version counters are checked), never a silent error.
+    """
+
+    def __init__(self):
+        self.buffers: dict[str, Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
+        buffer = self.buffers.get(name)
+        if buffer is None or buffer.shape != shape or buffer.dtype != like.dtype or buffer.device != like.device:
+            buffer = self.buffers[name] = like.new_empty(shape)
+        return buffer
+
+
+class _Fresh:
+    """A stand-in workspace that allocates every time (for callers that keep what they get)."""
+
+    @staticmethod
+    def get(name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
+        return like.new_empty(shape)
+
+
+class _TanhRecurrence(torch.autograd.Function):
+    """The whole RNN forward pass over T steps as one autograd node, with a hand-written backward.
+
+    Forward: x_{t+1} = J tanh(x_t) + W_in s_{t+1} + b for all members at once (two ops a step: tanh
+    into the saved buffer, an in-place batched multiply-add onto the precomputed input drive), then,
+    if `w_out` is given, the readout of all steps in one batched matmul.
+    Backward (backpropagation through time): a_t = g_t + (a_{t+1} J) * (1 - tanh(x_{t+1})^2), again
+    two ops a step, and the weight gradients as single large matmuls over all steps at the end
+    (dJ = sum_t a_t^T tanh(x_t) is one (N x TB) @ (TB x N) product per member). Autograd would
+    instead record four nodes per step and accumulate dJ with T small products and T additions.
+    Same arithmetic, so the same numbers up to float round-off (summation order).
+    """
+
+    @staticmethod
+    def forward(ctx, x0, inputs, J, W_in, b, w_out, c, workspace):
+        T, R, B, I = inputs.shape
+        N = J.shape[-1]
+        readout = w_out is not None
+        X = (workspace if readout else _Fresh).get("X", (T, R, B, N), J)  # states x_1 .. x_T
+        H = workspace.get("H", (R, T, B, N), J)  # tanh(x_0) .. tanh(x_{T-1}); member-major for dJ
+        torch.mul(inputs[..., :1], W_in[:, :, 0].unsqueeze(1), out=X)  # the input drive of every step
+        for i in range(1, I):
+            X.addcmul_(inputs[..., i:i + 1], W_in[:, :, i].unsqueeze(1))
+        X.add_(b.unsqueeze(1))
+        JT = J.transpose(1, 2).contiguous()
+        x = x0
+        for x_next, h in zip(X.unbind(0), H.unbind(1)):
+            torch.tanh(x, out=h)
+            x = x_next.baddbmm_(h, JT)
+        ctx.workspace, ctx.readout, ctx.inputs_shape = workspace, readout, inputs.shape
+        if not readout:
+            ctx.save_for_backward(inputs, J, H)
+            return X
+        ctx.save_for_backward(inputs, J, H, X, w_out)
+        # logits (T, R, B, O): w_out (1, R, O, N) @ X^T (T, R, N, B), one batched product
+        logits = torch.matmul(w_out.unsqueeze(0), X.transpose(-1, -2)).transpose(-1, -2)
+        return logits + c.view(1, R, 1, -1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        workspace = ctx.workspace
+        T, R, B, I = ctx.inputs_shape
+        needs = ctx.needs_input_grad
+        g_w_out = g_c = None
+        if ctx.readout:
+            inputs, J, H, X, w_out = ctx.saved_tensors
+            N, O = J.shape[-1], w_out.shape[1]
+            grad = grad.contiguous()  # (T, R, B, O)
+            G = workspace.get("G", (T, R, B, N), J)  # gradient reaching each state from its readout
+            if O == 1:
+                torch.mul(grad, w_out, out=G)
+            else:
+                G.copy_(torch.matmul(grad, w_out))
+            if needs[5]:
+                g_w_out = torch.bmm(grad.view(T * R, B, O).transpose(1, 2), X.view(T * R, B, N))
+                g_w_out = g_w_out.view(T, R, O, N).sum(0)
+            if needs[6]:
+                g_c = grad.sum(dim=(0, 2))
+        else:
+            inputs, J, H = ctx.saved_tensors
+            N = J.shape[-1]
+            G = grad.contiguous()
+        S = workspace.get("S", (R, T, B, N), J)
+        torch.addcmul(H.new_ones(()), H, H, value=-1, out=S)  # tanh' = 1 - tanh^2 (never sech^2)
+        A = workspace.get("A", (R, T, B, N), J)  # a_t: total gradient of the loss w.r.t. x_{t+1}
+        As, Ss, Gs = A.unbind(1), S.unbind(1), G.unbind(0)
+        pulled = H.new_empty(R, B, N)
+        a = As[T - 1].copy_(Gs[T - 1])
+        for t in range(T - 2, -1, -1):
+            torch.bmm(a, J, out=pulled)
+            a = torch.addcmul(Gs[t], pulled, Ss[t + 1], out=As[t])
+        g_x0 = torch.bmm(a, J).mul_(Ss[0]) if needs[0] else None
+        A2 = A.view(R, T * B, N)
+        g_J = torch.bmm(A2.transpose(1, 2), H.view(R, T * B, N)) if needs[2] else None
+        g_W_in = None
+        if needs[3]:
+            g_W_in = torch.bmm(A2.transpose(1, 2), inputs.transpose(0, 1).reshape(R, T * B, I))
+        g_b = A2.sum(dim=1) if needs[4] else None
+        return g_x0, None, g_J, g_W_in, g_b, g_w_out, g_c, None
+
+
 class RNN:
     """The vanilla network of the flossing paper; the state x is the pre-activation.
 
@@ -66,21 +175,19 @@ class RNN:
         return p["J"].unsqueeze(1) @ (gain.unsqueeze(-1) * Q)
 
     def run(self, p: Params, x: Tensor, inputs: Tensor) -> Tensor:
-        """States after each input; inputs (T, R, B, I) -> states (T, R, B, S). The input drive
-        of all steps is one matmul, leaving one fused multiply-add per step in the loop."""
-        T, R, B, _ = inputs.shape
-        drive = (inputs.permute(1, 0, 2, 3).reshape(R, T * B, -1) @ p["W_in"].transpose(1, 2))
-        drive = drive.reshape(R, T, B, -1).permute(1, 0, 2, 3) + p["b"].unsqueeze(1)
-        JT = p["J"].transpose(1, 2)
-        states = []
-        for drive_t in drive.unbind(0):  # unbind: one backward node, where indexing makes T of them
-            x = torch.baddbmm(drive_t, torch.tanh(x), JT)
-            states.append(x)
-        return torch.stack(states)
+        """States after each input; inputs (T, R, B, I) -> states (T, R, B, S), one autograd node
+        with a hand-written backward (`_TanhRecurrence`)."""
+        return _TanhRecurrence.apply(x, inputs, p["J"], p["W_in"], p["b"], None, None, _Fresh)
 
     def readout(self, p: Params, states: Tensor) -> Tensor:
         """states (..., R, B, S) -> outputs (..., R, B, O)."""
         return torch.einsum("...rbs,ros->...rbo", states, p["w_out"]) + p["c"].unsqueeze(1)
+
+    def logits(self, p: Params, x: Tensor, inputs: Tensor, workspace: Workspace | None = None) -> Tensor:
+        """`readout(run(x, inputs))` fused, the trainer's forward pass: outputs (T, R, B, O). The
+        states stay in (reused) scratch memory; pass a `Workspace` to keep it between calls."""
+        return _TanhRecurrence.apply(x, inputs, p["J"], p["W_in"], p["b"], p["w_out"], p["c"],
+                                     workspace if workspace is not None else _Fresh)
 
 
 class GatedCell:
