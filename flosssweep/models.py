@@ -71,10 +71,10 @@ class _TanhRecurrence(torch.autograd.Function):
         readout = w_out is not None
         X = (workspace if readout else _Fresh).get("X", (T, R, B, N), J)  # states x_1 .. x_T
         H = workspace.get("H", (R, T, B, N), J)  # tanh(x_0) .. tanh(x_{T-1}); member-major for dJ
-        torch.mul(inputs[..., :1], W_in[:, :, 0].unsqueeze(1), out=X)  # the input drive of every step
+        # the input drive b + W_in s of every step, in one pass
+        torch.addcmul(b.unsqueeze(1), inputs[..., :1], W_in[:, :, 0].unsqueeze(1), out=X)
         for i in range(1, I):
             X.addcmul_(inputs[..., i:i + 1], W_in[:, :, i].unsqueeze(1))
-        X.add_(b.unsqueeze(1))
         JT = J.transpose(1, 2).contiguous()
         x = x0
         for x_next, h in zip(X.unbind(0), H.unbind(1)):
@@ -95,40 +95,42 @@ class _TanhRecurrence(torch.autograd.Function):
         T, R, B, I = ctx.inputs_shape
         needs = ctx.needs_input_grad
         g_w_out = g_c = None
+        inputs, J, H = ctx.saved_tensors[:3]
+        N = J.shape[-1]
+        # A[:, t] starts as the gradient reaching x_{t+1} directly (from its readout) and becomes
+        # a_t, the total gradient of the loss w.r.t. x_{t+1}, in the loop below
+        A = workspace.get("A", (R, T, B, N), J)
         if ctx.readout:
-            inputs, J, H, X, w_out = ctx.saved_tensors
-            N, O = J.shape[-1], w_out.shape[1]
+            X, w_out = ctx.saved_tensors[3:]
+            O = w_out.shape[1]
             grad = grad.contiguous()  # (T, R, B, O)
-            G = workspace.get("G", (T, R, B, N), J)  # gradient reaching each state from its readout
             if O == 1:
-                torch.mul(grad, w_out, out=G)
+                torch.mul(grad, w_out, out=A.transpose(0, 1))
             else:
-                G.copy_(torch.matmul(grad, w_out))
+                A.transpose(0, 1).copy_(torch.matmul(grad, w_out))
             if needs[5]:
                 g_w_out = torch.bmm(grad.view(T * R, B, O).transpose(1, 2), X.view(T * R, B, N))
                 g_w_out = g_w_out.view(T, R, O, N).sum(0)
             if needs[6]:
                 g_c = grad.sum(dim=(0, 2))
         else:
-            inputs, J, H = ctx.saved_tensors
-            N = J.shape[-1]
-            G = grad.contiguous()
+            A.transpose(0, 1).copy_(grad)
         S = workspace.get("S", (R, T, B, N), J)
         torch.addcmul(H.new_ones(()), H, H, value=-1, out=S)  # tanh' = 1 - tanh^2 (never sech^2)
-        A = workspace.get("A", (R, T, B, N), J)  # a_t: total gradient of the loss w.r.t. x_{t+1}
-        As, Ss, Gs = A.unbind(1), S.unbind(1), G.unbind(0)
+        As, Ss = A.unbind(1), S.unbind(1)
         pulled = H.new_empty(R, B, N)
-        a = As[T - 1].copy_(Gs[T - 1])
+        a = As[T - 1]
         for t in range(T - 2, -1, -1):
             torch.bmm(a, J, out=pulled)
-            a = torch.addcmul(Gs[t], pulled, Ss[t + 1], out=As[t])
+            a = As[t].addcmul_(pulled, Ss[t + 1])
         g_x0 = torch.bmm(a, J).mul_(Ss[0]) if needs[0] else None
         A2 = A.view(R, T * B, N)
         g_J = torch.bmm(A2.transpose(1, 2), H.view(R, T * B, N)) if needs[2] else None
-        g_W_in = None
-        if needs[3]:
-            g_W_in = torch.bmm(A2.transpose(1, 2), inputs.transpose(0, 1).reshape(R, T * B, I))
-        g_b = A2.sum(dim=1) if needs[4] else None
+        g_W_in = g_b = None
+        if needs[3] or needs[4]:  # both from one pass over A: [s_t, 1]^T a_t summed over steps
+            drives = torch.cat([inputs.transpose(0, 1).reshape(R, T * B, I), inputs.new_ones(R, T * B, 1)], dim=2)
+            g_Wb = torch.bmm(drives.transpose(1, 2), A2)  # (R, I + 1, N)
+            g_W_in, g_b = g_Wb[:, :I].transpose(1, 2), g_Wb[:, I]
         return g_x0, None, g_J, g_W_in, g_b, g_w_out, g_c, None
 
 
@@ -268,7 +270,69 @@ class GRU(GatedCell):
         return (1 - z) * n + z * x
 
 
-ARCHITECTURES = {cls.arch: cls for cls in (RNN, LSTM, GRU)}
+class PLRNN:
+    """Piecewise-linear RNN (Durstewitz, PLoS Comput. Biol. 2017), the model of Mikhaeil, Monfared &
+    Durstewitz (NeurIPS 2022) for chaotic data:
+
+        z_next = A z + W relu(z) + h + C s_next,   x = B z
+
+    A is diagonal (stored as a vector), W off-diagonal (its stored diagonal is masked out in every
+    step, so it neither acts nor receives gradient). The observation is the identity observation
+    B = [I 0]: the first `outputs` latents are the observations and the readout has no parameters
+    (B^+ = B^T, so sparse teacher forcing writes the data into those latents). Init as in the
+    authors' code: [A | W] and h uniform in +-1/sqrt(M); C (inputs, often none) likewise; the
+    initial state x0 (used only without data-inferred states) is zero.
+    """
+
+    arch = "plrnn"
+    flossed = ("A", "W", "h", "C")
+
+    def __init__(self, hidden: int, inputs: int = 1, outputs: int = 1, **_ignored):
+        if outputs > hidden:
+            raise ValueError(f"plrnn: hidden ({hidden}) must be >= the observed dimensions ({outputs})")
+        self.hidden, self.inputs, self.outputs = hidden, inputs, outputs
+        self.state_size = hidden
+
+    def init_member(self, gen: torch.Generator) -> Params:
+        m, bound = self.hidden, 1 / math.sqrt(self.hidden)
+
+        def uniform(*shape):
+            return (2 * torch.rand(*shape, generator=gen, dtype=torch.float64) - 1) * bound
+
+        AW = uniform(m, m)
+        return {"A": torch.diagonal(AW).clone(), "W": AW - torch.diag(torch.diagonal(AW)), "h": uniform(m),
+                "C": uniform(m, self.inputs), "x0": torch.zeros(m, dtype=torch.float64)}
+
+    def initial_state(self, p: Params, batch: int) -> Tensor:
+        return p["x0"].unsqueeze(1).expand(-1, batch, -1)
+
+    @staticmethod
+    def off_diagonal(W: Tensor) -> Tensor:
+        return W * (1 - torch.eye(W.shape[-1], dtype=W.dtype, device=W.device))
+
+    def step(self, p: Params, z: Tensor, s: Tensor) -> Tensor:
+        drive = (p["A"].unsqueeze(1) * z + p["h"].unsqueeze(1)) + _bmm_t(s, p["C"])
+        return torch.baddbmm(drive, torch.relu(z), self.off_diagonal(p["W"]).transpose(1, 2))
+
+    def run(self, p: Params, z: Tensor, inputs: Tensor) -> Tensor:
+        """States after each input; inputs (T, R, B, I) -> states (T, R, B, S)."""
+        states = []
+        for s in inputs.unbind(0):
+            z = self.step(p, z, s)
+            states.append(z)
+        return torch.stack(states)
+
+    def tangent(self, p: Params, z: Tensor, s: Tensor, Q: Tensor) -> Tensor:
+        """D Q with D = diag(A) + W diag(relu'(z)); Q (R, B, S, k)."""
+        gain = (z > 0).to(Q.dtype).unsqueeze(-1)
+        return p["A"][:, None, :, None] * Q + self.off_diagonal(p["W"]).unsqueeze(1) @ (gain * Q)
+
+    def readout(self, p: Params, states: Tensor) -> Tensor:
+        """The identity observation: the first `outputs` latents, (..., R, B, S) -> (..., R, B, O)."""
+        return states[..., : self.outputs]
+
+
+ARCHITECTURES = {cls.arch: cls for cls in (RNN, LSTM, GRU, PLRNN)}
 
 
 def build(config: dict, inputs: int = 1, outputs: int = 1):
