@@ -59,6 +59,7 @@ from flosssweep import stats
 __all__ = [
     "ReportError",
     "aggregate",
+    "pool",
     "default_by",
     "synthetic_records",
     "read_parquet_records",
@@ -92,6 +93,7 @@ OUTCOME_COLUMNS = frozenset(
 OUTCOME_PREFIXES = ("final_", "lambda_", "lambda_max_")
 # Axes whose values have a natural reading order (DESIGN 4); others sort by value.
 LEVEL_ORDER = {"floss_mode": ["none", "pre", "during", "pre+during", "regularizer"]}
+FIGURE_GROUP_LIMIT = 30  # groups per sweep that a figure can show one by one
 RECORDS_ARTIFACT = "records.parquet"
 REPORT_ARTIFACT_DIR = "report"
 ROLE_TAG = "flosssweep.role"
@@ -298,8 +300,7 @@ def aggregate(
         succ = success
 
     xcol = _plain(table[x])
-    categorical = not _is_numeric(xcol.type)
-    if categorical and not pa.types.is_string(xcol.type) and not pa.types.is_large_string(xcol.type):
+    if not _is_numeric(xcol.type) and not pa.types.is_string(xcol.type):
         xcol = pc.cast(xcol, pa.string())
     slim = pa.table(
         {**{c: _plain(table[c]) for c in keys}, "__x": xcol, "__ok": ok, "__succ": succ}
@@ -307,6 +308,56 @@ def aggregate(
     cells = slim.group_by(keys + ["__x"], use_threads=True).aggregate(
         [("__ok", "sum"), ("__succ", "sum"), ("__ok", "count")]
     )
+    n = pc.cast(cells["__ok_sum"], pa.int64())
+    cells = pa.table(
+        {
+            **{c: cells[c] for c in keys},
+            "__x": cells["__x"],
+            "n": n,
+            "k": pc.cast(cells["__succ_sum"], pa.int64()),
+            "n_error": pc.subtract(cells["__ok_count"], n),
+        }
+    )
+    meta = {
+        "x": x,
+        "by": list(by),
+        "keys": keys,
+        "threshold": threshold,
+        "n_boot": int(n_boot),
+        "seed": int(seed),
+        "confidence": confidence,
+    }
+    return _summarize(cells, meta)
+
+
+def pool(curves: pa.Table, by: Sequence[str]) -> tuple[pa.Table, pa.Table]:
+    """Curves and horizon of the groups formed by ``by`` alone, from an aggregated curves table:
+    the counts of the groups that differ only in the other axes are added up (exactly what
+    :func:`aggregate` with this ``by`` gives). Settings (x, threshold, bootstrap) are kept."""
+    meta = dict(table_meta(curves))
+    x = meta.get("x", DEFAULT_X)
+    unknown = [c for c in by if c not in meta.get("by", [])]
+    if unknown:
+        raise ReportError(f"cannot pool by {', '.join(unknown)}: not a grouping column")
+    keys = [c for c in meta.get("keys", []) if c == "sweep" and c not in meta.get("by", [])] + list(by)
+    cells = (
+        pa.table({**{c: curves[c] for c in keys}, "__x": curves[x], "n": curves["n"],
+                  "k": curves["k"], "n_error": curves["n_error"]})
+        .group_by(keys + ["__x"])
+        .aggregate([("n", "sum"), ("k", "sum"), ("n_error", "sum")])
+        .rename_columns(keys + ["__x", "n", "k", "n_error"])
+    )
+    meta.update(by=list(by), keys=keys)
+    return _summarize(cells, meta)
+
+
+def _summarize(cells: pa.Table, meta: dict) -> tuple[pa.Table, pa.Table]:
+    """Curves and horizon tables from cells (key columns, __x, n, k, n_error; any order)."""
+    x, by, keys = meta["x"], meta["by"], meta["keys"]
+    threshold, n_boot, seed = meta["threshold"], meta["n_boot"], meta["seed"]
+    confidence = meta["confidence"]
+    categorical = not _is_numeric(cells.schema.field("__x").type)
+    meta = {**meta, "x_categorical": categorical}
     if categorical:
         xs = cells["__x"].combine_chunks()
         cells = cells.append_column("__rank", _natural_rank(xs))
@@ -323,9 +374,9 @@ def aggregate(
     cells = cells.sort_by(order + [(sort_x, "ascending")]).combine_chunks()
 
     size = cells.num_rows
-    n = cells["__ok_sum"].to_numpy().astype(np.int64)
-    k = cells["__succ_sum"].to_numpy().astype(np.int64)
-    n_error = cells["__ok_count"].to_numpy().astype(np.int64) - n
+    n = cells["n"].to_numpy().astype(np.int64)
+    k = cells["k"].to_numpy().astype(np.int64)
+    n_error = cells["n_error"].to_numpy().astype(np.int64)
     if size:
         change = np.zeros(size, dtype=bool)
         change[0] = True
@@ -342,16 +393,6 @@ def aggregate(
         rate = np.where(n > 0, k / np.maximum(n, 1), np.nan)
     lo, hi = stats.wilson_interval(k, n)
 
-    meta = {
-        "x": x,
-        "by": list(by),
-        "keys": keys,
-        "threshold": threshold,
-        "n_boot": int(n_boot),
-        "seed": int(seed),
-        "confidence": confidence,
-        "x_categorical": categorical,
-    }
     curves = pa.table(
         {
             **{c: cells[c] for c in keys},
@@ -1038,6 +1079,7 @@ def plot_success_curves(
     marker=None,
     marker_label: str | None = None,
     title: str | None = None,
+    note: str | None = None,
 ) -> Path:
     """Success rate against ``x``, one line per group with its Wilson 95% band.
 
@@ -1045,7 +1087,7 @@ def plot_success_curves(
     axis (at most 6 panels), with the colour of a line fixed by the remaining axes. ``marker``:
     optional vertical line(s), e.g. a predicted value: a number (labelled ``marker_label``), or a
     sequence of numbers or ``(value, label)`` pairs. ``x`` and ``threshold`` default to the values
-    that :func:`aggregate` stored in the table.
+    that :func:`aggregate` stored in the table; ``note`` is added under the title.
     """
     plt = _pyplot()
     meta = table_meta(curves)
@@ -1138,8 +1180,11 @@ def plot_success_curves(
             ax.set_title(sub, fontsize=10)
 
     heading = title or "Success rate against " + x + " (bands: Wilson 95% intervals)"
-    if len(sweeps) == 1 and next(iter(sweeps)) is not None:
-        heading += f"\nsweep {next(iter(sweeps))}"
+    sub = [f"sweep {next(iter(sweeps))}"] if len(sweeps) == 1 and next(iter(sweeps)) is not None else []
+    if note:
+        sub.append(note)
+    if sub:
+        heading += "\n" + "; ".join(sub)
     fig.suptitle(heading, fontsize=11)
     legend_title = ", ".join(series_axes_of[next(iter(sweeps))]) if sweeps else None
     fig.tight_layout()
@@ -1153,6 +1198,31 @@ def plot_success_curves(
     return path
 
 
+def _axis_shares(horizon: pa.Table, by: Sequence[str]) -> dict[str, tuple[float, int]]:
+    """Per grouping axis: (share of the variance of T50 its levels explain, number of levels).
+
+    Censored values count at their bound; groups without a T50 are left out. The share is 0
+    when T50 does not vary (or is never defined)."""
+    rows = horizon.to_pylist()
+    usable = [r for r in rows if r["t50_relation"] != "n/a" and r["t50"] is not None]
+    y = np.array([r["t50"] for r in usable], dtype=float)
+    out = {}
+    for c in by:
+        n_levels = len(set(r[c] for r in rows))
+        share = 0.0
+        if usable and n_levels > 1:
+            levels = [r[c] for r in usable]
+            uniq = {v: i for i, v in enumerate(dict.fromkeys(levels))}
+            idx = np.array([uniq[v] for v in levels])
+            total = float(((y - y.mean()) ** 2).sum())
+            counts = np.bincount(idx)
+            means = np.bincount(idx, weights=y) / counts
+            between = float((counts * (means - y.mean()) ** 2).sum())
+            share = between / total if total > 0 else 0.0
+        out[c] = (round(share, 12), n_levels)
+    return out
+
+
 def most_important_axis(horizon: pa.Table, by: Sequence[str] | None = None) -> str | None:
     """The grouping axis whose levels explain the largest share of the variance of T50.
 
@@ -1161,23 +1231,34 @@ def most_important_axis(horizon: pa.Table, by: Sequence[str] | None = None) -> s
     """
     meta = table_meta(horizon)
     by = list(by if by is not None else meta.get("by", []))
-    rows = [r for r in horizon.to_pylist() if r["t50_relation"] != "n/a" and r["t50"] is not None]
-    best, best_key = None, None
-    for i, c in enumerate(by):
-        levels = [r[c] for r in rows]
-        uniq = list(dict.fromkeys(levels))
-        if len(uniq) < 2:
-            continue
-        y = np.array([r["t50"] for r in rows], dtype=float)
-        idx = np.array([uniq.index(v) for v in levels])
-        total = float(((y - y.mean()) ** 2).sum())
-        means = np.bincount(idx, weights=y) / np.bincount(idx)
-        between = float((np.bincount(idx) * (means - y.mean()) ** 2).sum())
-        share = between / total if total > 0 else 0.0
-        key = (round(share, 12), len(uniq), -i)
-        if best_key is None or key > best_key:
-            best, best_key = c, key
-    return best
+    shares = _axis_shares(horizon, by)
+    ranked = [(shares[c][0], shares[c][1], -i, c) for i, c in enumerate(by) if shares[c][1] > 1]
+    return max(ranked)[3] if ranked else None
+
+
+def figure_axes(horizon: pa.Table, limit: int = FIGURE_GROUP_LIMIT) -> list[str]:
+    """The grouping axes a figure can show readably: all of them when no sweep has more than
+    ``limit`` groups; otherwise the most important axes (see :func:`most_important_axis`; on a
+    tie the one with fewer levels) whose level combinations stay within ``limit`` per sweep."""
+    meta = table_meta(horizon)
+    by = list(meta.get("by", []))
+    has_sweep = "sweep" in meta.get("keys", [])
+    rows = horizon.to_pylist()
+
+    def most_groups(axes):
+        combos: dict = {}
+        for r in rows:
+            combos.setdefault(r["sweep"] if has_sweep else None, set()).add(tuple(r[c] for c in axes))
+        return max((len(v) for v in combos.values()), default=0)
+
+    if most_groups(by) <= limit:
+        return by
+    shares = _axis_shares(horizon, by)
+    chosen: list[str] = []
+    for c in sorted(by, key=lambda c: (-shares[c][0], shares[c][1], by.index(c))):
+        if shares[c][1] > 1 and most_groups(chosen + [c]) <= limit:
+            chosen.append(c)
+    return [c for c in by if c in chosen]
 
 
 def plot_horizon(
@@ -1188,12 +1269,13 @@ def plot_horizon(
     x: str | None = None,
     threshold: float | None = None,
     title: str | None = None,
+    note: str | None = None,
 ) -> Path | None:
     """T50 with its bootstrap interval against one grouping axis (default:
     :func:`most_important_axis`); one series per combination of the other axes, one panel per
     sweep. Censored values are drawn at their bound as triangles (up: at least the largest x
-    tested; down: below the smallest). Returns ``None`` and draws nothing when no group has a T50
-    (e.g. a categorical x column)."""
+    tested; down: below the smallest). ``note`` is added under the title. Returns ``None`` and
+    draws nothing when no group has a T50 (e.g. a categorical x column)."""
     plt = _pyplot()
     from matplotlib.lines import Line2D
 
@@ -1272,7 +1354,8 @@ def plot_horizon(
         ax.set_ylabel(f"T50 ({x} at success rate {threshold:g})")
         ax.grid(True, axis="y", alpha=0.3)
         heading = title or f"Largest bridgeable {x}, T50 (bars: 95% bootstrap intervals)"
-        ax.set_title(f"{heading}\nsweep {sweep}" if sweep is not None else heading, fontsize=11)
+        sub = ([f"sweep {sweep}"] if sweep is not None else []) + ([note] if note else [])
+        ax.set_title("\n".join([heading, "; ".join(sub)]) if sub else heading, fontsize=11)
     extra = [
         Line2D([], [], marker="^", color="0.3", linestyle="none", label=f"censored: T50 >= largest {x} tested"),
         Line2D([], [], marker="v", color="0.3", linestyle="none", label=f"censored: T50 < smallest {x} tested"),
@@ -1316,10 +1399,27 @@ def write_outputs(
     written.append(out / "horizon.parquet")
     (out / "report.md").write_text(format_report(curves, horizon, "markdown") + "\n")
     written.append(out / "report.md")
+    # Figures with more groups than a reader can tell apart pool over the least important axes.
+    by = table_meta(horizon).get("by", [])
+    shown = figure_axes(horizon)
+    note = None
+    fig_curves, fig_horizon = curves, horizon
+    if shown != by:
+        pooled = [c for c in by if c not in shown]
+        note = "pooled over " + ", ".join(pooled)
+        print(
+            f"note: {horizon.num_rows} groups are too many to draw; the figures pool over "
+            f"{', '.join(pooled)} (the tables do not; pick the axes with --by)",
+            file=sys.stderr,
+        )
+        fig_curves, fig_horizon = pool(curves, shown)
+    if horizon_axis is not None and horizon_axis not in shown:
+        horizon_axis = None
     written.append(
-        plot_success_curves(curves, out / f"success_vs_{x}.png", marker=marker, marker_label=marker_label)
+        plot_success_curves(fig_curves, out / f"success_vs_{x}.png", marker=marker,
+                            marker_label=marker_label, note=note)
     )
-    h = plot_horizon(horizon, out / "horizon.png", axis=horizon_axis)
+    h = plot_horizon(fig_horizon, out / "horizon.png", axis=horizon_axis, note=note)
     if h is not None:
         written.append(h)
     return written

@@ -285,6 +285,31 @@ def test_crowded_curve_figure_is_split_into_panels(tmp_path):
     assert report.plot_horizon(horizon, tmp_path / "h.png").stat().st_size > 10_000
 
 
+def test_pool_equals_aggregating_with_fewer_axes(aggregated):
+    curves, _ = aggregated
+    t = make_records(GROUPS)
+    pooled_c, pooled_h = report.pool(curves, ["floss_mode"])
+    direct_c, direct_h = report.aggregate(t, by=["floss_mode"], n_boot=400, seed=0)
+    for col in ("floss_mode", "delay", "n", "k", "n_error", "wilson_lo"):
+        assert pooled_c[col].to_pylist() == direct_c[col].to_pylist()
+    for col in ("t50", "t50_relation", "t50_lo", "t50_hi", "nonmonotone"):
+        assert pooled_h[col].to_pylist() == direct_h[col].to_pylist()
+    with pytest.raises(report.ReportError, match="hidden"):
+        report.pool(curves, ["hidden"])
+
+
+def test_figures_of_many_groups_pool_the_least_important_axes(tmp_path, capsys):
+    t = report.synthetic_records(96 * 60, seed=4)  # 60 groups over arch, hidden, bits, floss_mode
+    curves, horizon = report.aggregate(t, n_boot=50)
+    shown = report.figure_axes(horizon)
+    assert 0 < len(shown) < len(report.table_meta(horizon)["by"])
+    assert report.pool(curves, shown)[1].num_rows <= report.FIGURE_GROUP_LIMIT
+    written = report.write_outputs(curves, horizon, tmp_path)
+    assert {p.name for p in written} >= {"success_vs_delay.png", "horizon.png", "horizon.parquet"}
+    assert "figures pool over" in capsys.readouterr().err
+    assert pq.read_table(tmp_path / "horizon.parquet").num_rows == 60  # tables are not pooled
+
+
 def test_horizon_figure_skipped_for_categorical_x(tmp_path):
     t = make_records(GROUPS)
     t = t.append_column("tau", pc.cast(t["delay"], pa.string())).drop_columns(["delay"])
