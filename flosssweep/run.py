@@ -26,25 +26,114 @@ from pathlib import Path
 
 TRAIN = "flosssweep.trainer:train"
 LAUNCH_FILE = "flosssweep-launch.json"  # in the Ray experiment directory: what --resume needs
-STATE_FILE = "state.pt"
-FINAL_FILE = "final.json"
+STATE_FILE = "state.pt"  # trainer state, in all but a finished trial's checkpoints
+META_FILE = "meta.json"  # {"epoch": e, "done": bool, "metrics": {...}}, in every checkpoint
+KEEP_STATES = 2  # checkpoints of a trial that keep their (large) state file
 EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE = 1, 2, 3
 
 
 # -- inside a trial (a Ray worker) ----------------------------------------------------------------
+class _Checkpoints:
+    """A trial's checkpoints where Ray stores them (local disk or a cloud bucket).
+
+    The experiment snapshot that --resume starts from can be seconds older than the newest
+    checkpoint; it may even predate a trial, which Ray then creates again under the same trial id
+    in a new directory. So Ray is told to keep every checkpoint (num_to_keep=None: it refuses to
+    resume from one it has deleted), the trial drops the large state file from all but its
+    KEEP_STATES newest checkpoints itself, and a trial that starts looks through every directory of
+    its trial id for the newest state of the same configuration, or for its records if it had
+    finished: it neither trains again what was done nor starts over what was under way.
+    """
+
+    def __init__(self, config: dict, fs=None, directories: list[str] | None = None):
+        self.config = json.loads(json.dumps(config))  # as it reads back from meta.json
+        self.fs, self.directories = fs, directories or []
+
+    @classmethod
+    def of_this_trial(cls, config: dict) -> "_Checkpoints":
+        import posixpath
+
+        import pyarrow.fs as pafs
+        from ray import tune
+
+        context = tune.get_context()
+        try:
+            storage = context.get_storage()
+            fs, experiment, own = storage.storage_filesystem, storage.experiment_fs_path, storage.trial_fs_path
+        except (AttributeError, RuntimeError):  # no storage context: only what Ray hands back
+            checkpoint = tune.get_checkpoint()
+            if checkpoint is None:
+                return cls(config)
+            return cls(config, checkpoint.filesystem, [posixpath.dirname(checkpoint.path.rstrip("/"))])
+        marker = f"_{context.get_trial_id()}_"
+        directories = [info.path for info in fs.get_file_info(pafs.FileSelector(experiment, allow_not_found=True))
+                       if info.type == pafs.FileType.Directory and marker in info.base_name]
+        return cls(config, fs, sorted(set(directories) | {own}))
+
+    def _scan(self) -> list[tuple[tuple, str, dict]]:
+        """(sort key, path, meta) of every checkpoint of this trial with something to restore."""
+        import pyarrow.fs as pafs
+
+        found = []
+        for directory in self.directories:
+            for info in self.fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True)):
+                if info.type != pafs.FileType.Directory or not info.base_name.startswith("checkpoint_"):
+                    continue
+                try:
+                    with self.fs.open_input_stream(f"{info.path}/{META_FILE}") as stream:
+                        meta = json.loads(stream.read().decode())
+                except (OSError, ValueError):
+                    continue
+                if meta.get("config") != self.config:
+                    continue
+                has_state = self.fs.get_file_info(f"{info.path}/{STATE_FILE}").type == pafs.FileType.File
+                if meta.get("done") or has_state:
+                    found.append(((bool(meta.get("done")), meta.get("epoch", -1)), info.path, meta))
+        return sorted(found)
+
+    def newest(self):
+        """The checkpoint to start from (a finished one first, then the latest epoch), or None."""
+        from ray import tune
+
+        found = self._scan() if self.fs is not None else []
+        return tune.Checkpoint(path=found[-1][1], filesystem=self.fs) if found else None
+
+    def prune(self) -> None:
+        """After a checkpoint is persisted: delete the state of all but the newest few."""
+        if self.fs is None:
+            return
+        for _, path, meta in self._scan()[:-KEEP_STATES]:
+            if not meta.get("done"):
+                try:
+                    self.fs.delete_file(f"{path}/{STATE_FILE}")
+                except OSError:
+                    pass
+
+
 class _Progress:
     """Turns the trainer's `report(metrics, epoch)` and `checkpoint(state, epoch)` into
-    `ray.tune.report` calls: a report and the checkpoint of the same epoch travel together, and the
-    last epoch's report waits for the records so that the final result carries them."""
+    `ray.tune.report` calls: a report and the checkpoint of the same epoch travel together (a
+    checkpoint at most every `checkpoint_seconds`), and the last epoch's report waits for the
+    records so that the final result carries them.
 
-    def __init__(self, final_epoch: int):
+    Every report also goes into `history`, which each checkpoint and the final result carry: the
+    driver fills in from it whatever epochs never reached MLflow (a driver killed with metrics
+    still in its buffer, a trial resumed from a checkpoint after those epochs)."""
+
+    def __init__(self, final_epoch: int, checkpoint_seconds: float, checkpoints: _Checkpoints,
+                 history: list | None = None):
         self.final_epoch = final_epoch
+        self.checkpoint_seconds = checkpoint_seconds
+        self.checkpoints = checkpoints
+        self.history = list(history or [])  # [epoch, metrics] of every report of the trial
+        self.last_checkpoint = time.monotonic()
         self.held: tuple[dict, int] | None = None  # a report waiting for its checkpoint
         self.state: tuple[dict, int] | None = None  # a checkpoint waiting for its report
 
     def report(self, metrics: dict, epoch: int) -> None:
         if self.held is not None:
             self._send()
+        self.history.append([int(epoch), metrics])
         self.held = (metrics, epoch)
         if epoch < self.final_epoch and self.state is not None and self.state[1] == epoch:
             self._send(self.state[0])
@@ -66,17 +155,22 @@ class _Progress:
         metrics, epoch = self.held
         self.held, self.state = None, None
         result = _result(metrics, epoch)
-        if state is None:
+        if state is None or time.monotonic() - self.last_checkpoint < self.checkpoint_seconds:
             tune.report(result)
             return
         with tempfile.TemporaryDirectory() as tmp:
             torch.save(state, Path(tmp, STATE_FILE))
+            meta = {"epoch": epoch, "done": False, "config": self.checkpoints.config, "history": self.history}
+            Path(tmp, META_FILE).write_text(json.dumps(meta))
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
+        self.last_checkpoint = time.monotonic()
+        self.checkpoints.prune()
 
     def finish(self, records: list[dict]) -> None:
         metrics, epoch = self.held if self.held is not None else ({}, self.final_epoch)
         self.held = None
-        _final_report(metrics, epoch, records)
+        _final_report({"epoch": epoch, "metrics": metrics, "config": self.checkpoints.config,
+                       "history": self.history}, records)
 
 
 def _result(metrics: dict, epoch: int) -> dict:
@@ -88,22 +182,25 @@ def _result(metrics: dict, epoch: int) -> dict:
     return result
 
 
-def _final_report(metrics: dict, epoch: int, records: list[dict]) -> None:
-    """The trial's last result: its metrics, the success rate over members, and the records
-    (JSON, so that loggers leave them alone), with a checkpoint that marks the trial done."""
+def _final_report(meta: dict, records: list[dict], replayed: bool = False) -> None:
+    """The trial's last result: its metrics, the success rate over members, the records and the
+    metric history (JSON, so that Ray's loggers leave them alone), with a checkpoint that marks the
+    trial done. `replayed`: the trial had finished before an interrupted driver saw it."""
     import tempfile
 
     from ray import tune
 
     from flosssweep.tracking import RECORDS_ARTIFACT, write_records
 
-    result = _result(metrics, epoch)
+    result = _result(meta["metrics"], meta["epoch"])
     if records:
         result["charts/success_rate"] = sum(bool(r["success"]) for r in records) / len(records)
     result["records_json"] = json.dumps(records)
+    result["history_json"] = json.dumps(meta["history"])
+    result["replayed"] = int(replayed)
     with tempfile.TemporaryDirectory() as tmp:
         write_records(records, Path(tmp, RECORDS_ARTIFACT))
-        Path(tmp, FINAL_FILE).write_text(json.dumps({"metrics": metrics, "epoch": epoch}))
+        Path(tmp, META_FILE).write_text(json.dumps({**meta, "done": True}))
         tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
@@ -112,7 +209,8 @@ def _load_train(reference: str):
     return getattr(importlib.import_module(module), name)
 
 
-def run_trial(config: dict, *, base: dict, sweep_name: str, train_ref: str = TRAIN) -> None:
+def run_trial(config: dict, *, base: dict, sweep_name: str, checkpoint_seconds: float = 60.0,
+              train_ref: str = TRAIN) -> None:
     """Ray Tune function trainable: one trial of the sweep (its dotted values over the base)."""
     import logging
 
@@ -126,17 +224,19 @@ def run_trial(config: dict, *, base: dict, sweep_name: str, train_ref: str = TRA
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     trial_config = resolve(base, config)
     trial_id = tune.get_context().get_trial_id()
-    restore = None
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            if Path(directory, RECORDS_ARTIFACT).is_file():  # finished before the driver went away
+    checkpoints = _Checkpoints.of_this_trial(config)
+    restore, history = None, []
+    newest = checkpoints.newest()
+    if newest is not None:
+        with newest.as_directory() as directory:
+            meta = json.loads(Path(directory, META_FILE).read_text())
+            if meta.get("done"):  # finished before the driver went away: report, do not retrain
                 records = pq.read_table(Path(directory, RECORDS_ARTIFACT)).to_pylist()
-                final = json.loads(Path(directory, FINAL_FILE).read_text())
-                _final_report(final["metrics"], final["epoch"], records)
+                _final_report(meta, records, replayed=True)
                 return
             restore = torch.load(Path(directory, STATE_FILE), weights_only=False)
-    progress = _Progress(trial_config["train"]["epochs"])
+            history = meta.get("history", [])
+    progress = _Progress(trial_config["train"]["epochs"], checkpoint_seconds, checkpoints, history)
     records = _load_train(train_ref)(trial_config, report=progress.report, checkpoint=progress.checkpoint,
                                      restore=restore)
     progress.finish([{"sweep": sweep_name, "trial_id": trial_id, **r} for r in records])
@@ -213,7 +313,8 @@ def _init_ray(args: argparse.Namespace) -> None:
 def trainable(sweep, train_ref: str = TRAIN):
     from ray import tune
 
-    function = tune.with_parameters(run_trial, base=sweep.base, sweep_name=sweep.name, train_ref=train_ref)
+    function = tune.with_parameters(run_trial, base=sweep.base, sweep_name=sweep.name,
+                                    checkpoint_seconds=sweep.checkpoint_seconds, train_ref=train_ref)
     return tune.with_resources(function, {"cpu": sweep.resources["cpu"], "gpu": sweep.resources["gpu"]})
 
 
@@ -229,7 +330,7 @@ def build_tuner(sweep, storage: str, callback, train_ref: str = TRAIN):
         name=sweep.name, storage_path=storage, verbose=0,
         callbacks=[callback, tracking.TerminalProgress(list(sweep.space))],
         failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2))
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None))  # see _Checkpoints
     return tune.Tuner(trainable(sweep, train_ref), param_space=sweep.param_space(),
                       tune_config=tune_config, run_config=run_config)
 
@@ -305,9 +406,6 @@ def main(argv: list[str] | None = None, *, train_ref: str = TRAIN) -> int:
         print(f"sweep {sweep.name}: {sweep.num_trials()} trials, MLflow {uri} "
               f"(experiment {sweep.name}, parent run {parent_run_id})", flush=True)
 
-    # Ray forces a snapshot of the experiment state every `num_to_keep` checkpoints of a trial, which is
-    # what lets --resume skip finished trials; its warning about the frequency is no news here.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     results = tuner.fit()
     errors = results.num_errors
     done = results.num_terminated

@@ -58,6 +58,7 @@ TOP_KEYS = {
     "resources": "per trial: {cpu: n, gpu: fraction}",
     "scheduler": "none or asha",
     "max_failures": "retries of a trial whose worker dies",
+    "checkpoint_seconds": "least wall time between two checkpoints of a trial",
     "base": "fixed config merged over the defaults",
     "space": "dotted keys to vary",
 }
@@ -118,6 +119,7 @@ class Sweep:
     scheduler: dict | None  # None or {"type": "asha", "grace_period": int, "reduction_factor": float}
     search_seed: int
     max_failures: int
+    checkpoint_seconds: float
     base: dict  # nested, as written (validated)
     space: dict[str, Axis]
     description: str = ""
@@ -192,8 +194,13 @@ class Sweep:
             reduction_factor=self.scheduler["reduction_factor"],
         )
 
+    def base_values(self) -> dict:
+        """Defaults with the base on top, each value checked on its own (the cross-key checks need
+        the trial's varied values too: see `trial_config`)."""
+        return merged_base(self.base)
+
     def max_epochs(self) -> int:
-        base = cfg.resolve(self.base)
+        base = self.base_values()
         axis = self.space.get("train.epochs")
         return max(axis.values) if axis else base["train"]["epochs"]
 
@@ -209,17 +216,17 @@ class Sweep:
     # -- humans ----------------------------------------------------------------------------------
     def describe(self) -> str:
         """What `--dry-run` prints: the trials this sweep would run."""
-        base = cfg.resolve(self.base)
+        base = cfg.flatten(self.base_values())
+        shown = ("model.arch", "model.hidden", "model.g", "task.bits", "task.delay", "train.epochs",
+                 "train.length", "ensemble", "floss.mode", "floss.k", "floss.strength", "device")
+        fixed = ", ".join(f"{k}={base[k]}" for k in shown if k not in self.space)
         lines = [
             f"sweep {self.name} ({self.source})",
             f"  search {self.search}, {self.num_trials()} trials, at most "
             f"{self.max_concurrent or 'as many as fit'} at once, "
             f"resources per trial {self.resources}, metric {self.metric} ({self.mode}), "
             f"scheduler {'asha' if self.scheduler else 'none'}",
-            f"  each trial: {base['model']['arch']} hidden {base['model']['hidden']}, "
-            f"{base['task']['name']} bits {base['task']['bits']} delay {base['task']['delay']}, "
-            f"{base['train']['epochs']} epochs, ensemble {base['ensemble']}, floss {base['floss']['mode']} "
-            f"k {base['floss']['k']} (values varied below override these)",
+            f"  every trial: {fixed}",
         ]
         if not self.space:
             lines.append("  1 configuration (no axes)")
@@ -316,6 +323,9 @@ def parse(raw: Any) -> Sweep:
     num_samples = _integer(raw, "num_samples", 1, minimum=1)
     max_concurrent = _integer(raw, "max_concurrent", None, minimum=1)
     max_failures = _integer(raw, "max_failures", 2, minimum=0)
+    checkpoint_seconds = _number("checkpoint_seconds", raw.get("checkpoint_seconds", 60))
+    if checkpoint_seconds < 0:
+        raise ConfigError("checkpoint_seconds", "a number of seconds >= 0", checkpoint_seconds)
     resources = _resources(raw.get("resources", {}))
     scheduler = _scheduler(raw.get("scheduler", "none"))
 
@@ -326,10 +336,7 @@ def parse(raw: Any) -> Sweep:
         raise ConfigError("base", "a mapping of config keys", type(base).__name__)
     if resources["gpu"] > 0 and "device" not in cfg.flatten(base):
         base = {**base, "device": "cuda"}
-    try:
-        resolved_base = cfg.resolve(base)
-    except ConfigError as err:
-        raise _prefixed(err, "base.") from None
+    base_values = merged_base(base)
 
     space_raw = raw.get("space", {})
     if space_raw is None:
@@ -340,11 +347,12 @@ def parse(raw: Any) -> Sweep:
 
     sweep = Sweep(name=name, metric=metric, mode=mode, search=search, num_samples=num_samples,
                   max_concurrent=max_concurrent, resources=resources, scheduler=scheduler,
-                  search_seed=search_seed, max_failures=max_failures, base=base, space=space,
+                  search_seed=search_seed, max_failures=max_failures, checkpoint_seconds=checkpoint_seconds,
+                  base=base, space=space,
                   description=description, raw=raw)
     _check_search(sweep)
     _check_corners(sweep)
-    _check_devices(sweep, resolved_base)
+    _check_devices(sweep, base_values)
     if scheduler:
         epochs = sweep.max_epochs()
         if scheduler["grace_period"] > epochs:
@@ -354,6 +362,17 @@ def parse(raw: Any) -> Sweep:
 
 
 # -- pieces ----------------------------------------------------------------------------------------
+def merged_base(base: dict) -> dict:
+    """Defaults with `base` on top, every value checked against its schema field but no cross-key
+    check (a base may rely on the space, e.g. mode regularizer with the strength varied)."""
+    merged = cfg.defaults()
+    for key, value in cfg.flatten(base).items():
+        if key not in cfg.SCHEMA:
+            raise ConfigError(f"base.{key}", "a known key (" + _known_keys(key) + ")", show_got=False)
+        cfg.set_dotted(merged, key, cfg.SCHEMA[key].coerce(f"base.{key}", value))
+    return merged
+
+
 def _integer(raw: dict, key: str, default: int | None, minimum: int) -> int | None:
     value = raw.get(key, default)
     if value is None and default is None:
@@ -472,14 +491,13 @@ def _check_corners(sweep: Sweep) -> None:
     """Resolve the base with every combination of listed values and bounds (cross-key checks:
     k against the state size, delay against bits and length, ...)."""
     axes = list(sweep.space.values())
-    if not axes:
-        return
     total = math.prod(len(a.corners()) for a in axes)
     if total <= MAX_CORNERS:
         corners = (dict(zip((a.key for a in axes), values)) for values in
                    itertools.product(*(a.corners() for a in axes)))
-    else:  # too many: each axis alone over the base
-        corners = ({a.key: v} for a in axes for v in a.corners())
+    else:  # too many: each axis through its values, the others at their first
+        first = {a.key: a.corners()[0] for a in axes}
+        corners = ({**first, a.key: v} for a in axes for v in a.corners())
     for corner in corners:
         try:
             cfg.resolve(sweep.base, corner)

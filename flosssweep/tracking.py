@@ -206,7 +206,7 @@ class SweepLogger(Callback):
     def _reset(self) -> None:
         self._client = None
         self._runs: dict[str, str] = {}  # trial_id -> child run id
-        self._last_step: dict[str, int] = {}  # trial_id -> last epoch logged
+        self._logged: dict[str, set[int]] = {}  # trial_id -> epochs whose metrics are in MLflow (or buffered)
         self._done: set[str] = set()  # trials whose records are in MLflow
         self._buffer: dict[str, list] = {}  # run id -> pending Metric objects
         self._last_flush = time.monotonic()
@@ -273,10 +273,10 @@ class SweepLogger(Callback):
                 self._runs[trial_id] = run.info.run_id
                 if run.data.tags.get("flosssweep.recorded") == "true":
                     self._done.add(trial_id)
-                steps = [-1]
+                steps = set()
                 for key in run.data.metrics:
-                    steps += [m.step for m in self.client.get_metric_history(run.info.run_id, key)]
-                self._last_step[trial_id] = max(steps)
+                    steps.update(m.step for m in self.client.get_metric_history(run.info.run_id, key))
+                self._logged[trial_id] = steps
             token = page.token
             if not token:
                 break
@@ -305,25 +305,32 @@ class SweepLogger(Callback):
         for i in range(0, len(params), MAX_PARAMS_PER_BATCH):
             self.client.log_batch(run_id, params=params[i:i + MAX_PARAMS_PER_BATCH])
         self._runs[trial_id] = run_id
-        self._last_step[trial_id] = -1
+        self._logged[trial_id] = set()
         return run_id
 
     def _buffer_metrics(self, trial, result: dict) -> None:
-        from mlflow.entities import Metric
-
         trial_id = trial.trial_id
         if trial_id in self._done:
             return
         epoch = result.get("epoch")
-        if not isinstance(epoch, int) or epoch <= self._last_step.get(trial_id, -1):
-            return  # already logged (a trial resumed from an earlier checkpoint reports it again)
+        if isinstance(epoch, int):
+            self._buffer_epoch(trial, epoch, result, result.get("timestamp"))
+
+    def _buffer_epoch(self, trial, epoch: int, metrics: dict, timestamp: float | None = None) -> None:
+        """Queue one report's metrics (the trainer's, named group/name) unless that epoch is
+        already in MLflow: a resumed trial reports again what it had reported before."""
+        from mlflow.entities import Metric
+
         run_id = self._child(trial)
-        stamp = int(result.get("timestamp", time.time()) * 1000)
-        for key, value in result.items():
+        logged = self._logged.setdefault(trial.trial_id, set())
+        if epoch in logged:
+            return
+        stamp = int((timestamp or time.time()) * 1000)
+        for key, value in metrics.items():
             number = _number(value)
             if "/" in key and number is not None:
                 self._buffer.setdefault(run_id, []).append(Metric(key, number, stamp, epoch))
-        self._last_step[trial_id] = epoch
+        logged.add(epoch)
 
     def _flush_if_due(self) -> None:
         if time.monotonic() - self._last_flush >= self.flush_seconds:
@@ -350,6 +357,8 @@ class SweepLogger(Callback):
             return
         run_id = self._child(trial)
         result = trial.last_result or {}
+        for epoch, metrics in json.loads(result.get("history_json") or "[]"):
+            self._buffer_epoch(trial, epoch, metrics)  # epochs that never reached MLflow
         self.flush(run_id)
         records_json = result.get("records_json")
         c = self.client
@@ -408,8 +417,9 @@ class TerminalProgress(Callback):
             print(f"{done} stopped early {self._label(trial)} at epoch {result.get('epoch')}", flush=True)
             return
         summary = trial_summary(json.loads(result["records_json"]))
-        print(f"{done} finished {self._label(trial)}: {summary['successes']}/{summary['members']} succeeded"
-              + (f", {summary['diverged']} diverged" if summary["diverged"] else ""), flush=True)
+        earlier = " (before the interruption)" if result.get("replayed") else ""
+        print(f"{done} finished{earlier} {self._label(trial)}: {summary['successes']}/{summary['members']} "
+              f"succeeded" + (f", {summary['diverged']} diverged" if summary["diverged"] else ""), flush=True)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         print(f"retrying {self._label(trial)} (its worker failed: {trial.error_file})", flush=True)
