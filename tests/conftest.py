@@ -1,0 +1,83 @@
+"""Shared fixtures: one local Ray instance for the sweep tests, and trainers that misbehave on cue.
+
+Ray is started with `address="local"`, so the tests never attach to another Ray on the machine, and
+with RAY_AUTH_MODE=disabled, so they need no token. Its workers inherit this process's environment:
+PYTHONPATH (the checkout and this directory, so that workers can import `conftest:` trainers even
+without an installed package) and FLOSSSWEEP_TEST_DIR (where those trainers leave their marks).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+
+
+def sweep_environment(test_dir: Path) -> dict[str, str]:
+    """Environment for a sweep driver in a subprocess (and for Ray workers started from here)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(TESTS)] + [p for p in [env.get("PYTHONPATH")] if p])
+    env["RAY_AUTH_MODE"] = "disabled"
+    env["FLOSSSWEEP_TEST_DIR"] = str(test_dir)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+@pytest.fixture(scope="session")
+def marks_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("trainer-marks")
+
+
+@pytest.fixture(scope="session")
+def ray_local(marks_dir):
+    """A local Ray instance for the whole session (2 CPUs, no dashboard)."""
+    ray = pytest.importorskip("ray")
+    os.environ.update(sweep_environment(marks_dir))
+    for path in (str(ROOT), str(TESTS)):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+# -- trainers for Ray workers (imported there as `conftest:<name>`) ----------------------------------
+def _mark(name: str, text: str) -> None:
+    directory = Path(os.environ["FLOSSSWEEP_TEST_DIR"])
+    with open(directory / name, "a") as out:
+        out.write(text + "\n")
+
+
+def logged_train(config, report=None, checkpoint=None, restore=None):
+    """The real trainer, noting in `starts.log` every time a trial starts training."""
+    from ray import tune
+
+    from flosssweep.trainer import train
+
+    _mark("starts.log", f"{tune.get_context().get_trial_id()} {restore['epoch'] if restore else 0}")
+    return train(config, report=report, checkpoint=checkpoint, restore=restore)
+
+
+def die_once_train(config, report=None, checkpoint=None, restore=None):
+    """The real trainer, except that each trial's worker process dies once, halfway through."""
+    from ray import tune
+
+    from flosssweep.trainer import train
+
+    trial_id = tune.get_context().get_trial_id()
+    died = Path(os.environ["FLOSSSWEEP_TEST_DIR"], f"died-{trial_id}")
+    half = config["train"]["epochs"] // 2
+
+    def report_then_maybe_die(metrics, epoch):
+        report(metrics, epoch)
+        if epoch >= half and not died.exists():
+            died.write_text("x")
+            os._exit(1)  # the whole worker goes, as if its node were lost
+
+    return train(config, report=report_then_maybe_die, checkpoint=checkpoint, restore=restore)
