@@ -28,6 +28,9 @@ def model_spectrum(model, params: dict, inputs: Tensor, k: int, *, warmup: int, 
     `inputs` (Tp, R, 1, I). Gradients reach the flossed parameters only."""
     p = {name: (t if name in model.flossed else t.detach()).to(dtype) for name, t in params.items()}
     state = model.initial_state(p, 1)
+    if analytic and hasattr(model, "spectrum"):  # the fused loop with a hand-written backward (rnn)
+        exponents = model.spectrum(p, state, inputs.to(dtype), k, warmup=warmup, qr_every=qr_every)
+        return exponents[:, 0].to(params[model.flossed[0]].dtype)
     tangent = None
     if analytic and hasattr(model, "tangent"):
         def tangent(s, x, Q):

@@ -28,6 +28,36 @@ def jvp_tangent(step: Step) -> Tangent:
     return tangent
 
 
+def qr_schedule(steps: int, warmup: int, qr_every: int) -> tuple[list[tuple[bool, bool]], int]:
+    """Per step t: (re-orthonormalise after it, accumulate its log growth), and the number of steps
+    the accumulated growth covers (the divisor of the exponents). Shared by every implementation of
+    the loop below so that they count alike."""
+    flags, counted, since_qr = [], 0, 0
+    for t in range(steps):
+        since_qr += 1
+        qr = (t + 1) % qr_every == 0 or t == steps - 1
+        accumulate = qr and t + 1 > warmup
+        if accumulate:
+            counted += since_qr
+        if qr:
+            since_qr = 0
+        flags.append((qr, accumulate))
+    return flags, counted
+
+
+def check_arguments(size: int, steps: int, k: int, warmup: int | None, qr_every: int) -> int:
+    """Validates the arguments of a spectrum estimate; returns the warm-up (default filled in)."""
+    if not 1 <= k <= size:
+        raise ValueError(f"k: expected 1 <= k <= state size {size}, got {k}")
+    if warmup is None:
+        warmup = 10 + math.ceil(steps / 10)
+    if not 0 <= warmup < steps:
+        raise ValueError(f"warmup: expected 0 <= warmup < number of steps {steps}, got {warmup}")
+    if qr_every < 1:
+        raise ValueError(f"qr_every: expected >= 1, got {qr_every}")
+    return warmup
+
+
 def initial_frame(size: int, k: int, dtype=torch.float32, device="cpu", seed: int = 0) -> Tensor:
     """A fixed, seeded orthonormal (size x k) frame, so that a spectrum estimate is reproducible."""
     gen = torch.Generator().manual_seed(seed)
@@ -74,14 +104,7 @@ def lyapunov_spectrum(step: Step, state: Tensor, inputs: Sequence, k: int, *, wa
     """
     size = state.shape[-1]
     steps = len(inputs)
-    if not 1 <= k <= size:
-        raise ValueError(f"k: expected 1 <= k <= state size {size}, got {k}")
-    if warmup is None:
-        warmup = 10 + math.ceil(steps / 10)
-    if not 0 <= warmup < steps:
-        raise ValueError(f"warmup: expected 0 <= warmup < number of steps {steps}, got {warmup}")
-    if qr_every < 1:
-        raise ValueError(f"qr_every: expected >= 1, got {qr_every}")
+    warmup = check_arguments(size, steps, k, warmup, qr_every)
     tangent = tangent or jvp_tangent(step)
     if q0 is None:
         q0 = initial_frame(size, k, dtype=state.dtype, device=state.device)
@@ -90,16 +113,13 @@ def lyapunov_spectrum(step: Step, state: Tensor, inputs: Sequence, k: int, *, wa
     if isinstance(inputs, Tensor):
         inputs = inputs.unbind(0)  # one backward node instead of one per indexed step
     log_growth = state.new_zeros(*state.shape[:-1], k)
-    counted = since_qr = 0
-    for t, x in enumerate(inputs):
+    flags, counted = qr_schedule(steps, warmup, qr_every)
+    for x, (qr, accumulate) in zip(inputs, flags):
         Q = tangent(state, x, Q)
         state = step(state, x)
-        since_qr += 1
-        if (t + 1) % qr_every == 0 or t == steps - 1:
+        if qr:
             Q, R = torch.linalg.qr(Q)
-            if t + 1 > warmup:
+            if accumulate:
                 growth = torch.diagonal(R, dim1=-2, dim2=-1).abs().clamp_min(min_diag)
                 log_growth = log_growth + torch.log(growth)
-                counted += since_qr
-            since_qr = 0
     return log_growth / counted
