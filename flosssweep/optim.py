@@ -30,6 +30,13 @@ class MemberAdam:
         self.steps += active
         steps = self.steps.clamp_min(1)
         correction1, correction2 = 1 - beta1 ** steps, 1 - beta2 ** steps
+        if bool(active.all()):  # the usual case: no member to hold back, so no masks (half the ops)
+            for p, g, m, v in zip(self.params, grads, self.m, self.v):
+                m.mul_(beta1).add_(g, alpha=1 - beta1)
+                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                denominator = (v / _per_member(correction2, p)).sqrt_().add_(self.eps)
+                p.addcdiv_(m / _per_member(correction1, p), denominator, value=-self.lr)
+            return
         for p, g, m, v in zip(self.params, grads, self.m, self.v):
             on = _per_member(active, p)
             g = torch.where(on, g, 0.0)
