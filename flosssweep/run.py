@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import logging
 import os
 import sys
 import time
@@ -382,17 +383,23 @@ def main(argv: list[str] | None = None, *, train_ref: str = TRAIN) -> int:
         _init_ray(args)
     except (ConnectionError, ValueError, RuntimeError) as err:
         return _refuse(f"Ray: {str(err).splitlines()[0]}", EXIT_UNAVAILABLE)
+    import ray
     from ray import tune
 
+    if sweep.resources["gpu"] > 0 and not ray.cluster_resources().get("GPU"):
+        print(f"note: each trial asks for {sweep.resources['gpu']:g} GPU and this Ray cluster has none now; "
+              "trials wait until an autoscaler adds GPU nodes (on a machine without a GPU, set "
+              "resources.gpu: 0 in the sweep file)", flush=True)
     if launch is not None:
         if not tune.Tuner.can_restore(experiment_dir):
             return _refuse(f"--resume: {experiment_dir} holds no Ray experiment to resume")
-        parent_run_id = launch["parent_run_id"]
+        parent_run_id, experiment_id = launch["parent_run_id"], launch["experiment_id"]
         try:
             tracking.reopen_parent(uri, parent_run_id)
         except tracking.TrackingUnavailable as err:
             return _refuse(str(err), EXIT_UNAVAILABLE)
         print(f"resuming sweep {sweep.name} from {experiment_dir} (MLflow parent run {parent_run_id})", flush=True)
+        logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)  # see below
         tuner = tune.Tuner.restore(experiment_dir, trainable=trainable(sweep, train_ref),
                                    resume_unfinished=True, resume_errored=True)
     else:
@@ -406,23 +413,28 @@ def main(argv: list[str] | None = None, *, train_ref: str = TRAIN) -> int:
         print(f"sweep {sweep.name}: {sweep.num_trials()} trials, MLflow {uri} "
               f"(experiment {sweep.name}, parent run {parent_run_id})", flush=True)
 
-    results = tuner.fit()
-    errors = results.num_errors
-    done = results.num_terminated
-    total = len(results)
-    complete = done + errors >= total
-    status = "FINISHED" if complete and not errors else ("FAILED" if complete else "KILLED")
-    tracking.end_parent(uri, parent_run_id, status,
-                        {"flosssweep.finished": str(done), "flosssweep.errors": str(errors)})
+    # Trials bring their own history; Ray's warning about result files an interrupted driver never
+    # wrote is no news here.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    try:
+        tuner.fit()
+    finally:
+        ended = tracking.outcome(uri, experiment_id, parent_run_id)
+        finished = ended["recorded"] + ended["stopped"]
+        complete = finished + ended["error"] >= sweep.num_trials() and not ended["open"]
+        status = "FINISHED" if complete and not ended["error"] else ("FAILED" if complete else "KILLED")
+        tracking.end_parent(uri, parent_run_id, status, {f"flosssweep.{k}": str(v) for k, v in ended.items()})
     minutes = (time.monotonic() - started) / 60
-    print(f"\nsweep {sweep.name}: {done} of {total} trials finished, {errors} failed, {minutes:.1f} min")
+    print(f"\nsweep {sweep.name}: {finished} of {sweep.num_trials()} trials finished"
+          + (f" ({ended['stopped']} stopped early)" if ended["stopped"] else "")
+          + f", {ended['error']} failed, {minutes:.1f} min")
     if not complete:
         print(f"interrupted: continue with  python -m flosssweep.run {args.sweep} --resume"
               + (f" --storage-path {storage}" if args.storage_path else ""))
     env = "" if uri == tracking.default_uri(launch_dir) else f"MLFLOW_TRACKING_URI={uri} "
     print(f"report:  {env}python -m flosssweep.report --run {parent_run_id}")
     print(f"browse:  mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite") else f"browse:  {uri}")
-    return 0 if complete and not errors else EXIT_FAILED
+    return 0 if complete and not ended["error"] else EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -154,6 +154,30 @@ def reopen_parent(uri: str, parent_run_id: str) -> None:
     c.update_run(parent_run_id, status="RUNNING")
 
 
+def outcome(uri: str, experiment_id: str, parent_run_id: str) -> dict[str, int]:
+    """How the child runs of a launch ended, counted from MLflow itself: `recorded` (finished, with
+    records), `stopped` (by the scheduler), `error` (failed after its retries), `open` (under way
+    when the driver stopped)."""
+    from mlflow.entities import ViewType
+
+    counts = {"recorded": 0, "stopped": 0, "error": 0, "open": 0}
+    token = None
+    while True:
+        page = client(uri).search_runs([experiment_id], filter_string=f"tags.`{PARENT}` = '{parent_run_id}'",
+                                       run_view_type=ViewType.ALL, max_results=1000, page_token=token)
+        for run in page:
+            tags = run.data.tags
+            if tags.get("flosssweep.recorded") == "true":
+                counts["recorded"] += 1
+            elif tags.get("flosssweep.status") in ("stopped", "error"):
+                counts[tags["flosssweep.status"]] += 1
+            else:
+                counts["open"] += 1
+        token = page.token
+        if not token:
+            return counts
+
+
 def end_parent(uri: str, parent_run_id: str, status: str, tags: dict[str, str]) -> None:
     c = client(uri)
     for key, value in tags.items():
