@@ -87,22 +87,35 @@ class Field:
 
 
 FLOSS_MODES = ("none", "pre", "during", "pre+during", "regularizer")
-ARCHS = ("rnn", "lstm", "gru")
+ARCHS = ("rnn", "lstm", "gru", "plrnn")
+CHAOTIC_TASKS = ("lorenz63", "roessler")  # trained by flosssweep.stf (sparse teacher forcing)
 
 SCHEMA: dict[str, Field] = {
     "seed": Field(0, int, "base seed; member j of seed s is seeded by (s, j) alone", minimum=0),
     "ensemble": Field(1, int, "realizations trained side by side in this trial (leading axis R)", positive=True),
     "device": Field("cpu", str, "torch device", choices=("cpu", "cuda")),
     "threads": Field(1, int, "torch intra-op threads (1 is fastest for small RNNs)", positive=True),
-    "model.arch": Field("rnn", str, "network: rnn (vanilla tanh), lstm, gru", choices=ARCHS),
+    "model.arch": Field("rnn", str, "network: rnn (vanilla tanh), lstm, gru, plrnn (piecewise linear)",
+                        choices=ARCHS),
     "model.hidden": Field(80, int, "hidden units N", positive=True),
     "model.g": Field(1.0, float, "gain of the recurrent weights (rnn)", minimum=0),
     "model.init": Field("gaussian", str, "recurrent init of rnn: gaussian g*randn/sqrt(N) or g*orthogonal",
                         choices=("gaussian", "orthogonal")),
     "model.relax_steps": Field(100, int, "input-free steps that relax the initial state (rnn)", minimum=0),
-    "task.name": Field("parity", str, "task: parity (delayed copy/XOR/...)", choices=("parity",)),
+    "task.name": Field("parity", str, "task: parity (delayed copy/XOR/...), or chaotic data: lorenz63, roessler",
+                       choices=("parity",) + CHAOTIC_TASKS),
     "task.bits": Field(1, int, "parity of this many delayed inputs: 1 copy, 2 XOR, more = harder", positive=True),
     "task.delay": Field(10, int, "longest lag d the target depends on (divisible by bits)", positive=True),
+    "task.dt": Field(0.01, float, "chaotic data: time units between samples (one RK4 step each)", positive=True),
+    "task.tau": Field("auto", int, "chaotic data: sparse teacher forcing interval in steps; none = plain BPTT, "
+                      "auto = round(ln 2 / lambda_max per step) of the data", choices=("none", "auto"), positive=True),
+    "task.train_steps": Field(100000, int, "chaotic data: samples in the training part of the trajectory",
+                              positive=True),
+    "task.test_steps": Field(20000, int, "chaotic data: samples in the test part (after the training part)",
+                             positive=True),
+    "task.transient": Field(50.0, float, "chaotic data: time units integrated and discarded first", minimum=0),
+    "task.data_seed": Field(2, int, "chaotic data: seed of the initial condition (same data for every member)",
+                            minimum=0),
     "train.epochs": Field(3000, int, "epochs; one fresh batch and one optimizer step each", positive=True),
     "train.batch": Field(16, int, "sequences per batch", positive=True),
     "train.length": Field(300, int, "sequence length T", positive=True),
@@ -115,6 +128,15 @@ SCHEMA: dict[str, Field] = {
     "train.report_every": Field(50, int, "epochs between progress reports (and spectrum estimates)", positive=True),
     "train.max_nonfinite": Field(10, int, "consecutive non-finite steps after which a member is diverged",
                                  positive=True),
+    "train.forcing": Field("full", str, "chaotic data: what a forcing step replaces: full (state <- B^+ x) or "
+                           "observed (only the part B^+ B of the state that the observation sees)",
+                           choices=("full", "observed")),
+    "train.dstsp_threshold": Field(1.0, float, "chaotic data: a realization succeeds when D_stsp is below this",
+                                   positive=True),
+    "train.dstsp_bins": Field(30, int, "chaotic data: bins per dimension of the D_stsp occupancy", positive=True),
+    "train.eval_trajectories": Field(20, int, "chaotic data: free-running trajectories per member for the metrics",
+                                     positive=True),
+    "train.eval_steps": Field(5000, int, "chaotic data: steps of each free-running trajectory", positive=True),
     "floss.mode": Field("pre", str, "flossing schedule", choices=FLOSS_MODES),
     "floss.k": Field(1, int, "number of Lyapunov exponents flossed", positive=True),
     "floss.pre_steps": Field(500, int, "flossing-only steps before training (pre)", minimum=0),
@@ -125,7 +147,8 @@ SCHEMA: dict[str, Field] = {
     "floss.horizon": Field(55, int, "time steps Tp of the spectrum estimate", positive=True),
     "floss.warmup": Field(16, int, "steps before exponents are accumulated", minimum=0),
     "floss.qr_every": Field(1, int, "steps between QR re-orthonormalizations", positive=True),
-    "floss.target": Field(0.0, float, "value the flossed exponents are pushed toward"),
+    "floss.target": Field(0.0, float, "value the flossed exponents are pushed toward; data = the data's largest "
+                          "exponent per step (chaotic data)", choices=("data",)),
     "floss.lr": Field(1e-3, float, "Adam learning rate of the flossing optimizer", positive=True),
     "floss.dtype": Field("float32", str, "dtype of the tangent loop", choices=("float32", "float64")),
 }
@@ -141,6 +164,7 @@ COLUMN_NAMES = {
     "task.name": "task",
     "task.bits": "bits",
     "task.delay": "delay",
+    "task.tau": "tau",
     "floss.mode": "floss_mode",
     "floss.k": "floss_k",
     "floss.strength": "floss_strength",
@@ -223,6 +247,15 @@ def validate(config: dict) -> None:
     for key, field in SCHEMA.items():
         field.coerce(key, get_dotted(config, key))
     task, train, floss = config["task"], config["train"], config["floss"]
+    chaotic = task["name"] in CHAOTIC_TASKS
+    if chaotic:
+        if config["model"]["hidden"] < 3:
+            raise ConfigError("model.hidden", f">= 3 (the dimension of {task['name']} data)", config["model"]["hidden"])
+        if train["length"] >= task["train_steps"]:
+            raise ConfigError("train.length", f"less than task.train_steps = {task['train_steps']}", train["length"])
+    elif floss["target"] == "data":
+        raise ConfigError("floss.target", "a number unless task.name is chaotic (" + ", ".join(CHAOTIC_TASKS) + ")",
+                          floss["target"])
     if task["name"] == "parity":
         if task["delay"] % task["bits"]:
             raise ConfigError("task.delay", f"a multiple of task.bits = {task['bits']}", task["delay"])
@@ -237,7 +270,7 @@ def validate(config: dict) -> None:
         raise ConfigError("floss.strength", "> 0 when floss.mode is regularizer", floss["strength"])
     if floss["mode"] == "none" and floss["strength"] > 0:
         raise ConfigError("floss.strength", "0 when floss.mode is none (use mode regularizer)", floss["strength"])
-    if train["success_window"] > train["epochs"]:
+    if not chaotic and train["success_window"] > train["epochs"]:
         raise ConfigError("train.success_window", f"at most train.epochs = {train['epochs']}",
                           train["success_window"])
     if train["success_threshold"] > 1:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from flosssweep import models, tasks
-from flosssweep.config import config_key, record_columns
+from flosssweep.config import CHAOTIC_TASKS, config_key, record_columns
 from flosssweep.floss import Flosser, floss_loss
 from flosssweep.optim import MemberAdam, clip, finite_members, member_norms
 
@@ -227,6 +227,9 @@ def train(config: dict, report: Report | None = None, checkpoint: Checkpoint | N
     """Run one trial of `config` (resolved by `flosssweep.config.resolve`); returns one record per
     member (DESIGN 7, without `sweep` and `trial_id`, which the caller adds)."""
     torch.set_num_threads(config["threads"])
+    if config["task"]["name"] in CHAOTIC_TASKS:  # chaotic data: sparse teacher forcing (flosssweep.stf)
+        from flosssweep.stf import chaotic_train
+        return chaotic_train(config, report, checkpoint, restore)
     trial = Trial(config)
     if restore is not None:
         trial.load_state_dict(restore)
