@@ -179,9 +179,10 @@ def outcome(uri: str, experiment_id: str, parent_run_id: str) -> dict[str, int]:
 
 
 def end_parent(uri: str, parent_run_id: str, status: str, tags: dict[str, str]) -> None:
+    from mlflow.entities import RunTag
+
     c = client(uri)
-    for key, value in tags.items():
-        c.set_tag(parent_run_id, key, value)
+    c.log_batch(parent_run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
     c.set_terminated(parent_run_id, status=status)
 
 
@@ -384,11 +385,12 @@ class SweepLogger(Callback):
         for epoch, metrics in json.loads(result.get("history_json") or "[]"):
             self._buffer_epoch(trial, epoch, metrics)  # epochs that never reached MLflow
         self.flush(run_id)
+        from mlflow.entities import RunTag
+
         records_json = result.get("records_json")
         c = self.client
         if failed or not records_json:
-            status = "error" if failed else "stopped"
-            c.set_tag(run_id, "flosssweep.status", status)
+            c.log_batch(run_id, tags=[RunTag("flosssweep.status", "error" if failed else "stopped")])
             c.set_terminated(run_id, status="FAILED" if failed else "FINISHED")
             return
         records = [{**r, "sweep": self.sweep_name, "trial_id": trial_id} for r in json.loads(records_json)]
@@ -397,9 +399,8 @@ class SweepLogger(Callback):
             path = Path(tmp, RECORDS_ARTIFACT)
             write_records(records, path)
             c.log_artifact(run_id, str(path))
-        for key in ("successes", "members", "diverged", "status"):
-            c.set_tag(run_id, f"flosssweep.{key}", str(summary[key]))
-        c.set_tag(run_id, "flosssweep.recorded", "true")
+        tags = [RunTag(f"flosssweep.{key}", str(summary[key])) for key in ("successes", "members", "diverged", "status")]
+        c.log_batch(run_id, tags=tags + [RunTag("flosssweep.recorded", "true")])
         c.set_terminated(run_id, status="FINISHED")
         self._done.add(trial_id)
 
