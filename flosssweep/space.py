@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from optuna.samplers import GridSampler
 
 from flosssweep import config as cfg
 from flosssweep.config import ConfigError
@@ -171,10 +172,8 @@ class Sweep:
             from ray.tune.search.optuna import OptunaSearch
 
             if self.optuna_grid:
-                import optuna
-
                 grid = {a.key: list(a.values) for a in self.space.values()}
-                searcher = OptunaSearch(sampler=optuna.samplers.GridSampler(grid, seed=self.search_seed))
+                searcher = OptunaSearch(sampler=RayGridSampler(grid, seed=self.search_seed))
             else:
                 searcher = OptunaSearch(seed=self.search_seed)
             return ConcurrencyLimiter(searcher, self.max_concurrent) if self.max_concurrent else searcher
@@ -255,6 +254,15 @@ class Sweep:
             for a in self.space.values():
                 lines.append(f"    {a.key}: {a.describe()}")
         return "\n".join(lines)
+
+
+class RayGridSampler(GridSampler):
+    """Optuna's grid sampler, minus its request that the study stop once every grid point is taken:
+    Ray runs the trials (exactly the grid's number), not `study.optimize`, and Optuna would only
+    complain that the request came from outside an objective."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        pass
 
 
 # -- locating and loading ------------------------------------------------------------------------

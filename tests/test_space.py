@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 from pathlib import Path
 
 import pytest
@@ -158,6 +159,7 @@ def test_optuna_over_grids_only_uses_the_grid_sampler():
     sweep = space.parse(sweep_with(search="optuna"))
     assert sweep.optuna_grid and sweep.num_trials() == 4 and sweep.tune_num_samples() == 4
     assert isinstance(sweep.searcher()._sampler, optuna.samplers.GridSampler)
+    assert pickle.loads(pickle.dumps(sweep.searcher()._sampler))  # Ray saves the searcher with pickle
 
 
 def test_asha_scheduler_stops_on_epochs():
