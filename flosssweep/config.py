@@ -131,7 +131,8 @@ SCHEMA: dict[str, Field] = {
     "train.forcing": Field("full", str, "chaotic data: what a forcing step replaces: full (state <- B^+ x) or "
                            "observed (only the part B^+ B of the state that the observation sees)",
                            choices=("full", "observed")),
-    "train.dstsp_threshold": Field(1.0, float, "chaotic data: a realization succeeds when D_stsp is below this",
+    "train.dstsp_threshold": Field(2.0, float, "chaotic data: a realization succeeds when D_stsp is below this "
+                                   "(2 is about the D_stsp of Lorenz-63 with rho = 26 or 30 against rho = 28)",
                                    positive=True),
     "train.dstsp_bins": Field(30, int, "chaotic data: bins per dimension of the D_stsp occupancy", positive=True),
     "train.eval_trajectories": Field(20, int, "chaotic data: free-running trajectories per member for the metrics",
