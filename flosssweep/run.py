@@ -38,38 +38,41 @@ class _Checkpoints:
     """A trial's checkpoints where Ray stores them (local disk or a cloud bucket).
 
     The experiment snapshot that --resume starts from can be seconds older than the newest
-    checkpoint; it may even predate a trial, which Ray then creates again under the same trial id
-    in a new directory. So Ray is told to keep every checkpoint (num_to_keep=None: it refuses to
-    resume from one it has deleted), the trial drops the large state file from all but its
-    KEEP_STATES newest checkpoints itself, and a trial that starts looks through every directory of
-    its trial id for the newest state of the same configuration, or for its records if it had
-    finished: it neither trains again what was done nor starts over what was under way.
+    checkpoint; it may even predate a trial, which Ray then creates again, in a new directory and,
+    under Optuna, with a new trial id. So Ray is told to keep every checkpoint (num_to_keep=None: it
+    refuses to resume from one it has deleted), trials drop the large state file from all but the
+    KEEP_STATES newest checkpoints themselves, and a trial that starts looks through the whole
+    experiment for the newest checkpoint of the same launch and configuration (seeded, hence the
+    same computation): records if it had finished, else its latest state. It neither trains again
+    what was done nor starts over what was under way.
     """
 
-    def __init__(self, config: dict, fs=None, directories: list[str] | None = None):
+    def __init__(self, config: dict, launch: str, fs=None, directories: list[str] | None = None):
         self.config = json.loads(json.dumps(config))  # as it reads back from meta.json
+        self.launch = launch
         self.fs, self.directories = fs, directories or []
 
     @classmethod
-    def of_this_trial(cls, config: dict) -> "_Checkpoints":
+    def of_this_trial(cls, config: dict, launch: str) -> "_Checkpoints":
         import posixpath
 
         import pyarrow.fs as pafs
         from ray import tune
 
-        context = tune.get_context()
         try:
-            storage = context.get_storage()
+            storage = tune.get_context().get_storage()
             fs, experiment, own = storage.storage_filesystem, storage.experiment_fs_path, storage.trial_fs_path
         except (AttributeError, RuntimeError):  # no storage context: only what Ray hands back
             checkpoint = tune.get_checkpoint()
             if checkpoint is None:
-                return cls(config)
-            return cls(config, checkpoint.filesystem, [posixpath.dirname(checkpoint.path.rstrip("/"))])
-        marker = f"_{context.get_trial_id()}_"
+                return cls(config, launch)
+            return cls(config, launch, checkpoint.filesystem, [posixpath.dirname(checkpoint.path.rstrip("/"))])
         directories = [info.path for info in fs.get_file_info(pafs.FileSelector(experiment, allow_not_found=True))
-                       if info.type == pafs.FileType.Directory and marker in info.base_name]
-        return cls(config, fs, sorted(set(directories) | {own}))
+                       if info.type == pafs.FileType.Directory]
+        return cls(config, launch, fs, sorted(set(directories) | {own}))
+
+    def meta(self, epoch: int, done: bool, **more) -> str:
+        return json.dumps({"epoch": epoch, "done": done, "launch": self.launch, "config": self.config, **more})
 
     def _scan(self) -> list[tuple[tuple, str, dict]]:
         """(sort key, path, meta) of every checkpoint of this trial with something to restore."""
@@ -85,7 +88,7 @@ class _Checkpoints:
                         meta = json.loads(stream.read().decode())
                 except (OSError, ValueError):
                     continue
-                if meta.get("config") != self.config:
+                if meta.get("config") != self.config or meta.get("launch") != self.launch:
                     continue
                 has_state = self.fs.get_file_info(f"{info.path}/{STATE_FILE}").type == pafs.FileType.File
                 if meta.get("done") or has_state:
@@ -161,8 +164,7 @@ class _Progress:
             return
         with tempfile.TemporaryDirectory() as tmp:
             torch.save(state, Path(tmp, STATE_FILE))
-            meta = {"epoch": epoch, "done": False, "config": self.checkpoints.config, "history": self.history}
-            Path(tmp, META_FILE).write_text(json.dumps(meta))
+            Path(tmp, META_FILE).write_text(self.checkpoints.meta(epoch, False, history=self.history))
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
         self.last_checkpoint = time.monotonic()
         self.checkpoints.prune()
@@ -170,8 +172,7 @@ class _Progress:
     def finish(self, records: list[dict]) -> None:
         metrics, epoch = self.held if self.held is not None else ({}, self.final_epoch)
         self.held = None
-        _final_report({"epoch": epoch, "metrics": metrics, "config": self.checkpoints.config,
-                       "history": self.history}, records)
+        _final_report(self.checkpoints, {"epoch": epoch, "metrics": metrics, "history": self.history}, records)
 
 
 def _result(metrics: dict, epoch: int) -> dict:
@@ -183,7 +184,7 @@ def _result(metrics: dict, epoch: int) -> dict:
     return result
 
 
-def _final_report(meta: dict, records: list[dict], replayed: bool = False) -> None:
+def _final_report(checkpoints: _Checkpoints, meta: dict, records: list[dict], replayed: bool = False) -> None:
     """The trial's last result: its metrics, the success rate over members, the records and the
     metric history (JSON, so that Ray's loggers leave them alone), with a checkpoint that marks the
     trial done. `replayed`: the trial had finished before an interrupted driver saw it."""
@@ -201,7 +202,8 @@ def _final_report(meta: dict, records: list[dict], replayed: bool = False) -> No
     result["replayed"] = int(replayed)
     with tempfile.TemporaryDirectory() as tmp:
         write_records(records, Path(tmp, RECORDS_ARTIFACT))
-        Path(tmp, META_FILE).write_text(json.dumps({**meta, "done": True}))
+        Path(tmp, META_FILE).write_text(checkpoints.meta(meta["epoch"], True, metrics=meta["metrics"],
+                                                         history=meta["history"]))
         tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
@@ -210,7 +212,7 @@ def _load_train(reference: str):
     return getattr(importlib.import_module(module), name)
 
 
-def run_trial(config: dict, *, base: dict, sweep_name: str, checkpoint_seconds: float = 60.0,
+def run_trial(config: dict, *, base: dict, sweep_name: str, launch: str, checkpoint_seconds: float = 60.0,
               train_ref: str = TRAIN) -> None:
     """Ray Tune function trainable: one trial of the sweep (its dotted values over the base)."""
     import logging
@@ -225,7 +227,7 @@ def run_trial(config: dict, *, base: dict, sweep_name: str, checkpoint_seconds: 
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     trial_config = resolve(base, config)
     trial_id = tune.get_context().get_trial_id()
-    checkpoints = _Checkpoints.of_this_trial(config)
+    checkpoints = _Checkpoints.of_this_trial(config, launch)
     restore, history = None, []
     newest = checkpoints.newest()
     if newest is not None:
@@ -233,7 +235,8 @@ def run_trial(config: dict, *, base: dict, sweep_name: str, checkpoint_seconds: 
             meta = json.loads(Path(directory, META_FILE).read_text())
             if meta.get("done"):  # finished before the driver went away: report, do not retrain
                 records = pq.read_table(Path(directory, RECORDS_ARTIFACT)).to_pylist()
-                _final_report(meta, records, replayed=True)
+                records = [{**r, "trial_id": trial_id} for r in records]  # this trial's id, if Ray gave a new one
+                _final_report(checkpoints, meta, records, replayed=True)
                 return
             restore = torch.load(Path(directory, STATE_FILE), weights_only=False)
             history = meta.get("history", [])
@@ -311,15 +314,17 @@ def _init_ray(args: argparse.Namespace) -> None:
         ray.init(address=args.address)
 
 
-def trainable(sweep, train_ref: str = TRAIN):
+def trainable(sweep, launch: str, train_ref: str = TRAIN):
+    """The trial function with what every trial shares; `launch` (the parent run id) tells a
+    trial's checkpoints from those an earlier launch of the same sweep left in the experiment."""
     from ray import tune
 
-    function = tune.with_parameters(run_trial, base=sweep.base, sweep_name=sweep.name,
+    function = tune.with_parameters(run_trial, base=sweep.base, sweep_name=sweep.name, launch=launch,
                                     checkpoint_seconds=sweep.checkpoint_seconds, train_ref=train_ref)
     return tune.with_resources(function, {"cpu": sweep.resources["cpu"], "gpu": sweep.resources["gpu"]})
 
 
-def build_tuner(sweep, storage: str, callback, train_ref: str = TRAIN):
+def build_tuner(sweep, storage: str, callback, launch: str, train_ref: str = TRAIN):
     from ray import tune
 
     from flosssweep import tracking
@@ -332,7 +337,7 @@ def build_tuner(sweep, storage: str, callback, train_ref: str = TRAIN):
         callbacks=[callback, tracking.TerminalProgress(list(sweep.space))],
         failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None))  # see _Checkpoints
-    return tune.Tuner(trainable(sweep, train_ref), param_space=sweep.param_space(),
+    return tune.Tuner(trainable(sweep, launch, train_ref), param_space=sweep.param_space(),
                       tune_config=tune_config, run_config=run_config)
 
 
@@ -400,13 +405,13 @@ def main(argv: list[str] | None = None, *, train_ref: str = TRAIN) -> int:
             return _refuse(str(err), EXIT_UNAVAILABLE)
         print(f"resuming sweep {sweep.name} from {experiment_dir} (MLflow parent run {parent_run_id})", flush=True)
         logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)  # see below
-        tuner = tune.Tuner.restore(experiment_dir, trainable=trainable(sweep, train_ref),
+        tuner = tune.Tuner.restore(experiment_dir, trainable=trainable(sweep, parent_run_id, train_ref),
                                    resume_unfinished=True, resume_errored=True)
     else:
         experiment_id, parent_run_id = tracking.start_parent(uri, sweep, experiment_dir)
         callback = tracking.SweepLogger(uri, experiment_id, parent_run_id, sweep.name, sweep.base,
                                         list(sweep.space))
-        tuner = build_tuner(sweep, storage, callback, train_ref)
+        tuner = build_tuner(sweep, storage, callback, parent_run_id, train_ref)
         _write_launch(experiment_dir, {"parent_run_id": parent_run_id, "experiment_id": experiment_id,
                                        "tracking_uri": uri, "sweep": sweep.source,
                                        "fingerprint": sweep.fingerprint()})

@@ -21,6 +21,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -156,11 +157,12 @@ def reopen_parent(uri: str, parent_run_id: str) -> None:
 
 def outcome(uri: str, experiment_id: str, parent_run_id: str) -> dict[str, int]:
     """How the child runs of a launch ended, counted from MLflow itself: `recorded` (finished, with
-    records), `stopped` (by the scheduler), `error` (failed after its retries), `open` (under way
-    when the driver stopped)."""
+    records), `stopped` (by the scheduler), `error` (failed after its retries), `abandoned` (under
+    way when a driver died, and not part of the resumed experiment), `open` (under way when the
+    driver stopped: resumable)."""
     from mlflow.entities import ViewType
 
-    counts = {"recorded": 0, "stopped": 0, "error": 0, "open": 0}
+    counts = {"recorded": 0, "stopped": 0, "error": 0, "abandoned": 0, "open": 0}
     token = None
     while True:
         page = client(uri).search_runs([experiment_id], filter_string=f"tags.`{PARENT}` = '{parent_run_id}'",
@@ -169,7 +171,7 @@ def outcome(uri: str, experiment_id: str, parent_run_id: str) -> dict[str, int]:
             tags = run.data.tags
             if tags.get("flosssweep.recorded") == "true":
                 counts["recorded"] += 1
-            elif tags.get("flosssweep.status") in ("stopped", "error"):
+            elif tags.get("flosssweep.status") in ("stopped", "error", "abandoned"):
                 counts[tags["flosssweep.status"]] += 1
             else:
                 counts["open"] += 1
@@ -210,11 +212,29 @@ def write_records(records: list[dict], path: str | Path) -> None:
     pq.write_table(pa.Table.from_pylist(records), str(path))
 
 
+@dataclass
+class _Child:
+    """What the driver knows of one child run."""
+
+    run_id: str
+    trial_id: str  # as recorded in MLflow: the id the trial had when its run was created
+    trial_config: str  # the trial's varied values, as JSON: how a re-created trial finds its run
+    logged: set = field(default_factory=set)  # epochs whose metrics are in MLflow (or buffered)
+    recorded: bool = False  # its records are in MLflow
+    ended: bool = False  # stopped early, failed or abandoned
+
+
+def _trial_config(trial) -> str:
+    return json.dumps(trial.config, sort_keys=True, default=str)
+
+
 class SweepLogger(Callback):
     """Ray Tune callback (driver only) that mirrors every trial into MLflow.
 
     Pickled into the Ray experiment (so that a resumed sweep gets it back); holds no live client
-    while pickled.
+    while pickled. On a resumed launch it starts from the child runs MLflow already has: a trial
+    Ray restores, or creates again from an older snapshot (under Optuna with a new trial id, found
+    by its configuration), continues its own child run, so no trial is recorded twice.
     """
 
     def __init__(self, uri: str, experiment_id: str, parent_run_id: str, sweep_name: str,
@@ -230,19 +250,14 @@ class SweepLogger(Callback):
 
     def _reset(self) -> None:
         self._client = None
-        self._runs: dict[str, str] = {}  # trial_id -> child run id
-        self._logged: dict[str, set[int]] = {}  # trial_id -> epochs whose metrics are in MLflow (or buffered)
-        self._done: set[str] = set()  # trials whose records are in MLflow
+        self._children: list[_Child] = []
+        self._of_trial: dict[str, _Child] = {}  # Ray trial id -> its child run
         self._buffer: dict[str, list] = {}  # run id -> pending Metric objects
         self._last_flush = time.monotonic()
         self._warned = 0.0
 
     def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        for key in list(state):
-            if key.startswith("_"):
-                del state[key]
-        return state
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -259,27 +274,44 @@ class SweepLogger(Callback):
         self._load_existing()
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self._child(trial, started=True)
+        child = self._child(trial, trials)
+        if not child.recorded:
+            child.ended = False
+            self.client.update_run(child.run_id, status="RUNNING")
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        self._buffer_metrics(trial, result)
+        epoch = result.get("epoch")
+        if isinstance(epoch, int):
+            self._buffer_epoch(self._child(trial, trials), epoch, result, result.get("timestamp"))
         self._flush_if_due()
 
     def on_step_end(self, iteration, trials, **info):
         self._flush_if_due()
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        run = self._child(trial)
-        self.client.set_tag(run, "flosssweep.retries", str(trial.run_metadata.num_failures))
+        from mlflow.entities import RunTag
+
+        child = self._child(trial, trials)
+        self.client.log_batch(child.run_id, tags=[RunTag("flosssweep.retries", str(trial.num_failures))])
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._finish(trial, failed=False)
+        self._finish(self._child(trial, trials), trial, failed=False)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._finish(trial, failed=True)
+        self._finish(self._child(trial, trials), trial, failed=True)
 
     def on_experiment_end(self, trials, **info):
+        """Flush; and close the child runs of trials this Ray experiment no longer has (a resumed
+        search that drew different trials in place of ones under way when its driver died)."""
+        from mlflow.entities import RunTag
+
         self.flush()
+        mine = {id(self._of_trial[t.trial_id]) for t in trials if t.trial_id in self._of_trial}
+        for child in self._children:
+            if id(child) not in mine and not child.recorded and not child.ended:
+                self.client.log_batch(child.run_id, tags=[RunTag("flosssweep.status", "abandoned")])
+                self.client.set_terminated(child.run_id, status="KILLED")
+                child.ended = True
 
     # -- pieces ---------------------------------------------------------------------------------
     def _load_existing(self) -> None:
@@ -292,70 +324,62 @@ class SweepLogger(Callback):
                 [self.experiment_id], filter_string=f"tags.`{PARENT}` = '{self.parent_run_id}'",
                 run_view_type=ViewType.ALL, max_results=1000, page_token=token)
             for run in page:
-                trial_id = run.data.tags.get(TRIAL_ID)
-                if not trial_id:
+                tags = run.data.tags
+                if TRIAL_ID not in tags:
                     continue
-                self._runs[trial_id] = run.info.run_id
-                if run.data.tags.get("flosssweep.recorded") == "true":
-                    self._done.add(trial_id)
-                steps = set()
+                child = _Child(run.info.run_id, tags[TRIAL_ID], tags.get("flosssweep.trial_config", ""),
+                               recorded=tags.get("flosssweep.recorded") == "true",
+                               ended=tags.get("flosssweep.status") in ("stopped", "error", "abandoned"))
                 for key in run.data.metrics:
-                    steps.update(m.step for m in self.client.get_metric_history(run.info.run_id, key))
-                self._logged[trial_id] = steps
+                    child.logged.update(m.step for m in self.client.get_metric_history(run.info.run_id, key))
+                self._children.append(child)
+                self._of_trial[child.trial_id] = child
             token = page.token
             if not token:
                 break
 
-    def _child(self, trial, started: bool = False) -> str:
-        """The trial's child run, created on first sight; a run met again (a resumed or retried
-        trial) is marked running again when the trial starts."""
-        trial_id = trial.trial_id
-        if trial_id in self._runs:
-            run_id = self._runs[trial_id]
-            if started and trial_id not in self._done:
-                self.client.update_run(run_id, status="RUNNING")
-            return run_id
+    def _child(self, trial, trials) -> _Child:
+        """The trial's child run: its own, one of an earlier driver's that no trial of this
+        experiment holds and has the same configuration, or a new one."""
+        if trial.trial_id in self._of_trial:
+            return self._of_trial[trial.trial_id]
+        key = _trial_config(trial)
+        held = {id(self._of_trial[t.trial_id]) for t in trials if t.trial_id in self._of_trial}
+        for child in self._children:
+            if child.trial_config == key and id(child) not in held and not child.ended:
+                self._of_trial[trial.trial_id] = child
+                return child
         from mlflow.entities import Param
 
         config = cfg.resolve(self.base, trial.config)
         label = " ".join(f"{k}={_short(trial.config[k])}" for k in self.varied if k in trial.config)
         run = self.client.create_run(
             self.experiment_id,
-            run_name=f"{trial_id} {label}".strip(),
-            tags={PARENT: self.parent_run_id, ROLE: "child", SWEEP: self.sweep_name, TRIAL_ID: trial_id,
-                  "flosssweep.config_key": cfg.config_key(config)},
+            run_name=f"{trial.trial_id} {label}".strip(),
+            tags={PARENT: self.parent_run_id, ROLE: "child", SWEEP: self.sweep_name, TRIAL_ID: trial.trial_id,
+                  "flosssweep.config_key": cfg.config_key(config), "flosssweep.trial_config": key},
         )
-        run_id = run.info.run_id
         params = [Param(k, str(v)) for k, v in cfg.flatten(config).items()]
         for i in range(0, len(params), MAX_PARAMS_PER_BATCH):
-            self.client.log_batch(run_id, params=params[i:i + MAX_PARAMS_PER_BATCH])
-        self._runs[trial_id] = run_id
-        self._logged[trial_id] = set()
-        return run_id
+            self.client.log_batch(run.info.run_id, params=params[i:i + MAX_PARAMS_PER_BATCH])
+        child = _Child(run.info.run_id, trial.trial_id, key)
+        self._children.append(child)
+        self._of_trial[trial.trial_id] = child
+        return child
 
-    def _buffer_metrics(self, trial, result: dict) -> None:
-        trial_id = trial.trial_id
-        if trial_id in self._done:
-            return
-        epoch = result.get("epoch")
-        if isinstance(epoch, int):
-            self._buffer_epoch(trial, epoch, result, result.get("timestamp"))
-
-    def _buffer_epoch(self, trial, epoch: int, metrics: dict, timestamp: float | None = None) -> None:
+    def _buffer_epoch(self, child: _Child, epoch: int, metrics: dict, timestamp: float | None = None) -> None:
         """Queue one report's metrics (the trainer's, named group/name) unless that epoch is
         already in MLflow: a resumed trial reports again what it had reported before."""
         from mlflow.entities import Metric
 
-        run_id = self._child(trial)
-        logged = self._logged.setdefault(trial.trial_id, set())
-        if epoch in logged:
+        if child.recorded or epoch in child.logged:
             return
         stamp = int((timestamp or time.time()) * 1000)
         for key, value in metrics.items():
             number = _number(value)
             if "/" in key and number is not None:
-                self._buffer.setdefault(run_id, []).append(Metric(key, number, stamp, epoch))
-        logged.add(epoch)
+                self._buffer.setdefault(child.run_id, []).append(Metric(key, number, stamp, epoch))
+        child.logged.add(epoch)
 
     def _flush_if_due(self) -> None:
         if time.monotonic() - self._last_flush >= self.flush_seconds:
@@ -376,33 +400,32 @@ class SweepLogger(Callback):
                 return
             self._buffer.pop(rid, None)
 
-    def _finish(self, trial, failed: bool) -> None:
-        trial_id = trial.trial_id
-        if trial_id in self._done:
-            return
-        run_id = self._child(trial)
-        result = trial.last_result or {}
-        for epoch, metrics in json.loads(result.get("history_json") or "[]"):
-            self._buffer_epoch(trial, epoch, metrics)  # epochs that never reached MLflow
-        self.flush(run_id)
+    def _finish(self, child: _Child, trial, failed: bool) -> None:
         from mlflow.entities import RunTag
 
+        if child.recorded:
+            return
+        result = trial.last_result or {}
+        for epoch, metrics in json.loads(result.get("history_json") or "[]"):
+            self._buffer_epoch(child, epoch, metrics)  # epochs that never reached MLflow
+        self.flush(child.run_id)
         records_json = result.get("records_json")
         c = self.client
         if failed or not records_json:
-            c.log_batch(run_id, tags=[RunTag("flosssweep.status", "error" if failed else "stopped")])
-            c.set_terminated(run_id, status="FAILED" if failed else "FINISHED")
+            c.log_batch(child.run_id, tags=[RunTag("flosssweep.status", "error" if failed else "stopped")])
+            c.set_terminated(child.run_id, status="FAILED" if failed else "FINISHED")
+            child.ended = True
             return
-        records = [{**r, "sweep": self.sweep_name, "trial_id": trial_id} for r in json.loads(records_json)]
+        records = [{**r, "sweep": self.sweep_name, "trial_id": child.trial_id} for r in json.loads(records_json)]
         summary = trial_summary(records)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp, RECORDS_ARTIFACT)
             write_records(records, path)
-            c.log_artifact(run_id, str(path))
+            c.log_artifact(child.run_id, str(path))
         tags = [RunTag(f"flosssweep.{key}", str(summary[key])) for key in ("successes", "members", "diverged", "status")]
-        c.log_batch(run_id, tags=tags + [RunTag("flosssweep.recorded", "true")])
-        c.set_terminated(run_id, status="FINISHED")
-        self._done.add(trial_id)
+        c.log_batch(child.run_id, tags=tags + [RunTag("flosssweep.recorded", "true")])
+        c.set_terminated(child.run_id, status="FINISHED")
+        child.recorded = True
 
 
 class TerminalProgress(Callback):
