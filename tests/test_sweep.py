@@ -142,15 +142,28 @@ def test_a_trial_whose_worker_dies_is_retried(ray_local, tmp_path, monkeypatch, 
 
 
 # -- interrupted and resumed ------------------------------------------------------------------------------
-def test_a_killed_sweep_resumes_without_rerunning_or_duplicating_trials(tmp_path):
+RESUMABLE = {
+    # a grid: Ray re-creates a trial its last snapshot did not know under the same trial id
+    "grid": {"space": {"floss.mode": {"grid": ["none", "pre"]}, "task.delay": {"grid": [2, 4, 6]}}},
+    # Optuna: such a trial comes back with a new trial id (and, seeded, the same configuration)
+    "optuna": {"search": "optuna", "num_samples": 5, "base_floss_mode": "regularizer",
+               "space": {"floss.strength": {"loguniform": [0.001, 0.1]}, "floss.k": {"randint": [1, 4]}}},
+}
+
+
+@pytest.mark.parametrize("search", list(RESUMABLE))
+def test_a_killed_sweep_resumes_without_rerunning_or_duplicating_trials(tmp_path, search):
     marks = tmp_path / "marks"
     marks.mkdir()
     env = sweep_environment(marks)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
+    fields = dict(RESUMABLE[search])
     base = copy.deepcopy(TINY_BASE)
-    base["train"].update({"epochs": 300, "report_every": 20})
-    path = write_sweep(tmp_path, "tiny-resume", base=base, max_concurrent=1,
-                       space={"floss.mode": {"grid": ["none", "pre"]}, "task.delay": {"grid": [2, 4, 6]}})
+    base["train"].update({"epochs": 200, "report_every": 20})
+    base["floss"]["mode"] = fields.pop("base_floss_mode", "pre")
+    name = f"tiny-resume-{search}"
+    path = write_sweep(tmp_path, name, base=base, max_concurrent=1, **fields)
+    trials = 6 if search == "grid" else 5
     args = [str(path), "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray"), "--address", "local",
             "--num-cpus", "2"]
 
@@ -167,31 +180,41 @@ def test_a_killed_sweep_resumes_without_rerunning_or_duplicating_trials(tmp_path
     driver.wait(timeout=30)
     assert sum(" finished " in line for line in lines) >= 2, "".join(lines)
 
-    parents, children = runs_of(uri, "tiny-resume")
+    parents, children = runs_of(uri, name)
     recorded_before = {c.data.tags[tracking.TRIAL_ID] for c in children
                        if c.data.tags.get("flosssweep.recorded") == "true"}
+    configs_before = {c.data.tags["flosssweep.trial_config"] for c in children
+                      if c.data.tags.get("flosssweep.recorded") == "true"}
     assert len(parents) == 1 and len(recorded_before) >= 2
     starts_before = (marks / "starts.log").read_text().splitlines()
 
     resumed = subprocess.run(sweep_command(*args, "--resume", train_ref="conftest:logged_train"), cwd=tmp_path,
                              env=env, capture_output=True, text=True, timeout=240)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert "resuming sweep tiny-resume" in resumed.stdout
+    assert f"resuming sweep {name}" in resumed.stdout
 
+    # no trial that had finished trains again (under Optuna it may come back with a new id: its
+    # configuration gives it away)
+    parents, children = runs_of(uri, name)
+    config_of = {c.data.tags[tracking.TRIAL_ID]: c.data.tags["flosssweep.trial_config"] for c in children}
     starts_after = (marks / "starts.log").read_text().splitlines()[len(starts_before):]
     restarted = {line.split()[0] for line in starts_after}
     assert not restarted & recorded_before, "a trial that had finished trained again"
+    assert not {config_of.get(t) for t in restarted} & configs_before, "a finished configuration trained again"
 
-    parents, children = runs_of(uri, "tiny-resume")
+    # one child run per trial, each complete, none duplicated
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    trial_ids = [c.data.tags[tracking.TRIAL_ID] for c in children]
-    assert len(trial_ids) == 6 and len(set(trial_ids)) == 6, "one child run per trial, none duplicated"
+    recorded = [c for c in children if c.data.tags.get("flosssweep.recorded") == "true"]
+    assert len(recorded) == trials, [c.data.tags for c in children]
+    assert len({c.data.tags["flosssweep.trial_config"] for c in recorded}) == trials
     client = mlflow_client(uri)
-    for child in children:
-        assert child.data.tags.get("flosssweep.recorded") == "true" and child.info.status == "FINISHED"
+    for child in recorded:
+        assert child.info.status == "FINISHED"
         steps = sorted(m.step for m in client.get_metric_history(child.info.run_id, "charts/accuracy"))
-        assert steps == list(range(0, 301, 20)), f"{child.data.tags[tracking.TRIAL_ID]} logged {steps}"
+        assert steps == list(range(0, 201, 20)), f"{child.data.tags[tracking.TRIAL_ID]} logged {steps}"
         assert len(records_of(uri, child.info.run_id, tmp_path / "dl" / child.info.run_id).to_pylist()) == 2
+    others = [c for c in children if c not in recorded]
+    assert all(c.data.tags.get("flosssweep.status") == "abandoned" for c in others)
 
 
 # -- refusals before anything starts ---------------------------------------------------------------------
