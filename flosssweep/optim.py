@@ -60,12 +60,14 @@ def member_norms(grads: list[Tensor]) -> Tensor:
     return torch.stack([g.flatten(1).norm(dim=1) for g in grads])
 
 
-def clip(grads: list[Tensor], max_norm: float, mode: str = "tensor") -> list[Tensor]:
+def clip(grads: list[Tensor], max_norm: float, mode: str = "tensor", norms: Tensor | None = None) -> list[Tensor]:
     """Clip by norm per member: each tensor separately (`tensor`, the reference code's choice) or
-    all tensors of a member together (`global`). max_norm 0 disables clipping."""
+    all tensors of a member together (`global`). max_norm 0 disables clipping. `norms`: the
+    caller's `member_norms(grads)`, if it has them already."""
     if max_norm <= 0:
         return grads
-    norms = member_norms(grads)
+    if norms is None:
+        norms = member_norms(grads)
     if mode == "global":
         norms = norms.norm(dim=0).expand_as(norms)
     scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)

@@ -94,8 +94,9 @@ class Trial:
 
         grads = torch.autograd.grad(total.sum(), list(self.params.values()))
         ok = finite_members(total.detach(), grads) & self.active
-        self.grad_norm = member_norms(grads).norm(dim=0).detach().cpu()
-        self.optimizer.step(clip(grads, train["clip"], train["clip_mode"]), ok)
+        norms = member_norms(grads)
+        self.grad_norm = norms.norm(dim=0).detach().cpu()
+        self.optimizer.step(clip(grads, train["clip"], train["clip_mode"], norms), ok)
 
         skipped = self.active & ~ok
         self.nonfinite += skipped
