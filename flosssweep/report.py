@@ -1530,6 +1530,11 @@ def _run(args) -> int:
             f"({', '.join(table_meta(horizon)['by']) or 'none'})"
         )
     print(format_report(curves, horizon, args.format))
+    marker = args.marker
+    if marker is None and args.x == "tau" and "lambda_max_data" in table.column_names:
+        # chaotic-data records: mark the forcing interval the data predict, ln 2 / lambda_max per step
+        lambdas = sorted({v for v in table["lambda_max_data"].to_pylist() if v is not None and v > 0})
+        marker = [(np.log(2.0) / v, f"ln 2 / lambda_max = {np.log(2.0) / v:.1f}") for v in lambdas] or None
 
     need_files = args.out or (client is not None and not args.no_log)
     if not need_files:
@@ -1537,7 +1542,7 @@ def _run(args) -> int:
     with tempfile.TemporaryDirectory(prefix="flosssweep-report-") as tmp:
         out_dir = Path(args.out) if args.out else Path(tmp)
         written = write_outputs(
-            curves, horizon, out_dir, marker=args.marker, marker_label=args.marker_label,
+            curves, horizon, out_dir, marker=marker, marker_label=args.marker_label,
             horizon_axis=args.horizon_axis,
         )
         if args.out:

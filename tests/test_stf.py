@@ -202,3 +202,26 @@ def test_chaotic_config_values():
                       "train.epochs": 10})
     assert config["task"]["tau"] == "none" and config["floss"]["target"] == "data"
     assert resolve({"task.tau": "40"})["task"]["tau"] == 40
+
+
+def test_report_marks_the_predicted_tau_on_the_tau_axis(tmp_path, monkeypatch):
+    report = pytest.importorskip("flosssweep.report")
+    from flosssweep import records
+
+    rows = []
+    for tau in (2, 5):
+        rows += train(small(**{"task.tau": tau, "train.epochs": 2}))
+    records.write(rows, tmp_path / "records.parquet")
+    seen = {}
+    plot = report.plot_success_curves
+
+    def spy(curves, path, *args, marker=None, **kwargs):
+        seen["marker"] = marker
+        return plot(curves, path, *args, marker=marker, **kwargs)
+
+    monkeypatch.setattr(report, "plot_success_curves", spy)
+    assert report.main(["--from-parquet", str(tmp_path / "records.parquet"), "--x", "tau", "--n-boot", "0",
+                        "--out", str(tmp_path / "report")]) == 0
+    (value, label), = seen["marker"]
+    assert value == pytest.approx(rows[0]["tau_predicted"]) and "ln 2" in label
+    assert (tmp_path / "report" / "success_vs_tau.png").exists()
