@@ -9,7 +9,9 @@ exponent next to the data's; names the predicted tau (ln 2 / lambda_max) and the
 
     python -m flosssweep.report --from-parquet OUT --x tau --by arch --marker <tau_predicted>
 
-draws the success curves from the same records.
+draws the success curves from the same records. `--summarize` rereads the records in --out instead
+of training; both write dstsp_vs_tau.png (every realization's D_stsp against tau, the predicted
+tau marked) into --out.
 
     python experiments/chaotic_tau.py --members 8 --epochs 3000 --jobs 2 --out experiments/out/chaotic_tau
 """
@@ -23,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import yaml
 
 from flosssweep import records
@@ -44,9 +47,10 @@ def run_trial(job: tuple[dict, Path]) -> tuple[list[dict], float]:
 
 def summary(rows_by_tau: list[tuple[str, list[dict], float]], threshold: float) -> str:
     lines = ["| tau (steps) | realizations | D_stsp median [quartiles] | successes (D_stsp < "
-             f"{threshold:g}) | D_H median | lambda_max model / data (per time unit) | wall (s) |",
+             f"{threshold:g}) | D_H median | lambda_max model / data (per time unit) | training (s) |",
              "|---|---|---|---|---|---|---|"]
-    for label, rows, seconds in rows_by_tau:
+    for label, rows, _ in rows_by_tau:
+        seconds = rows[0]["train_seconds"]
         d = np.array([r["dstsp"] for r in rows])
         dh = np.array([r["dh"] for r in rows])
         lam = np.array([r["lambda_max_model_per_time"] for r in rows])
@@ -57,6 +61,45 @@ def summary(rows_by_tau: list[tuple[str, list[dict], float]], threshold: float) 
                      f"{np.median(dh):.3f} | {np.nanmedian(lam):.3f} / {rows[0]['lambda_max_data_per_time']:.3f} "
                      f"| {seconds:.0f} |")
     return "\n".join(lines)
+
+
+def plot(rows_by_tau: list[tuple[str, list[dict], float]], predicted: float, threshold: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    taus = [rows[0]["tau"] for _, rows, _ in rows_by_tau]
+    for tau, (label, rows, _) in zip(taus, rows_by_tau):
+        d = np.array([r["dstsp"] for r in rows])
+        jitter = np.linspace(-0.06, 0.06, len(d)) * tau
+        ax.scatter(tau + jitter, d, s=14, color="tab:blue", alpha=0.6, linewidths=0)
+        ax.plot([tau / 1.15, tau * 1.15], [np.median(d)] * 2, color="black", linewidth=2)
+    ax.axvline(predicted, color="tab:red", linestyle="--", label=f"ln 2 / lambda_max = {predicted:.1f}")
+    ax.axhline(threshold, color="0.5", linestyle=":", label=f"success threshold {threshold:g}")
+    ax.set_xscale("log")
+    ax.set_xticks(taus, [f"{label}\n({tau})" if label in ("auto", "none") else label
+                         for tau, (label, _, _) in zip(taus, rows_by_tau)])
+    ax.tick_params(axis="x", labelsize=8)
+    ax.minorticks_off()
+    ax.set_xlabel("sparse teacher forcing interval tau (steps)")
+    ax.set_ylabel("D_stsp (test data || generated)")
+    rows = rows_by_tau[0][1]
+    ax.set_title(f"{rows[0]['arch']} on {rows[0]['task']} (dt {rows[0]['task_dt']}, L {rows[0]['train_length']}): "
+                 "realizations and medians", fontsize=9)
+    ax.legend(fontsize=8, loc="center right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def read_back(out: Path, taus: list[str], arch: str) -> list[tuple[list[dict], float]]:
+    results = []
+    for tau in taus:
+        rows = pq.read_table(out / f"{arch}-tau-{tau}.parquet").to_pylist()
+        results.append((rows, rows[0]["train_seconds"]))
+    return results
 
 
 def main() -> None:
@@ -70,6 +113,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="base seed of every ensemble")
     parser.add_argument("--jobs", type=int, default=1, help="trials run at once (one core each)")
     parser.add_argument("--out", type=Path, default=Path("experiments/out/chaotic_tau"), help="records directory")
+    parser.add_argument("--summarize", action="store_true", help="reread the records in --out instead of training")
     args = parser.parse_args()
 
     jobs = []
@@ -80,7 +124,9 @@ def main() -> None:
         jobs.append((config, args.out))
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    if args.jobs > 1:
+    if args.summarize:
+        results = read_back(args.out, args.taus, args.arch)
+    elif args.jobs > 1:
         with mp.get_context("spawn").Pool(args.jobs) as pool:
             results = pool.map(run_trial, jobs, chunksize=1)
     else:
@@ -96,13 +142,15 @@ def main() -> None:
     won = min(medians, key=medians.get)
     print(f"{first['task']} at dt = {first['task_dt']}: lambda_max = {first['lambda_max_data_per_time']:.4f} per time "
           f"unit = {first['lambda_max_data']:.5f} per step; predicted tau = ln 2 / lambda_max = {predicted:.1f} steps")
-    print(f"{args.arch}, hidden {first['hidden']}, window L = {first['train_length']}, {args.epochs} epochs, "
-          f"{args.members} realizations per tau, seed {args.seed}; {total / 60:.1f} minutes wall, {args.jobs} job(s)\n")
+    when = "records reread" if args.summarize else f"{total / 60:.1f} minutes wall, {args.jobs} job(s)"
+    print(f"{args.arch}, hidden {first['hidden']}, window L = {first['train_length']}, {first['train_epochs']} epochs, "
+          f"{len(results[0][0])} realizations per tau, seed {first['seed']}; {when}\n")
     print(summary(rows_by_tau, threshold))
     best_rate = max(rates.values())
     print(f"\nlowest median D_stsp at tau = {won} (predicted {predicted:.1f}); highest success rate "
           f"{best_rate:.2f} at tau = {', '.join(str(t) for t, r in rates.items() if r == best_rate)}")
-    print(f"records: {args.out}/*.parquet")
+    plot(rows_by_tau, predicted, threshold, args.out / "dstsp_vs_tau.png")
+    print(f"records: {args.out}/*.parquet; figure: {args.out / 'dstsp_vs_tau.png'}")
 
 
 if __name__ == "__main__":
