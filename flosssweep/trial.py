@@ -58,7 +58,9 @@ def progress_printer(epochs: int):
     def report(metrics: dict, epoch: int) -> None:
         elapsed = time.perf_counter() - started
         label = "after pre-flossing" if epoch == 0 else f"epoch {epoch:>{len(str(epochs))}}/{epochs}"
-        print(f"{label}  loss {metrics['losses/task']:.4f}  acc {metrics['charts/accuracy']:.3f}  "
+        quality = (f"D_stsp {metrics['charts/dstsp']:.3f}" if "charts/dstsp" in metrics  # chaotic data
+                   else f"acc {metrics['charts/accuracy']:.3f}")
+        print(f"{label}  loss {metrics['losses/task']:.4f}  {quality}  "
               f"success {metrics['charts/success_rate']:.2f}  lambda_1 {metrics['lyapunov/lambda_1']:+.4f}  "
               f"lambda_k {metrics['lyapunov/lambda_k']:+.4f}  floss {metrics['losses/floss_now']:.2e}  "
               f"[{elapsed:.1f}s]", flush=True)
@@ -75,6 +77,10 @@ def member_table(rows: list[dict]) -> str:
         lines.append(f"{r['member']:>6} {r['status']:>8} {str(r['success']):>7} {r['final_accuracy']:>8.3f} "
                      f"{r['final_loss']:>8.4f} {reached:>17} {r['lambda_1']:>+9.4f} {r['lambda_k']:>+9.4f}")
     wins = sum(r["success"] for r in rows)
+    if rows and "dstsp" in rows[0]:  # chaotic data: the reconstruction metrics of each member
+        lines.append(f"{'member':>6} {'D_stsp':>8} {'D_H':>6} {'lambda_max model/data per time unit':>36}")
+        lines += [f"{r['member']:>6} {r['dstsp']:>8.3f} {r['dh']:>6.3f} "
+                  f"{r['lambda_max_model_per_time']:>+26.4f} / {r['lambda_max_data_per_time']:.4f}" for r in rows]
     lines.append(f"{wins}/{len(rows)} members succeeded")
     return "\n".join(lines)
 
