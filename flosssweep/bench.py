@@ -29,7 +29,9 @@ single-threaded sections, since it is less sensitive to other processes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import io
 import json
 import math
 import os
@@ -50,7 +52,7 @@ SECTIONS = ("trainer", "baseline", "floss", "ray", "report")
 FULL = {
     "hidden": 80, "length": 300, "batch": 16, "delay": 10, "ensembles": [1, 4, 16, 64],
     "train_k": 16, "strength": 0.01, "horizon": 55, "warmup": 16, "floss_ks": [1, 16, 75],
-    "ray_trials": 16, "report_rows": [10 ** 5, 10 ** 6], "seconds": 2.0, "floss_calls": 20,
+    "ray_trials": 32, "report_rows": [10 ** 5, 10 ** 6], "seconds": 2.0, "floss_calls": 20,
 }
 QUICK = {
     "hidden": 12, "length": 30, "batch": 4, "delay": 4, "ensembles": [1, 4],
@@ -246,7 +248,7 @@ def _minimal_trainable(config: dict) -> None:
     tune.report({"charts/success_rate": 1.0, "epoch": 1})
 
 
-def _overhead_sweep(trials: int, sizes: dict) -> dict:
+def _overhead_sweep(trials: int) -> dict:
     """A sweep file (as a dict) of `trials` near-empty trials: one epoch of a tiny network."""
     return {
         "name": "bench-ray-overhead", "search": "grid", "max_concurrent": 2, "resources": {"cpu": 1, "gpu": 0},
@@ -258,36 +260,59 @@ def _overhead_sweep(trials: int, sizes: dict) -> dict:
 
 
 def bench_ray(sizes: dict, repeats: int) -> dict:
+    """Per-trial overhead as the wall time of a sweep of near-empty trials over their number, at
+    two sweep sizes, which also splits it into a fixed cost per sweep and a marginal cost per trial."""
     _quiet_ray_env()
     import ray
-    from ray import tune
 
-    trials = sizes["ray_trials"]
-    out: dict = {"trials": trials}
+    sizes_n = sorted({max(1, sizes["ray_trials"] // 8), sizes["ray_trials"]})
+    out: dict = {"trials": sizes["ray_trials"], "sizes": sizes_n}
     started = time.perf_counter()
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              configure_logging=True, logging_level="ERROR")
     out["ray_init_seconds"] = time.perf_counter() - started
     try:
         with tempfile.TemporaryDirectory(prefix="flosssweep-bench-") as tmp:
-            walls = []
-            for i in range(repeats):
-                tuner = tune.Tuner(
-                    _minimal_trainable, param_space={"i": tune.grid_search(list(range(trials)))},
-                    tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=2),
-                    run_config=tune.RunConfig(name=f"minimal-{i}", storage_path=tmp, verbose=0))
-                started = time.perf_counter()
-                tuner.fit()
-                walls.append(time.perf_counter() - started)
-            out["minimal"] = {"per_trial_best": min(walls) / trials,
-                              "per_trial_median": statistics.median(walls) / trials, "walls": walls}
-            out["project"] = _bench_project_sweep(tmp, trials, sizes, repeats)
+            out["minimal"] = _overhead(lambda n, i: _minimal_sweep(tmp, n, i), sizes_n, repeats)
+            out["project"] = _overhead(lambda n, i: _project_sweep(tmp, n, i), sizes_n, repeats)
     finally:
         ray.shutdown()
     return out
 
 
-def _bench_project_sweep(tmp: str, trials: int, sizes: dict, repeats: int) -> dict:
+def _overhead(sweep: Callable[[int, int], float], sizes_n: list[int], repeats: int) -> dict:
+    walls: dict[int, list[float]] = {n: [] for n in sizes_n}
+    try:
+        for i in range(repeats):
+            for n in sizes_n:
+                walls[n].append(sweep(n, i))
+    except BenchError as err:
+        return {"skipped": str(err)}
+    n, best = sizes_n[-1], {m: min(w) for m, w in walls.items()}
+    result = {"per_trial_best": best[n] / n, "per_trial_median": statistics.median(walls[n]) / n,
+              "walls": {str(m): w for m, w in walls.items()}}
+    if len(sizes_n) > 1:
+        small = sizes_n[0]
+        result["marginal_per_trial"] = (best[n] - best[small]) / (n - small)
+        result["fixed_per_sweep"] = best[small] - result["marginal_per_trial"] * small
+    return result
+
+
+def _minimal_sweep(tmp: str, trials: int, i: int) -> float:
+    """A function trainable that reports once, through tune.Tuner with actor reuse."""
+    from ray import tune
+
+    tuner = tune.Tuner(
+        _minimal_trainable, param_space={"i": tune.grid_search(list(range(trials)))},
+        tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=2),
+        run_config=tune.RunConfig(name=f"minimal-{trials}-{i}", storage_path=tmp, verbose=0))
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        tuner.fit()
+    return time.perf_counter() - started
+
+
+def _project_sweep(tmp: str, trials: int, i: int) -> float:
     """The whole `python -m flosssweep.run` path (validation, MLflow parent run, the project's
     trainable and TuneConfig, the driver-side MLflow callback) on a sweep of near-empty trials."""
     try:
@@ -295,29 +320,20 @@ def _bench_project_sweep(tmp: str, trials: int, sizes: dict, repeats: int) -> di
 
         from flosssweep import run
     except ImportError as err:
-        return {"skipped": f"flosssweep.run not importable: {err}"}
-    sweep_file = Path(tmp, "overhead.yaml")
-    sweep_file.write_text(yaml.safe_dump(_overhead_sweep(trials, sizes)))
-    walls = []
-    for i in range(repeats):
-        argv = [str(sweep_file), "--tracking-uri", f"sqlite:///{tmp}/mlflow-{i}.db",
-                "--storage-path", str(Path(tmp, f"ray-{i}")), "--address", "local", "--num-cpus", "2"]
-        started = time.perf_counter()
-        try:
-            with open(os.devnull, "w") as null:
-                stdout = sys.stdout
-                sys.stdout = null
-                try:
-                    code = run.main(argv)
-                finally:
-                    sys.stdout = stdout
-        except Exception as err:  # the sweep service is another module's: report, do not crash the bench
-            return {"skipped": f"flosssweep.run.main failed: {type(err).__name__}: {err}"}
-        walls.append(time.perf_counter() - started)
-        if code != 0:
-            return {"skipped": f"flosssweep.run.main exited with status {code}"}
-    return {"per_trial_best": min(walls) / trials, "per_trial_median": statistics.median(walls) / trials,
-            "walls": walls}
+        raise BenchError(f"flosssweep.run not importable: {err}") from None
+    sweep_file = Path(tmp, f"overhead-{trials}.yaml")
+    sweep_file.write_text(yaml.safe_dump(_overhead_sweep(trials)))
+    argv = [str(sweep_file), "--tracking-uri", f"sqlite:///{tmp}/mlflow-{trials}-{i}.db",
+            "--storage-path", str(Path(tmp, f"ray-{trials}-{i}")), "--address", "local", "--num-cpus", "2"]
+    started = time.perf_counter()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            code = run.main(argv)
+    except Exception as err:  # the sweep service is another module's: report, do not crash the bench
+        raise BenchError(f"flosssweep.run.main failed: {type(err).__name__}: {err}") from None
+    if code != 0:
+        raise BenchError(f"flosssweep.run.main exited with status {code}")
+    return time.perf_counter() - started
 
 
 # -- the report ---------------------------------------------------------------------------------
@@ -404,15 +420,19 @@ def markdown(results: dict) -> str:
         if "skipped" in ray:
             lines += [f"skipped: {ray['skipped']}", ""]
         else:
-            lines += [f"{ray['trials']} near-empty trials, 2 CPUs, reuse_actors; `ray.init` took "
-                      f"{ray['ray_init_seconds']:.1f} s (not included).", "",
-                      "| trainable | s per trial (best) | median |", "|---|---:|---:|"]
+            lines += [f"Sweeps of {' and '.join(map(str, ray['sizes']))} near-empty trials (1 epoch of a tiny "
+                      "network), 2 CPUs, reuse_actors; `ray.init` took "
+                      f"{ray['ray_init_seconds']:.1f} s (not included). Per trial = sweep wall time / "
+                      f"{ray['trials']} trials; fixed and marginal from the two sweep sizes.", "",
+                      "| trainable | s per trial (best) | median | fixed s per sweep | marginal s per trial |",
+                      "|---|---:|---:|---:|---:|"]
             for name in ("minimal", "project"):
                 r = ray.get(name, {})
                 if "skipped" in r:
-                    lines.append(f"| {name} | skipped: {r['skipped']} | |")
+                    lines.append(f"| {name} | skipped: {r['skipped']} | | | |")
                 elif r:
-                    lines.append(f"| {name} | {r['per_trial_best']:.3f} | {r['per_trial_median']:.3f} |")
+                    lines.append(f"| {name} | {r['per_trial_best']:.3f} | {r['per_trial_median']:.3f} | "
+                                 f"{_fmt(r.get('fixed_per_sweep'))} | {_fmt(r.get('marginal_per_trial'))} |")
             lines.append("")
     rep = results.get("report")
     if rep:
