@@ -38,6 +38,8 @@ def marks_dir(tmp_path_factory) -> Path:
 def ray_local(marks_dir):
     """A local Ray instance for the whole session (2 CPUs, no dashboard)."""
     ray = pytest.importorskip("ray")
+    saved = dict(os.environ)
+    os.environ.clear()
     os.environ.update(sweep_environment(marks_dir))
     for path in (str(ROOT), str(TESTS)):
         if path not in sys.path:
@@ -45,6 +47,8 @@ def ray_local(marks_dir):
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 # -- trainers for Ray workers (imported there as `conftest:<name>`) ----------------------------------
