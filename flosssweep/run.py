@@ -247,8 +247,14 @@ def run_trial(config: dict, *, base: dict, sweep_name: str, launch: str, checkpo
 
 
 # -- the driver --------------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        """One line and exit status 2, like every other refusal (`--help` shows the usage)."""
+        self.exit(EXIT_INVALID, f"flosssweep.run: error: {message} (see --help)\n")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m flosssweep.run",
         description="Run a sweep file through Ray Tune, recording every trial in MLflow.")
     parser.add_argument("sweep", help="sweep file path, or the name of a file in search_spaces/ (e.g. quickstart)")
@@ -404,6 +410,9 @@ def main(argv: list[str] | None = None, *, train_ref: str = TRAIN) -> int:
         except tracking.TrackingUnavailable as err:
             return _refuse(str(err), EXIT_UNAVAILABLE)
         print(f"resuming sweep {sweep.name} from {experiment_dir} (MLflow parent run {parent_run_id})", flush=True)
+        if args.max_concurrent is not None:
+            print("note: --max-concurrent does not change a resumed launch (Ray restores its search as it was)",
+                  flush=True)
         logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)  # see below
         tuner = tune.Tuner.restore(experiment_dir, trainable=trainable(sweep, parent_run_id, train_ref),
                                    resume_unfinished=True, resume_errored=True)

@@ -242,6 +242,8 @@ def test_unknown_sweep_name_and_bad_options_exit_2(tmp_path):
     assert result.returncode == 2 and "quickstart" in result.stderr and "Traceback" not in result.stderr
     result = run_cli("quickstart", "--max-concurrent", "0", cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.startswith("flosssweep.run: error: --max-concurrent")
+    result = run_cli("quickstart", "--max-concurent", "2", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "--max-concurent" in result.stderr
     result = run_cli("quickstart", "--resume", cwd=tmp_path)
     assert result.returncode == 2 and "--resume: no launch of sweep quickstart" in result.stderr
 
