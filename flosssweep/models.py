@@ -53,17 +53,35 @@ class _Fresh:
         return like.new_empty(shape)
 
 
+CHUNK_BYTES = 1 << 19  # one chunk of steps of one (T, R, B, N) buffer; a few such stay in cache
+
+
+def _chunks(T: int, R: int, B: int, N: int, element_size: int) -> list[tuple[int, int]]:
+    """Consecutive step ranges [t0, t1) whose slices of a (T, R, B, N) buffer take about
+    CHUNK_BYTES (4 to 64 steps)."""
+    size = max(4, min(64, CHUNK_BYTES // (R * B * N * element_size)))
+    return [(t0, min(T, t0 + size)) for t0 in range(0, T, size)]
+
+
 class _TanhRecurrence(torch.autograd.Function):
     """The whole RNN forward pass over T steps as one autograd node, with a hand-written backward.
 
     Forward: x_{t+1} = J tanh(x_t) + W_in s_{t+1} + b for all members at once (two ops a step: tanh
-    into the saved buffer, an in-place batched multiply-add onto the precomputed input drive), then,
-    if `w_out` is given, the readout of all steps in one batched matmul.
+    into the saved buffer H, an in-place batched multiply-add onto the input drive), and, if
+    `w_out` is given, the readout.
     Backward (backpropagation through time): a_t = g_t + (a_{t+1} J) * (1 - tanh(x_{t+1})^2), again
-    two ops a step, and the weight gradients as single large matmuls over all steps at the end
-    (dJ = sum_t a_t^T tanh(x_t) is one (N x TB) @ (TB x N) product per member). Autograd would
-    instead record four nodes per step and accumulate dJ with T small products and T additions.
-    Same arithmetic, so the same numbers up to float round-off (summation order).
+    two ops a step, and the weight gradients as large matmuls (dJ = sum_t a_t^T tanh(x_t) is an
+    (N x CB) @ (CB x N) product per member and chunk of C steps). Autograd would instead record
+    four nodes per step and accumulate dJ with T small products and T additions.
+
+    Memory traffic: with R = 16 the (T, R, B, N) tensors are 25 MB each and every pass over one
+    costs ~3 ms, a third of an epoch when the drive, states, readout gradient, tanh' and adjoints
+    each had their own. So everything that is not a per-step op runs chunk by chunk on small
+    scratch buffers that stay in cache, right next to the steps that produce or use them; only H
+    (tanh of the states, which the backward needs) goes through memory, once each way. With the
+    readout fused, the states themselves are never stored: dw_out = sum_t g_t x_{t+1}^T is
+    expanded through x_{t+1} = b + W_in s_t + J h_t into sums over g, s and h.
+    Same arithmetic up to float round-off (summation order).
     """
 
     @staticmethod
@@ -71,69 +89,92 @@ class _TanhRecurrence(torch.autograd.Function):
         T, R, B, I = inputs.shape
         N = J.shape[-1]
         readout = w_out is not None
-        X = (workspace if readout else _Fresh).get("X", (T, R, B, N), J)  # states x_1 .. x_T
+        chunks = _chunks(T, R, B, N, J.element_size())
+        steps = max(t1 - t0 for t0, t1 in chunks)
         H = workspace.get("H", (R, T, B, N), J)  # tanh(x_0) .. tanh(x_{T-1}); member-major for dJ
-        # the input drive b + W_in s of every step, in one pass
-        torch.addcmul(b.unsqueeze(1), inputs[..., :1], W_in[:, :, 0].unsqueeze(1), out=X)
-        for i in range(1, I):
-            X.addcmul_(inputs[..., i:i + 1], W_in[:, :, i].unsqueeze(1))
+        Hs = H.unbind(1)
+        if readout:  # states x_{t+1} live in two alternating chunk buffers
+            X = [workspace.get(f"X{i}", (steps, R, B, N), J) for i in (0, 1)]
+            logits = J.new_empty(T, R, w_out.shape[1], B)
+            w_out_b = w_out.unsqueeze(0)
+        else:
+            X_all = J.new_empty(T, R, B, N)
         JT = J.transpose(1, 2).contiguous()
         x = x0
-        for x_next, h in zip(X.unbind(0), H.unbind(1)):
-            torch.tanh(x, out=h)
-            x = x_next.baddbmm_(h, JT)
-        ctx.workspace, ctx.readout, ctx.inputs_shape = workspace, readout, inputs.shape
+        for k, (t0, t1) in enumerate(chunks):
+            X_c = X[k % 2][:t1 - t0] if readout else X_all[t0:t1]
+            # the input drive b + W_in s of these steps, then the steps adding J tanh(x) onto it
+            torch.addcmul(b.unsqueeze(1), inputs[t0:t1, ..., :1], W_in[:, :, 0].unsqueeze(1), out=X_c)
+            for i in range(1, I):
+                X_c.addcmul_(inputs[t0:t1, ..., i:i + 1], W_in[:, :, i].unsqueeze(1))
+            for t, x_next in enumerate(X_c.unbind(0), start=t0):
+                torch.tanh(x, out=Hs[t])
+                x = x_next.baddbmm_(Hs[t], JT)
+            if readout:  # (C, R, O, B) = w_out (1, R, O, N) @ x^T (C, R, N, B)
+                torch.matmul(w_out_b, X_c.transpose(-1, -2), out=logits[t0:t1])
+        ctx.workspace, ctx.readout, ctx.chunks = workspace, readout, chunks
+        ctx.save_for_backward(inputs, J, W_in, b, H, w_out)
         if not readout:
-            ctx.save_for_backward(inputs, J, H)
-            return X
-        ctx.save_for_backward(inputs, J, H, X, w_out)
-        # logits (T, R, B, O): w_out (1, R, O, N) @ X^T (T, R, N, B), one batched product
-        logits = torch.matmul(w_out.unsqueeze(0), X.transpose(-1, -2)).transpose(-1, -2)
-        return logits + c.view(1, R, 1, -1)
+            return X_all
+        return logits.transpose(-1, -2) + c.view(1, R, 1, -1)
 
     @staticmethod
     def backward(ctx, grad):
-        workspace = ctx.workspace
-        T, R, B, I = ctx.inputs_shape
-        needs = ctx.needs_input_grad
-        g_w_out = g_c = None
-        inputs, J, H = ctx.saved_tensors[:3]
+        workspace, readout, chunks = ctx.workspace, ctx.readout, ctx.chunks
+        inputs, J, W_in, b, H, w_out = ctx.saved_tensors
+        T, R, B, I = inputs.shape
         N = J.shape[-1]
-        # A[:, t] starts as the gradient reaching x_{t+1} directly (from its readout) and becomes
-        # a_t, the total gradient of the loss w.r.t. x_{t+1}, in the loop below
-        A = workspace.get("A", (R, T, B, N), J)
-        if ctx.readout:
-            X, w_out = ctx.saved_tensors[3:]
+        needs = ctx.needs_input_grad
+        steps = max(t1 - t0 for t0, t1 in chunks)
+        grad = grad.contiguous()  # (T, R, B, O) with the readout, else (T, R, B, N)
+        # A: a_t, the total gradient of the loss w.r.t. x_{t+1}, chunk by chunk in two alternating
+        # buffers (a chunk's first step needs a_{t+1} from the chunk before); S: tanh'(x_{t+1})
+        A = [workspace.get(f"A{i}", (R, steps, B, N), J) for i in (0, 1)]
+        S = workspace.get("S", (R, steps, B, N), J)
+        one, pulled = H.new_ones(()), H.new_empty(R, B, N)
+        # [s_t, 1] per row of a chunk: [dW_in | db] = sum_t [s_t, 1]^T a_t
+        drives = torch.cat([inputs.transpose(0, 1).reshape(R, T * B, I), inputs.new_ones(R, T * B, 1)], dim=2)
+        g_J, g_Wb = torch.zeros_like(J), J.new_zeros(R, I + 1, N)
+        if readout:
             O = w_out.shape[1]
-            grad = grad.contiguous()  # (T, R, B, O)
-            if O == 1:
-                torch.mul(grad, w_out, out=A.transpose(0, 1))
+            grad_rows = grad.transpose(0, 1).reshape(R, T * B, O)
+            g_wh = J.new_zeros(R, O, N)  # sum_t g_t h_t^T, the J h_t part of dw_out
+        a = None
+        for k, (t0, t1) in enumerate(reversed(chunks)):
+            C = t1 - t0
+            A_c, H_c = A[k % 2][:, :C], H[:, t0:t1]
+            # the gradient reaching x_{t+1} directly
+            if not readout:
+                A_c.transpose(0, 1).copy_(grad[t0:t1])
+            elif O == 1:
+                torch.mul(grad[t0:t1], w_out, out=A_c.transpose(0, 1))
             else:
-                A.transpose(0, 1).copy_(torch.matmul(grad, w_out))
-            if needs[5]:
-                g_w_out = torch.bmm(grad.view(T * R, B, O).transpose(1, 2), X.view(T * R, B, N))
-                g_w_out = g_w_out.view(T, R, O, N).sum(0)
-            if needs[6]:
-                g_c = grad.sum(dim=(0, 2))
-        else:
-            A.transpose(0, 1).copy_(grad)
-        S = workspace.get("S", (R, T, B, N), J)
-        torch.addcmul(H.new_ones(()), H, H, value=-1, out=S)  # tanh' = 1 - tanh^2 (never sech^2)
-        As, Ss = A.unbind(1), S.unbind(1)
-        pulled = H.new_empty(R, B, N)
-        a = As[T - 1]
-        for t in range(T - 2, -1, -1):
-            torch.bmm(a, J, out=pulled)
-            a = As[t].addcmul_(pulled, Ss[t + 1])
-        g_x0 = torch.bmm(a, J).mul_(Ss[0]) if needs[0] else None
-        A2 = A.view(R, T * B, N)
-        g_J = torch.bmm(A2.transpose(1, 2), H.view(R, T * B, N)) if needs[2] else None
-        g_W_in = g_b = None
-        if needs[3] or needs[4]:  # both from one pass over A: [s_t, 1]^T a_t summed over steps
-            drives = torch.cat([inputs.transpose(0, 1).reshape(R, T * B, I), inputs.new_ones(R, T * B, 1)], dim=2)
-            g_Wb = torch.bmm(drives.transpose(1, 2), A2)  # (R, I + 1, N)
-            g_W_in, g_b = g_Wb[:, :I].transpose(1, 2), g_Wb[:, I]
-        return g_x0, None, g_J, g_W_in, g_b, g_w_out, g_c, None
+                A_c.transpose(0, 1).copy_(torch.matmul(grad[t0:t1], w_out))
+            # tanh'(x_{t+1}) for t = t0 .. t1 - 1 (1 - tanh^2, never sech^2, which underflows)
+            S_c = S[:, :min(t1 + 1, T) - t0 - 1]
+            torch.addcmul(one, H[:, t0 + 1:t1 + 1], H[:, t0 + 1:t1 + 1], value=-1, out=S_c)
+            A_steps, S_steps = A_c.unbind(1), S_c.unbind(1)
+            for i in range(C - 1, -1, -1):  # step t = t0 + i
+                if a is not None:  # a = a_{t+1}
+                    torch.bmm(a, J, out=pulled)
+                    A_steps[i].addcmul_(pulled, S_steps[i])
+                a = A_steps[i]
+            A_rows, H_rows = A_c.reshape(R, C * B, N), H_c.reshape(R, C * B, N)
+            g_J.baddbmm_(A_rows.transpose(1, 2), H_rows)
+            g_Wb.baddbmm_(drives[:, t0 * B:t1 * B].transpose(1, 2), A_rows)
+            if readout:
+                g_wh.baddbmm_(grad_rows[:, t0 * B:t1 * B].transpose(1, 2), H_rows)
+        g_x0 = torch.bmm(a, J).mul_(torch.addcmul(one, H[:, 0], H[:, 0], value=-1)) if needs[0] else None
+        g_W_in, g_b = g_Wb[:, :I].transpose(1, 2), g_Wb[:, I]
+        g_w_out = g_c = None
+        if readout:
+            g_c = grad_rows.sum(dim=1)  # (R, O)
+            if needs[5]:  # sum_t g_t x_{t+1}^T with x_{t+1} = b + W_in s_t + J h_t
+                g_w_out = torch.baddbmm(g_c.unsqueeze(2) * b.unsqueeze(1),
+                                        torch.bmm(grad_rows.transpose(1, 2), drives[..., :I]), W_in.transpose(1, 2))
+                g_w_out.baddbmm_(g_wh, J.transpose(1, 2))
+        return (g_x0, None, g_J if needs[2] else None, g_W_in if needs[3] else None, g_b if needs[4] else None,
+                g_w_out, g_c if needs[6] else None, None)
 
 
 class _TanhSpectrum(torch.autograd.Function):
