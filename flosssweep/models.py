@@ -190,7 +190,7 @@ class _TanhSpectrum(torch.autograd.Function):
     loss), so the lower triangle of R gR^T is diag(R_ii gR_ii). Then through the tangent and the
     state update by the chain rule, with dJ, dW_in, db of the state path as single matmuls over
     all steps at the end. Frames are handled as (R * B, N, k) stacks so that every step is a few
-    plain batched ops; autograd records about three times as many for the same loop.
+    plain batched ops; autograd records more than twice as many for the same loop.
     """
 
     @staticmethod

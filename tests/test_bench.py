@@ -18,7 +18,8 @@ def test_quick_benchmark_writes_json_and_markdown(tmp_path, capsys):
     assert bench.main(["--quick", "--skip", "ray", "--out", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "bench.json").read_text())
     assert results["quick"] and results["machine"]["cores"] >= 1
-    assert {(r["ensemble"], r["flossing"]) for r in results["trainer"]} == {(1, False), (4, False), (1, True), (4, True)}
+    assert {(r["ensemble"], r["flossing"]) for r in results["trainer"]} == {(1, False), (4, False),
+                                                                           (1, True), (4, True)}
     assert all(r["rate"] > 0 for r in results["trainer"] + results["baseline"])
     assert {(r["k"], r["tangent"]) for r in results["floss"]} == {(1, "analytic"), (1, "generic"),
                                                                   (4, "analytic"), (4, "generic")}
