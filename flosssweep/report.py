@@ -55,6 +55,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from flosssweep import stats
+from flosssweep.layout import PARENT, RECORDS_ARTIFACT, ROLE, resolve_uri
 
 __all__ = [
     "ReportError",
@@ -94,10 +95,7 @@ OUTCOME_PREFIXES = ("final_", "lambda_", "lambda_max_")
 # Axes whose values have a natural reading order (DESIGN 4); others sort by value.
 LEVEL_ORDER = {"floss_mode": ["none", "pre", "during", "pre+during", "regularizer"]}
 FIGURE_GROUP_LIMIT = 30  # groups per sweep that a figure can show one by one
-RECORDS_ARTIFACT = "records.parquet"
 REPORT_ARTIFACT_DIR = "report"
-ROLE_TAG = "flosssweep.role"
-PARENT_TAG = "mlflow.parentRunId"
 
 _META_PREFIX = "flosssweep."
 _RELATIONS = ["=", ">=", "<", "n/a"]
@@ -590,16 +588,6 @@ def read_parquet_records(paths: Iterable[str | os.PathLike], x: str = DEFAULT_X)
     return _concat(tables)
 
 
-def resolve_tracking_uri(uri: str | None = None) -> str:
-    """--tracking-uri, else $MLFLOW_TRACKING_URI, else sqlite:///<absolute cwd>/mlflow.db."""
-    if uri:
-        return uri
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env:
-        return env
-    return f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
-
-
 def _check_store(uri: str) -> None:
     if uri.startswith("sqlite:///"):
         path = uri[len("sqlite:///") :]
@@ -644,15 +632,15 @@ def find_parent_run(client, experiment: str | None = None, run_id: str | None = 
     from mlflow.exceptions import MlflowException
 
     uri = client.tracking_uri if hasattr(client, "tracking_uri") else ""
-    parent_filter = f"tags.`{ROLE_TAG}` = 'parent'"
+    parent_filter = f"tags.`{ROLE}` = 'parent'"
     if run_id:
         try:
             run = client.get_run(run_id)
         except MlflowException:
             raise ReportError(f"no run with id {run_id!r} in {uri}") from None
-        role = run.data.tags.get(ROLE_TAG)
+        role = run.data.tags.get(ROLE)
         if role not in (None, "parent"):
-            raise ReportError(f"run {run_id} is not a sweep parent run ({ROLE_TAG} is {role!r})")
+            raise ReportError(f"run {run_id} is not a sweep parent run ({ROLE} is {role!r})")
         exp = client.get_experiment(run.info.experiment_id)
         return run, exp.name
     if experiment:
@@ -666,7 +654,7 @@ def find_parent_run(client, experiment: str | None = None, run_id: str | None = 
         )
         if not runs:
             raise ReportError(
-                f"no sweep launch in experiment {experiment!r}: no run tagged {ROLE_TAG}=parent"
+                f"no sweep launch in experiment {experiment!r}: no run tagged {ROLE}=parent"
             )
         return runs[0], exp.name
     exps = client.search_experiments()
@@ -674,7 +662,7 @@ def find_parent_run(client, experiment: str | None = None, run_id: str | None = 
         client, [e.experiment_id for e in exps], parent_filter, ["attributes.start_time DESC"], 1
     ) if exps else []
     if not runs:
-        raise ReportError(f"no sweep found in {uri}: no run tagged {ROLE_TAG}=parent")
+        raise ReportError(f"no sweep found in {uri}: no run tagged {ROLE}=parent")
     exp = client.get_experiment(runs[0].info.experiment_id)
     return runs[0], exp.name
 
@@ -686,9 +674,9 @@ def read_mlflow_records(client, parent, experiment_name: str, x: str = DEFAULT_X
 
     pid = parent.info.run_id
     children = _search_all(
-        client, [parent.info.experiment_id], f"tags.`{PARENT_TAG}` = '{pid}'"
+        client, [parent.info.experiment_id], f"tags.`{PARENT}` = '{pid}'"
     )
-    children = [c for c in children if c.data.tags.get(ROLE_TAG, "child") == "child"]
+    children = [c for c in children if c.data.tags.get(ROLE, "child") == "child"]
     if not children:
         raise ReportError(f"no child runs found under parent run {pid} (experiment {experiment_name!r})")
     total = len(children)
@@ -1507,7 +1495,7 @@ def _run(args) -> int:
         table = read_parquet_records(args.from_parquet, x=args.x)
         source = ", ".join(args.from_parquet)
     else:
-        uri = resolve_tracking_uri(args.tracking_uri)
+        uri = resolve_uri(args.tracking_uri, Path.cwd())
         client = _mlflow_client(uri)
         parent, exp_name = find_parent_run(client, args.experiment, args.run)
         table = read_mlflow_records(client, parent, exp_name, x=args.x)

@@ -348,7 +348,7 @@ def build_tuner(sweep, storage: str, callback, launch: str, train_ref: str = TRA
 
 
 def main(argv: list[str] | None = None, *, train_ref: str = TRAIN) -> int:
-    from flosssweep import space, tracking
+    from flosssweep import layout, space, tracking
     from flosssweep.config import ConfigError
 
     args = parse_args(argv)
@@ -379,11 +379,11 @@ def main(argv: list[str] | None = None, *, train_ref: str = TRAIN) -> int:
             return _refuse(f"--resume: {sweep.source} changed since the launch being resumed "
                            "(restore the file, or start a new launch without --resume)")
         uri = launch["tracking_uri"]
-        if args.tracking_uri and tracking.absolute_uri(args.tracking_uri, launch_dir) != uri:
+        if args.tracking_uri and layout.absolute_uri(args.tracking_uri, launch_dir) != uri:
             return _refuse(f"--tracking-uri: expected {uri}, where this launch started (a resumed sweep "
                            "keeps writing to its parent run)")
     else:
-        uri = tracking.resolve_uri(args.tracking_uri, launch_dir)
+        uri = layout.resolve_uri(args.tracking_uri, launch_dir)
     try:
         tracking.check_reachable(uri)
     except tracking.TrackingUnavailable as err:
@@ -445,7 +445,7 @@ def main(argv: list[str] | None = None, *, train_ref: str = TRAIN) -> int:
     if not complete:
         print(f"interrupted: continue with  python -m flosssweep.run {args.sweep} --resume"
               + (f" --storage-path {storage}" if args.storage_path else ""))
-    env = "" if uri == tracking.default_uri(launch_dir) else f"MLFLOW_TRACKING_URI={uri} "
+    env = "" if uri == layout.default_uri(launch_dir) else f"MLFLOW_TRACKING_URI={uri} "
     print(f"report:  {env}python -m flosssweep.report --run {parent_run_id}")
     print(f"browse:  mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite") else f"browse:  {uri}")
     return 0 if complete and not ended["error"] else EXIT_FAILED

@@ -42,7 +42,7 @@ from torch import Tensor
 
 from flosssweep import chaos, models
 from flosssweep.config import config_key, record_columns
-from flosssweep.floss import DTYPES, Flosser, floss_loss
+from flosssweep.floss import DTYPES, Flosser
 from flosssweep.lyapunov import lyapunov_spectrum
 from flosssweep.optim import MemberAdam, clip, finite_members, member_norms
 from flosssweep.trainer import Checkpoint, Report, Trial, member_generators

@@ -29,8 +29,8 @@ from ray.tune import Callback
 
 from flosssweep import config as cfg
 
-ROLE, SWEEP, TRIAL_ID, PARENT = "flosssweep.role", "flosssweep.sweep", "flosssweep.trial_id", "mlflow.parentRunId"
-RECORDS_ARTIFACT = "records.parquet"
+from flosssweep.layout import PARENT, RECORDS_ARTIFACT, ROLE, SWEEP, TRIAL_ID
+from flosssweep.records import write as write_records
 FLUSH_SECONDS = 5.0
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit per log_batch call
 MAX_PARAMS_PER_BATCH = 100
@@ -44,33 +44,6 @@ def quiet_mlflow_logs() -> None:
     """The SQLite store announces its schema migrations at INFO; a sweep's terminal has better uses."""
     for name in ("mlflow.store.db.utils", "alembic", "alembic.runtime.migration"):
         logging.getLogger(name).setLevel(logging.WARNING)
-
-
-# -- where ---------------------------------------------------------------------------------------
-def default_uri(launch_dir: str | Path) -> str:
-    return "sqlite:///" + str(Path(launch_dir).resolve() / "mlflow.db")
-
-
-def resolve_uri(flag: str | None, launch_dir: str | Path) -> str:
-    """`--tracking-uri`, else MLFLOW_TRACKING_URI, else SQLite in the launch directory; local paths
-    made absolute (Ray trials run in directories of their own)."""
-    uri = flag or os.environ.get("MLFLOW_TRACKING_URI") or default_uri(launch_dir)
-    return absolute_uri(uri, launch_dir)
-
-
-def absolute_uri(uri: str, launch_dir: str | Path) -> str:
-    base = Path(launch_dir).resolve()
-    if uri.startswith("sqlite:///"):
-        path = uri[len("sqlite:///"):]
-        if path and path != ":memory:" and not path.startswith("/"):
-            return "sqlite:///" + str(base / path)
-        return uri
-    if uri.startswith("file:"):
-        path = uri[len("file:"):].removeprefix("//")
-        return Path(base, path).resolve().as_uri() if not path.startswith("/") else uri
-    if "://" not in uri and ":" not in uri.split("/")[0]:
-        return Path(base, uri).resolve().as_uri()  # a bare directory: MLflow's file store
-    return uri
 
 
 def artifact_location(uri: str, experiment: str) -> str | None:
@@ -203,13 +176,6 @@ def _number(value: Any) -> float | None:
     if isinstance(value, (int, float)):
         return float(value)
     return None
-
-
-def write_records(records: list[dict], path: str | Path) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    pq.write_table(pa.Table.from_pylist(records), str(path))
 
 
 @dataclass

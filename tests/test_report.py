@@ -512,8 +512,6 @@ def test_mlflow_children_without_records(tmp_path, capsys):
 def test_default_tracking_uri_is_absolute_cwd_store(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
-    assert report.resolve_tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
-    assert report.resolve_tracking_uri("http://x:5000") == "http://x:5000"
     assert report.main([]) == 2
-    assert "no MLflow tracking store at" in capsys.readouterr().err
+    assert f"no MLflow tracking store at {tmp_path.resolve() / 'mlflow.db'}" in capsys.readouterr().err
     assert not (tmp_path / "mlflow.db").exists()

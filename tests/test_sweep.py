@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, sweep_environment
-from flosssweep import run, tracking
+from flosssweep import layout, run, tracking
 
 TINY_BASE = {"model": {"hidden": 8}, "task": {"bits": 1},
              "train": {"epochs": 30, "length": 40, "success_window": 10, "report_every": 10},
@@ -290,12 +290,12 @@ def test_run_py_works_as_a_lone_file_like_ray_submit_runs_it(tmp_path):
 # -- tracking URI ---------------------------------------------------------------------------------------
 def test_tracking_uri_precedence_and_absolute_paths(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert tracking.resolve_uri(None, tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    assert layout.resolve_uri(None, tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
-    assert tracking.resolve_uri(None, tmp_path) == "http://mlflow.example:5000"
-    assert tracking.resolve_uri("sqlite:///runs/m.db", tmp_path) == f"sqlite:///{tmp_path.resolve()}/runs/m.db"
-    assert tracking.resolve_uri("sqlite:////abs/m.db", tmp_path) == "sqlite:////abs/m.db"
-    assert tracking.resolve_uri("mlruns", tmp_path) == (tmp_path / "mlruns").resolve().as_uri()
+    assert layout.resolve_uri(None, tmp_path) == "http://mlflow.example:5000"
+    assert layout.resolve_uri("sqlite:///runs/m.db", tmp_path) == f"sqlite:///{tmp_path.resolve()}/runs/m.db"
+    assert layout.resolve_uri("sqlite:////abs/m.db", tmp_path) == "sqlite:////abs/m.db"
+    assert layout.resolve_uri("mlruns", tmp_path) == (tmp_path / "mlruns").resolve().as_uri()
 
 
 # -- cluster files --------------------------------------------------------------------------------------
