@@ -25,6 +25,16 @@ def _bmm_t(x: Tensor, weight: Tensor) -> Tensor:
     return torch.bmm(x, weight.transpose(1, 2))
 
 
+def unroll(step, p: Params, x: Tensor, inputs: Tensor) -> Tensor:
+    """States after each input, by a plain time loop: inputs (T, R, B, I) -> states (T, R, B, S).
+    `unbind` gives one backward node where indexing inputs[t] would give T of them."""
+    states = []
+    for s in inputs.unbind(0):
+        x = step(p, x, s)
+        states.append(x)
+    return torch.stack(states)
+
+
 class Workspace:
     """Large scratch tensors kept between calls of `RNN.logits` (shapes are fixed within a trial).
 
@@ -386,11 +396,7 @@ class GatedCell:
         return p["x0"].unsqueeze(1).expand(-1, batch, -1)
 
     def run(self, p: Params, x: Tensor, inputs: Tensor) -> Tensor:
-        states = []
-        for s in inputs.unbind(0):
-            x = self.step(p, x, s)
-            states.append(x)
-        return torch.stack(states)
+        return unroll(self.step, p, x, inputs)
 
     def readout(self, p: Params, states: Tensor) -> Tensor:
         h = states[..., : self.hidden]
@@ -496,13 +502,8 @@ class PLRNN:
 
         return step
 
-    def run(self, p: Params, z: Tensor, inputs: Tensor) -> Tensor:
-        """States after each input; inputs (T, R, B, I) -> states (T, R, B, S)."""
-        states = []
-        for s in inputs.unbind(0):
-            z = self.step(p, z, s)
-            states.append(z)
-        return torch.stack(states)
+    def run(self, p: Params, x: Tensor, inputs: Tensor) -> Tensor:
+        return unroll(self.step, p, x, inputs)
 
     def tangent(self, p: Params, z: Tensor, s: Tensor, Q: Tensor) -> Tensor:
         """D Q with D = diag(A) + W diag(relu'(z)); Q (R, B, S, k)."""

@@ -222,15 +222,7 @@ class ChaoticTrial(Trial):
         floss_cfg = dict(c["floss"], target=self.floss_target)
         self.flosser = ChaoticFlosser(floss_cfg, self.model, self.params, self.generators, self.train_data)
 
-        self.epoch = 0
-        self.pre_flossed = False
-        self.accuracy = torch.full((train["epochs"], members), float("nan"))  # not defined for this task
-        self.loss = torch.full((train["epochs"], members), float("nan"))
-        self.active = torch.ones(members, dtype=torch.bool, device=self.device)
-        self.nonfinite = torch.zeros(members, dtype=torch.long, device=self.device)
-        self.consecutive_nonfinite = torch.zeros(members, dtype=torch.long, device=self.device)
-        self.grad_norm = torch.full((members,), float("nan"))
-        self.floss_value = torch.full((members,), float("nan"))
+        self.start_bookkeeping(train["epochs"], members)  # accuracy stays NaN: not defined for this task
         self._evaluated: tuple[int, dict] | None = None
 
     @property

@@ -63,10 +63,14 @@ class Trial:
         self.flosser = Flosser(c["floss"], self.model, self.params, self.generators)
         self.workspace = models.Workspace()  # scratch memory of the fused forward, reused every epoch
 
+        self.start_bookkeeping(train["epochs"], members)
+
+    def start_bookkeeping(self, epochs: int, members: int) -> None:
+        """Per-epoch history and per-member status, as a fresh trial has them."""
         self.epoch = 0
         self.pre_flossed = False
-        self.accuracy = torch.full((train["epochs"], members), float("nan"))
-        self.loss = torch.full((train["epochs"], members), float("nan"))
+        self.accuracy = torch.full((epochs, members), float("nan"))
+        self.loss = torch.full((epochs, members), float("nan"))
         self.active = torch.ones(members, dtype=torch.bool, device=self.device)
         self.nonfinite = torch.zeros(members, dtype=torch.long, device=self.device)
         self.consecutive_nonfinite = torch.zeros(members, dtype=torch.long, device=self.device)
