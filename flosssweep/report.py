@@ -246,6 +246,25 @@ def table_meta(table: pa.Table) -> dict:
     return out
 
 
+def _split_by_sweep(items, meta: dict, row_of=lambda item: item) -> dict:
+    """Items grouped by their row's sweep, in first-seen order; one group (key None) when the
+    records came from a single sweep and carry no sweep key."""
+    keyed = "sweep" in meta.get("keys", [])
+    sweeps: dict = {}
+    for item in items:
+        sweeps.setdefault(row_of(item)["sweep"] if keyed else None, []).append(item)
+    return sweeps
+
+
+def _plot_settings(table: pa.Table, x: str | None, threshold: float | None):
+    """The metadata of a curves or horizon table, and the x column and threshold a figure uses:
+    the given ones, else those :func:`aggregate` stored."""
+    meta = table_meta(table)
+    x = x or meta.get("x", DEFAULT_X)
+    threshold = meta.get("threshold", DEFAULT_THRESHOLD) if threshold is None else threshold
+    return meta, x, threshold, list(meta.get("by", []))
+
+
 def aggregate(
     table: pa.Table,
     x: str = DEFAULT_X,
@@ -775,7 +794,6 @@ def _sweep_views(curves: pa.Table, horizon: pa.Table):
     """Per sweep: (name, horizon rows, x values, k/n matrix as {group_id: {x: text}})."""
     meta = table_meta(horizon)
     x = meta.get("x", DEFAULT_X)
-    has_sweep = "sweep" in meta.get("keys", [])
     hrows = horizon.to_pylist()
     k = curves["k"].to_numpy()
     n = curves["n"].to_numpy()
@@ -784,9 +802,7 @@ def _sweep_views(curves: pa.Table, horizon: pa.Table):
     kn: dict[int, dict] = {}
     for g, xv, kk, nn in zip(gid.tolist(), xs, k.tolist(), n.tolist()):
         kn.setdefault(g, {})[xv] = f"{kk}/{nn}"
-    sweeps: dict = {}
-    for row in hrows:
-        sweeps.setdefault(row["sweep"] if has_sweep else None, []).append(row)
+    sweeps = _split_by_sweep(hrows, meta)
     views = []
     for name, rows in sweeps.items():
         ids = {r["group_id"] for r in rows}
@@ -934,7 +950,6 @@ def format_report(curves: pa.Table, horizon: pa.Table, fmt: str = "table") -> st
 def _format_json(curves: pa.Table, horizon: pa.Table, meta: dict) -> str:
     x = meta.get("x", DEFAULT_X)
     by = meta.get("by", [])
-    has_sweep = "sweep" in meta.get("keys", [])
     points: dict[int, list] = {}
     for r in curves.to_pylist():
         points.setdefault(r["group_id"], []).append(
@@ -948,25 +963,25 @@ def _format_json(curves: pa.Table, horizon: pa.Table, meta: dict) -> str:
                 "wilson_hi": r["wilson_hi"],
             }
         )
-    sweeps: dict = {}
-    for r in horizon.to_pylist():
-        sweeps.setdefault(r["sweep"] if has_sweep else None, []).append(
-            {
-                "axes": {c: r[c] for c in by},
-                "n": r["n"],
-                "n_error": r["n_error"],
-                "t50": {
-                    "value": r["t50"],
-                    "relation": r["t50_relation"],
-                    "lo": r["t50_lo"],
-                    "lo_relation": r["t50_lo_relation"],
-                    "hi": r["t50_hi"],
-                    "hi_relation": r["t50_hi_relation"],
-                },
-                "nonmonotone": r["nonmonotone"],
-                "curve": points.get(r["group_id"], []),
-            }
-        )
+
+    def group(r: dict) -> dict:
+        return {
+            "axes": {c: r[c] for c in by},
+            "n": r["n"],
+            "n_error": r["n_error"],
+            "t50": {
+                "value": r["t50"],
+                "relation": r["t50_relation"],
+                "lo": r["t50_lo"],
+                "lo_relation": r["t50_lo_relation"],
+                "hi": r["t50_hi"],
+                "hi_relation": r["t50_hi_relation"],
+            },
+            "nonmonotone": r["nonmonotone"],
+            "curve": points.get(r["group_id"], []),
+        }
+
+    sweeps = _split_by_sweep(horizon.to_pylist(), meta)
     doc = {
         "x": x,
         "by": by,
@@ -974,7 +989,7 @@ def _format_json(curves: pa.Table, horizon: pa.Table, meta: dict) -> str:
         "confidence": meta.get("confidence"),
         "n_boot": meta.get("n_boot"),
         "seed": meta.get("seed"),
-        "sweeps": [{"sweep": k, "groups": v} for k, v in sweeps.items()],
+        "sweeps": [{"sweep": k, "groups": [group(r) for r in v]} for k, v in sweeps.items()],
     }
     return json.dumps(doc, indent=2, default=str)
 
@@ -1078,20 +1093,14 @@ def plot_success_curves(
     that :func:`aggregate` stored in the table; ``note`` is added under the title.
     """
     plt = _pyplot()
-    meta = table_meta(curves)
-    x = x or meta.get("x", DEFAULT_X)
-    threshold = meta.get("threshold", DEFAULT_THRESHOLD) if threshold is None else threshold
-    by = list(meta.get("by", []))
-    has_sweep = "sweep" in meta.get("keys", [])
+    meta, x, threshold, by = _plot_settings(curves, x, threshold)
     categorical = bool(meta.get("x_categorical")) or not _is_numeric(curves.schema.field(x).type)
     markers = _normalize_markers(marker, marker_label, x) if not categorical else []
 
     points: dict = {}
     for r in curves.to_pylist():
         points.setdefault(r["group_id"], []).append(r)
-    sweeps: dict = {}
-    for g, pts in points.items():
-        sweeps.setdefault(pts[0]["sweep"] if has_sweep else None, []).append(pts)
+    sweeps = _split_by_sweep(points.values(), meta, row_of=lambda pts: pts[0])
 
     # Panels: (title, list of groups); lines coloured by the axes that are not the facet.
     panels = []
@@ -1267,11 +1276,7 @@ def plot_horizon(
     plt = _pyplot()
     from matplotlib.lines import Line2D
 
-    meta = table_meta(horizon)
-    x = x or meta.get("x", DEFAULT_X)
-    threshold = meta.get("threshold", DEFAULT_THRESHOLD) if threshold is None else threshold
-    by = list(meta.get("by", []))
-    has_sweep = "sweep" in meta.get("keys", [])
+    meta, x, threshold, by = _plot_settings(horizon, x, threshold)
     rows = [r for r in horizon.to_pylist() if r["t50_relation"] != "n/a" and r["t50"] is not None]
     if not rows:
         return None
@@ -1279,9 +1284,7 @@ def plot_horizon(
     if axis is not None and axis not in by:
         raise ReportError(f"--horizon-axis {axis!r} is not a grouping column ({', '.join(by) or 'none'})")
     rest = [c for c in by if c != axis]
-    sweeps: dict = {}
-    for r in rows:
-        sweeps.setdefault(r["sweep"] if has_sweep else None, []).append(r)
+    sweeps = _split_by_sweep(rows, meta)
 
     series_keys = list(dict.fromkeys(tuple(r[c] for c in rest) for r in rows))
     colors = dict(zip(series_keys, _colors(len(series_keys))))

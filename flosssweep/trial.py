@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 import yaml
 
 from flosssweep import records
@@ -90,7 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args)
     except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"flosssweep.trial: error: {err}", file=sys.stderr)
+        return 2
+    if config["device"] == "cuda" and not torch.cuda.is_available():
+        print("flosssweep.trial: error: device: expected cpu, CUDA is not available on this machine", file=sys.stderr)
         return 2
     report = None if args.quiet else progress_printer(config["train"]["epochs"])
     rows = train(config, report=report)
