@@ -2,8 +2,9 @@
 
 A configuration is a plain nested dict. Every leaf has a `Field` in `SCHEMA` with its default, its
 type, a one-line help string and the tasks it applies to, so the single-trial CLI, the sweep
-validator, the records and the tracked params all agree on what a key means and when it has one. Bad values raise `ConfigError`, whose message names the dotted key and
-what was expected; command-line entry points turn it into one line and exit code 2.
+validator, the records and the tracked params all agree on what a key means and when it has one.
+Bad values raise `ConfigError`, whose message names the dotted key and what was expected;
+command-line entry points turn it into one line and exit code 2.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
+
+from flosssweep.names import CONFIG_COLUMNS
 
 
 class ConfigError(ValueError):
@@ -31,8 +34,8 @@ class ConfigError(ValueError):
 
 FLOSS_MODES = ("none", "pre", "during", "pre+during", "regularizer")
 ARCHS = ("rnn", "lstm", "gru", "plrnn")
-PARITY_TASKS = ("parity",)  # trained by flosssweep.trainer on generated bit sequences
-CHAOTIC_TASKS = ("lorenz63", "roessler")  # trained by flosssweep.stf (sparse teacher forcing)
+PARITY_TASKS = ("parity",)  # trained by flosssweep.train.parity on generated bit sequences
+CHAOTIC_TASKS = ("lorenz63", "roessler")  # trained by flosssweep.train.chaotic (sparse teacher forcing)
 TASKS = PARITY_TASKS + CHAOTIC_TASKS
 
 
@@ -181,22 +184,8 @@ SCHEMA: dict[str, Field] = {
 # realizations of one configuration share it whatever the ensemble size or device.
 OPERATIONAL_KEYS = ("seed", "ensemble", "device", "threads", "train.report_every")
 
-# Record column names of the main axes; every other key becomes its dotted path with '_'.
-COLUMN_NAMES = {
-    "model.arch": "arch",
-    "model.hidden": "hidden",
-    "task.name": "task",
-    "task.bits": "bits",
-    "task.delay": "delay",
-    "task.tau": "tau",
-    "floss.mode": "floss_mode",
-    "floss.k": "floss_k",
-    "floss.strength": "floss_strength",
-}
-
-
 def column_name(key: str) -> str:
-    return COLUMN_NAMES.get(key, key.replace(".", "_"))
+    return CONFIG_COLUMNS.get(key, key.replace(".", "_"))
 
 
 def defaults(task: str = SCHEMA["task.name"].default) -> dict:
@@ -330,5 +319,6 @@ def config_key(config: dict) -> str:
 
 
 def record_columns(config: dict) -> dict[str, Any]:
-    """Every config value that applies to the task, as its record column."""
+    """Every config value that applies to the task, as its record column (docs/DESIGN.md,
+    "Records")."""
     return {column_name(key): get_dotted(config, key) for key in applicable_keys(config)}
