@@ -58,7 +58,9 @@ def _parser() -> argparse.ArgumentParser:
                           "sqlite:///<absolute cwd>/mlflow.db)")
     ana = p.add_argument_group("analysis")
     ana.add_argument("--x", default=DEFAULT_X, metavar="COLUMN",
-                     help="column scanned for the success curve and T50 (default: delay; e.g. tau)")
+                     help="column scanned for the success curve and T50 (default: delay, the longest "
+                          "lag d; spacing = delay / bits, the spacing of the parity inputs, which the "
+                          "reference implementation calls its delay; tau for chaotic data)")
     ana.add_argument("--by", nargs="+", metavar="COLUMNS",
                      help="grouping columns, space or comma separated; 'none' pools every "
                           "configuration (default: every configuration column that varies, except "

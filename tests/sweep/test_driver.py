@@ -92,8 +92,9 @@ def test_grid_sweep_records_every_trial_in_mlflow(ray_local, tmp_path, monkeypat
         assert tags["mlflow.parentRunId"] == parent.info.run_id and child.info.status == "FINISHED"
         trial_id = tags[names.TRIAL_ID]
         seen.add((params["floss.mode"], params["task.delay"]))
-        # params: the whole flattened trial config
+        # params: the trial config's keys that apply to its task (parity: no tau, no D_stsp settings)
         assert params["model.hidden"] == "8" and params["train.epochs"] == "30" and params["ensemble"] == "2"
+        assert "task.tau" not in params and "train.dstsp_threshold" not in params
         # metrics: one point per report, step = epoch, never twice
         history = mlflow_client(uri).get_metric_history(child.info.run_id, "charts/accuracy")
         assert [m.step for m in history] == [0, 10, 20, 30]
