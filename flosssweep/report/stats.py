@@ -53,7 +53,6 @@ Z95 = 1.959963985
 __all__ = [
     "Z95",
     "wilson_interval",
-    "success_threshold_counts",
     "t50_point",
     "t50_bootstrap",
     "t50_bootstrap_samples",
@@ -80,21 +79,6 @@ def wilson_interval(k, n, z: float = Z95):
     hi = np.where(k == n, 1.0, hi)
     bad = ~(n > 0)
     return np.where(bad, np.nan, lo), np.where(bad, np.nan, hi)
-
-
-def success_threshold_counts(n, threshold: float):
-    """Smallest success count m with ``m / n >= threshold``, evaluated in float like the rates.
-
-    ``ceil(threshold * n)`` alone is off by one when ``threshold * n`` rounds up (0.3 * 10 is
-    3.0000000000000004), so the candidate just below is checked with the same float division that
-    the point estimate uses.
-    """
-    n = np.asarray(n, dtype=np.int64)
-    m = np.ceil(threshold * n).astype(np.int64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lower_ok = ((m - 1) / n) >= threshold
-    m = np.where((m > 0) & lower_ok, m - 1, m)
-    return np.clip(m, 0, None)
 
 
 def _segment_ends(starts: np.ndarray, size: int) -> np.ndarray:

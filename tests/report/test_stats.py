@@ -45,12 +45,6 @@ def test_wilson_vectorized_and_empty_cell():
     assert np.all(lo[:3] <= np.array([0.0, 0.5, 1.0])) and np.all(hi[:3] >= np.array([0.0, 0.5, 1.0]))
 
 
-def test_threshold_count_matches_float_rates():
-    # 0.3 * 10 is 3.0000000000000004 in floats, but 3/10 >= 0.3 holds: 3 successes are enough.
-    assert stats.success_threshold_counts(np.array([10]), 0.3)[0] == 3
-    assert stats.success_threshold_counts(np.array([10, 7, 16]), 0.5).tolist() == [5, 4, 8]
-
-
 # --- T50 point estimate ----------------------------------------------------------------------
 
 X = np.array([10.0, 20.0, 30.0, 40.0])
