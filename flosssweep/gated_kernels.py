@@ -13,12 +13,16 @@ them as (R, T B, N) rows, and the readout is one matmul over all steps outside t
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor
 
 from flosssweep.models import _chunks
 
 Params = dict[str, Tensor]
+# (state, input, frame Q) -> (next state, D Q): a step and its tangent sharing the gates
+Advance = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
 
 
 def _rows(t: Tensor) -> Tensor:
@@ -259,44 +263,59 @@ def readout_rows(p: Params, hidden: Tensor) -> Tensor:
     return logits.view(R, T, B, -1).transpose(0, 1)
 
 
-def lstm_tangent(p: Params, x: Tensor, s: Tensor, Q: Tensor) -> Tensor:
-    """D Q for the LSTM step at state x = [h, c] (R, B, 2N), Q (R, B, 2N, k):
-    dc' = f dc + (g i(1-i) dG_i + c f(1-f) dG_f + i (1-g^2) dG_g) with dG = W_hh dh,
+def _col(v: Tensor) -> Tensor:
+    return v.unsqueeze(-1)
+
+
+def _gate_sum(K: Tensor, dG: Tensor, N: int) -> Tensor:
+    """sum over gates j of K_j * dG_j: K (R, B, J N), dG (R, B, J N, k) -> (R, B, N, k)."""
+    return (_col(K) * dG).unflatten(-2, (-1, N)).sum(-3)
+
+
+def lstm_advance(p: Params) -> Advance:
+    """The LSTM step and its tangent from one evaluation of the gates, at state x = [h, c]:
+    dc' = f dc + g i(1-i) dG_i + c f(1-f) dG_f + i (1-g^2) dG_g with dG = W_hh dh,
     dh' = tanh(c') o(1-o) dG_o + o (1 - tanh^2 c') dc'."""
-    N = p["W_hh"].shape[-1]
-    h, c = x[..., :N], x[..., N:]
-    pre = (torch.baddbmm(p["b_ih"].unsqueeze(1) + p["b_hh"].unsqueeze(1), s, p["W_ih"].transpose(1, 2))
-           + torch.bmm(h, p["W_hh"].transpose(1, 2)))
-    i, f, o = (torch.sigmoid(a) for a in (pre[..., :N], pre[..., N:2 * N], pre[..., 3 * N:]))
-    g = torch.tanh(pre[..., 2 * N:3 * N])
-    tc = torch.tanh(f * c + i * g)
-    dG = p["W_hh"].unsqueeze(1) @ Q[..., :N, :]  # (R, B, 4N, k)
-    dG_i, dG_f, dG_g, dG_o = dG.split(N, dim=-2)
+    W_hh = p["W_hh"]
+    N = W_hh.shape[-1]
+    W_ihT, W_hhT, W_q = p["W_ih"].transpose(1, 2), W_hh.transpose(1, 2), W_hh.unsqueeze(1)
+    b = (p["b_ih"] + p["b_hh"]).unsqueeze(1)
 
-    def col(v: Tensor) -> Tensor:
-        return v.unsqueeze(-1)
+    def advance(x: Tensor, s: Tensor, Q: Tensor) -> tuple[Tensor, Tensor]:
+        h, c = x[..., :N], x[..., N:]
+        pre = torch.baddbmm(torch.baddbmm(b, s, W_ihT), h, W_hhT)
+        a = torch.sigmoid(pre)  # the g part is unused: g = tanh
+        g = torch.tanh(pre[..., 2 * N:3 * N])
+        i, f, o = a[..., :N], a[..., N:2 * N], a[..., 3 * N:]
+        c_next = torch.addcmul(f * c, i, g)
+        tc = torch.tanh(c_next)
+        slope = torch.addcmul(a, a, a, value=-1)  # sigmoid' of each gate
+        dG = W_q @ Q[..., :N, :]
+        K = torch.cat([g * slope[..., :N], c * slope[..., N:2 * N], i * (1 - g * g)], dim=-1)
+        dc = torch.addcmul(_gate_sum(K, dG[..., :3 * N, :], N), _col(f), Q[..., N:, :])
+        dh = torch.addcmul(_col(tc * slope[..., 3 * N:]) * dG[..., 3 * N:, :], _col(o * (1 - tc * tc)), dc)
+        return torch.cat([o * tc, c_next], dim=-1), torch.cat([dh, dc], dim=-2)
 
-    dc = (col(f) * Q[..., N:, :] + col(g * i * (1 - i)) * dG_i + col(c * f * (1 - f)) * dG_f
-          + col(i * (1 - g * g)) * dG_g)
-    dh = col(tc * o * (1 - o)) * dG_o + col(o * (1 - tc * tc)) * dc
-    return torch.cat([dh, dc], dim=-2)
+    return advance
 
 
-def gru_tangent(p: Params, h: Tensor, s: Tensor, Q: Tensor) -> Tensor:
-    """D Q for the GRU step at state h (R, B, N), Q (R, B, N, k):
+def gru_advance(p: Params) -> Advance:
+    """The GRU step and its tangent from one evaluation of the gates:
     dh' = (1-z)(1-n^2)(hn r(1-r) dGh_r + r dGh_n) + (h - n) z(1-z) dGh_z + z dh with dGh = W_hh dh."""
-    N = p["W_hh"].shape[-1]
-    gi = torch.baddbmm(p["b_ih"].unsqueeze(1), s, p["W_ih"].transpose(1, 2))
-    gh = torch.baddbmm(p["b_hh"].unsqueeze(1), h, p["W_hh"].transpose(1, 2))
-    r = torch.sigmoid(gi[..., :N] + gh[..., :N])
-    z = torch.sigmoid(gi[..., N:2 * N] + gh[..., N:2 * N])
-    hn = gh[..., 2 * N:]
-    n = torch.tanh(gi[..., 2 * N:] + r * hn)
-    dG_r, dG_z, dG_n = (p["W_hh"].unsqueeze(1) @ Q).split(N, dim=-2)
-    kn = (1 - z) * (1 - n * n)
+    W_hh = p["W_hh"]
+    N = W_hh.shape[-1]
+    W_ihT, W_hhT, W_q = p["W_ih"].transpose(1, 2), W_hh.transpose(1, 2), W_hh.unsqueeze(1)
+    b_ih, b_hh = p["b_ih"].unsqueeze(1), p["b_hh"].unsqueeze(1)
 
-    def col(v: Tensor) -> Tensor:
-        return v.unsqueeze(-1)
+    def advance(h: Tensor, s: Tensor, Q: Tensor) -> tuple[Tensor, Tensor]:
+        gi, gh = torch.baddbmm(b_ih, s, W_ihT), torch.baddbmm(b_hh, h, W_hhT)
+        rz = torch.sigmoid(gi[..., :2 * N] + gh[..., :2 * N])
+        r, z, hn = rz[..., :N], rz[..., N:], gh[..., 2 * N:]
+        n = torch.tanh(torch.addcmul(gi[..., 2 * N:], r, hn))
+        diff = h - n
+        slope = torch.addcmul(rz, rz, rz, value=-1)
+        kn = (1 - z) * (1 - n * n)
+        K = torch.cat([kn * hn * slope[..., :N], diff * slope[..., N:], kn * r], dim=-1)
+        return torch.addcmul(n, z, diff), torch.addcmul(_gate_sum(K, W_q @ Q, N), _col(z), Q)
 
-    return (col(kn * hn * r * (1 - r)) * dG_r + col(kn * r) * dG_n + col((h - n) * z * (1 - z)) * dG_z
-            + col(z) * Q)
+    return advance

@@ -135,6 +135,8 @@ def test_tangent_equals_jvp_of_the_step(cls):
     Q = torch.randn(3, 4, model.state_size, 5, dtype=f64)
     expected = jvp_tangent(lambda state, inp: model.step(p, state, inp))(x, s, Q)
     torch.testing.assert_close(model.tangent(p, x, s, Q), expected, atol=1e-10, rtol=0)
+    state, _ = model.advance(p)(x, s, Q)  # the step it shares the gates with
+    torch.testing.assert_close(state, model.step(p, x, s), atol=1e-14, rtol=0)
 
 
 @pytest.mark.parametrize("cls", GATED)
@@ -148,11 +150,12 @@ def test_spectrum_by_the_analytic_tangent_equals_the_generic_path(cls):
         return model.step(p, s, x)
 
     generic = lyapunov_spectrum(step, state, inputs, k, warmup=10)
-    analytic = lyapunov_spectrum(step, state, inputs, k, warmup=10,
-                                 tangent=lambda s, x, Q: model.tangent(p, s, x, Q))
-    torch.testing.assert_close(analytic, generic, atol=1e-10, rtol=0)
     flossed = [p[name] for name in model.flossed]
     expected = torch.autograd.grad(floss_loss(generic[..., :4]).sum(), flossed)
-    got = torch.autograd.grad(floss_loss(analytic[..., :4]).sum(), flossed)
-    for e, g in zip(expected, got):
-        torch.testing.assert_close(g, e, atol=1e-10, rtol=0)
+    analytic = lyapunov_spectrum(step, state, inputs, k, warmup=10,
+                                 tangent=lambda s, x, Q: model.tangent(p, s, x, Q))
+    for exponents in (analytic, model.spectrum(p, state, inputs, k, warmup=10)):
+        torch.testing.assert_close(exponents, generic, atol=1e-10, rtol=0)
+        got = torch.autograd.grad(floss_loss(exponents[..., :4]).sum(), flossed)
+        for e, g in zip(expected, got):
+            torch.testing.assert_close(g, e, atol=1e-10, rtol=0)
