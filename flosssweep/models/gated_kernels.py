@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from flosssweep.models import _chunks
+from flosssweep.models.kernels import _chunks
 
 Params = dict[str, Tensor]
 # (state, input, frame Q) -> (next state, D Q): a step and its tangent sharing the gates

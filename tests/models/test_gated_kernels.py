@@ -7,7 +7,7 @@ import torch
 from flosssweep import models
 from flosssweep.floss import floss_loss
 from flosssweep.lyapunov import jvp_tangent, lyapunov_spectrum
-from flosssweep.trainer import member_generators
+from flosssweep.train.loop import member_generators
 
 torch.set_num_threads(1)
 f64 = torch.float64
