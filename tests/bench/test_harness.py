@@ -50,11 +50,15 @@ def test_ratios_by_hand():
 
     assert references.epoch_flops("rnn", FULL) == 184_320_000  # 3 products of (16 x 80) @ (80 x 80) per step
     assert references.epoch_flops("lstm", FULL) == 4 * references.epoch_flops("rnn", FULL)
-    trainer = [{"arch": a, "ensemble": 16, "flossing": False, "rate": rate} for a, rate in
+    trainer = [{"arch": a, "ensemble": 16, "flossing": False, "rate": rate, "rate_cpu": 2 * rate} for a, rate in
                (("rnn", 500.0), ("lstm", 150.0), ("gru", 100.0))]
-    results = {"sizes": FULL, "trainer": trainer, "peak": {"gflops": 184.32},
-               "torch": [{"arch": "lstm", "rate": 100.0}, {"arch": "gru", "rate": 25.0}],
-               "floss": [{"arch": "rnn", "k": 16, "tangent": "analytic", "wall_best": 0.005},
-                         {"arch": "lstm", "k": 16, "tangent": "analytic", "wall_best": 0.02}]}
-    got = {r["name"].split()[0] + str(i): (r["value"], r["ok"]) for i, r in enumerate(references.ratios(results))}
-    assert got == {"rnn0": (0.5, False), "lstm1": (1.5, False), "gru2": (4.0, True), "lstm3": (4.0, False)}
+    peak_cpu = 2 * 1024 ** 3 / 184.32e9  # seconds of one product at 184.32 GFLOP/s
+    results = {"sizes": FULL, "trainer": trainer, "peak": {"size": 1024, "gflops": 184.32, "cpu_best": peak_cpu},
+               "torch": [{"arch": "lstm", "rate": 100.0, "rate_cpu": 100.0}, {"arch": "gru", "rate": 25.0,
+                                                                              "rate_cpu": 50.0}],
+               "floss": [{"arch": "rnn", "k": 16, "tangent": "analytic", "wall_best": 0.005, "cpu_best": 0.004},
+                         {"arch": "lstm", "k": 16, "tangent": "analytic", "wall_best": 0.02, "cpu_best": 0.012}]}
+    got = {r["name"].split()[0] + str(i): (round(r["value"], 12), round(r["value_cpu"], 12), r["ok"])
+           for i, r in enumerate(references.ratios(results))}
+    assert got == {"rnn0": (0.5, 1.0, False), "lstm1": (1.5, 3.0, False), "gru2": (4.0, 4.0, True),
+                   "lstm3": (4.0, 3.0, False)}
