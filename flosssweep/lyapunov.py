@@ -10,6 +10,7 @@ from torch import Tensor
 
 Step = Callable[[Tensor, object], Tensor]
 Tangent = Callable[[Tensor, object, Tensor], Tensor]
+Advance = Callable[[Tensor, object, Tensor], tuple[Tensor, Tensor]]
 
 
 def jvp_tangent(step: Step) -> Tangent:
@@ -67,7 +68,7 @@ def initial_frame(size: int, k: int, dtype=torch.float32, device="cpu", seed: in
 
 def lyapunov_spectrum(step: Step, state: Tensor, inputs: Sequence, k: int, *, warmup: int | None = None,
                       qr_every: int = 1, tangent: Tangent | None = None, q0: Tensor | None = None,
-                      min_diag: float = 1e-30) -> Tensor:
+                      min_diag: float = 1e-30, advance: Advance | None = None) -> Tensor:
     """The k largest Lyapunov exponents along one trajectory, differentiable.
 
     Method (Benettin, Galgani, Giorgilli & Strelcyn, Meccanica 15, 9-30, 1980; the QR form of
@@ -97,6 +98,9 @@ def lyapunov_spectrum(step: Step, state: Tensor, inputs: Sequence, k: int, *, wa
         q0: initial frame (S, k) or (..., S, k); default a fixed seeded orthonormal frame.
         min_diag: floor on |R_ii| before the log, so a collapsed direction gives a large negative
             exponent instead of -inf (and a finite gradient).
+        advance: `advance(state, x, Q) -> (next_state, D Q)`, the step and its tangent in one call,
+            for models whose tangent reuses the step's intermediates (the gates of LSTM and GRU);
+            replaces `step` and `tangent`.
 
     Returns:
         Exponents of shape (..., k), per time step (divide by the sampling interval for per time
@@ -115,8 +119,11 @@ def lyapunov_spectrum(step: Step, state: Tensor, inputs: Sequence, k: int, *, wa
     log_growth = state.new_zeros(*state.shape[:-1], k)
     flags, counted = qr_schedule(steps, warmup, qr_every)
     for x, (qr, accumulate) in zip(inputs, flags):
-        Q = tangent(state, x, Q)
-        state = step(state, x)
+        if advance is None:
+            Q = tangent(state, x, Q)
+            state = step(state, x)
+        else:
+            state, Q = advance(state, x, Q)
         if qr:
             Q, R = torch.linalg.qr(Q)
             if accumulate:

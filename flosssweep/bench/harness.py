@@ -8,13 +8,19 @@
 Sections (all in one run unless --skip names some):
 
 * trainer: realization-epochs per second of `Trial.train_step` (one fresh batch, forward, backward,
-  clipped Adam step) for ensembles R in {1, 4, 16, 64}, without flossing and with a flossing loss
-  at every epoch (floss.mode regularizer, k = 16, Tp = 55), for `rnn` N = 80, T = 300, B = 16.
-* baseline: the same epochs written the way one would by hand: one realization at a time, a
+  clipped Adam step) for `rnn` ensembles R in {1, 4, 16, 64} and `lstm`, `gru` at R in {1, 16},
+  without flossing and with a flossing loss at every epoch (floss.mode regularizer, k = 16,
+  Tp = 55), N = 80, T = 300, B = 16.
+* baseline: the same rnn epochs written the way one would by hand: one realization at a time, a
   torch.nn-style module with a Python loop over time steps, flossing through `torch.func.jvp`.
-  Every trainer figure is also given as a ratio against it (same flossing setting, same run).
+  Every rnn figure is also given as a ratio against it (same flossing setting, same run).
+* torch: torch.nn.RNN / LSTM / GRU, one realization, Adam on binary cross-entropy, same sizes.
+* peak: the core's float32 matmul rate (a 1024 x 1024 product, one thread).
 * floss: one flossing step (spectrum forward + backward to the flossed weights) for N = 80,
-  Tp = 55, k in {1, 16, 75}, analytic tangent vs the generic jvp path.
+  Tp = 55: rnn at k in {1, 16, 75}, lstm and gru at k = 16, fast path vs the generic jvp path.
+
+The ratios of issue 12's targets (rnn GFLOP/s over the peak, gated R = 16 over torch.nn, the lstm
+flossing step over the rnn's) are printed at the end, from figures of the same run.
 * ray: Ray Tune overhead per trial: wall time of a sweep of near-empty trials (1 epoch of a tiny
   model) divided by their number, for the project's trainable (flosssweep.run) and for a minimal
   function trainable.
@@ -44,19 +50,21 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from flosssweep.bench import references
 from flosssweep.sweep import overhead
 
-SECTIONS = ("trainer", "baseline", "floss", "ray", "report")
+SECTIONS = ("trainer", "baseline", "torch", "peak", "floss", "ray", "report")
+GATED = ("lstm", "gru")
 
 FULL = {
-    "hidden": 80, "length": 300, "batch": 16, "delay": 10, "ensembles": [1, 4, 16, 64],
+    "hidden": 80, "length": 300, "batch": 16, "delay": 10, "ensembles": [1, 4, 16, 64], "gated_ensembles": [1, 16],
     "train_k": 16, "strength": 0.01, "horizon": 55, "warmup": 16, "floss_ks": [1, 16, 75],
-    "ray_trials": 32, "report_rows": [10 ** 5, 10 ** 6], "seconds": 2.0, "floss_calls": 20,
+    "ray_trials": 32, "report_rows": [10 ** 5, 10 ** 6], "seconds": 2.0, "floss_calls": 20, "peak_size": 1024,
 }
 QUICK = {
-    "hidden": 12, "length": 30, "batch": 4, "delay": 4, "ensembles": [1, 4],
-    "train_k": 2, "strength": 0.01, "horizon": 12, "warmup": 4, "floss_ks": [1, 4],
-    "ray_trials": 4, "report_rows": [10 ** 3, 10 ** 4], "seconds": 0.05, "floss_calls": 2,
+    "hidden": 12, "length": 30, "batch": 4, "delay": 4, "ensembles": [1, 4], "gated_ensembles": [1, 4],
+    "train_k": 2, "strength": 0.01, "horizon": 12, "warmup": 4, "floss_ks": [1, 2],
+    "ray_trials": 4, "report_rows": [10 ** 3, 10 ** 4], "seconds": 0.05, "floss_calls": 2, "peak_size": 128,
 }
 
 
@@ -97,7 +105,7 @@ def calibrate(run: Callable[[], None], seconds: float, device: str = "cpu", most
 
 
 # -- the trainer --------------------------------------------------------------------------------
-def trainer_config(sizes: dict, ensemble: int, flossing: bool, device: str) -> dict:
+def trainer_config(sizes: dict, ensemble: int, flossing: bool, device: str, arch: str = "rnn") -> dict:
     from flosssweep.config import resolve
 
     floss = {"floss.mode": "none"}
@@ -105,16 +113,16 @@ def trainer_config(sizes: dict, ensemble: int, flossing: bool, device: str) -> d
         floss = {"floss.mode": "regularizer", "floss.strength": sizes["strength"], "floss.k": sizes["train_k"],
                  "floss.horizon": sizes["horizon"], "floss.warmup": sizes["warmup"]}
     return resolve({
-        "ensemble": ensemble, "device": device, "threads": 1, "model.arch": "rnn",
+        "ensemble": ensemble, "device": device, "threads": 1, "model.arch": arch,
         "model.hidden": sizes["hidden"], "task.bits": 1, "task.delay": sizes["delay"],
         "train.length": sizes["length"], "train.batch": sizes["batch"], "train.epochs": 1000,
         "train.success_window": 1, **floss})
 
 
-def bench_trainer(sizes: dict, ensemble: int, flossing: bool, device: str, repeats: int) -> dict:
+def bench_trainer(sizes: dict, ensemble: int, flossing: bool, device: str, repeats: int, arch: str = "rnn") -> dict:
     from flosssweep.train import ParityTrial as Trial
 
-    trial = Trial(trainer_config(sizes, ensemble, flossing, device))
+    trial = Trial(trainer_config(sizes, ensemble, flossing, device, arch))
     epochs = trial.config["train"]["epochs"]
 
     def epoch() -> None:
@@ -123,7 +131,7 @@ def bench_trainer(sizes: dict, ensemble: int, flossing: bool, device: str, repea
 
     calls = calibrate(epoch, sizes["seconds"], device)
     timing = measure(epoch, calls=calls, repeats=repeats, device=device)
-    return {"ensemble": ensemble, "flossing": flossing, **timing,
+    return {"arch": arch, "ensemble": ensemble, "flossing": flossing, **timing,
             "rate": ensemble / timing["wall_best"], "rate_median": ensemble / timing["wall_median"],
             "rate_cpu": ensemble / timing["cpu_best"]}
 
@@ -211,13 +219,13 @@ def bench_baseline(sizes: dict, flossing: bool, device: str, repeats: int) -> di
 
 
 # -- one flossing step ------------------------------------------------------------------------
-def bench_floss_step(sizes: dict, k: int, analytic: bool, device: str, repeats: int) -> dict:
+def bench_floss_step(sizes: dict, k: int, analytic: bool, device: str, repeats: int, arch: str = "rnn") -> dict:
     from flosssweep import models
     from flosssweep.floss import floss_loss, model_spectrum
     from flosssweep.tasks import member_bits
     from flosssweep.train import member_generators
 
-    model = models.RNN(sizes["hidden"])
+    model = models.ARCHITECTURES[arch](sizes["hidden"])
     params = models.init_params(model, member_generators(0, 1), device=device)
     flossed = [params[name] for name in model.flossed]
     inputs_gen = member_generators(0, 1, stream=2)
@@ -230,7 +238,8 @@ def bench_floss_step(sizes: dict, k: int, analytic: bool, device: str, repeats: 
 
     step()
     timing = measure(step, calls=sizes["floss_calls"], repeats=repeats, device=device)
-    return {"k": k, "tangent": "analytic" if analytic else "generic", "hidden": sizes["hidden"], "horizon": Tp,
+    return {"arch": arch, "k": k, "tangent": "analytic" if analytic else "generic", "hidden": sizes["hidden"],
+            "horizon": Tp,
             **timing}
 
 
@@ -289,28 +298,47 @@ def markdown(results: dict) -> str:
     trainer = results.get("trainer")
     if trainer:
         base = {b["flossing"]: b for b in results.get("baseline", []) if "rate" in b}
-        one = {r["flossing"]: r["rate"] for r in trainer if r["ensemble"] == 1}
-        lines += [f"## Trainer: realization-epochs per second (rnn N={sizes['hidden']}, T={sizes['length']}, "
+        nets = {r["arch"]: r for r in results.get("torch", [])}
+        one = {(r["arch"], r["flossing"]): r["rate"] for r in trainer if r["ensemble"] == 1}
+        lines += [f"## Trainer: realization-epochs per second (N={sizes['hidden']}, T={sizes['length']}, "
                   f"B={sizes['batch']}; flossing = regularizer k={sizes['train_k']}, Tp={sizes['horizon']})", "",
-                  "| flossing | R | epoch (ms) | real.-epochs/s | median | per CPU-s | x R=1 | x naive |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| arch | flossing | R | epoch (ms) | real.-epochs/s | median | per CPU-s | x R=1 | x naive | "
+                  "x torch.nn |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in trainer:
-            naive = base.get(r["flossing"])
-            lines.append(f"| {'yes' if r['flossing'] else 'no'} | {r['ensemble']} | {_fmt(1e3 * r['wall_best'])} | "
-                         f"{_fmt(r['rate'])} | {_fmt(r['rate_median'])} | {_fmt(r['rate_cpu'])} | "
-                         f"{_fmt(r['rate'] / one[r['flossing']]) if r['flossing'] in one else '-'} | "
-                         f"{_fmt(r['rate'] / naive['rate']) if naive else '-'} |")
+            key = (r["arch"], r["flossing"])
+            naive = base.get(r["flossing"]) if r["arch"] == "rnn" else None
+            net = nets.get(r["arch"]) if not r["flossing"] else None
+            lines.append(f"| {r['arch']} | {'yes' if r['flossing'] else 'no'} | {r['ensemble']} | "
+                         f"{_fmt(1e3 * r['wall_best'])} | {_fmt(r['rate'])} | {_fmt(r['rate_median'])} | "
+                         f"{_fmt(r['rate_cpu'])} | {_fmt(r['rate'] / one[key]) if key in one else '-'} | "
+                         f"{_fmt(r['rate'] / naive['rate']) if naive else '-'} | "
+                         f"{_fmt(r['rate'] / net['rate']) if net else '-'} |")
         for flossing, b in sorted(base.items()):
-            lines.append(f"| {'yes' if flossing else 'no'} | naive | {_fmt(1e3 * b['wall_best'])} | "
-                         f"{_fmt(b['rate'])} | {_fmt(b['rate_median'])} | {_fmt(b['rate_cpu'])} | - | 1 |")
+            lines.append(f"| rnn | {'yes' if flossing else 'no'} | naive | {_fmt(1e3 * b['wall_best'])} | "
+                         f"{_fmt(b['rate'])} | {_fmt(b['rate_median'])} | {_fmt(b['rate_cpu'])} | - | 1 | - |")
+        for arch, r in nets.items():
+            lines.append(f"| {arch} | no | torch.nn | {_fmt(1e3 * r['wall_best'])} | {_fmt(r['rate'])} | "
+                         f"{_fmt(r['rate_median'])} | {_fmt(r['rate_cpu'])} | - | - | 1 |")
         lines.append("")
+    peak = results.get("peak")
+    if peak:
+        lines += [f"Float32 matmul peak ({peak['size']} x {peak['size']}, one thread): {peak['gflops']:.1f} GFLOP/s "
+                  f"(median {peak['gflops_median']:.1f}).", ""]
     floss = results.get("floss")
     if floss:
         lines += [f"## One flossing step (N={sizes['hidden']}, Tp={sizes['horizon']}, R=1): forward + backward", "",
-                  "| k | tangent | ms (best) | ms (median) | CPU ms |", "|---:|---|---:|---:|---:|"]
+                  "| arch | k | tangent | ms (best) | ms (median) | CPU ms |", "|---|---:|---|---:|---:|---:|"]
         for r in floss:
-            lines.append(f"| {r['k']} | {r['tangent']} | {_fmt(1e3 * r['wall_best'])} | "
+            lines.append(f"| {r['arch']} | {r['k']} | {r['tangent']} | {_fmt(1e3 * r['wall_best'])} | "
                          f"{_fmt(1e3 * r['wall_median'])} | {_fmt(1e3 * r['cpu_best'])} |")
+        lines.append("")
+    targets = results.get("ratios")
+    if targets:
+        lines += ["## Ratios (same run) against the targets", "",
+                  "| ratio | value | from CPU times | target | met | from |", "|---|---:|---:|---|---|---|"]
+        for r in targets:
+            lines.append(f"| {r['name']} | {r['value']:.2f} | {r['value_cpu']:.2f} | {r['target']} | "
+                         f"{'yes' if r['ok'] else 'no'} | {r['detail']} |")
         lines.append("")
     ray = results.get("ray")
     if ray:
@@ -375,14 +403,20 @@ def run(args: argparse.Namespace) -> dict:
         print(f"[bench] {name} (load {results['load'][name]:.2f}) ...", file=sys.stderr, flush=True)
         results[name] = work()
 
-    section("trainer", lambda: [bench_trainer(sizes, R, flossing, args.device, repeats)
-                                for flossing in (False, True) for R in sizes["ensembles"]])
+    runs = [("rnn", R) for R in sizes["ensembles"]] + [(arch, R) for arch in GATED for R in sizes["gated_ensembles"]]
+    section("trainer", lambda: [bench_trainer(sizes, R, flossing, args.device, repeats, arch)
+                                for arch, R in runs for flossing in (False, True)])
     section("baseline", lambda: [bench_baseline(sizes, flossing, args.device, repeats) for flossing in (False, True)])
-    section("floss", lambda: [bench_floss_step(sizes, k, analytic, args.device, repeats)
-                              for k in sizes["floss_ks"] for analytic in (True, False)])
+    section("torch", lambda: [references.bench_torch_net(arch, sizes, measure, calibrate, repeats)
+                              for arch in references.TORCH_NETS] if args.device == "cpu" else [])
+    section("peak", lambda: references.bench_peak(sizes["peak_size"], measure, calibrate, sizes["seconds"], repeats))
+    steps = [("rnn", k) for k in sizes["floss_ks"]] + [(arch, sizes["train_k"]) for arch in GATED]
+    section("floss", lambda: [bench_floss_step(sizes, k, analytic, args.device, repeats, arch)
+                              for arch, k in steps for analytic in (True, False)])
     section("ray", lambda: overhead.bench_ray(sizes, max(1, min(repeats, 2))))
     section("report", lambda: [bench_report(rows, max(1, min(repeats, 3))) for rows in sizes["report_rows"]])
     results["machine"]["load_at_end"] = os.getloadavg()[0]
+    results["ratios"] = references.ratios(results)
     return results
 
 
