@@ -1,0 +1,119 @@
+"""Where a sweep keeps its trial checkpoints: a storage path that every node of the Ray cluster reaches.
+
+A trial reports its checkpoints from whatever node runs it, and a retried or resumed trial reads
+them back from another one; so on a cluster of several nodes the storage path must be either an
+object-store URI or a directory that every node mounts (NFS). The driver checks this before it
+launches anything: a local directory is probed by writing a file and having a task on each node
+read it and write one back.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+STORAGE_ENV = "FLOSSSWEEP_STORAGE_PATH"  # set by the cluster files, so `ray submit` needs no flag
+DEFAULT_STORAGE = "ray_results"
+# pyarrow filesystems that every node reaches the same way, whatever its disk
+OBJECT_STORES = ("s3://", "gs://", "gcs://", "abfs://", "abfss://", "az://", "hdfs://", "viewfs://")
+PROBE_SECONDS = 30.0  # a node that has not answered by then counts as one that cannot see the path
+EXPECTED = ("expected an object-store URI (s3://BUCKET/PATH, gs://, abfs://) or a directory that every node "
+            "mounts (NFS)")
+
+
+class StorageUnreachable(ValueError):
+    """Some node of the cluster cannot use the storage path; the message says which and what to do."""
+
+
+def resolve(flag: str | None, launch_dir: Path) -> str:
+    """`--storage-path`, else $FLOSSSWEEP_STORAGE_PATH, else ./ray_results; URIs as given, local
+    paths absolute (Ray and every trial see them from directories of their own)."""
+    path = flag or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+    if "://" in path:
+        return path.rstrip("/")
+    return str((launch_dir / path).expanduser().resolve())
+
+
+def is_object_store(path: str) -> bool:
+    return path.lower().startswith(OBJECT_STORES)
+
+
+def check(storage: str, trial_resources: dict, probe_seconds: float = PROBE_SECONDS) -> None:
+    """Raise StorageUnreachable unless every node that may run a trial can read and write `storage`.
+
+    Needs a connected Ray. One node that can run trials itself needs nothing shared; a cluster of
+    several nodes, or one whose only node cannot hold a trial (a head with CPU: 0, waiting for an
+    autoscaler's workers), needs an object store or a directory mounted on every node."""
+    import ray
+
+    if is_object_store(storage):
+        return
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    if len(nodes) == 1 and _fits(nodes[0].get("Resources", {}), trial_resources):
+        return
+    if storage.startswith("file://"):
+        storage = storage[len("file://"):]
+    if len(nodes) == 1:
+        raise StorageUnreachable(
+            f"--storage-path: {EXPECTED}; {storage} is a directory on this node, which cannot run a trial "
+            f"itself, and the nodes that will are not up yet to check that they mount it")
+    missing = _probe(Path(storage), nodes, probe_seconds)
+    if missing:
+        raise StorageUnreachable(
+            f"--storage-path: {EXPECTED}; {storage} cannot be read and written from {len(missing)} of the "
+            f"{len(nodes)} nodes of this Ray cluster ({', '.join(missing)})")
+
+
+def _fits(node: dict, trial: dict) -> bool:
+    return node.get("CPU", 0) >= trial.get("cpu", 1) and node.get("GPU", 0) >= trial.get("gpu", 0)
+
+
+def _answer_probe(path: str, token: str, node_id: str) -> bool:
+    """On one node: the probe file reads back as written, and a reply can be written beside it."""
+    try:
+        if Path(path).read_text() != token:
+            return False
+        Path(f"{path}.{node_id}").write_text(token)
+        return True
+    except OSError:
+        return False
+
+
+def _probe(directory: Path, nodes: list[dict], seconds: float) -> list[str]:
+    """The nodes (id prefix @ address) that cannot read the driver's file in `directory` or whose
+    reply the driver cannot read back."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    token = uuid.uuid4().hex
+    made = not directory.exists()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".flosssweep-probe-{token}"
+        probe.write_text(token)
+    except OSError as err:
+        raise StorageUnreachable(f"--storage-path: cannot write {directory} on this node: "
+                                 f"{err.strerror or err}") from None
+    answer = ray.remote(num_cpus=0, max_retries=0)(_answer_probe)
+    pending = {}
+    for node in nodes:
+        strategy = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+        pending[answer.options(scheduling_strategy=strategy).remote(str(probe), token, node["NodeID"])] = node
+    ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=seconds)
+    answered = set()
+    for ref in ready:
+        node = pending[ref]
+        try:
+            ok = ray.get(ref)
+        except ray.exceptions.RayError:
+            ok = False
+        reply = Path(f"{probe}.{node['NodeID']}")
+        if ok and reply.is_file() and reply.read_text() == token:
+            answered.add(node["NodeID"])
+        reply.unlink(missing_ok=True)
+    probe.unlink(missing_ok=True)
+    if made:
+        directory.rmdir()  # leave no trace of a refused launch
+    return [f"{node['NodeID'][:8]}@{node.get('NodeManagerAddress', '?')}" for node in nodes
+            if node["NodeID"] not in answered]
