@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from flosssweep.names import CONFIG_COLUMNS
+
 
 class ConfigError(ValueError):
     """A configuration value that cannot be used; `key` is the dotted path of the offender."""
@@ -88,7 +90,7 @@ class Field:
 
 FLOSS_MODES = ("none", "pre", "during", "pre+during", "regularizer")
 ARCHS = ("rnn", "lstm", "gru", "plrnn")
-CHAOTIC_TASKS = ("lorenz63", "roessler")  # trained by flosssweep.stf (sparse teacher forcing)
+CHAOTIC_TASKS = ("lorenz63", "roessler")  # trained by flosssweep.train.chaotic (sparse teacher forcing)
 
 SCHEMA: dict[str, Field] = {
     "seed": Field(0, int, "base seed; member j of seed s is seeded by (s, j) alone", minimum=0),
@@ -158,22 +160,8 @@ SCHEMA: dict[str, Field] = {
 # realizations of one configuration share it whatever the ensemble size or device.
 OPERATIONAL_KEYS = ("seed", "ensemble", "device", "threads", "train.report_every")
 
-# Record column names of the main axes (DESIGN 7); every other key becomes its dotted path with '_'.
-COLUMN_NAMES = {
-    "model.arch": "arch",
-    "model.hidden": "hidden",
-    "task.name": "task",
-    "task.bits": "bits",
-    "task.delay": "delay",
-    "task.tau": "tau",
-    "floss.mode": "floss_mode",
-    "floss.k": "floss_k",
-    "floss.strength": "floss_strength",
-}
-
-
 def column_name(key: str) -> str:
-    return COLUMN_NAMES.get(key, key.replace(".", "_"))
+    return CONFIG_COLUMNS.get(key, key.replace(".", "_"))
 
 
 def defaults() -> dict:
@@ -286,5 +274,5 @@ def config_key(config: dict) -> str:
 
 
 def record_columns(config: dict) -> dict[str, Any]:
-    """Every config value as its record column (DESIGN 7)."""
+    """Every config value as its record column (docs/DESIGN.md, "Records")."""
     return {column_name(key): value for key, value in flatten(config).items()}

@@ -22,21 +22,29 @@ def floss_loss(exponents: Tensor, target: float | Tensor = 0.0) -> Tensor:
     return ((exponents - target) ** 2).mean(dim=-1)
 
 
+def exponents_of(model, p: dict, state: Tensor, inputs, k: int, *, warmup: int, qr_every: int = 1,
+                 analytic: bool = True, fused: bool = True) -> Tensor:
+    """`lyapunov_spectrum` of the model's step under parameters `p` (cast and detached as the caller
+    wants), through the fastest path the model has: its fused loop (`fused`, needs a tensor of
+    inputs), else its analytic tangent, else jvp of `step` (`analytic=False` forces the last).
+    Returns (R, B, k)."""
+    if analytic and fused and model.spectrum is not None:
+        return model.spectrum(p, state, inputs, k, warmup=warmup, qr_every=qr_every)
+    tangent = None
+    if analytic and model.tangent is not None:
+        def tangent(s, x, Q):
+            return model.tangent(p, s, x, Q)
+    return lyapunov_spectrum(lambda s, x: model.step(p, s, x), state, inputs, k, warmup=warmup, qr_every=qr_every,
+                             tangent=tangent)
+
+
 def model_spectrum(model, params: dict, inputs: Tensor, k: int, *, warmup: int, qr_every: int = 1,
                    dtype=torch.float32, analytic: bool = True) -> Tensor:
     """Exponents (R, k) of each member along the trajectory from its initial state driven by
     `inputs` (Tp, R, 1, I). Gradients reach the flossed parameters only."""
     p = {name: (t if name in model.flossed else t.detach()).to(dtype) for name, t in params.items()}
-    state = model.initial_state(p, 1)
-    if analytic and hasattr(model, "spectrum"):  # the fused loop with a hand-written backward (rnn)
-        exponents = model.spectrum(p, state, inputs.to(dtype), k, warmup=warmup, qr_every=qr_every)
-        return exponents[:, 0].to(params[model.flossed[0]].dtype)
-    tangent = None
-    if analytic and hasattr(model, "tangent"):
-        def tangent(s, x, Q):
-            return model.tangent(p, s, x, Q)
-    exponents = lyapunov_spectrum(lambda s, x: model.step(p, s, x), state, inputs.to(dtype), k,
-                                  warmup=warmup, qr_every=qr_every, tangent=tangent)
+    exponents = exponents_of(model, p, model.initial_state(p, 1), inputs.to(dtype), k, warmup=warmup,
+                             qr_every=qr_every, analytic=analytic)
     return exponents[:, 0].to(params[model.flossed[0]].dtype)
 
 

@@ -15,7 +15,7 @@ import yaml
 
 from flosssweep import records
 from flosssweep.config import SCHEMA, ConfigError, parse_override, resolve
-from flosssweep.trainer import train
+from flosssweep.train import train
 
 
 def keys_help() -> str:

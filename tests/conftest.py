@@ -62,7 +62,7 @@ def logged_train(config, report=None, checkpoint=None, restore=None):
     """The real trainer, noting in `starts.log` every time a trial starts training."""
     from ray import tune
 
-    from flosssweep.trainer import train
+    from flosssweep.train import train
 
     _mark("starts.log", f"{tune.get_context().get_trial_id()} {restore['epoch'] if restore else 0}")
     return train(config, report=report, checkpoint=checkpoint, restore=restore)
@@ -72,7 +72,7 @@ def die_once_train(config, report=None, checkpoint=None, restore=None):
     """The real trainer, except that each trial's worker process dies once, halfway through."""
     from ray import tune
 
-    from flosssweep.trainer import train
+    from flosssweep.train import train
 
     trial_id = tune.get_context().get_trial_id()
     died = Path(os.environ["FLOSSSWEEP_TEST_DIR"], f"died-{trial_id}")

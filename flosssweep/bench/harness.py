@@ -1,0 +1,403 @@
+"""Benchmarks: how many realizations per hour flosssweep trains, and what the rest costs.
+
+    python -m flosssweep.bench                 # full sizes (a few minutes on 2 CPU cores)
+    python -m flosssweep.bench --quick         # tiny sizes, seconds: checks that the harness runs
+    python -m flosssweep.bench --device cuda   # the trainer and flossing sections on a GPU
+    python -m flosssweep.bench --out DIR       # where bench.json and bench.md go (default bench_out)
+
+Sections (all in one run unless --skip names some):
+
+* trainer: realization-epochs per second of `Trial.train_step` (one fresh batch, forward, backward,
+  clipped Adam step) for ensembles R in {1, 4, 16, 64}, without flossing and with a flossing loss
+  at every epoch (floss.mode regularizer, k = 16, Tp = 55), for `rnn` N = 80, T = 300, B = 16.
+* baseline: the same epochs written the way one would by hand: one realization at a time, a
+  torch.nn-style module with a Python loop over time steps, flossing through `torch.func.jvp`.
+  Every trainer figure is also given as a ratio against it (same flossing setting, same run).
+* floss: one flossing step (spectrum forward + backward to the flossed weights) for N = 80,
+  Tp = 55, k in {1, 16, 75}, analytic tangent vs the generic jvp path.
+* ray: Ray Tune overhead per trial: wall time of a sweep of near-empty trials (1 epoch of a tiny
+  model) divided by their number, for the project's trainable (flosssweep.run) and for a minimal
+  function trainable.
+* report: `flosssweep.report.curves` on 10^5 and 10^6 synthetic record rows.
+
+Every timed figure is the best of `--repeats` measurements (with the median alongside): other
+processes on a shared machine only ever make a measurement slower. The load average before each
+section is recorded with it. CPU time of the process is reported next to wall time for the
+single-threaded sections, since it is less sensitive to other processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from flosssweep.sweep import overhead
+
+SECTIONS = ("trainer", "baseline", "floss", "ray", "report")
+
+FULL = {
+    "hidden": 80, "length": 300, "batch": 16, "delay": 10, "ensembles": [1, 4, 16, 64],
+    "train_k": 16, "strength": 0.01, "horizon": 55, "warmup": 16, "floss_ks": [1, 16, 75],
+    "ray_trials": 32, "report_rows": [10 ** 5, 10 ** 6], "seconds": 2.0, "floss_calls": 20,
+}
+QUICK = {
+    "hidden": 12, "length": 30, "batch": 4, "delay": 4, "ensembles": [1, 4],
+    "train_k": 2, "strength": 0.01, "horizon": 12, "warmup": 4, "floss_ks": [1, 4],
+    "ray_trials": 4, "report_rows": [10 ** 3, 10 ** 4], "seconds": 0.05, "floss_calls": 2,
+}
+
+
+class BenchError(Exception):
+    """A benchmark that cannot run here (one line for the user)."""
+
+
+# -- timing -------------------------------------------------------------------------------------
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure(run: Callable[[], None], *, calls: int, repeats: int, device: str = "cpu") -> dict:
+    """`repeats` measurements of `calls` calls of `run`: best and median wall and CPU seconds per call."""
+    walls, cpus = [], []
+    for _ in range(repeats):
+        _sync(device)
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(calls):
+            run()
+        _sync(device)
+        walls.append((time.perf_counter() - wall) / calls)
+        cpus.append((time.process_time() - cpu) / calls)
+    return {"wall_best": min(walls), "wall_median": statistics.median(walls),
+            "cpu_best": min(cpus), "cpu_median": statistics.median(cpus), "calls": calls, "repeats": repeats}
+
+
+def calibrate(run: Callable[[], None], seconds: float, device: str = "cpu", most: int = 10_000) -> int:
+    """How many calls of `run` take about `seconds` (after one warm-up call)."""
+    run()
+    _sync(device)
+    started = time.perf_counter()
+    run()
+    _sync(device)
+    once = max(time.perf_counter() - started, 1e-6)
+    return max(1, min(most, math.ceil(seconds / once)))
+
+
+# -- the trainer --------------------------------------------------------------------------------
+def trainer_config(sizes: dict, ensemble: int, flossing: bool, device: str) -> dict:
+    from flosssweep.config import resolve
+
+    floss = {"floss.mode": "none"}
+    if flossing:
+        floss = {"floss.mode": "regularizer", "floss.strength": sizes["strength"], "floss.k": sizes["train_k"],
+                 "floss.horizon": sizes["horizon"], "floss.warmup": sizes["warmup"]}
+    return resolve({
+        "ensemble": ensemble, "device": device, "threads": 1, "model.arch": "rnn",
+        "model.hidden": sizes["hidden"], "task.bits": 1, "task.delay": sizes["delay"],
+        "train.length": sizes["length"], "train.batch": sizes["batch"], "train.epochs": 1000,
+        "train.success_window": 1, **floss})
+
+
+def bench_trainer(sizes: dict, ensemble: int, flossing: bool, device: str, repeats: int) -> dict:
+    from flosssweep.train import ParityTrial as Trial
+
+    trial = Trial(trainer_config(sizes, ensemble, flossing, device))
+    epochs = trial.config["train"]["epochs"]
+
+    def epoch() -> None:
+        trial.train_step()
+        trial.epoch = (trial.epoch + 1) % epochs  # steady state: the epoch counter only indexes the log
+
+    calls = calibrate(epoch, sizes["seconds"], device)
+    timing = measure(epoch, calls=calls, repeats=repeats, device=device)
+    return {"ensemble": ensemble, "flossing": flossing, **timing,
+            "rate": ensemble / timing["wall_best"], "rate_median": ensemble / timing["wall_median"],
+            "rate_cpu": ensemble / timing["cpu_best"]}
+
+
+class NaiveRNN(torch.nn.Module):
+    """One realization of the vanilla RNN, written the obvious way: parameters as nn.Parameters,
+    a Python loop over time steps, states collected in a list."""
+
+    def __init__(self, hidden: int, seed: int = 0, relax_steps: int = 100):
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        n = hidden
+        self.J = torch.nn.Parameter(torch.randn(n, n, generator=gen) / math.sqrt(n))
+        self.W_in = torch.nn.Parameter(torch.randn(n, 1, generator=gen))
+        self.w_out = torch.nn.Parameter(torch.randn(1, n, generator=gen))
+        self.b = torch.nn.Parameter(0.1 * torch.rand(n, generator=gen))
+        x0 = torch.randn(n, generator=gen)
+        with torch.no_grad():
+            for _ in range(relax_steps):
+                x0 = self.J @ torch.tanh(x0) + self.b
+        self.x0 = torch.nn.Parameter(x0)
+        self.c = torch.nn.Parameter(torch.full((1,), 0.001))
+
+    def step(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(x) @ self.J.T + self.b + s @ self.W_in.T
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """inputs (T, B, 1) -> logits (T, B)."""
+        x = self.x0.expand(inputs.shape[1], -1)
+        states = []
+        for t in range(inputs.shape[0]):
+            x = self.step(x, inputs[t])
+            states.append(x)
+        return (torch.stack(states) @ self.w_out.T + self.c)[..., 0]
+
+    def spectrum(self, inputs: torch.Tensor, k: int, warmup: int) -> torch.Tensor:
+        """The k largest Lyapunov exponents along one trajectory: the tangent frame is pushed with
+        Jacobian-vector products (torch.func.jvp, vmapped over the k columns), then QR."""
+        x = self.x0.unsqueeze(0)
+        gen = torch.Generator().manual_seed(1)
+        Q = torch.linalg.qr(torch.randn(x.shape[1], k, generator=gen))[0]
+        total = 0.0
+        for t in range(inputs.shape[0]):
+            s = inputs[t]
+
+            def push(q, x=x, s=s):
+                return torch.func.jvp(lambda y: self.step(y, s), (x,), (q.unsqueeze(0),))[1][0]
+
+            Q = torch.func.vmap(push, in_dims=1, out_dims=1)(Q)
+            x = self.step(x, s)
+            Q, R = torch.linalg.qr(Q)
+            if t >= warmup:
+                total = total + torch.log(torch.diagonal(R).abs().clamp_min(1e-30))
+        return total / (inputs.shape[0] - warmup)
+
+
+def bench_baseline(sizes: dict, flossing: bool, device: str, repeats: int) -> dict:
+    if device != "cpu":
+        return {"flossing": flossing, "skipped": "the hand-written baseline is measured on the CPU only"}
+    torch.manual_seed(0)
+    model = NaiveRNN(sizes["hidden"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    T, B, d = sizes["length"], sizes["batch"], sizes["delay"]
+
+    def epoch() -> None:
+        bits = torch.randint(0, 2, (B, T)).float()
+        targets = torch.zeros_like(bits)
+        targets[:, d:] = bits[:, :-d]
+        logits = model(bits.T.unsqueeze(-1))
+        loss = F.binary_cross_entropy_with_logits(logits[d:], targets.T[d:])
+        if flossing:
+            horizon = torch.randint(0, 2, (sizes["horizon"], 1, 1)).float()
+            exponents = model.spectrum(horizon, sizes["train_k"], sizes["warmup"])
+            loss = loss + sizes["strength"] * (exponents ** 2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        for p in model.parameters():
+            torch.nn.utils.clip_grad_norm_(p, 0.03)
+        optimizer.step()
+
+    calls = calibrate(epoch, sizes["seconds"])
+    timing = measure(epoch, calls=calls, repeats=repeats)
+    return {"flossing": flossing, **timing, "rate": 1 / timing["wall_best"],
+            "rate_median": 1 / timing["wall_median"], "rate_cpu": 1 / timing["cpu_best"]}
+
+
+# -- one flossing step ------------------------------------------------------------------------
+def bench_floss_step(sizes: dict, k: int, analytic: bool, device: str, repeats: int) -> dict:
+    from flosssweep import models
+    from flosssweep.floss import floss_loss, model_spectrum
+    from flosssweep.tasks import member_bits
+    from flosssweep.train import member_generators
+
+    model = models.RNN(sizes["hidden"])
+    params = models.init_params(model, member_generators(0, 1), device=device)
+    flossed = [params[name] for name in model.flossed]
+    inputs_gen = member_generators(0, 1, stream=2)
+    Tp = sizes["horizon"]
+
+    def step() -> None:
+        inputs = member_bits(inputs_gen, (Tp,)).T.reshape(Tp, 1, 1, 1).to(device)
+        exponents = model_spectrum(model, params, inputs, k, warmup=sizes["warmup"], analytic=analytic)
+        torch.autograd.grad(floss_loss(exponents).sum(), flossed)
+
+    step()
+    timing = measure(step, calls=sizes["floss_calls"], repeats=repeats, device=device)
+    return {"k": k, "tangent": "analytic" if analytic else "generic", "hidden": sizes["hidden"], "horizon": Tp,
+            **timing}
+
+
+# -- the report ---------------------------------------------------------------------------------
+def bench_report(rows: int, repeats: int) -> dict:
+    from flosssweep import report
+
+    started = time.perf_counter()
+    table = report.synthetic_records(rows, seed=0)
+    generate = time.perf_counter() - started
+    walls = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        report.aggregate(table)
+        walls.append(time.perf_counter() - started)
+    return {"rows": rows, "seconds_best": min(walls), "seconds_median": statistics.median(walls),
+            "generate_seconds": generate}
+
+
+# -- the machine --------------------------------------------------------------------------------
+def machine(device: str) -> dict:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                timeout=10, cwd=Path(__file__).resolve().parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    info = {"cpu": model, "cores": os.cpu_count(), "load_at_start": os.getloadavg()[0],
+            "torch": torch.__version__, "python": platform.python_version(), "commit": commit,
+            "device": device, "torch_threads": 1,
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    if device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+# -- Markdown -----------------------------------------------------------------------------------
+def _fmt(value: float, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return f"{value:.{digits}g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def markdown(results: dict) -> str:
+    m = results["machine"]
+    sizes = results["sizes"]
+    lines = [f"# flosssweep benchmark ({'quick' if results['quick'] else 'full'})", "",
+             f"Machine: {m['cpu']}, {m['cores']} cores, load average {m['load_at_start']:.2f} at start; "
+             f"torch {m['torch']}, 1 thread, device {m['device']}; commit {m['commit'] or '?'}; {m['date']}.", ""]
+    trainer = results.get("trainer")
+    if trainer:
+        base = {b["flossing"]: b for b in results.get("baseline", []) if "rate" in b}
+        one = {r["flossing"]: r["rate"] for r in trainer if r["ensemble"] == 1}
+        lines += [f"## Trainer: realization-epochs per second (rnn N={sizes['hidden']}, T={sizes['length']}, "
+                  f"B={sizes['batch']}; flossing = regularizer k={sizes['train_k']}, Tp={sizes['horizon']})", "",
+                  "| flossing | R | epoch (ms) | real.-epochs/s | median | per CPU-s | x R=1 | x naive |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in trainer:
+            naive = base.get(r["flossing"])
+            lines.append(f"| {'yes' if r['flossing'] else 'no'} | {r['ensemble']} | {_fmt(1e3 * r['wall_best'])} | "
+                         f"{_fmt(r['rate'])} | {_fmt(r['rate_median'])} | {_fmt(r['rate_cpu'])} | "
+                         f"{_fmt(r['rate'] / one[r['flossing']]) if r['flossing'] in one else '-'} | "
+                         f"{_fmt(r['rate'] / naive['rate']) if naive else '-'} |")
+        for flossing, b in sorted(base.items()):
+            lines.append(f"| {'yes' if flossing else 'no'} | naive | {_fmt(1e3 * b['wall_best'])} | "
+                         f"{_fmt(b['rate'])} | {_fmt(b['rate_median'])} | {_fmt(b['rate_cpu'])} | - | 1 |")
+        lines.append("")
+    floss = results.get("floss")
+    if floss:
+        lines += [f"## One flossing step (N={sizes['hidden']}, Tp={sizes['horizon']}, R=1): forward + backward", "",
+                  "| k | tangent | ms (best) | ms (median) | CPU ms |", "|---:|---|---:|---:|---:|"]
+        for r in floss:
+            lines.append(f"| {r['k']} | {r['tangent']} | {_fmt(1e3 * r['wall_best'])} | "
+                         f"{_fmt(1e3 * r['wall_median'])} | {_fmt(1e3 * r['cpu_best'])} |")
+        lines.append("")
+    ray = results.get("ray")
+    if ray:
+        lines += ["## Ray Tune overhead per trial", ""]
+        if "skipped" in ray:
+            lines += [f"skipped: {ray['skipped']}", ""]
+        else:
+            lines += [f"Sweeps of {' and '.join(map(str, ray['sizes']))} near-empty trials (1 epoch of a tiny "
+                      "network), 2 CPUs, reuse_actors; `ray.init` took "
+                      f"{ray['ray_init_seconds']:.1f} s (not included). Per trial = sweep wall time / "
+                      f"{ray['trials']} trials; fixed and marginal from the two sweep sizes.", "",
+                      "| trainable | s per trial (best) | median | fixed s per sweep | marginal s per trial |",
+                      "|---|---:|---:|---:|---:|"]
+            for name in ("minimal", "project"):
+                r = ray.get(name, {})
+                if "skipped" in r:
+                    lines.append(f"| {name} | skipped: {r['skipped']} | | | |")
+                elif r:
+                    lines.append(f"| {name} | {r['per_trial_best']:.3f} | {r['per_trial_median']:.3f} | "
+                                 f"{_fmt(r.get('fixed_per_sweep'))} | {_fmt(r.get('marginal_per_trial'))} |")
+            lines.append("")
+    rep = results.get("report")
+    if rep:
+        lines += ["## Report aggregation (`report.aggregate`, default bootstrap)", "",
+                  "| rows | seconds (best) | median |", "|---:|---:|---:|"]
+        for r in rep:
+            lines.append(f"| {r['rows']:,} | {r['seconds_best']:.3g} | {r['seconds_median']:.3g} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+# -- command line -------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m flosssweep.bench",
+                                     description="Measure trainer throughput, the flossing step, Ray overhead "
+                                                 "and report aggregation; write bench.json and bench.md.")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the harness, not the speed")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="device of the trainer and flossing sections (default cpu)")
+    parser.add_argument("--out", type=Path, default=Path("bench_out"), help="output folder (default bench_out)")
+    parser.add_argument("--skip", nargs="*", choices=SECTIONS, default=[], metavar="SECTION",
+                        help="sections to leave out: " + ", ".join(SECTIONS))
+    parser.add_argument("--repeats", type=int, default=None, help="measurements per figure (default 5, quick 1)")
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> dict:
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise BenchError("--device cuda: CUDA is not available on this machine (torch "
+                         f"{torch.__version__}, cuda build {torch.version.cuda or 'none'})")
+    torch.set_num_threads(1)
+    sizes = dict(QUICK if args.quick else FULL)
+    repeats = args.repeats or (1 if args.quick else 5)
+    skip = set(args.skip)
+    results: dict = {"quick": args.quick, "sizes": sizes, "repeats": repeats, "machine": machine(args.device),
+                     "load": {}}
+
+    def section(name: str, work: Callable[[], object]) -> None:
+        if name in skip:
+            return
+        results["load"][name] = os.getloadavg()[0]
+        print(f"[bench] {name} (load {results['load'][name]:.2f}) ...", file=sys.stderr, flush=True)
+        results[name] = work()
+
+    section("trainer", lambda: [bench_trainer(sizes, R, flossing, args.device, repeats)
+                                for flossing in (False, True) for R in sizes["ensembles"]])
+    section("baseline", lambda: [bench_baseline(sizes, flossing, args.device, repeats) for flossing in (False, True)])
+    section("floss", lambda: [bench_floss_step(sizes, k, analytic, args.device, repeats)
+                              for k in sizes["floss_ks"] for analytic in (True, False)])
+    section("ray", lambda: overhead.bench_ray(sizes, max(1, min(repeats, 2))))
+    section("report", lambda: [bench_report(rows, max(1, min(repeats, 3))) for rows in sizes["report_rows"]])
+    results["machine"]["load_at_end"] = os.getloadavg()[0]
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        results = run(args)
+    except BenchError as err:
+        print(f"flosssweep.bench: error: {err}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench.json").write_text(json.dumps(results, indent=1))
+    table = markdown(results)
+    (args.out / "bench.md").write_text(table + "\n")
+    print(table)
+    print(f"written: {args.out / 'bench.json'}, {args.out / 'bench.md'}", file=sys.stderr)
+    return 0
+

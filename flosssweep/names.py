@@ -1,0 +1,71 @@
+"""The names that cross module boundaries: metrics, record columns, MLflow tags and artifacts.
+
+Every writer and every reader imports these; nothing else spells them. A test runs both trainers and
+fails when one emits a metric or a record column missing here, or when a name here is emitted by
+neither (so a sweep file's `metric` can only name what some trainer reports).
+"""
+
+from __future__ import annotations
+
+# -- metrics: what trainers report every `train.report_every` epochs (MLflow step = epoch) -------
+LOSSES = ("losses/task", "losses/floss", "losses/floss_now")
+CHARTS = ("charts/accuracy", "charts/success_rate", "charts/grad_norm", "charts/nonfinite_steps", "charts/diverged")
+LYAPUNOV = ("lyapunov/lambda_1", "lyapunov/lambda_k")
+PARITY_METRICS = LOSSES + CHARTS + LYAPUNOV + ("lyapunov/mean_abs", "lyapunov/log_condition")
+CHAOTIC_METRICS = (
+    LOSSES
+    + tuple(c for c in CHARTS if c != "charts/accuracy")
+    + ("charts/dstsp", "charts/dh", "charts/tau")
+    + LYAPUNOV
+    + ("lyapunov/lambda_max_model_per_time", "lyapunov/lambda_max_data_per_time")
+)
+METRICS = tuple(dict.fromkeys(PARITY_METRICS + CHAOTIC_METRICS))
+SUCCESS_RATE = "charts/success_rate"
+METRIC_ALIASES = {"success_rate": SUCCESS_RATE}  # short names a sweep file may use
+
+# -- record columns: one row per realization --------------------------------------------------
+# Who a row is. (The configuration columns come from the config schema: see config.column_name.)
+IDENTITY_COLUMNS = ("sweep", "trial_id", "member", "seed", "config_key")
+# What happened to it, on every task.
+COMMON_OUTCOMES = (
+    "success", "final_loss", "lambda_1", "lambda_k", "status", "nonfinite_steps", "train_seconds",
+)
+PARITY_OUTCOMES = ("final_accuracy", "epochs_to_success")
+CHAOTIC_OUTCOMES = (
+    "dstsp", "dh", "lambda_max_model", "lambda_max_data", "lambda_max_model_per_time",
+    "lambda_max_data_per_time", "tau_predicted",
+)
+OUTCOME_COLUMNS = COMMON_OUTCOMES + PARITY_OUTCOMES + CHAOTIC_OUTCOMES
+OUTCOME_PREFIXES = ("final_", "lambda_")  # outcome columns a newer trainer may add
+STATUSES = ("ok", "diverged", "error")  # a record's `status`
+# Short record names of the main configuration axes; every other key is its dotted path with '_'.
+CONFIG_COLUMNS = {
+    "model.arch": "arch",
+    "model.hidden": "hidden",
+    "task.name": "task",
+    "task.bits": "bits",
+    "task.delay": "delay",
+    "task.tau": "tau",
+    "floss.mode": "floss_mode",
+    "floss.k": "floss_k",
+    "floss.strength": "floss_strength",
+}
+
+# -- MLflow: one experiment per sweep name, a parent run per launch, a child run per trial -------
+PARENT = "mlflow.parentRunId"  # MLflow's own: nests the children under their parent in the UI
+ROLE = "flosssweep.role"  # "parent" or "child"
+SWEEP = "flosssweep.sweep"
+SOURCE = "flosssweep.source"  # parent: the sweep file it was launched from
+RAY_PATH = "flosssweep.ray_path"  # parent: the Ray experiment directory (what --resume needs)
+TRIALS = "flosssweep.trials"  # parent: trials the sweep will run
+TRIAL_ID = "flosssweep.trial_id"
+TRIAL_CONFIG = "flosssweep.trial_config"  # child: its varied values as JSON (finds a re-created trial's run)
+CONFIG_KEY = "flosssweep.config_key"
+RECORDED = "flosssweep.recorded"  # child: "true" once its records are logged
+STATUS = "flosssweep.status"  # child: stopped, error or abandoned when it has no records
+ENDED_STATUSES = ("stopped", "error", "abandoned")
+RETRIES = "flosssweep.retries"
+SUMMARY_TAGS = ("successes", "members", "diverged", "status")  # child: flosssweep.<name>
+TAG_PREFIX = "flosssweep."  # also the prefix of the report's metadata in its Parquet files
+RECORDS_ARTIFACT = "records.parquet"  # per-member records, at each child run's artifact root
+REPORT_ARTIFACT_DIR = "report"  # the report's outputs, under the parent run

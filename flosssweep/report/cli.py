@@ -1,0 +1,168 @@
+"""The report's command line: `python -m flosssweep.report`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+from typing import Sequence
+import numpy as np
+from flosssweep.tracking.store import resolve_uri
+from flosssweep.report.common import DEFAULT_N_BOOT, DEFAULT_THRESHOLD, DEFAULT_X, ReportError
+from flosssweep.names import REPORT_ARTIFACT_DIR
+from flosssweep.report.sources import mlflow_client, find_parent_run, read_mlflow_records, read_parquet_records
+from flosssweep.report.curves import aggregate, table_meta
+from flosssweep.report.text import format_report
+from flosssweep.report.figures import write_outputs
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+
+def _split_columns(values: Sequence[str] | None) -> list[str] | None:
+    if values is None:
+        return None
+    cols = [c.strip() for v in values for c in v.split(",") if c.strip()]
+    if cols == ["none"]:
+        return []
+    return cols
+
+
+def _parser() -> argparse.ArgumentParser:
+    import flosssweep.report as package
+
+    doc = package.__doc__.split("\nThe package, in the order")[0]
+    p = argparse.ArgumentParser(
+        prog="python -m flosssweep.report",
+        description=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "exit status: 0 on success; 2 on bad input (no runs, unknown experiment or column,\n"
+            "unreadable file); 1 when the report was made but could not be logged to MLflow."
+        ),
+    )
+    src = p.add_argument_group("where the records come from (default: the most recent sweep in the tracking store)")
+    one = src.add_mutually_exclusive_group()
+    one.add_argument("--experiment", metavar="NAME",
+                     help="MLflow experiment (= sweep name); its most recent parent run is reported")
+    one.add_argument("--run", metavar="PARENT_RUN_ID",
+                     help="the parent run of one sweep launch (tag flosssweep.role=parent)")
+    one.add_argument("--from-parquet", nargs="+", metavar="PATH",
+                     help="record files or directories of them (*.parquet); MLflow is not used")
+    src.add_argument("--tracking-uri", metavar="URI",
+                     help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
+                          "sqlite:///<absolute cwd>/mlflow.db)")
+    ana = p.add_argument_group("analysis")
+    ana.add_argument("--x", default=DEFAULT_X, metavar="COLUMN",
+                     help="column scanned for the success curve and T50 (default: delay; e.g. tau)")
+    ana.add_argument("--by", nargs="+", metavar="COLUMNS",
+                     help="grouping columns, space or comma separated; 'none' pools every "
+                          "configuration (default: every configuration column that varies, except "
+                          "seed, member and the x column)")
+    ana.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, metavar="RATE",
+                     help="success rate T50 is measured at, in (0, 1] (default: 0.5)")
+    ana.add_argument("--n-boot", type=int, default=DEFAULT_N_BOOT, metavar="N",
+                     help="bootstrap resamples for the T50 interval; 0 turns it off (default: 1000)")
+    ana.add_argument("--seed", type=int, default=0,
+                     help="seed of the bootstrap, so the report is reproducible (default: 0)")
+    out = p.add_argument_group("output")
+    out.add_argument("--format", choices=["table", "markdown", "csv", "json"], default="table",
+                     help="what is printed on stdout (default: table)")
+    out.add_argument("--out", metavar="DIR",
+                     help="also write success_curves.parquet, horizon.parquet, report.md, "
+                          "success_vs_<x>.png and horizon.png into DIR")
+    out.add_argument("--horizon-axis", metavar="COLUMN",
+                     help="grouping column on the horizontal axis of horizon.png (default: the one "
+                          "that explains most of the variation of T50)")
+    out.add_argument("--marker", type=float, metavar="VALUE",
+                     help="draw a vertical line at this x in the success-curve figure (e.g. a "
+                          "predicted value)")
+    out.add_argument("--marker-label", metavar="TEXT", help="legend text of --marker")
+    out.add_argument("--no-log", action="store_true",
+                     help="when reading from MLflow, do not log the outputs to the parent run "
+                          "(default: they are logged under report/)")
+    return p
+
+
+def _check_threshold(p: argparse.ArgumentParser, args) -> None:
+    if not 0.0 < args.threshold <= 1.0:
+        p.error(f"--threshold must be in (0, 1], got {args.threshold}")
+    if args.n_boot < 0:
+        p.error(f"--n-boot must be >= 0, got {args.n_boot}")
+
+
+def _run(args) -> int:
+    by = _split_columns(args.by)
+    client = parent = None
+    if args.from_parquet:
+        table = read_parquet_records(args.from_parquet, x=args.x)
+        source = ", ".join(args.from_parquet)
+    else:
+        uri = resolve_uri(args.tracking_uri, Path.cwd())
+        client = mlflow_client(uri)
+        parent, exp_name = find_parent_run(client, args.experiment, args.run)
+        table = read_mlflow_records(client, parent, exp_name, x=args.x)
+        source = f"parent run {parent.info.run_id}"
+    if table.num_rows == 0:
+        raise ReportError(f"no records found in {source}")
+    if by:
+        unknown = [c for c in by if c not in table.column_names]
+        if unknown:
+            raise ReportError(
+                f"unknown --by column(s): {', '.join(unknown)} (columns: {', '.join(table.column_names)})"
+            )
+    print(f"aggregating {table.num_rows} record row(s) from {source}", file=sys.stderr)
+    curves, horizon = aggregate(
+        table, x=args.x, by=by, threshold=args.threshold, n_boot=args.n_boot, seed=args.seed
+    )
+    if args.horizon_axis and args.horizon_axis not in table_meta(horizon)["by"]:
+        raise ReportError(
+            f"--horizon-axis {args.horizon_axis!r} is not a grouping column "
+            f"({', '.join(table_meta(horizon)['by']) or 'none'})"
+        )
+    print(format_report(curves, horizon, args.format))
+    marker = args.marker
+    if marker is None and args.x == "tau" and "lambda_max_data" in table.column_names:
+        # chaotic-data records: mark the forcing interval the data predict, ln 2 / lambda_max per step
+        lambdas = sorted({v for v in table["lambda_max_data"].to_pylist() if v is not None and v > 0})
+        marker = [(np.log(2.0) / v, f"ln 2 / lambda_max = {np.log(2.0) / v:.1f}") for v in lambdas] or None
+
+    need_files = args.out or (client is not None and not args.no_log)
+    if not need_files:
+        return 0
+    with tempfile.TemporaryDirectory(prefix="flosssweep-report-") as tmp:
+        out_dir = Path(args.out) if args.out else Path(tmp)
+        written = write_outputs(
+            curves, horizon, out_dir, marker=marker, marker_label=args.marker_label,
+            horizon_axis=args.horizon_axis,
+        )
+        if args.out:
+            print(f"wrote {', '.join(str(w) for w in written)}", file=sys.stderr)
+        if client is not None and not args.no_log:
+            try:
+                for w in written:
+                    client.log_artifact(parent.info.run_id, str(w), REPORT_ARTIFACT_DIR)
+            except Exception as exc:  # the report itself is done; say why logging failed
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                print(f"warning: could not log the report to run {parent.info.run_id}: {first}",
+                      file=sys.stderr)
+                return 1
+            print(f"logged {len(written)} file(s) to run {parent.info.run_id} under "
+                  f"{REPORT_ARTIFACT_DIR}/", file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _check_threshold(parser, args)
+    try:
+        return _run(args)
+    except ReportError as exc:
+        print(f"flosssweep.report: error: {exc}", file=sys.stderr)
+        return 2
+

@@ -1,0 +1,21 @@
+"""Report-wide defaults and the one error type that every report function raises on bad input.
+"""
+
+from __future__ import annotations
+
+from flosssweep.config import FLOSS_MODES
+
+DEFAULT_X = "delay"
+DEFAULT_THRESHOLD = 0.5
+DEFAULT_N_BOOT = 1000
+REQUIRED_COLUMNS = ("success",)
+# Axes whose values have a natural reading order (the schedule from none to the strongest); others sort by value.
+LEVEL_ORDER = {"floss_mode": list(FLOSS_MODES)}
+FIGURE_GROUP_LIMIT = 30  # groups per sweep that a figure can show one by one
+
+RELATIONS = ["=", ">=", "<", "n/a"]
+
+
+class ReportError(Exception):
+    """Bad input. The message is one line that names the offending thing."""
+

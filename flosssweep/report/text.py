@@ -1,0 +1,263 @@
+"""The report as text: aligned table, markdown, csv or json.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import numpy as np
+import pyarrow as pa
+from flosssweep.report.common import DEFAULT_THRESHOLD, DEFAULT_X, ReportError
+from flosssweep.report.curves import split_by_sweep, table_meta
+
+
+# --------------------------------------------------------------------------------------------
+# Text output
+# --------------------------------------------------------------------------------------------
+
+
+def num_text(v) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "n/a"
+    v = float(v)
+    if v == int(v) and abs(v) < 1e15:
+        return str(int(v))
+    if abs(v) >= 1000:
+        return f"{v:.0f}"
+    return f"{v:.4g}"
+
+
+def _bound(value, relation) -> str:
+    if relation == "=":
+        return num_text(value)
+    if relation == ">=":
+        return f">= {num_text(value)}"
+    if relation == "<":
+        return f"< {num_text(value)}"
+    return "n/a"
+
+
+def _t50_text(row: dict, with_ci: bool) -> str:
+    text = _bound(row["t50"], row["t50_relation"])
+    if row["nonmonotone"]:
+        text += "*"
+    if with_ci and row["t50_relation"] != "n/a" and row["t50_lo_relation"] != "n/a":
+        text += (
+            f" [{_bound(row['t50_lo'], row['t50_lo_relation'])}, "
+            f"{_bound(row['t50_hi'], row['t50_hi_relation'])}]"
+        )
+    return text
+
+
+def cell_text(v) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, float):
+        return num_text(v)
+    return str(v)
+
+
+def _sweep_views(curves: pa.Table, horizon: pa.Table):
+    """Per sweep: (name, horizon rows, x values, k/n matrix as {group_id: {x: text}})."""
+    meta = table_meta(horizon)
+    x = meta.get("x", DEFAULT_X)
+    hrows = horizon.to_pylist()
+    k = curves["k"].to_numpy()
+    n = curves["n"].to_numpy()
+    gid = curves["group_id"].to_numpy()
+    xs = curves[x].to_pylist()
+    kn: dict[int, dict] = {}
+    for g, xv, kk, nn in zip(gid.tolist(), xs, k.tolist(), n.tolist()):
+        kn.setdefault(g, {})[xv] = f"{kk}/{nn}"
+    sweeps = split_by_sweep(hrows, meta)
+    views = []
+    for name, rows in sweeps.items():
+        ids = {r["group_id"] for r in rows}
+        xorder = {}
+        for g, xv in zip(gid.tolist(), xs):
+            if g in ids and xv not in xorder:
+                xorder[xv] = None
+        xvals = list(xorder)
+        if not meta.get("x_categorical"):
+            xvals.sort(key=lambda v: (v is None, v if v is not None else 0))
+        views.append((name, rows, xvals, kn))
+    return views
+
+
+def _summary_line(name, rows, meta) -> str:
+    n = sum(r["n"] for r in rows)
+    err = sum(r["n_error"] for r in rows)
+    parts = [f"{len(rows)} group(s)", f"{n} realization(s)"]
+    if err:
+        parts.append(f"{err} row(s) with status 'error' excluded from n (column 'errors')")
+    parts.append(f"threshold {meta.get('threshold', DEFAULT_THRESHOLD):g}")
+    if meta.get("n_boot", 0) > 0:
+        parts.append(f"{meta['n_boot']} bootstrap resamples, seed {meta.get('seed', 0)}")
+    title = f"sweep {name}" if name is not None else "records"
+    return f"{title}: " + ", ".join(parts)
+
+
+def _wide_rows(rows, xvals, kn, meta, *, for_csv: bool):
+    by = meta.get("by", [])
+    x = meta.get("x", DEFAULT_X)
+    with_ci = meta.get("n_boot", 0) > 0
+    any_err = any(r["n_error"] for r in rows)
+    header = list(by) + [f"{x} {cell_text(v)}" for v in xvals]
+    if for_csv:
+        header += [
+            "t50",
+            "t50_relation",
+            "t50_lo",
+            "t50_lo_relation",
+            "t50_hi",
+            "t50_hi_relation",
+            "nonmonotone",
+            "errors",
+        ]
+    else:
+        header += ["T50 [95% CI]" if with_ci else "T50"] + (["errors"] if any_err else [])
+    body = []
+    for r in rows:
+        line = [cell_text(r[c]) for c in by]
+        line += [kn.get(r["group_id"], {}).get(v, "-") for v in xvals]
+        if for_csv:
+            line += [
+                r["t50"],
+                r["t50_relation"],
+                r["t50_lo"],
+                r["t50_lo_relation"],
+                r["t50_hi"],
+                r["t50_hi_relation"],
+                r["nonmonotone"],
+                r["n_error"],
+            ]
+        else:
+            line.append(_t50_text(r, with_ci))
+            if any_err:
+                line.append(str(r["n_error"]))
+        body.append(line)
+    return header, body
+
+
+def _align(header, body, markdown: bool) -> str:
+    cols = list(zip(*([header] + body))) if body else [[h] for h in header]
+    widths = [max(len(str(c)) for c in col) for col in cols]
+    numeric = [
+        all(any(ch.isdigit() for ch in str(c)) or str(c) in ("-", "n/a") for c in col[1:]) and len(col) > 1
+        for col in cols
+    ]
+
+    def fmt(line):
+        cells = [
+            str(c).rjust(w) if num else str(c).ljust(w) for c, w, num in zip(line, widths, numeric)
+        ]
+        return ("| " + " | ".join(cells) + " |") if markdown else "  ".join(cells).rstrip()
+
+    out = [fmt(header)]
+    if markdown:
+        out.append("| " + " | ".join(("-" * (w - 1) + ":") if num else "-" * w for w, num in zip(widths, numeric)) + " |")
+    else:
+        out.append("  ".join("-" * w for w in widths))
+    out += [fmt(b) for b in body]
+    return "\n".join(out)
+
+
+def _footnotes(rows, meta) -> list[str]:
+    notes = []
+    x = meta.get("x", DEFAULT_X)
+    if any(r["nonmonotone"] for r in rows):
+        notes.append(
+            f"* success rate is back at or above {meta.get('threshold', DEFAULT_THRESHOLD):g} after "
+            f"the first crossing; T50 uses the first crossing (see --help)"
+        )
+    if meta.get("x_categorical"):
+        notes.append(f"T50 is n/a: the x column {x!r} is not numeric")
+    return notes
+
+
+def format_report(curves: pa.Table, horizon: pa.Table, fmt: str = "table") -> str:
+    """The report as text: 'table' (aligned, for a terminal), 'markdown', 'csv' or 'json'."""
+    meta = table_meta(horizon)
+    views = _sweep_views(curves, horizon)
+    if fmt == "json":
+        return _format_json(curves, horizon, meta)
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        has_sweep = "sweep" in meta.get("keys", [])
+        for i, (name, rows, xvals, kn) in enumerate(views):
+            header, body = _wide_rows(rows, xvals, kn, meta, for_csv=True)
+            if has_sweep:
+                header = ["sweep"] + header
+                body = [[name] + b for b in body]
+            if i:
+                writer.writerow([])
+            writer.writerow(header)
+            writer.writerows(["" if v is None else v for v in b] for b in body)
+        return buf.getvalue().rstrip("\n")
+    if fmt not in ("table", "markdown"):
+        raise ReportError(f"unknown format {fmt!r} (table, markdown, csv, json)")
+    md = fmt == "markdown"
+    blocks = []
+    for name, rows, xvals, kn in views:
+        header, body = _wide_rows(rows, xvals, kn, meta, for_csv=False)
+        title = _summary_line(name, rows, meta)
+        lines = [f"### {title}" if md else title, ""]
+        lines.append(_align(header, body, md))
+        notes = _footnotes(rows, meta)
+        if notes:
+            lines.append("")
+            lines += notes
+        blocks.append("\n".join(lines))
+    if not blocks:
+        return "no groups"
+    return "\n\n".join(blocks)
+
+
+def _format_json(curves: pa.Table, horizon: pa.Table, meta: dict) -> str:
+    x = meta.get("x", DEFAULT_X)
+    by = meta.get("by", [])
+    points: dict[int, list] = {}
+    for r in curves.to_pylist():
+        points.setdefault(r["group_id"], []).append(
+            {
+                x: r[x],
+                "n": r["n"],
+                "k": r["k"],
+                "n_error": r["n_error"],
+                "rate": r["rate"],
+                "wilson_lo": r["wilson_lo"],
+                "wilson_hi": r["wilson_hi"],
+            }
+        )
+
+    def group(r: dict) -> dict:
+        return {
+            "axes": {c: r[c] for c in by},
+            "n": r["n"],
+            "n_error": r["n_error"],
+            "t50": {
+                "value": r["t50"],
+                "relation": r["t50_relation"],
+                "lo": r["t50_lo"],
+                "lo_relation": r["t50_lo_relation"],
+                "hi": r["t50_hi"],
+                "hi_relation": r["t50_hi_relation"],
+            },
+            "nonmonotone": r["nonmonotone"],
+            "curve": points.get(r["group_id"], []),
+        }
+
+    sweeps = split_by_sweep(horizon.to_pylist(), meta)
+    doc = {
+        "x": x,
+        "by": by,
+        "threshold": meta.get("threshold"),
+        "confidence": meta.get("confidence"),
+        "n_boot": meta.get("n_boot"),
+        "seed": meta.get("seed"),
+        "sweeps": [{"sweep": k, "groups": [group(r) for r in v]} for k, v in sweeps.items()],
+    }
+    return json.dumps(doc, indent=2, default=str)
+

@@ -1,0 +1,1 @@
+"""Sweeps on Ray Tune: sweep files, search adapters, the worker side of a trial, the driver, its callbacks."""

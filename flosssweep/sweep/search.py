@@ -1,0 +1,68 @@
+"""A validated sweep as Ray Tune sees it: search domains, the search algorithm (Ray's or Optuna's), the scheduler."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from optuna.samplers import GridSampler
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
+
+from flosssweep.sweep.spec import DISCRETE, Axis, Sweep
+
+
+def domain(axis: Axis, as_choice: bool = False):
+    """The axis as a Ray Tune domain (grid axes become `choice` when `as_choice`)."""
+    lo, hi = axis.values[0], axis.values[-1]
+    if axis.kind == "grid" and not as_choice:
+        return tune.grid_search(list(axis.values))
+    if axis.kind in DISCRETE:
+        return tune.choice(list(axis.values))
+    if axis.kind == "uniform":
+        return tune.uniform(lo, hi)
+    if axis.kind == "loguniform":
+        return tune.loguniform(lo, hi)
+    if axis.kind == "randint":
+        return tune.randint(lo, hi + 1)  # Ray's upper bound is exclusive
+    return tune.lograndint(lo, hi + 1)
+
+
+def param_space(sweep: Sweep) -> dict[str, Any]:
+    """Ray Tune param_space: one flat entry per varied dotted key."""
+    as_choice = sweep.search != "grid"
+    return {key: domain(axis, as_choice=as_choice) for key, axis in sweep.space.items()}
+
+
+class RayGridSampler(GridSampler):
+    """Optuna's grid sampler, minus its request that the study stop once every grid point is taken:
+    Ray runs the trials (exactly the grid's number), not `study.optimize`, and Optuna would only
+    complain that the request came from outside an objective."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        pass
+
+
+def searcher(sweep: Sweep):
+    """The Ray search algorithm (seeded), limited to `max_concurrent` trials at once."""
+    if sweep.search == "optuna":
+        if sweep.optuna_grid:
+            grid = {a.key: list(a.values) for a in sweep.space.values()}
+            algorithm = OptunaSearch(sampler=RayGridSampler(grid, seed=sweep.search_seed))
+        else:
+            algorithm = OptunaSearch(seed=sweep.search_seed)
+        return ConcurrencyLimiter(algorithm, sweep.max_concurrent) if sweep.max_concurrent else algorithm
+    return BasicVariantGenerator(random_state=sweep.search_seed, max_concurrent=sweep.max_concurrent or 0)
+
+
+def scheduler(sweep: Sweep):
+    """ASHA on `epoch` when the sweep asks for it, else None (every trial runs to the end)."""
+    if not sweep.scheduler:
+        return None
+    return ASHAScheduler(
+        time_attr="epoch",
+        max_t=sweep.max_epochs(),
+        grace_period=sweep.scheduler["grace_period"],
+        reduction_factor=sweep.scheduler["reduction_factor"],
+    )

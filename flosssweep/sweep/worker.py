@@ -1,0 +1,228 @@
+"""Inside a Ray worker: one trial of a sweep, with its checkpoints and progress reports.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import time
+from pathlib import Path
+
+from flosssweep.config import resolve
+from flosssweep.names import RECORDS_ARTIFACT
+from flosssweep.records import write as write_records
+
+
+TRAIN = "flosssweep.train:train"
+STATE_FILE = "state.pt"  # trainer state, in all but a finished trial's checkpoints
+META_FILE = "meta.json"  # {"epoch": e, "done": bool, "metrics": {...}}, in every checkpoint
+KEEP_STATES = 2  # checkpoints of a trial that keep their (large) state file
+# -- inside a trial (a Ray worker) ----------------------------------------------------------------
+class _Checkpoints:
+    """A trial's checkpoints where Ray stores them (local disk or a cloud bucket).
+
+    The experiment snapshot that --resume starts from can be seconds older than the newest
+    checkpoint; it may even predate a trial, which Ray then creates again, in a new directory and,
+    under Optuna, with a new trial id. So Ray is told to keep every checkpoint (num_to_keep=None: it
+    refuses to resume from one it has deleted), trials drop the large state file from all but the
+    KEEP_STATES newest checkpoints themselves, and a trial that starts looks through the whole
+    experiment for the newest checkpoint of the same launch and configuration (seeded, hence the
+    same computation): records if it had finished, else its latest state. It neither trains again
+    what was done nor starts over what was under way.
+    """
+
+    def __init__(self, config: dict, launch: str, fs=None, directories: list[str] | None = None):
+        self.config = json.loads(json.dumps(config))  # as it reads back from meta.json
+        self.launch = launch
+        self.fs, self.directories = fs, directories or []
+
+    @classmethod
+    def of_this_trial(cls, config: dict, launch: str) -> "_Checkpoints":
+        import posixpath
+
+        import pyarrow.fs as pafs
+        from ray import tune
+
+        try:
+            storage = tune.get_context().get_storage()
+            fs, experiment, own = storage.storage_filesystem, storage.experiment_fs_path, storage.trial_fs_path
+        except (AttributeError, RuntimeError):  # no storage context: only what Ray hands back
+            checkpoint = tune.get_checkpoint()
+            if checkpoint is None:
+                return cls(config, launch)
+            return cls(config, launch, checkpoint.filesystem, [posixpath.dirname(checkpoint.path.rstrip("/"))])
+        directories = [info.path for info in fs.get_file_info(pafs.FileSelector(experiment, allow_not_found=True))
+                       if info.type == pafs.FileType.Directory]
+        return cls(config, launch, fs, sorted(set(directories) | {own}))
+
+    def meta(self, epoch: int, done: bool, **more) -> str:
+        return json.dumps({"epoch": epoch, "done": done, "launch": self.launch, "config": self.config, **more})
+
+    def _scan(self) -> list[tuple[tuple, str, dict]]:
+        """(sort key, path, meta) of every checkpoint of this trial with something to restore."""
+        import pyarrow.fs as pafs
+
+        found = []
+        for directory in self.directories:
+            for info in self.fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True)):
+                if info.type != pafs.FileType.Directory or not info.base_name.startswith("checkpoint_"):
+                    continue
+                try:
+                    with self.fs.open_input_stream(f"{info.path}/{META_FILE}") as stream:
+                        meta = json.loads(stream.read().decode())
+                except (OSError, ValueError):
+                    continue
+                if meta.get("config") != self.config or meta.get("launch") != self.launch:
+                    continue
+                has_state = self.fs.get_file_info(f"{info.path}/{STATE_FILE}").type == pafs.FileType.File
+                if meta.get("done") or has_state:
+                    found.append(((bool(meta.get("done")), meta.get("epoch", -1)), info.path, meta))
+        return sorted(found)
+
+    def newest(self):
+        """The checkpoint to start from (a finished one first, then the latest epoch), or None."""
+        from ray import tune
+
+        found = self._scan() if self.fs is not None else []
+        return tune.Checkpoint(path=found[-1][1], filesystem=self.fs) if found else None
+
+    def prune(self) -> None:
+        """After a checkpoint is persisted: delete the state of all but the newest few."""
+        if self.fs is None:
+            return
+        for _, path, meta in self._scan()[:-KEEP_STATES]:
+            if not meta.get("done"):
+                try:
+                    self.fs.delete_file(f"{path}/{STATE_FILE}")
+                except OSError:
+                    pass
+
+
+class _Progress:
+    """Turns the trainer's `report(metrics, epoch)` and `checkpoint(state, epoch)` into
+    `ray.tune.report` calls: a report and the checkpoint of the same epoch travel together (a
+    checkpoint at most every `checkpoint_seconds`), and the last epoch's report waits for the
+    records so that the final result carries them.
+
+    Every report also goes into `history`, which each checkpoint and the final result carry: the
+    driver fills in from it whatever epochs never reached MLflow (a driver killed with metrics
+    still in its buffer, a trial resumed from a checkpoint after those epochs)."""
+
+    def __init__(self, final_epoch: int, checkpoint_seconds: float, checkpoints: _Checkpoints,
+                 history: list | None = None):
+        self.final_epoch = final_epoch
+        self.checkpoint_seconds = checkpoint_seconds
+        self.checkpoints = checkpoints
+        self.history = list(history or [])  # [epoch, metrics] of every report of the trial
+        self.last_checkpoint = time.monotonic()
+        self.held: tuple[dict, int] | None = None  # a report waiting for its checkpoint
+        self.state: tuple[dict, int] | None = None  # a checkpoint waiting for its report
+
+    def report(self, metrics: dict, epoch: int) -> None:
+        if self.held is not None:
+            self._send()
+        self.history.append([int(epoch), metrics])
+        self.held = (metrics, epoch)
+        if epoch < self.final_epoch and self.state is not None and self.state[1] == epoch:
+            self._send(self.state[0])
+
+    def checkpoint(self, state: dict, epoch: int) -> None:
+        if epoch >= self.final_epoch:
+            return  # the final report carries the records instead
+        if self.held is not None and self.held[1] == epoch:
+            self._send(state)
+        else:
+            self.state = (state, epoch)
+
+    def _send(self, state: dict | None = None) -> None:
+        import tempfile
+
+        import torch
+        from ray import tune
+
+        metrics, epoch = self.held
+        self.held, self.state = None, None
+        result = _result(metrics, epoch)
+        if state is None or time.monotonic() - self.last_checkpoint < self.checkpoint_seconds:
+            tune.report(result)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            torch.save(state, Path(tmp, STATE_FILE))
+            Path(tmp, META_FILE).write_text(self.checkpoints.meta(epoch, False, history=self.history))
+            tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
+        self.last_checkpoint = time.monotonic()
+        self.checkpoints.prune()
+
+    def finish(self, records: list[dict]) -> None:
+        metrics, epoch = self.held if self.held is not None else ({}, self.final_epoch)
+        self.held = None
+        _final_report(self.checkpoints, {"epoch": epoch, "metrics": metrics, "history": self.history}, records)
+
+
+def _result(metrics: dict, epoch: int) -> dict:
+    """`epoch` first: Ray's status table shows the first few numbers of a result."""
+    first = ("charts/success_rate", "charts/accuracy", "losses/task")
+    result = {"epoch": int(epoch)}
+    result.update({k: metrics[k] for k in first if k in metrics})
+    result.update({k: v for k, v in metrics.items() if k not in result})
+    return result
+
+
+def _final_report(checkpoints: _Checkpoints, meta: dict, records: list[dict], replayed: bool = False) -> None:
+    """The trial's last result: its metrics, the success rate over members, the records and the
+    metric history (JSON, so that Ray's loggers leave them alone), with a checkpoint that marks the
+    trial done. `replayed`: the trial had finished before an interrupted driver saw it."""
+    import tempfile
+
+    from ray import tune
+
+
+    result = _result(meta["metrics"], meta["epoch"])
+    if records:
+        result["charts/success_rate"] = sum(bool(r["success"]) for r in records) / len(records)
+    result["records_json"] = json.dumps(records)
+    result["history_json"] = json.dumps(meta["history"])
+    result["replayed"] = int(replayed)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_records(records, Path(tmp, RECORDS_ARTIFACT))
+        Path(tmp, META_FILE).write_text(checkpoints.meta(meta["epoch"], True, metrics=meta["metrics"],
+                                                         history=meta["history"]))
+        tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+def _load_train(reference: str):
+    module, _, name = reference.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def run_trial(config: dict, *, base: dict, sweep_name: str, launch: str, checkpoint_seconds: float = 60.0,
+              train_ref: str = TRAIN) -> None:
+    """Ray Tune function trainable: one trial of the sweep (its dotted values over the base)."""
+
+    import pyarrow.parquet as pq
+    import torch
+    from ray import tune
+
+
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
+    trial_config = resolve(base, config)
+    trial_id = tune.get_context().get_trial_id()
+    checkpoints = _Checkpoints.of_this_trial(config, launch)
+    restore, history = None, []
+    newest = checkpoints.newest()
+    if newest is not None:
+        with newest.as_directory() as directory:
+            meta = json.loads(Path(directory, META_FILE).read_text())
+            if meta.get("done"):  # finished before the driver went away: report, do not retrain
+                records = pq.read_table(Path(directory, RECORDS_ARTIFACT)).to_pylist()
+                records = [{**r, "trial_id": trial_id} for r in records]  # this trial's id, if Ray gave a new one
+                _final_report(checkpoints, meta, records, replayed=True)
+                return
+            restore = torch.load(Path(directory, STATE_FILE), weights_only=False)
+            history = meta.get("history", [])
+    progress = _Progress(trial_config["train"]["epochs"], checkpoint_seconds, checkpoints, history)
+    records = _load_train(train_ref)(trial_config, report=progress.report, checkpoint=progress.checkpoint,
+                                     restore=restore)
+    progress.finish([{"sweep": sweep_name, "trial_id": trial_id, **r} for r in records])
+

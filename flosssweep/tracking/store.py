@@ -1,0 +1,189 @@
+"""The MLflow store of sweeps: its URI, whether it answers, the paged search, and one parent run per launch.
+
+Layout (the report module relies on it): one experiment per sweep name; one parent run per launch
+(tags `flosssweep.role=parent`, `flosssweep.sweep`); one child run per trial (tags
+`mlflow.parentRunId`, `flosssweep.role=child`, `flosssweep.trial_id`) with the flattened trial config
+as params, the trainer's metrics with step = epoch, and the per-member records as `records.parquet`
+at the child's artifact root.
+
+Trials only report to Ray; in the driver, `sweep.callbacks.MLflowCallback` hands those reports to
+`tracking.recorder.SweepRecorder`, which writes them in batched `log_batch` calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from flosssweep import config as cfg
+from flosssweep.names import ENDED_STATUSES, PARENT, RAY_PATH, RECORDED, ROLE, SOURCE, STATUS, SWEEP, TRIALS
+
+
+MAX_PARAMS_PER_BATCH = 100  # MLflow's limit per log_batch call
+PAGE = 1000  # runs per search_runs page
+
+
+# -- where the store is --------------------------------------------------------------------------
+def default_uri(launch_dir: str | Path) -> str:
+    return "sqlite:///" + str(Path(launch_dir).resolve() / "mlflow.db")
+
+
+def resolve_uri(flag: str | None, launch_dir: str | Path) -> str:
+    """`--tracking-uri`, else MLFLOW_TRACKING_URI, else SQLite in the launch directory; local paths
+    made absolute (Ray trials run in directories of their own)."""
+    uri = flag or os.environ.get("MLFLOW_TRACKING_URI") or default_uri(launch_dir)
+    return absolute_uri(uri, launch_dir)
+
+
+def absolute_uri(uri: str, launch_dir: str | Path) -> str:
+    base = Path(launch_dir).resolve()
+    if uri.startswith("sqlite:///"):
+        path = uri[len("sqlite:///"):]
+        if path and path != ":memory:" and not path.startswith("/"):
+            return "sqlite:///" + str(base / path)
+        return uri
+    if uri.startswith("file:"):
+        path = uri[len("file:"):].removeprefix("//")
+        return Path(base, path).resolve().as_uri() if not path.startswith("/") else uri
+    if "://" not in uri and ":" not in uri.split("/")[0]:
+        return Path(base, uri).resolve().as_uri()  # a bare directory: MLflow's file store
+    return uri
+
+
+class TrackingUnavailable(RuntimeError):
+    """The tracking store cannot be used; the message says which and what to do."""
+
+
+def quiet_mlflow_logs() -> None:
+    """The SQLite store announces its schema migrations at INFO; a sweep's terminal has better uses."""
+    for name in ("mlflow.store.db.utils", "alembic", "alembic.runtime.migration"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def artifact_location(uri: str, experiment: str) -> str | None:
+    """For a local store, artifacts next to it (absolute); servers choose their own."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///"):]).parent / "mlartifacts" / experiment).as_uri()
+    return None
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Raise TrackingUnavailable unless the store answers: before any trial is launched."""
+    quiet_mlflow_logs()
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as reply:
+                if reply.status != 200:
+                    raise TrackingUnavailable(f"MLflow server at {uri} answered {reply.status} on /health")
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            reason = getattr(err, "reason", err)
+            raise TrackingUnavailable(
+                f"MLflow tracking server {uri} is not reachable ({reason}); start it (mlflow server "
+                f"--host 127.0.0.1 --port 5000) or pass another --tracking-uri") from None
+    elif uri.startswith("sqlite:///"):
+        directory = Path(uri[len("sqlite:///"):]).parent
+        if not directory.is_dir() or not os.access(directory, os.W_OK):
+            raise TrackingUnavailable(f"cannot write the MLflow database in {directory} (tracking URI {uri})")
+    try:
+        client(uri).search_experiments(max_results=1)
+    except Exception as err:  # noqa: BLE001 - any failure here means "cannot track"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise TrackingUnavailable(f"MLflow tracking store {uri} cannot be used: {first}") from None
+
+
+def client(uri: str):
+    from mlflow import MlflowClient
+
+    quiet_mlflow_logs()
+    return MlflowClient(tracking_uri=uri)
+
+
+def search_all(client, experiment_ids: list[str], filter_string: str, order_by: list[str] | None = None,
+               max_results: int | None = None, deleted_too: bool = False) -> list:
+    """Every run that matches (or the first `max_results`), page by page: MLflow returns at most
+    PAGE runs per call."""
+    from mlflow.entities import ViewType
+
+    runs, token = [], None
+    while True:
+        page = client.search_runs(experiment_ids, filter_string=filter_string, order_by=order_by,
+                                  run_view_type=ViewType.ALL if deleted_too else ViewType.ACTIVE_ONLY,
+                                  max_results=PAGE if max_results is None else min(PAGE, max_results),
+                                  page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token or (max_results is not None and len(runs) >= max_results):
+            return runs
+
+
+# -- the parent run ------------------------------------------------------------------------------
+def start_parent(uri: str, sweep, ray_path: str) -> tuple[str, str]:
+    """Create (or find) the sweep's experiment and open a parent run for this launch;
+    returns (experiment_id, parent_run_id)."""
+    from mlflow.entities import Param
+
+    c = client(uri)
+    experiment = c.get_experiment_by_name(sweep.name)
+    if experiment is None:
+        experiment_id = c.create_experiment(sweep.name, artifact_location=artifact_location(uri, sweep.name))
+    else:
+        experiment_id = experiment.experiment_id
+        if experiment.lifecycle_stage == "deleted":
+            c.restore_experiment(experiment_id)
+    run = c.create_run(
+        experiment_id,
+        run_name=f"{sweep.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
+        tags={ROLE: "parent", SWEEP: sweep.name, SOURCE: sweep.source, RAY_PATH: ray_path,
+              TRIALS: str(sweep.num_trials())},
+    )
+    params = {"search": sweep.search, "num_samples": sweep.num_samples, "metric": sweep.metric,
+              "mode": sweep.mode, "search_seed": sweep.search_seed,
+              "scheduler": "asha" if sweep.scheduler else "none",
+              "resources.cpu": sweep.resources["cpu"], "resources.gpu": sweep.resources["gpu"]}
+    params.update({f"base.{k}": v for k, v in cfg.flatten(sweep.base).items()})
+    params.update({f"space.{k}": axis.describe() for k, axis in sweep.space.items()})
+    items = [Param(k, str(v)) for k, v in params.items()]
+    for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
+        c.log_batch(run.info.run_id, params=items[i:i + MAX_PARAMS_PER_BATCH])
+    if sweep.text:
+        c.log_text(run.info.run_id, sweep.text, "sweep.yaml")
+    return experiment_id, run.info.run_id
+
+
+def reopen_parent(uri: str, parent_run_id: str) -> None:
+    """A resumed launch writes into the parent run it started with."""
+    c = client(uri)
+    try:
+        c.get_run(parent_run_id)
+    except Exception:  # noqa: BLE001
+        raise TrackingUnavailable(f"parent run {parent_run_id} of this sweep is not in {uri}") from None
+    c.update_run(parent_run_id, status="RUNNING")
+
+
+def outcome(uri: str, experiment_id: str, parent_run_id: str) -> dict[str, int]:
+    """How the child runs of a launch ended, counted from MLflow itself: `recorded` (finished, with
+    records), `stopped` (by the scheduler), `error` (failed after its retries), `abandoned` (under
+    way when a driver died, and not part of the resumed experiment), `open` (under way when the
+    driver stopped: resumable)."""
+    counts = {"recorded": 0, "stopped": 0, "error": 0, "abandoned": 0, "open": 0}
+    for run in search_all(client(uri), [experiment_id], f"tags.`{PARENT}` = '{parent_run_id}'", deleted_too=True):
+        tags = run.data.tags
+        if tags.get(RECORDED) == "true":
+            counts["recorded"] += 1
+        elif tags.get(STATUS) in ENDED_STATUSES:
+            counts[tags[STATUS]] += 1
+        else:
+            counts["open"] += 1
+    return counts
+
+
+def end_parent(uri: str, parent_run_id: str, status: str, tags: dict[str, str]) -> None:
+    from mlflow.entities import RunTag
+
+    c = client(uri)
+    c.log_batch(parent_run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+    c.set_terminated(parent_run_id, status=status)
+

@@ -1,0 +1,214 @@
+"""The training loop every trial shares: R members side by side, guarded Adam steps, flossing, checkpoints.
+
+A trial is an ensemble of independent realizations trained in lockstep. Reads top to bottom like the
+paper's loop: floss before training, then one fresh batch and one optimizer step per epoch (with
+flossing episodes or a flossing regularizer as configured), reports and checkpoints every
+`train.report_every` epochs, and finally one record per member. Tasks plug in by subclassing `Trial`
+and providing the batch loss, the metrics and the outcome columns of a record; the loop knows
+nothing of Ray or MLflow: the caller passes `report(metrics, epoch)` and `checkpoint(state, epoch)`.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from flosssweep import models
+from flosssweep.config import config_key, record_columns
+from flosssweep.floss import Flosser
+from flosssweep.optim import MemberAdam, clip, finite_members, member_norms
+
+Report = Callable[[dict, int], None]
+Checkpoint = Callable[[dict, int], None]
+
+
+def member_generators(seed: int, members: int, stream: int = 0) -> list[torch.Generator]:
+    """One generator per member, seeded by (seed, member, stream) alone: member j of seed s is the
+    same realization whatever the ensemble size."""
+    gens = []
+    for j in range(members):
+        state = np.random.SeedSequence([seed, j, stream]).generate_state(2, dtype=np.uint32)
+        gens.append(torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1])))
+    return gens
+
+
+def nanmean(values: Tensor) -> float:
+    """Mean over the finite-or-NaN entries; NaN for an empty tensor (no member alive)."""
+    return float(values.double().nanmean()) if values.numel() else float("nan")
+
+
+class Trial:
+    """One configuration trained as `ensemble` realizations. Subclasses provide:
+
+    - `make_model()` -> (model, inputs, outputs) is called first; `make_flosser()` after the params exist;
+    - `batch_loss()` -> (loss (R,), accuracy (R,) or None) on a fresh batch, differentiable;
+    - `task_metrics()`, the task's own metrics (merged over the shared ones);
+    - `outcome(j)`, the task's own record columns of member j;
+    - `succeeding()` -> bool (R,).
+    """
+
+    def __init__(self, config: dict, inputs: int, outputs: int):
+        self.config = config
+        c, train = config, config["train"]
+        self.device = torch.device(c["device"])
+        members = c["ensemble"]
+        self.generators = member_generators(c["seed"], members)
+        # Diagnostics draw from their own streams so that reporting never changes the training data.
+        self.diagnostic_generators = member_generators(c["seed"], members, stream=1)
+        self.model = models.build(c, inputs=inputs, outputs=outputs)
+        self.params = models.init_params(self.model, self.generators, device=self.device)
+        self.optimizer = MemberAdam(list(self.params.values()), lr=train["lr"])
+        self.flosser = self.make_flosser()
+
+        self.epoch = 0
+        self.pre_flossed = False
+        self.accuracy = torch.full((train["epochs"], members), float("nan"))
+        self.loss = torch.full((train["epochs"], members), float("nan"))
+        self.active = torch.ones(members, dtype=torch.bool, device=self.device)
+        self.nonfinite = torch.zeros(members, dtype=torch.long, device=self.device)
+        self.consecutive_nonfinite = torch.zeros(members, dtype=torch.long, device=self.device)
+        self.grad_norm = torch.full((members,), float("nan"))
+        self.floss_value = torch.full((members,), float("nan"))
+
+    def make_flosser(self) -> Flosser:
+        return Flosser(self.config["floss"], self.model, self.params, self.generators)
+
+    # -- one epoch -------------------------------------------------------------------------------
+    def train_step(self) -> None:
+        """One guarded step: a member whose loss or gradient is not finite is skipped (its Adam state
+        untouched), and after `train.max_nonfinite` consecutive skips it is diverged for good."""
+        train, floss = self.config["train"], self.config["floss"]
+        loss, accuracy = self.batch_loss()
+        total = loss
+        if floss["strength"] > 0:
+            floss_value = self.flosser.loss()
+            total = loss + floss["strength"] * floss_value
+            self.floss_value = floss_value.detach().cpu()
+
+        # allow_unused: a chaotic model's readout of h alone never touches the LSTM cell state's x0
+        grads = torch.autograd.grad(total.sum(), list(self.params.values()), allow_unused=True,
+                                    materialize_grads=True)
+        ok = finite_members(total.detach(), grads) & self.active
+        norms = member_norms(grads)
+        self.grad_norm = norms.norm(dim=0).detach().cpu()
+        self.optimizer.step(clip(grads, train["clip"], train["clip_mode"], norms), ok)
+
+        skipped = self.active & ~ok
+        self.nonfinite += skipped
+        self.consecutive_nonfinite = torch.where(ok, 0, self.consecutive_nonfinite + skipped)
+        self.active &= self.consecutive_nonfinite < train["max_nonfinite"]
+        self.loss[self.epoch] = loss.detach().cpu()
+        if accuracy is not None:
+            self.accuracy[self.epoch] = accuracy.detach().cpu()
+
+    # -- the whole trial -------------------------------------------------------------------------
+    def run(self, report: Report | None = None, checkpoint: Checkpoint | None = None) -> list[dict]:
+        train = self.config["train"]
+        started = time.perf_counter()
+        if not self.pre_flossed:
+            if self.flosser.before_training:
+                self.floss_value = self.flosser.run(self.config["floss"]["pre_steps"], self.active).cpu()
+            self.pre_flossed = True
+            if report:
+                report(self.metrics(), 0)
+        while self.epoch < train["epochs"]:
+            if self.flosser.episode_due(self.epoch):
+                self.floss_value = self.flosser.run(self.config["floss"]["steps"], self.active).cpu()
+                self.flosser.episodes_done += 1
+            self.train_step()
+            self.epoch += 1
+            if self.epoch % train["report_every"] == 0 or self.epoch == train["epochs"]:
+                if report:
+                    report(self.metrics(), self.epoch)
+                if checkpoint:
+                    checkpoint(self.state_dict(), self.epoch)
+        return self.records(time.perf_counter() - started)
+
+    # -- results ---------------------------------------------------------------------------------
+    def metrics(self) -> dict:
+        """What every task reports, then the task's own (names.METRICS lists them all)."""
+        alive = self.active.cpu()
+        last = self.epoch - 1
+        loss = self.loss[last][alive] if last >= 0 else torch.tensor([])
+        shared = {
+            "losses/task": nanmean(loss),
+            "losses/floss": nanmean(self.floss_value[alive]),
+            "charts/success_rate": float(self.succeeding().float().mean()),
+            "charts/grad_norm": nanmean(self.grad_norm[alive]),
+            "charts/nonfinite_steps": int(self.nonfinite.sum()) + int(self.flosser.nonfinite.sum()),
+            "charts/diverged": int((~alive).sum()),
+        }
+        return {**shared, **self.task_metrics()}
+
+    def records(self, seconds: float) -> list[dict]:
+        """One row per member: the configuration's columns, who the member is, what happened to it."""
+        c, train = self.config, self.config["train"]
+        window = slice(max(0, train["epochs"] - train["success_window"]), train["epochs"])
+        columns = self.config_columns()
+        key = config_key(c)
+        success = self.succeeding()
+        rows = []
+        for j in range(len(self.generators)):
+            final_loss = float(self.loss[window, j].mean())
+            # a member whose loss ended non-finite diverged, even if its guard never tripped
+            ok = bool(self.active[j]) and np.isfinite(final_loss)
+            rows.append({
+                **columns,
+                "member": j,
+                "seed": c["seed"],
+                "config_key": key,
+                "success": ok and bool(success[j]),
+                "final_loss": final_loss,
+                "status": "ok" if ok else "diverged",
+                "nonfinite_steps": int(self.nonfinite[j]) + int(self.flosser.nonfinite[j]),
+                "train_seconds": seconds,
+                **self.outcome(j),
+            })
+        return rows
+
+    def config_columns(self) -> dict:
+        return record_columns(self.config)
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """A snapshot (copies, not views of live tensors) from which `load_state_dict` continues."""
+        return copy.deepcopy({
+            "epoch": self.epoch, "pre_flossed": self.pre_flossed,
+            "params": {name: t.detach() for name, t in self.params.items()},
+            "optimizer": self.optimizer.state_dict(), "flosser": self.flosser.state_dict(),
+            "generators": [g.get_state() for g in self.generators],
+            "diagnostic_generators": [g.get_state() for g in self.diagnostic_generators],
+            "accuracy": self.accuracy, "loss": self.loss, "active": self.active,
+            "nonfinite": self.nonfinite, "consecutive_nonfinite": self.consecutive_nonfinite,
+        })
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.pre_flossed = state["epoch"], state["pre_flossed"]
+        with torch.no_grad():
+            for name, t in self.params.items():
+                t.copy_(state["params"][name])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.flosser.load_state_dict(state["flosser"])
+        for gen, saved in zip(self.generators + self.diagnostic_generators,
+                              state["generators"] + state["diagnostic_generators"]):
+            gen.set_state(saved)
+        for name in ("accuracy", "loss", "active", "nonfinite", "consecutive_nonfinite"):
+            getattr(self, name).copy_(state[name])
+
+    # -- what a task provides ----------------------------------------------------------------------
+    def batch_loss(self) -> tuple[Tensor, Tensor | None]:
+        raise NotImplementedError
+
+    def task_metrics(self) -> dict:
+        raise NotImplementedError
+
+    def outcome(self, j: int) -> dict:
+        raise NotImplementedError
+
+    def succeeding(self) -> Tensor:
+        raise NotImplementedError

@@ -1,0 +1,89 @@
+"""Delayed parity tasks (copy, XOR, higher parity): the flossing paper's benchmark of long memory."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from flosssweep import models, tasks
+from flosssweep.floss import floss_loss
+from flosssweep.train.loop import Trial, nanmean
+
+CONVERGENCE_WINDOW = 20  # epochs of the moving mean that defines epochs_to_success
+
+
+def epochs_to_success(accuracy: np.ndarray, threshold: float, window: int = CONVERGENCE_WINDOW) -> int | None:
+    """First epoch (counted from 1) at which the mean accuracy of the last `window` epochs reaches
+    `threshold`, or None."""
+    if len(accuracy) < window:
+        return None
+    moving = np.convolve(accuracy, np.ones(window) / window, mode="valid")
+    hits = np.flatnonzero(moving >= threshold)
+    return int(hits[0]) + window if len(hits) else None
+
+
+class ParityTrial(Trial):
+    """Binary inputs, one logit per step; scored where the target is defined (t >= delay)."""
+
+    def __init__(self, config: dict):
+        super().__init__(config, inputs=1, outputs=1)
+        task, train = config["task"], config["train"]
+        self.task = tasks.Parity(task["bits"], task["delay"], train["batch"], train["length"])
+        self.workspace = models.Workspace()  # scratch memory of a fused forward, reused every epoch
+
+    def batch_loss(self) -> tuple[Tensor, Tensor]:
+        inputs, targets = self.task.sample(self.generators, self.device)
+        x0 = self.model.initial_state(self.params, self.config["train"]["batch"])
+        if self.model.logits is not None:
+            logits = self.model.logits(self.params, x0, inputs, self.workspace)
+        else:
+            logits = self.model.readout(self.params, self.model.run(self.params, x0, inputs))
+        logits = logits[..., 0][self.task.scored]
+        scored = targets[self.task.scored]
+        loss = F.binary_cross_entropy_with_logits(logits, scored, reduction="none").mean(dim=(0, 2))
+        accuracy = ((logits > 0) == (scored > 0.5)).float().mean(dim=(0, 2))
+        return loss, accuracy
+
+    def spectrum(self) -> Tensor:
+        """Exponents (R, k) on a fresh input sequence from the diagnostic streams, no gradients."""
+        with torch.no_grad():
+            return self.flosser.spectrum(generators=self.diagnostic_generators).cpu()
+
+    def succeeding(self) -> Tensor:
+        """Bool (R,): mean accuracy over the last success_window epochs (fewer early on) passes."""
+        train = self.config["train"]
+        window = self.accuracy[max(0, self.epoch - train["success_window"]): self.epoch]
+        if len(window) == 0:
+            return torch.zeros(len(self.generators), dtype=torch.bool)
+        return (window.mean(dim=0) >= train["success_threshold"]) & self.active.cpu()
+
+    def task_metrics(self) -> dict:
+        exponents = self.spectrum()
+        alive = self.active.cpu()
+        last = self.epoch - 1
+        accuracy = self.accuracy[last][alive] if last >= 0 else torch.tensor([])
+        lambda_1, lambda_k = exponents[:, 0][alive], exponents[:, -1][alive]
+        return {
+            "losses/floss_now": nanmean(floss_loss(exponents, self.config["floss"]["target"])[alive]),
+            "charts/accuracy": nanmean(accuracy),
+            "lyapunov/lambda_1": nanmean(lambda_1),
+            "lyapunov/lambda_k": nanmean(lambda_k),
+            "lyapunov/mean_abs": nanmean(exponents[alive].abs()),
+            "lyapunov/log_condition": nanmean((lambda_1 - lambda_k) * self.config["floss"]["horizon"]),
+        }
+
+    def records(self, seconds: float) -> list[dict]:
+        self._final_exponents = self.spectrum()
+        return super().records(seconds)
+
+    def outcome(self, j: int) -> dict:
+        train = self.config["train"]
+        window = slice(train["epochs"] - train["success_window"], train["epochs"])
+        return {
+            "final_accuracy": float(self.accuracy[window, j].mean()),
+            "epochs_to_success": epochs_to_success(self.accuracy[:, j].numpy(), train["success_threshold"]),
+            "lambda_1": float(self._final_exponents[j, 0]),
+            "lambda_k": float(self._final_exponents[j, -1]),
+        }

@@ -1,0 +1,120 @@
+"""A validated sweep as Ray sees it: domains, seeded searchers, the grid sampler, ASHA."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flosssweep.sweep import search
+from flosssweep.sweep import spec as space
+from flosssweep.config import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = sorted((ROOT / "search_spaces").glob("*.yaml"))
+MINE = ["quickstart", "paper_delay_scan", "exponents", "architectures", "strength_optuna"]
+
+TINY = {
+    "name": "tiny",
+    "base": {"model": {"hidden": 8}, "train": {"epochs": 30, "length": 40, "success_window": 10},
+             "floss": {"pre_steps": 5, "horizon": 20, "warmup": 5}},
+    "space": {"floss.mode": {"grid": ["none", "pre"]}, "task.delay": {"grid": [2, 4]}},
+}
+
+
+def sweep_with(**changes) -> dict:
+    raw = yaml.safe_load(yaml.safe_dump(TINY))
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split("__")
+        node = raw
+        for part in parents:
+            node = node.setdefault(part, {})
+        if value is None:
+            node.pop(leaf, None)
+        else:
+            node[leaf] = value
+    return raw
+
+
+def refused(raw) -> str:
+    with pytest.raises(ConfigError) as info:
+        space.parse(raw)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+# -- the shipped sweep files -------------------------------------------------------------------------
+def test_grid_counts_and_ray_space():
+    from ray import tune
+
+    sweep = space.parse(sweep_with(num_samples=3, space__seed={"choice": [0, 1, 2]}))
+    assert sweep.num_trials() == 2 * 2 * 3
+    ps = search.param_space(sweep)
+    assert ps["floss.mode"] == tune.grid_search(["none", "pre"])
+    assert isinstance(ps["seed"], tune.search.sample.Categorical)
+    described = sweep.describe()
+    assert described.count("\n") >= 4 + 12 and "drawn per trial: seed" in described
+
+
+def test_random_search_draws_grid_axes_too():
+    from ray import tune
+
+    sweep = space.parse(sweep_with(search="random", num_samples=5))
+    assert sweep.num_trials() == 5
+    assert isinstance(search.param_space(sweep)["task.delay"], tune.search.sample.Categorical)
+
+
+def test_distributions_become_ray_domains_with_inclusive_integer_bounds():
+    sweep = space.parse(sweep_with(space={
+        "floss.strength": {"loguniform": [0.001, 1.0]},
+        "model.g": {"uniform": [0.5, 2.0]},
+        "floss.k": {"randint": [1, 4]},
+        "floss.pre_steps": {"lograndint": [1, 64]},
+    }, base__floss__mode="regularizer"))
+    ps = search.param_space(sweep)
+    assert (ps["floss.strength"].lower, ps["floss.strength"].upper) == (0.001, 1.0)
+    assert (ps["floss.k"].lower, ps["floss.k"].upper) == (1, 5)  # Ray's upper bound is exclusive
+    assert ps["floss.pre_steps"].upper == 65
+
+
+def test_optuna_over_distributions_is_seeded():
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    raw = sweep_with(search="optuna", num_samples=4, max_concurrent=2,
+                     space={"floss.strength": {"loguniform": [0.001, 1.0]}, "floss.k": {"randint": [1, 8]}},
+                     base__floss__mode="regularizer")
+
+    def first_suggestions():
+        sweep = space.parse(raw)
+        searcher = search.searcher(sweep)
+        assert isinstance(searcher, ConcurrencyLimiter) and isinstance(searcher.searcher, OptunaSearch)
+        searcher.set_search_properties(sweep.ray_metric_name, sweep.mode, search.param_space(sweep))
+        return [searcher.suggest(f"t{i}") for i in range(2)]
+
+    one, two = first_suggestions(), first_suggestions()
+    assert one == two and one[0] != one[1]
+    assert 1 <= one[0]["floss.k"] <= 8 and 0.001 <= one[0]["floss.strength"] <= 1.0
+
+
+def test_optuna_over_grids_only_uses_the_grid_sampler():
+    import optuna
+
+    sweep = space.parse(sweep_with(search="optuna"))
+    assert sweep.optuna_grid and sweep.num_trials() == 4 and sweep.tune_num_samples() == 4
+    assert isinstance(search.searcher(sweep)._sampler, optuna.samplers.GridSampler)
+    assert pickle.loads(pickle.dumps(search.searcher(sweep)._sampler))  # Ray saves the searcher with pickle
+
+
+def test_asha_scheduler_stops_on_epochs():
+    from ray.tune.schedulers import ASHAScheduler
+
+    sweep = space.parse(sweep_with(scheduler={"type": "asha", "grace_period": 10, "reduction_factor": 2}))
+    scheduler = search.scheduler(sweep)
+    assert isinstance(scheduler, ASHAScheduler) and scheduler._time_attr == "epoch"
+    assert search.scheduler(space.parse(sweep_with(scheduler="none"))) is None
+
+

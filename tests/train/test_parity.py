@@ -1,0 +1,94 @@
+"""The parity trial: flossing, solving short delays, ensembles, divergence, checkpoints."""
+
+
+
+import numpy as np
+import pytest
+import torch
+
+from flosssweep.config import resolve
+from flosssweep.train import ParityTrial as Trial, epochs_to_success, train
+
+torch.set_num_threads(1)
+
+SMALL = {"model.hidden": 16, "train.length": 40, "train.batch": 8, "train.epochs": 30, "train.success_window": 10,
+         "floss.pre_steps": 5, "floss.horizon": 20, "floss.warmup": 5}
+
+
+
+def test_epochs_to_success_by_hand():
+    acc = np.array([0.0] * 30 + [1.0] * 30)
+    # the 20-epoch moving mean is m/20 with m epochs at 1.0; it first reaches 0.93 at m = 19: epoch 30 + 19
+    assert epochs_to_success(acc, 0.93) == 49
+    assert epochs_to_success(np.full(100, 0.9), 0.95) is None
+    assert epochs_to_success(np.ones(10), 0.95) is None  # shorter than the window
+
+
+def spectrum_mean_abs(trial):
+    return trial.spectrum().abs().mean().item()
+
+
+def test_pre_flossing_drives_the_first_k_exponents_to_zero():
+    config = resolve({"model.hidden": 32, "model.g": 1.0, "floss.k": 8, "floss.mode": "pre", "ensemble": 2})
+    trial = Trial(config)
+    before = spectrum_mean_abs(trial)
+    trial.flosser.run(300, trial.active)
+    after = spectrum_mean_abs(trial)
+    assert before > 0.1  # a g = 1 network driven by input is contracting: exponents well below 0
+    assert after < before / 10, (before, after)
+
+
+def test_short_delayed_copy_is_solved_by_every_member():
+    config = resolve({"task.bits": 1, "task.delay": 5, "ensemble": 4, "model.hidden": 32, "train.length": 60,
+                      "train.epochs": 200, "floss.mode": "none"})
+    rows = train(config)
+    assert [r["success"] for r in rows] == [True] * 4
+    assert all(r["status"] == "ok" and r["final_accuracy"] >= 0.95 for r in rows)
+    assert all(isinstance(r["epochs_to_success"], int) for r in rows)
+
+
+def run_trial(**overrides):
+    trial = Trial(resolve(SMALL, {"floss.mode": "pre+during", "floss.every": 10, "floss.steps": 3,
+                                  "floss.strength": 0.1}, overrides))
+    rows = trial.run()
+    return trial, rows
+
+
+def test_member_is_the_same_realization_whatever_the_ensemble_size():
+    single, rows1 = run_trial(ensemble=1, seed=7)
+    double, rows2 = run_trial(ensemble=2, seed=7)
+    quad, rows4 = run_trial(ensemble=4, seed=7)
+    for name, tensor in quad.params.items():
+        torch.testing.assert_close(tensor[0], single.params[name][0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(tensor[1], double.params[name][1], atol=1e-5, rtol=1e-5)
+    assert rows4[0]["final_loss"] == pytest.approx(rows1[0]["final_loss"], rel=1e-4, abs=1e-6)
+    assert rows4[1]["lambda_1"] == pytest.approx(rows2[1]["lambda_1"], rel=1e-4, abs=1e-6)
+    assert rows4[0]["config_key"] == rows1[0]["config_key"]
+    # and different members really are different realizations
+    assert not torch.allclose(quad.params["J"][0], quad.params["J"][1])
+
+
+def test_a_non_finite_member_is_marked_diverged_while_the_others_finish():
+    trial = Trial(resolve(SMALL, {"ensemble": 3, "floss.mode": "none", "train.max_nonfinite": 3}))
+    with torch.no_grad():
+        trial.params["J"][1, 0, 0] = float("inf")
+    rows = trial.run()
+    assert [r["status"] for r in rows] == ["ok", "diverged", "ok"]
+    assert not rows[1]["success"]
+    assert rows[1]["nonfinite_steps"] == 3
+    for j in (0, 2):
+        assert np.isfinite(rows[j]["final_loss"]) and rows[j]["nonfinite_steps"] == 0
+        assert torch.isfinite(trial.params["J"][j]).all()
+
+
+def test_restoring_a_checkpoint_continues_the_same_trajectory():
+    config = resolve(SMALL, {"ensemble": 2, "floss.mode": "pre+during", "floss.every": 10, "floss.steps": 2,
+                             "train.report_every": 10})
+    saved = {}
+    uninterrupted = train(config, checkpoint=lambda state, epoch: saved.setdefault(epoch, state))
+    resumed = train(config, restore=saved[10])
+    for a, b in zip(uninterrupted, resumed):
+        assert a["final_loss"] == pytest.approx(b["final_loss"], rel=1e-6)
+        assert a["lambda_1"] == pytest.approx(b["lambda_1"], rel=1e-6)
+
+
