@@ -39,25 +39,22 @@ def is_object_store(path: str) -> bool:
     return path.lower().startswith(OBJECT_STORES)
 
 
-def check(storage: str, trial_resources: dict, probe_seconds: float = PROBE_SECONDS) -> None:
+def check(storage: str, probe_seconds: float = PROBE_SECONDS) -> None:
     """Raise StorageUnreachable unless every node that may run a trial can read and write `storage`.
-
-    Needs a connected Ray. One node that can run trials itself needs nothing shared; a cluster of
-    several nodes, or one whose only node cannot hold a trial (a head with CPU: 0, waiting for an
-    autoscaler's workers), needs an object store or a directory mounted on every node."""
+    Needs a connected Ray."""
     import ray
 
     if is_object_store(storage):
         return
     nodes = [node for node in ray.nodes() if node.get("Alive")]
-    if len(nodes) == 1 and _fits(nodes[0].get("Resources", {}), trial_resources):
+    if not needs_shared(nodes):
         return
     if storage.startswith("file://"):
         storage = storage[len("file://"):]
     if len(nodes) == 1:
         raise StorageUnreachable(
-            f"--storage-path: {EXPECTED}; {storage} is a directory on this node, which cannot run a trial "
-            f"itself, and the nodes that will are not up yet to check that they mount it")
+            f"--storage-path: {EXPECTED}; {storage} is a directory on this node, which has no CPU for "
+            f"trials, and the nodes that will run them are not up yet to check that they mount it")
     missing = _probe(Path(storage), nodes, probe_seconds)
     if missing:
         raise StorageUnreachable(
@@ -65,8 +62,10 @@ def check(storage: str, trial_resources: dict, probe_seconds: float = PROBE_SECO
             f"{len(nodes)} nodes of this Ray cluster ({', '.join(missing)})")
 
 
-def _fits(node: dict, trial: dict) -> bool:
-    return node.get("CPU", 0) >= trial.get("cpu", 1) and node.get("GPU", 0) >= trial.get("gpu", 0)
+def needs_shared(nodes: list[dict]) -> bool:
+    """Whether trials may run on a node other than this one: a cluster of several nodes, or a lone
+    node without CPUs (a head kept for the driver, waiting for an autoscaler's workers)."""
+    return len(nodes) > 1 or any(node.get("Resources", {}).get("CPU", 0) == 0 for node in nodes)
 
 
 def _answer_probe(path: str, token: str, node_id: str) -> bool:

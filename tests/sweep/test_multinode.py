@@ -13,6 +13,7 @@ import contextlib
 import copy
 import ctypes
 import fcntl
+import json
 import os
 import shlex
 import shutil
@@ -26,10 +27,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import ROOT, sweep_environment
+from conftest import sweep_environment
+from flosssweep import names
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +44,6 @@ EPOCHS, REPORT_EVERY = 160, 20
 BASE = {"model": {"hidden": 8}, "task": {"bits": 1},
         "train": {"epochs": EPOCHS, "length": 40, "success_window": 10, "report_every": REPORT_EVERY},
         "floss": {"mode": "pre", "pre_steps": 5, "horizon": 20, "warmup": 5}, "ensemble": MEMBERS}
-RESTORED = "trial/restored_from_epoch"  # the metric a trial reports when it starts: 0 or the epoch it restored
 
 
 def free_port() -> int:
@@ -134,6 +136,11 @@ class Processes:
             pids.add(process.pid)
             pids.update(descendants(process.pid))
         return pids
+
+    def stop_one(self, name: str) -> None:
+        process = dict(self.started)[name]
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
 
     def log(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text(errors="replace")
@@ -242,10 +249,7 @@ class Cluster:
                              self.env)
         wait_until(lambda: answers(f"{self.env['AWS_ENDPOINT_URL']}/moto-api/"), 60, "moto server", self.processes, "s3")
         self.s3().create_bucket(Bucket=BUCKET)
-        self.processes.start("mlflow", [
-            sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.mlflow_port),
-            "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
-            "--artifacts-destination", f"s3://{BUCKET}/mlartifacts", "--workers", "1"], self.env, cwd=self.root)
+        self.mlflow_server("mlflow", self.root / "mlflow.db", self.mlflow_port)
         self.processes.start("head", [
             self.ray, "start", "--head", "--num-cpus", "0", "--port", str(self.gcs_port),
             "--include-dashboard=false", "--temp-dir", str(self.ray_tmp), *self.node_flags()], self.env, cwd=self.root)
@@ -267,6 +271,20 @@ class Cluster:
         wait_until(lambda: answers(f"{self.tracking_uri}/health"), 90, "mlflow server", self.processes, "mlflow")
         self.timings["start 2 worker nodes"] = time.monotonic() - t0
 
+    def mlflow_server(self, name: str, database: Path, port: int) -> subprocess.Popen:
+        """As the cluster files start it: bound to 127.0.0.1, SQLite store, artifacts in the bucket."""
+        return self.processes.start(name, [
+            sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+            "--backend-store-uri", f"sqlite:///{database}", "--artifacts-destination", f"s3://{BUCKET}/mlartifacts",
+            "--workers", "1"], self.env, cwd=database.parent)
+
+    def report(self, tracking_uri: str) -> dict:
+        done = subprocess.run([sys.executable, "-m", "flosssweep.report", "--tracking-uri", tracking_uri,
+                               "--experiment", SWEEP, "--format", "json"],
+                              cwd=self.root, env=self.env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
     def raylet(self, worker: int) -> int:
         found = named(descendants(self.workers[worker].pid), "raylet")
         assert len(found) == 1, f"worker node {worker}: raylets {found}"
@@ -279,7 +297,7 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster(tmp_path_factory, request):
     root = tmp_path_factory.mktemp("multinode")
     refusal = unshare_refusal(root)
     if refusal:
@@ -292,19 +310,19 @@ def cluster(tmp_path_factory):
         refusal = stack.enter_context(loopback_only_network())
         if refusal:
             pytest.skip(refusal)
-        stack.callback(stop, processes, timings)
+        stack.callback(stop, processes, timings, request.config.pluginmanager.getplugin("capturemanager"))
         made = Cluster(root, processes, timings)
         stack.callback(shutil.rmtree, made.ray_tmp, True)
         made.start()
         yield made
 
 
-def stop(processes: Processes, timings: dict) -> None:
+def stop(processes: Processes, timings: dict, capture) -> None:
     t0 = time.monotonic()
     processes.stop()
     timings["stop everything"] = time.monotonic() - t0
-    sys.__stdout__.write("\nmultinode phase timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()) + "\n")
-    sys.__stdout__.flush()
+    with capture.global_and_fixture_disabled():  # on the terminal (and CI's log) even under -q
+        print("\nmultinode phase timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()), flush=True)
 
 
 def write_sweep(directory: Path) -> Path:
@@ -366,8 +384,8 @@ def test_a_sweep_survives_losing_a_worker_node(cluster):
     client = MlflowClient(cluster.tracking_uri)
     experiment = client.get_experiment_by_name(SWEEP)
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
-    parents = [r for r in runs if r.data.tags.get("flosssweep.role") == "parent"]
-    children = [r for r in runs if r.data.tags.get("flosssweep.role") == "child"]
+    parents = [r for r in runs if r.data.tags.get(names.ROLE) == "parent"]
+    children = [r for r in runs if r.data.tags.get(names.ROLE) == "child"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert len(children) == TRIALS, [c.data.tags for c in children]
     assert {c.data.params["task.delay"] for c in children} == {str(d) for d in range(2, 2 + TRIALS)}
@@ -375,28 +393,55 @@ def test_a_sweep_survives_losing_a_worker_node(cluster):
     # every trial recorded exactly once, its records in the bucket, its metrics each epoch once
     artifacts = set(cluster.keys("mlartifacts/"))
     for child in children:
-        assert child.info.status == "FINISHED" and child.data.tags["flosssweep.recorded"] == "true"
-        key = f"mlartifacts/{experiment.experiment_id}/{child.info.run_id}/artifacts/records.parquet"
+        assert child.info.status == "FINISHED" and child.data.tags[names.RECORDED] == "true"
+        key = f"mlartifacts/{experiment.experiment_id}/{child.info.run_id}/artifacts/{names.RECORDS_ARTIFACT}"
         assert key in artifacts, f"{key} not in the bucket: {sorted(artifacts)[:10]}"
         steps = [m.step for m in client.get_metric_history(child.info.run_id, "charts/accuracy")]
         assert sorted(steps) == list(range(0, EPOCHS + 1, REPORT_EVERY)), steps
 
     # the lost node's trial started again from its checkpoint in the bucket, not from epoch 0
-    retried = [c for c in children if int(c.data.tags.get("flosssweep.retries", "0")) > 0]
+    retried = [c for c in children if int(c.data.tags.get(names.RETRIES, "0")) > 0]
     assert retried, "no trial was retried after its node died"
     for child in retried:
-        starts = sorted((m.step, m.value) for m in client.get_metric_history(child.info.run_id, RESTORED))
+        starts = sorted((m.step, m.value) for m in client.get_metric_history(child.info.run_id, names.RESTORED_FROM))
         assert len(starts) >= 2 and starts[0][1] == 0, starts
         assert all(value > 0 for _, value in starts[1:]), f"restarted from epoch 0: {starts}"
     never = [c for c in children if c not in retried]
     for child in never:
-        assert [m.value for m in client.get_metric_history(child.info.run_id, RESTORED)] == [0]
+        assert [m.value for m in client.get_metric_history(child.info.run_id, names.RESTORED_FROM)] == [0]
 
     # the report reads the sweep back through the server
     t2 = time.monotonic()
-    report = subprocess.run([sys.executable, "-m", "flosssweep.report", "--tracking-uri", cluster.tracking_uri,
-                             "--experiment", SWEEP, "--format", "json", "--out", str(cluster.root / "report")],
-                            cwd=cluster.root, env=cluster.env, capture_output=True, text=True, timeout=120)
+    report = cluster.report(cluster.tracking_uri)
     cluster.timings["report"] = time.monotonic() - t2
-    assert report.returncode == 0, report.stderr
-    assert "delay" in report.stdout and str(TRIALS * MEMBERS) in report.stdout or report.stdout.strip(), report.stdout
+    [read] = report["sweeps"]
+    [group] = read["groups"]
+    assert read["sweep"] == SWEEP and group["n"] == TRIALS * MEMBERS
+    successes = {int(c.data.params["task.delay"]): int(c.data.tags[f"{names.TAG_PREFIX}successes"]) for c in children}
+    assert {point["delay"]: point["k"] for point in group["curve"]} == successes
+
+    # after `ray down`: the store saved to the bucket (server still running), the head's disk gone;
+    # restored elsewhere (the laptop), a new server on it reads the same sweep, artifacts and all
+    t3 = time.monotonic()
+    saved = f"s3://{BUCKET}/mlflow/mlflow.db"
+    backup = [sys.executable, "-m", "flosssweep.tracking.backup"]
+    done = subprocess.run(backup + ["save", str(cluster.root / "mlflow.db"), saved], env=cluster.env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    cluster.processes.stop_one("mlflow")
+    (cluster.root / "mlflow.db").unlink()
+    laptop = cluster.root / "laptop"
+    laptop.mkdir()
+    done = subprocess.run(backup + ["restore", str(laptop / "mlflow.db"), saved], env=cluster.env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "restored" in done.stdout, done.stdout + done.stderr
+    port = free_port()
+    cluster.mlflow_server("mlflow-laptop", laptop / "mlflow.db", port)
+    wait_until(lambda: answers(f"http://127.0.0.1:{port}/health"), 90, "second mlflow server", cluster.processes,
+               "mlflow-laptop")
+    assert cluster.report(f"http://127.0.0.1:{port}") == report
+    later = MlflowClient(f"http://127.0.0.1:{port}")
+    some = children[0].info.run_id
+    path = later.download_artifacts(some, names.RECORDS_ARTIFACT, str(laptop))
+    assert len(pq.read_table(path)) == MEMBERS
+    cluster.timings["save, restore, serve, report again"] = time.monotonic() - t3
