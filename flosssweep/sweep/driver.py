@@ -173,13 +173,13 @@ def main(argv: list[str] | None = None, *, train_ref: str = TRAIN) -> int:
         _init_ray(args)
     except (ConnectionError, ValueError, RuntimeError) as err:
         return _refuse(f"Ray: {str(err).splitlines()[0]}", EXIT_UNAVAILABLE)
-    import ray
-    from ray import tune
-
     try:
         storage_paths.check(storage)
     except storage_paths.StorageUnreachable as err:
         return _refuse(str(err))
+    import ray
+    from ray import tune  # seconds to import: after the refusals
+
     if sweep.resources["gpu"] > 0 and not ray.cluster_resources().get("GPU"):
         print(f"note: each trial asks for {sweep.resources['gpu']:g} GPU and this Ray cluster has none now; "
               "trials wait until an autoscaler adds GPU nodes (on a machine without a GPU, set "

@@ -3,8 +3,8 @@
 A trial reports its checkpoints from whatever node runs it, and a retried or resumed trial reads
 them back from another one; so on a cluster of several nodes the storage path must be either an
 object-store URI or a directory that every node mounts (NFS). The driver checks this before it
-launches anything: a local directory is probed by writing a file and having a task on each node
-read it and write one back.
+launches anything: a local directory is probed by writing a file and having a task on each other
+node read it and write one back.
 """
 
 from __future__ import annotations
@@ -94,13 +94,14 @@ def _probe(directory: Path, nodes: list[dict], seconds: float) -> list[str]:
     except OSError as err:
         raise StorageUnreachable(f"--storage-path: cannot write {directory} on this node: "
                                  f"{err.strerror or err}") from None
+    here = ray.get_runtime_context().get_node_id()
+    answered = {here} if _answer_probe(str(probe), token, here) else set()  # the driver's node, without a task
     answer = ray.remote(num_cpus=0, max_retries=0)(_answer_probe)
     pending = {}
-    for node in nodes:
+    for node in [n for n in nodes if n["NodeID"] != here]:
         strategy = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
         pending[answer.options(scheduling_strategy=strategy).remote(str(probe), token, node["NodeID"])] = node
-    ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=seconds)
-    answered = set()
+    ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=seconds) if pending else ([], [])
     for ref in ready:
         node = pending[ref]
         try:
@@ -111,6 +112,7 @@ def _probe(directory: Path, nodes: list[dict], seconds: float) -> list[str]:
         if ok and reply.is_file() and reply.read_text() == token:
             answered.add(node["NodeID"])
         reply.unlink(missing_ok=True)
+    Path(f"{probe}.{here}").unlink(missing_ok=True)
     probe.unlink(missing_ok=True)
     if made:
         directory.rmdir()  # leave no trace of a refused launch
