@@ -4,7 +4,6 @@ read back; an interrupted sweep resumed; a dying worker retried; bad input refus
 from __future__ import annotations
 
 import copy
-import json
 import shutil
 import signal
 import subprocess
