@@ -1,9 +1,10 @@
 """Trial configuration: defaults, dotted-key overrides, validation, identity.
 
 A configuration is a plain nested dict. Every leaf has a `Field` in `SCHEMA` with its default, its
-type and a one-line help string, so the single-trial CLI, the sweep validator and the records all
-agree on what a key means. Bad values raise `ConfigError`, whose message names the dotted key and
-what was expected; command-line entry points turn it into one line and exit code 2.
+type, a one-line help string and the tasks it applies to, so the single-trial CLI, the sweep
+validator, the records and the tracked params all agree on what a key means and when it has one.
+Bad values raise `ConfigError`, whose message names the dotted key and what was expected;
+command-line entry points turn it into one line and exit code 2.
 """
 
 from __future__ import annotations
@@ -31,6 +32,13 @@ class ConfigError(ValueError):
         super().__init__(message)
 
 
+FLOSS_MODES = ("none", "pre", "during", "pre+during", "regularizer")
+ARCHS = ("rnn", "lstm", "gru", "plrnn")
+PARITY_TASKS = ("parity",)  # trained by flosssweep.train.parity on generated bit sequences
+CHAOTIC_TASKS = ("lorenz63", "roessler")  # trained by flosssweep.train.chaotic (sparse teacher forcing)
+TASKS = PARITY_TASKS + CHAOTIC_TASKS
+
+
 @dataclass(frozen=True)
 class Field:
     default: Any
@@ -39,6 +47,14 @@ class Field:
     choices: tuple | None = None  # allowed values (for str fields, or extra words for numbers)
     minimum: float | None = None
     positive: bool = False
+    tasks: tuple[str, ...] = TASKS  # the task names whose trials use this key at all
+    # (task names, default) for tasks whose sensible default differs from `default`
+    task_default: tuple[tuple[str, ...], Any] | None = None
+
+    def default_for(self, task: str) -> Any:
+        if self.task_default is not None and task in self.task_default[0]:
+            return self.task_default[1]
+        return self.default
 
     def expected(self) -> str:
         name = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[self.kind]
@@ -88,10 +104,6 @@ class Field:
         return value
 
 
-FLOSS_MODES = ("none", "pre", "during", "pre+during", "regularizer")
-ARCHS = ("rnn", "lstm", "gru", "plrnn")
-CHAOTIC_TASKS = ("lorenz63", "roessler")  # trained by flosssweep.train.chaotic (sparse teacher forcing)
-
 SCHEMA: dict[str, Field] = {
     "seed": Field(0, int, "base seed; member j of seed s is seeded by (s, j) alone", minimum=0),
     "ensemble": Field(1, int, "realizations trained side by side in this trial (leading axis R)", positive=True),
@@ -105,19 +117,24 @@ SCHEMA: dict[str, Field] = {
                         choices=("gaussian", "orthogonal")),
     "model.relax_steps": Field(100, int, "input-free steps that relax the initial state (rnn)", minimum=0),
     "task.name": Field("parity", str, "task: parity (delayed copy/XOR/...), or chaotic data: lorenz63, roessler",
-                       choices=("parity",) + CHAOTIC_TASKS),
-    "task.bits": Field(1, int, "parity of this many delayed inputs: 1 copy, 2 XOR, more = harder", positive=True),
-    "task.delay": Field(10, int, "longest lag d the target depends on (divisible by bits)", positive=True),
-    "task.dt": Field(0.01, float, "chaotic data: time units between samples (one RK4 step each)", positive=True),
+                       choices=TASKS),
+    "task.bits": Field(1, int, "parity of this many delayed inputs: 1 copy, 2 XOR, more = harder", positive=True,
+                       tasks=PARITY_TASKS),
+    "task.delay": Field(10, int, "longest lag d the target depends on (divisible by bits; the inputs are d / bits "
+                        "apart)", positive=True, tasks=PARITY_TASKS),
+    "task.dt": Field(0.01, float, "chaotic data: time units between samples (one RK4 step each)", positive=True,
+                     tasks=CHAOTIC_TASKS),
     "task.tau": Field("auto", int, "chaotic data: sparse teacher forcing interval in steps; none = plain BPTT, "
-                      "auto = round(ln 2 / lambda_max per step) of the data", choices=("none", "auto"), positive=True),
+                      "auto = round(ln 2 / lambda_max per step) of the data", choices=("none", "auto"), positive=True,
+                      tasks=CHAOTIC_TASKS),
     "task.train_steps": Field(100000, int, "chaotic data: samples in the training part of the trajectory",
-                              positive=True),
+                              positive=True, tasks=CHAOTIC_TASKS),
     "task.test_steps": Field(20000, int, "chaotic data: samples in the test part (after the training part)",
-                             positive=True),
-    "task.transient": Field(50.0, float, "chaotic data: time units integrated and discarded first", minimum=0),
+                             positive=True, tasks=CHAOTIC_TASKS),
+    "task.transient": Field(50.0, float, "chaotic data: time units integrated and discarded first", minimum=0,
+                            tasks=CHAOTIC_TASKS),
     "task.data_seed": Field(2, int, "chaotic data: seed of the initial condition (same data for every member)",
-                            minimum=0),
+                            minimum=0, tasks=CHAOTIC_TASKS),
     "train.epochs": Field(3000, int, "epochs; one fresh batch and one optimizer step each", positive=True),
     "train.batch": Field(16, int, "sequences per batch", positive=True),
     "train.length": Field(300, int, "sequence length T", positive=True),
@@ -125,22 +142,29 @@ SCHEMA: dict[str, Field] = {
     "train.clip": Field(0.03, float, "gradient-norm clip (0 = off)", minimum=0),
     "train.clip_mode": Field("tensor", str, "clip each parameter tensor of each member, or one global norm per member",
                              choices=("tensor", "global")),
-    "train.success_window": Field(100, int, "epochs at the end whose mean accuracy decides success", positive=True),
-    "train.success_threshold": Field(0.95, float, "mean accuracy that counts as success", positive=True),
+    "train.success_window": Field(100, int, "epochs at the end whose mean accuracy decides success (chaotic data: "
+                                  "whose mean loss is final_loss)", positive=True),
+    "train.success_threshold": Field(0.95, float, "mean accuracy that counts as success", positive=True,
+                                     tasks=PARITY_TASKS),
     "train.report_every": Field(50, int, "epochs between progress reports (and spectrum estimates)", positive=True),
     "train.max_nonfinite": Field(10, int, "consecutive non-finite steps after which a member is diverged",
                                  positive=True),
     "train.forcing": Field("full", str, "chaotic data: what a forcing step replaces: full (state <- B^+ x) or "
                            "observed (only the part B^+ B of the state that the observation sees)",
-                           choices=("full", "observed")),
+                           choices=("full", "observed"), tasks=CHAOTIC_TASKS),
     "train.dstsp_threshold": Field(2.0, float, "chaotic data: a realization succeeds when D_stsp is below this "
                                    "(2 is about the D_stsp of Lorenz-63 with rho = 26 or 30 against rho = 28)",
-                                   positive=True),
-    "train.dstsp_bins": Field(30, int, "chaotic data: bins per dimension of the D_stsp occupancy", positive=True),
+                                   positive=True, tasks=CHAOTIC_TASKS),
+    "train.dstsp_bins": Field(30, int, "chaotic data: bins per dimension of the D_stsp occupancy", positive=True,
+                              tasks=CHAOTIC_TASKS),
     "train.eval_trajectories": Field(20, int, "chaotic data: free-running trajectories per member for the metrics",
-                                     positive=True),
-    "train.eval_steps": Field(5000, int, "chaotic data: steps of each free-running trajectory", positive=True),
-    "floss.mode": Field("pre", str, "flossing schedule", choices=FLOSS_MODES),
+                                     positive=True, tasks=CHAOTIC_TASKS),
+    "train.eval_steps": Field(5000, int, "chaotic data: steps of each free-running trajectory", positive=True,
+                              tasks=CHAOTIC_TASKS),
+    # Chaotic data needs bounded, not vanishing, exponents: flossing them toward 0 before training
+    # is not a default worth having there (docs/CHAOTIC.md).
+    "floss.mode": Field("pre", str, "flossing schedule (default none for chaotic data)", choices=FLOSS_MODES,
+                        task_default=(CHAOTIC_TASKS, "none")),
     "floss.k": Field(1, int, "number of Lyapunov exponents flossed", positive=True),
     "floss.pre_steps": Field(500, int, "flossing-only steps before training (pre)", minimum=0),
     "floss.every": Field(100, int, "epochs between flossing episodes (during)", positive=True),
@@ -164,11 +188,31 @@ def column_name(key: str) -> str:
     return CONFIG_COLUMNS.get(key, key.replace(".", "_"))
 
 
-def defaults() -> dict:
+def defaults(task: str = SCHEMA["task.name"].default) -> dict:
+    """Every key at its default for trials of `task` (a task name)."""
     config: dict = {}
     for key, field in SCHEMA.items():
-        set_dotted(config, key, field.default)
+        set_dotted(config, key, field.default_for(task))
+    set_dotted(config, "task.name", task)
     return config
+
+
+def task_of(*layers: dict) -> str:
+    """The task name the layers (nested or dotted dicts, later ones winning) set, else the default.
+    Raises ConfigError for a name that is not a task."""
+    task = SCHEMA["task.name"].default
+    for layer in layers:
+        flat = flatten(layer)
+        if "task.name" in flat:
+            task = SCHEMA["task.name"].coerce("task.name", flat["task.name"])
+    return task
+
+
+def applicable_keys(config: dict) -> list[str]:
+    """The keys, in schema order, that the trials of this config's task use (records and tracked
+    params hold only these: a chaotic trial has no delay, a parity trial no tau)."""
+    task = config["task"]["name"]
+    return [key for key, field in SCHEMA.items() if task in field.tasks]
 
 
 def set_dotted(config: dict, key: str, value: Any) -> None:
@@ -206,8 +250,9 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def resolve(*layers: dict) -> dict:
-    """Defaults, then each layer (nested or dotted dicts) on top; validated. Raises ConfigError."""
-    config = defaults()
+    """The task's defaults, then each layer (nested or dotted dicts) on top; validated. Raises
+    ConfigError."""
+    config = defaults(task_of(*layers))
     for layer in layers:
         for key, value in flatten(layer).items():
             if key not in SCHEMA:
@@ -274,5 +319,6 @@ def config_key(config: dict) -> str:
 
 
 def record_columns(config: dict) -> dict[str, Any]:
-    """Every config value as its record column (docs/DESIGN.md, "Records")."""
-    return {column_name(key): value for key, value in flatten(config).items()}
+    """Every config value that applies to the task, as its record column (docs/DESIGN.md,
+    "Records")."""
+    return {column_name(key): get_dotted(config, key) for key in applicable_keys(config)}

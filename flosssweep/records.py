@@ -1,4 +1,4 @@
-"""Trial records (DESIGN 7) as Arrow tables and Parquet files."""
+"""Trial records (one row per realization; columns in docs/DESIGN.md) as Arrow tables and Parquet files."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-# Types of the columns every record has; the config columns take the types of their values.
+# Types of the main columns; every other column takes the type of its values. A record holds only
+# the config columns of its task (a chaotic trial has no bits or delay), so a column may be absent.
 SCHEMA = pa.schema([
     ("sweep", pa.string()), ("trial_id", pa.string()), ("member", pa.int64()), ("seed", pa.int64()),
     ("config_key", pa.string()), ("arch", pa.string()), ("hidden", pa.int64()), ("task", pa.string()),
@@ -19,9 +20,10 @@ SCHEMA = pa.schema([
 
 
 def to_table(records: list[dict]) -> pa.Table:
-    """Rows to a table: the DESIGN 7 columns first with fixed types (so tables of many trials
-    concatenate), then every other column in the order it first appears."""
-    names = [f.name for f in SCHEMA]
+    """Rows to a table: the main columns that some row has first, with fixed types (so tables of
+    many trials concatenate), then every other column in the order it first appears; a row without
+    a column holds null there."""
+    names = [f.name for f in SCHEMA if any(f.name in row for row in records)]
     for row in records:
         names += [name for name in row if name not in names]
     columns = {}

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 import numpy as np
+import pyarrow.parquet as pq
 from flosssweep.tracking.store import resolve_uri
 from flosssweep.report.common import DEFAULT_N_BOOT, DEFAULT_THRESHOLD, DEFAULT_X, ReportError
 from flosssweep.names import REPORT_ARTIFACT_DIR
@@ -16,6 +17,7 @@ from flosssweep.report.sources import mlflow_client, find_parent_run, read_mlflo
 from flosssweep.report.curves import aggregate, table_meta
 from flosssweep.report.text import format_report
 from flosssweep.report.figures import write_outputs
+from flosssweep.report.outcomes import format_outcomes, outcome_summary, plot_outcome
 
 
 # --------------------------------------------------------------------------------------------
@@ -58,7 +60,9 @@ def _parser() -> argparse.ArgumentParser:
                           "sqlite:///<absolute cwd>/mlflow.db)")
     ana = p.add_argument_group("analysis")
     ana.add_argument("--x", default=DEFAULT_X, metavar="COLUMN",
-                     help="column scanned for the success curve and T50 (default: delay; e.g. tau)")
+                     help="column scanned for the success curve and T50 (default: delay, the longest "
+                          "lag d; spacing = delay / bits, the spacing of the parity inputs, which the "
+                          "reference implementation calls its delay; tau for chaotic data)")
     ana.add_argument("--by", nargs="+", metavar="COLUMNS",
                      help="grouping columns, space or comma separated; 'none' pools every "
                           "configuration (default: every configuration column that varies, except "
@@ -67,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
                      help="success rate T50 is measured at, in (0, 1] (default: 0.5)")
     ana.add_argument("--n-boot", type=int, default=DEFAULT_N_BOOT, metavar="N",
                      help="bootstrap resamples for the T50 interval; 0 turns it off (default: 1000)")
+    ana.add_argument("--outcome", metavar="COLUMN",
+                     help="also summarize this numeric record column against x: median, quartiles and "
+                          "the share of realizations below each --thresholds value (e.g. dstsp)")
+    ana.add_argument("--thresholds", default="1,2,3", metavar="T1,T2,...",
+                     help="thresholds for --outcome, comma separated (default: 1,2,3)")
     ana.add_argument("--seed", type=int, default=0,
                      help="seed of the bootstrap, so the report is reproducible (default: 0)")
     out = p.add_argument_group("output")
@@ -93,6 +102,10 @@ def _check_threshold(p: argparse.ArgumentParser, args) -> None:
         p.error(f"--threshold must be in (0, 1], got {args.threshold}")
     if args.n_boot < 0:
         p.error(f"--n-boot must be >= 0, got {args.n_boot}")
+    try:
+        args.thresholds = [float(t) for t in args.thresholds.split(",") if t.strip()]
+    except ValueError:
+        p.error(f"--thresholds: expected numbers separated by commas, got {args.thresholds!r}")
 
 
 def _run(args) -> int:
@@ -125,6 +138,11 @@ def _run(args) -> int:
             f"({', '.join(table_meta(horizon)['by']) or 'none'})"
         )
     print(format_report(curves, horizon, args.format))
+    summary = None
+    if args.outcome:
+        summary = outcome_summary(table, args.outcome, x=args.x, by=table_meta(horizon)["by"],
+                                  thresholds=args.thresholds)
+        print("\n" + format_outcomes(summary, args.outcome, args.x, args.thresholds))
     marker = args.marker
     if marker is None and args.x == "tau" and "lambda_max_data" in table.column_names:
         # chaotic-data records: mark the forcing interval the data predict, ln 2 / lambda_max per step
@@ -140,6 +158,11 @@ def _run(args) -> int:
             curves, horizon, out_dir, marker=marker, marker_label=args.marker_label,
             horizon_axis=args.horizon_axis,
         )
+        if summary is not None:
+            written.append(out_dir / f"outcome_{args.outcome}.parquet")
+            pq.write_table(summary, written[-1])
+            written.append(out_dir / f"{args.outcome}_vs_{args.x}.png")
+            plot_outcome(summary, args.outcome, args.x, written[-1])
         if args.out:
             print(f"wrote {', '.join(str(w) for w in written)}", file=sys.stderr)
         if client is not None and not args.no_log:

@@ -9,6 +9,10 @@ DEFAULT_X = "delay"
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_N_BOOT = 1000
 REQUIRED_COLUMNS = ("success",)
+# x columns the report computes from record columns: the input spacing d / bits of a parity task,
+# the reference implementation's "delay" (docs/DESIGN.md, "Tasks"). The first column named is the one
+# it replaces as an axis: grouping a spacing curve by delay would leave one cell per curve.
+DERIVED_X = {"spacing": ("delay", "bits")}
 # Axes whose values have a natural reading order (the schedule from none to the strongest); others sort by value.
 LEVEL_ORDER = {"floss_mode": list(FLOSS_MODES)}
 FIGURE_GROUP_LIMIT = 30  # groups per sweep that a figure can show one by one

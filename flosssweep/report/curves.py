@@ -9,7 +9,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from flosssweep.report import stats
-from flosssweep.report.common import DEFAULT_N_BOOT, DEFAULT_THRESHOLD, DEFAULT_X, LEVEL_ORDER, REQUIRED_COLUMNS, ReportError, RELATIONS
+from flosssweep.report.common import (DEFAULT_N_BOOT, DEFAULT_THRESHOLD, DEFAULT_X, DERIVED_X, LEVEL_ORDER,
+                                      REQUIRED_COLUMNS, ReportError, RELATIONS)
 from flosssweep.names import IDENTITY_COLUMNS, OUTCOME_COLUMNS, OUTCOME_PREFIXES, TAG_PREFIX
 
 
@@ -54,14 +55,16 @@ def default_by(table: pa.Table, x: str = DEFAULT_X) -> list[str]:
     columns the trainer adds per trial or member (train_seconds, nonfinite_steps, ...) are
     outcomes. Identity and outcome columns are never axes. When ``config_key`` is present a
     column must also be constant within every config_key (a configuration value, not something
-    that differs between realizations of one configuration).
+    that differs between realizations of one configuration). A derived ``x`` (``spacing``) also
+    leaves out the column it replaces (``delay``).
     """
     schema = _config_column_names()
     allowed = None if schema is None else schema[0] - schema[1]
+    replaced = DERIVED_X.get(x, (x,))[0]
     candidates = [
         c
         for c in table.column_names
-        if c != x
+        if c not in (x, replaced)
         and c not in IDENTITY_COLUMNS
         and not _is_outcome(c)
         and not c.startswith("_")
@@ -85,8 +88,9 @@ def default_by(table: pa.Table, x: str = DEFAULT_X) -> list[str]:
 
 
 def missing_columns(table: pa.Table, x: str = DEFAULT_X, by: Sequence[str] | None = None) -> list[str]:
-    """Required columns (success, the x column and any --by column) that ``table`` lacks."""
-    need = list(REQUIRED_COLUMNS) + [x] + list(by or [])
+    """Required columns (success, the x column or those a derived x is computed from, and any --by
+    column) that ``table`` lacks."""
+    need = list(REQUIRED_COLUMNS) + list(DERIVED_X.get(x, (x,))) + list(by or [])
     have = set(table.column_names)
     out = []
     for c in need:
@@ -173,6 +177,17 @@ def plot_settings(table: pa.Table, x: str | None, threshold: float | None):
     return meta, x, threshold, list(meta.get("by", []))
 
 
+def with_x(table: pa.Table, x: str) -> pa.Table:
+    """``table`` with its derived x column computed when ``x`` is one (``spacing`` = delay / bits,
+    null where either is), else unchanged."""
+    if x != "spacing":
+        return table
+    delay, bits = (pc.cast(_plain(table[c]), pa.float64()) for c in DERIVED_X[x])
+    if x in table.column_names:
+        table = table.drop_columns([x])
+    return table.append_column(x, pc.divide(delay, bits))
+
+
 def aggregate(
     table: pa.Table,
     x: str = DEFAULT_X,
@@ -184,9 +199,11 @@ def aggregate(
 ) -> tuple[pa.Table, pa.Table]:
     """Success-rate curves and T50 per group from a records table.
 
-    ``x`` is the column along which success is scanned (``delay``; ``tau`` for chaotic-data
-    sweeps); ``by`` the grouping columns (``None``: :func:`default_by`). A ``sweep`` column, when
-    present, always separates groups. Returns ``(curves, horizon)``:
+    ``x`` is the column along which success is scanned (``delay``, the longest lag; ``spacing``,
+    computed as delay / bits; ``tau`` for chaotic-data sweeps). Rows without an x value (a
+    chaotic trial has no delay) are left out. ``by`` the grouping columns (``None``:
+    :func:`default_by`). A ``sweep`` column, when present, always separates groups. Returns
+    ``(curves, horizon)``:
 
     * curves: one row per group and x value with the key columns, ``x``, ``n`` (realizations,
       'error' rows excluded), ``k`` (successes), ``n_error``, ``rate``, ``wilson_lo``,
@@ -207,7 +224,11 @@ def aggregate(
             raise ReportError(f"--by must not contain the x column {x!r}")
     missing = missing_columns(table, x, by)
     if missing:
-        raise ReportError(f"records lack required column(s): {', '.join(missing)}")
+        raise ReportError(f"records lack required column(s): {', '.join(missing)}"
+                          + (f" (--x {x} is computed from {' and '.join(DERIVED_X[x])})" if x in DERIVED_X else ""))
+    table = with_x(table, x)
+    if table[x].null_count:
+        table = table.filter(pc.is_valid(table[x]))
     if by is None:
         by = default_by(table, x)
     names = set(table.column_names)
@@ -356,7 +377,10 @@ def _summarize(cells: pa.Table, meta: dict) -> tuple[pa.Table, pa.Table]:
             x_max[vg] = xv[np.append(vstarts[1:], xv.size) - 1]
             n_x[vg] = np.diff(np.append(vstarts, xv.size))
 
-    head = cells.select(keys).take(pa.array(starts, type=pa.int64())) if keys else pa.table({})
+    head = cells.select(keys).take(pa.array(starts, type=pa.int64()))
+    # With no key columns (one sweep's records without a sweep column, nothing varied) there is
+    # one group, and a table without columns cannot carry its row count.
+    labels = _group_labels(head, by) if keys else pa.array(["all"] * groups, type=pa.string())
     t50_val, t50_rel = _relations(t50, x_min, x_max)
     lo_val, lo_rel = _relations(t_lo, x_min, x_max)
     hi_val, hi_rel = _relations(t_hi, x_min, x_max)
@@ -365,7 +389,7 @@ def _summarize(cells: pa.Table, meta: dict) -> tuple[pa.Table, pa.Table]:
     horizon = pa.table(
         {
             **{c: head[c] for c in keys},
-            "group": _group_labels(head, by) if groups else pa.array([], pa.string()),
+            "group": labels,
             "group_id": pa.array(np.arange(groups, dtype=np.int32)),
             "n_x": pa.array(n_x),
             "x_min": pa.array(x_min, mask=np.isnan(x_min)),

@@ -56,7 +56,8 @@ def _normalize_markers(marker, marker_label, x):
 
 
 def _xlabel(x: str) -> str:
-    return {"delay": "delay d (time steps)", "tau": "teacher-forcing interval tau"}.get(x, x)
+    return {"delay": "longest lag d (steps)", "spacing": "input spacing d / bits (steps)",
+            "tau": "teacher-forcing interval tau"}.get(x, x)
 
 
 def _sorted_levels(axis: str | None, values) -> list:

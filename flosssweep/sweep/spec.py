@@ -156,10 +156,12 @@ class Sweep:
     # -- humans ----------------------------------------------------------------------------------
     def describe(self) -> str:
         """What `--dry-run` prints: the trials this sweep would run."""
-        base = cfg.flatten(self.base_values())
-        shown = ("model.arch", "model.hidden", "model.g", "task.bits", "task.delay", "train.epochs",
-                 "train.length", "ensemble", "floss.mode", "floss.k", "floss.strength", "device")
-        fixed = ", ".join(f"{k}={base[k]}" for k in shown if k not in self.space)
+        values = self.base_values()
+        base = cfg.flatten(values)
+        shown = ("model.arch", "model.hidden", "model.g", "task.name", "task.bits", "task.delay", "task.tau",
+                 "train.epochs", "train.length", "ensemble", "floss.mode", "floss.k", "floss.strength", "device")
+        applies = set(cfg.applicable_keys(values))
+        fixed = ", ".join(f"{k}={base[k]}" for k in shown if k not in self.space and k in applies)
         lines = [
             f"sweep {self.name} ({self.source})",
             f"  search {self.search}, {self.num_trials()} trials, at most "
@@ -305,11 +307,14 @@ def parse(raw: Any) -> Sweep:
 def merged_base(base: dict) -> dict:
     """Defaults with `base` on top, every value checked against its schema field but no cross-key
     check (a base may rely on the space, e.g. mode regularizer with the strength varied)."""
-    merged = cfg.defaults()
+    values = {}
     for key, value in cfg.flatten(base).items():
         if key not in cfg.SCHEMA:
             raise ConfigError(f"base.{key}", "a known key (" + _known_keys(key) + ")", show_got=False)
-        cfg.set_dotted(merged, key, cfg.SCHEMA[key].coerce(f"base.{key}", value))
+        values[key] = cfg.SCHEMA[key].coerce(f"base.{key}", value)
+    merged = cfg.defaults(values.get("task.name", cfg.SCHEMA["task.name"].default))
+    for key, value in values.items():
+        cfg.set_dotted(merged, key, value)
     return merged
 
 

@@ -167,7 +167,7 @@ class SweepRecorder:
             tags={PARENT: self.parent_run_id, ROLE: "child", SWEEP: self.sweep_name, TRIAL_ID: trial.trial_id,
                   CONFIG_KEY: cfg.config_key(config), TRIAL_CONFIG: key},
         )
-        params = [Param(k, str(v)) for k, v in cfg.flatten(config).items()]
+        params = [Param(k, str(cfg.get_dotted(config, k))) for k in cfg.applicable_keys(config)]
         for i in range(0, len(params), store.MAX_PARAMS_PER_BATCH):
             self.client.log_batch(run.info.run_id, params=params[i:i + store.MAX_PARAMS_PER_BATCH])
         child = _Child(run.info.run_id, trial.trial_id, key)

@@ -2,8 +2,8 @@
 
 Layout (the report module relies on it): one experiment per sweep name; one parent run per launch
 (tags `flosssweep.role=parent`, `flosssweep.sweep`); one child run per trial (tags
-`mlflow.parentRunId`, `flosssweep.role=child`, `flosssweep.trial_id`) with the flattened trial config
-as params, the trainer's metrics with step = epoch, and the per-member records as `records.parquet`
+`mlflow.parentRunId`, `flosssweep.role=child`, `flosssweep.trial_id`) with the trial config's keys that
+apply to its task as params, the trainer's metrics with step = epoch, and the per-member records as `records.parquet`
 at the child's artifact root.
 
 Trials only report to Ray; in the driver, `sweep.callbacks.MLflowCallback` hands those reports to

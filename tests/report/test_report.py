@@ -203,6 +203,59 @@ def test_x_column_is_a_parameter_and_categorical_x_does_not_crash():
     assert horizon_row(h2, "rnn", "none")["t50"] == pytest.approx(27.5)
 
 
+def parity_and_chaotic_records(n=4):
+    """Copy (bits 1) and XOR (bits 2) on the same spacings 10..40, so XOR's delays are 20..80, and
+    one chaotic-data trial, which has neither bits nor delay."""
+    successes = {1: [4, 4, 3, 1], 2: [4, 3, 1, 0]}
+    rows = []
+    for bits, ks in successes.items():
+        for spacing, k in zip((10, 20, 30, 40), ks):
+            delay = bits * spacing
+            rows += [{"sweep": "s", "trial_id": f"{bits}-{delay}", "member": i, "seed": 0,
+                      "config_key": f"{bits}-{delay}", "arch": "rnn", "task": "parity", "bits": bits,
+                      "delay": delay, "floss_mode": "pre", "success": i < k, "status": "ok"}
+                     for i in range(n)]
+    rows += [{"sweep": "s", "trial_id": "l", "member": i, "seed": 0, "config_key": "l", "arch": "rnn",
+              "task": "lorenz63", "tau": 10, "floss_mode": "none", "success": True, "status": "ok"}
+             for i in range(n)]
+    return records.to_table(rows)
+
+
+def test_spacing_axis_is_delay_over_bits():
+    curves, horizon = report.aggregate(parity_and_chaotic_records(), x="spacing", n_boot=0)
+    meta = table_meta(horizon)
+    # delay is what spacing replaces, not a grouping axis; the chaotic rows have no spacing
+    assert meta["x"] == "spacing" and meta["by"] == ["bits"]
+    assert curves["spacing"].to_pylist() == [10, 20, 30, 40] * 2
+    assert curves["k"].to_pylist() == [4, 4, 3, 1, 4, 3, 1, 0]
+    t50 = dict(zip(horizon["bits"].to_pylist(), horizon["t50"].to_pylist()))
+    # copy: 0.75 at 30, 0.25 at 40: 30 + 0.25 / 0.5 * 10 = 35. XOR: 0.75 at 20, 0.25 at 30: 25
+    # (in delay, 50 = 2 x 25).
+    assert t50 == {1: pytest.approx(35.0), 2: pytest.approx(25.0)}
+    _, by_delay = report.aggregate(parity_and_chaotic_records(), n_boot=0)
+    assert dict(zip(by_delay["bits"].to_pylist(), by_delay["t50"].to_pylist())) == {
+        1: pytest.approx(35.0), 2: pytest.approx(50.0)}
+    assert figures._xlabel("delay") == "longest lag d (steps)"
+    assert figures._xlabel("spacing") == "input spacing d / bits (steps)"
+
+
+def test_spacing_needs_delay_and_bits(tmp_path, capsys):
+    with pytest.raises(report.ReportError, match=r"bits \(--x spacing is computed from delay and bits\)"):
+        report.aggregate(make_records(GROUPS).drop_columns(["bits"]), x="spacing")
+    path = tmp_path / "r.parquet"
+    pq.write_table(parity_and_chaotic_records(), path)
+    out = tmp_path / "out"
+    assert report.main(["--from-parquet", str(path), "--x", "spacing", "--n-boot", "50", "--out", str(out)]) == 0
+    assert "spacing" in capsys.readouterr().out
+    assert (out / "success_vs_spacing.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_records_of_one_group_without_a_sweep_column():
+    t = parity_and_chaotic_records().drop_columns(["sweep"]).filter(pc.equal(pc.field("bits"), 2))
+    _, horizon = report.aggregate(t, n_boot=20)
+    assert horizon["group"].to_pylist() == ["all"] and horizon["t50"].to_pylist() == [pytest.approx(50.0)]
+
+
 def test_missing_columns_and_bad_settings_raise_report_error():
     t = make_records(GROUPS).drop_columns(["success"])
     with pytest.raises(report.ReportError, match="success"):
@@ -405,7 +458,7 @@ def test_cli_help_explains_flags_and_the_rule():
     assert "first crossing" in proc.stdout.lower() or "first x whose" in proc.stdout
 
 
-# --- MLflow layout (DESIGN 9), real SQLite store --------------------------------------------------
+# --- MLflow layout (docs/DESIGN.md), real SQLite store --------------------------------------------------
 
 
 def log_sweep(client, name, tables, artifact_root, with_records=True):

@@ -1,4 +1,4 @@
-"""Statistics of the report (DESIGN 8) against answers worked out by hand."""
+"""Statistics of the report against answers worked out by hand, and the T50 interval's coverage."""
 
 import numpy as np
 import pytest
@@ -43,12 +43,6 @@ def test_wilson_vectorized_and_empty_cell():
     assert lo.shape == (4,)
     assert np.isnan(lo[3]) and np.isnan(hi[3])
     assert np.all(lo[:3] <= np.array([0.0, 0.5, 1.0])) and np.all(hi[:3] >= np.array([0.0, 0.5, 1.0]))
-
-
-def test_threshold_count_matches_float_rates():
-    # 0.3 * 10 is 3.0000000000000004 in floats, but 3/10 >= 0.3 holds: 3 successes are enough.
-    assert stats.success_threshold_counts(np.array([10]), 0.3)[0] == 3
-    assert stats.success_threshold_counts(np.array([10, 7, 16]), 0.5).tolist() == [5, 4, 8]
 
 
 # --- T50 point estimate ----------------------------------------------------------------------
@@ -164,63 +158,68 @@ def test_bootstrap_disabled():
     assert np.isnan(lo) and np.isnan(hi)
 
 
-def test_bootstrap_matches_plain_binomial_resampling():
-    # The inverse-CDF shortcut (and the pruning of cells with k = 0 or k = n that cannot matter)
-    # must give the distribution that drawing every count gives.
-    x = np.array([10.0, 20, 30, 40, 10, 20, 30, 10, 20, 30, 40, 50, 60, 70])
-    k = np.array([9, 7, 4, 1, 5, 6, 3, 10, 10, 10, 7, 3, 0, 9])
-    n = np.array([10, 10, 10, 10, 8, 12, 5, 10, 10, 10, 10, 10, 10, 10])
-    starts = np.array([0, 4, 7])
-    B = 20000
-    ours = stats.t50_bootstrap_samples(x, k, n, starts, n_boot=B, seed=1)
-    draws = np.random.default_rng(2).binomial(n, k / n, size=(B, n.size))
-    for g, (a, b) in enumerate([(0, 4), (4, 7), (7, 14)]):
-        m = b - a
-        ref, _ = stats.t50_point(
-            np.tile(x[a:b], B), (draws[:, a:b] / n[a:b]).ravel(), np.arange(0, B * m, m)
-        )
-        for v in (np.inf, -np.inf):
-            assert np.mean(ours[g] == v) == pytest.approx(np.mean(ref == v), abs=0.01)
-        fin_o, fin_r = ours[g][np.isfinite(ours[g])], ref[np.isfinite(ref)]
-        assert np.quantile(fin_o, [0.1, 0.5, 0.9]) == pytest.approx(
-            np.quantile(fin_r, [0.1, 0.5, 0.9]), abs=0.75
-        )
-        assert fin_o.mean() == pytest.approx(fin_r.mean(), abs=0.3)
+def test_bootstrap_draws_each_rate_from_its_jeffreys_posterior():
+    # One success out of one at x = 10, none out of one at 20: the rates are Beta(3/2, 1/2) and
+    # Beta(1/2, 3/2). With x = sin^2 t, P(Beta(1/2, 3/2) < 1/2) = (2/pi) int_0^{pi/4} 2 cos^2 t dt
+    # = 1/2 + 1/pi, and by symmetry P(Beta(3/2, 1/2) < 1/2) = 1/2 - 1/pi. So a resample is
+    # '< 10' with probability 1/2 - 1/pi = 0.18169, '>= 20' with (1/2 + 1/pi)(1/2 - 1/pi)
+    # = 1/4 - 1/pi^2 = 0.14868, and otherwise interpolated. Swapping the two rates for one minus
+    # the other maps the interpolation fraction f to 1 - f, so those T50s have median 15.
+    B = 40000
+    t = stats.t50_bootstrap_samples(np.array([10.0, 20.0]), np.array([1, 0]), np.array([1, 1]),
+                                    np.array([0]), n_boot=B, seed=3)[0]
+    assert np.mean(t == -np.inf) == pytest.approx(0.5 - 1 / np.pi, abs=0.006)
+    assert np.mean(t == np.inf) == pytest.approx(0.25 - 1 / np.pi**2, abs=0.006)
+    inner = t[np.isfinite(t)]
+    assert inner.min() >= 10 and inner.max() <= 20
+    assert np.median(inner) == pytest.approx(15.0, abs=0.15)
 
 
-def test_binomial_cdf_table_against_direct_sum():
-    cdf, offset = stats._binomial_cdf_table(np.array([3, 0, 4]), np.array([4, 2, 4]))
-    # Binomial(4, 0.75): pmf 1/256, 12/256, 54/256, 108/256, 81/256.
-    assert cdf[0:5] == pytest.approx(np.cumsum([1, 12, 54, 108, 81]) / 256)
-    assert cdf[5:8].tolist() == [1.0, 1.0, 1.0]  # p = 0
-    assert cdf[8:13].tolist() == [0.0, 0.0, 0.0, 0.0, 1.0]  # p = 1
-    assert offset.tolist() == [0, 5, 8]
+# --- coverage of the T50 interval ------------------------------------------------------------
+# Sweeps simulated from known success curves p(d) = 1 / (1 + exp((d - d50) / s)) on a grid of 7
+# delays. The true T50 is what the report estimates with infinitely many realizations: T50 of
+# p itself on the same grid (linear interpolation between grid points), which for a steep curve
+# is not d50. Resampling the realizations (a count from Binomial(n, k/n)) covered it in 70%
+# (n = 4) and 79% (n = 8) of all sweeps, 22% and 35% on the very steep curve; the posterior
+# resamples cover it in 98% and 97%, at least 92% on every curve.
+
+GRID = np.array([8.0, 16, 24, 32, 40, 48, 56])
+CURVES = {  # name: (d50, s)
+    "gentle": (30.0, 8.0),
+    "moderate": (28.0, 4.0),
+    "early": (18.0, 5.0),
+    "late": (44.0, 4.0),
+    "steep, T50 between grid points": (27.0, 2.0),
+    "steep, T50 off centre": (21.0, 1.5),
+    "very steep": (26.0, 0.7),
+}
+SWEEPS = 400
 
 
-def test_inverse_cdf_sampling_is_exact():
-    # Counts from the guide table and forward search equal a plain search of each cell's CDF.
-    rng = np.random.default_rng(0)
-    n = rng.integers(1, 60, 300)
-    k = np.minimum(rng.integers(0, 61, 300), n)
-    k[:20], k[20:40] = 0, n[20:40]  # deterministic cells
-    cdf, offset = stats._binomial_cdf_table(k, n)
-    guide = stats._guide_table(cdf, offset, n)
-    cell = rng.integers(0, n.size, 50_000)
-    u = rng.random(cell.size)
-    u[:300] = 0.0
-    got = stats._inverse_cdf(cdf, offset, guide, n, cell, u)
-    want = np.array([np.searchsorted(cdf[offset[c]: offset[c] + n[c] + 1], v, side="right")
-                     for c, v in zip(cell, u)])
-    assert np.array_equal(got, want)
+def coverage_by_curve(n, seed):
+    """Fraction of simulated sweeps whose 95% interval holds the true T50, for each curve."""
+    rng = np.random.default_rng(seed)
+    c = GRID.size
+    p = np.array([1 / (1 + np.exp((GRID - d50) / s)) for d50, s in CURVES.values()])
+    truth, _ = stats.t50_point(np.tile(GRID, len(CURVES)), p.ravel(), np.arange(0, p.size, c))
+    assert np.isfinite(truth).all()  # every curve crosses inside the grid
+    k = rng.binomial(n, p[:, None, :], size=(len(CURVES), SWEEPS, c))  # every sweep is one group
+    groups = len(CURVES) * SWEEPS
+    lo, hi = stats.t50_bootstrap(np.tile(GRID, groups), k.ravel(), np.full(k.size, n),
+                                 np.arange(0, k.size, c), n_boot=500, seed=seed)
+    want = np.repeat(truth, SWEEPS)
+    return ((lo <= want) & (want <= hi)).reshape(len(CURVES), SWEEPS).mean(axis=1)
 
 
-def test_pruned_cells_keep_what_can_change_t50():
-    x = np.arange(1.0, 15.0)
-    k = np.array([10, 10, 10, 7, 3, 0, 5, 0, 8, 10, 10, 10, 6, 4])
-    starts = np.array([0, 7, 9])  # [10 10 10 7 3 0 5] [0 8] [10 10 10 6 4]
-    xs, ks, ns, st = stats._relevant_cells(x, k, np.full(14, 10), starts, 0.5)
-    # Group 1: the last leading 10/10, then up to the first 0/10. Group 2: the 0/10 ends it at
-    # once. Group 3: its last leading 10/10 and everything after.
-    assert ks.tolist() == [10, 7, 3, 0, 0, 10, 6, 4]
-    assert xs.tolist() == [3, 4, 5, 6, 8, 12, 13, 14]
-    assert st.tolist() == [0, 4, 5]
+@pytest.mark.parametrize("n", [4, 8])
+def test_t50_interval_reaches_nominal_coverage(n):
+    cover = coverage_by_curve(n, seed=n)
+    # 400 sweeps per curve and 2800 in all: a standard error of 1.1% per curve and 0.4% pooled,
+    # so 93% pooled is out of reach of an 85-90% method, and 90% per curve catches one shape that
+    # fails (binomial resampling had 22-79% on the three steep curves).
+    assert cover.mean() >= 0.93, dict(zip(CURVES, cover.round(3)))
+    assert cover.min() >= 0.90, dict(zip(CURVES, cover.round(3)))
+    # Not bought by padding: on the curves that are not very steep (whose true T50 sits where any
+    # interval bridging the grid gap covers it) coverage stays near nominal; counting the sampling
+    # noise twice (a binomial count drawn from the posterior rate) gives 99%.
+    assert cover[:5].mean() <= 0.985, dict(zip(CURVES, cover.round(3)))

@@ -64,6 +64,7 @@ def sweep_command(*args: str, train_ref: str | None = None) -> list[str]:
 
 
 # -- a real sweep, read back from MLflow -----------------------------------------------------------------
+@pytest.mark.slow
 def test_grid_sweep_records_every_trial_in_mlflow(ray_local, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
@@ -90,8 +91,9 @@ def test_grid_sweep_records_every_trial_in_mlflow(ray_local, tmp_path, monkeypat
         assert tags["mlflow.parentRunId"] == parent.info.run_id and child.info.status == "FINISHED"
         trial_id = tags[names.TRIAL_ID]
         seen.add((params["floss.mode"], params["task.delay"]))
-        # params: the whole flattened trial config
+        # params: the trial config's keys that apply to its task (parity: no tau, no D_stsp settings)
         assert params["model.hidden"] == "8" and params["train.epochs"] == "30" and params["ensemble"] == "2"
+        assert "task.tau" not in params and "train.dstsp_threshold" not in params
         # metrics: one point per report, step = epoch, never twice
         history = mlflow_client(uri).get_metric_history(child.info.run_id, "charts/accuracy")
         assert [m.step for m in history] == [0, 10, 20, 30]
@@ -108,6 +110,7 @@ def test_grid_sweep_records_every_trial_in_mlflow(ray_local, tmp_path, monkeypat
     assert (tmp_path / "mlartifacts").is_dir(), "a local store keeps its artifacts next to the database"
 
 
+@pytest.mark.slow
 def test_optuna_sweep_runs_seeded_trials(ray_local, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
@@ -124,6 +127,7 @@ def test_optuna_sweep_runs_seeded_trials(ray_local, tmp_path, monkeypatch, capsy
         assert child.data.tags.get("flosssweep.recorded") == "true"
 
 
+@pytest.mark.slow
 def test_a_trial_whose_worker_dies_is_retried(ray_local, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
@@ -152,6 +156,7 @@ RESUMABLE = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("search", list(RESUMABLE))
 def test_a_killed_sweep_resumes_without_rerunning_or_duplicating_trials(tmp_path, search):
     marks = tmp_path / "marks"

@@ -77,6 +77,34 @@ def test_paper_delay_scan_is_the_papers_experiment():
     if "seed" in sweep.space:
         realizations *= len(sweep.space["seed"].values)
     assert realizations >= 10
+    # flossing on the reference implementation's schedule: 500 steps before training, then an
+    # episode of 500 steps every 100 epochs, twice; k = 75 of N = 80, Tp = 55, B = 16, T = 300
+    c = sweep.trial_config({"floss.mode": "pre+during", "task.bits": 2, "task.delay": 40})
+    assert (c["floss"]["pre_steps"], c["floss"]["every"], c["floss"]["steps"], c["floss"]["episodes"]) == (
+        500, 100, 500, 2)
+    assert (c["floss"]["k"], c["model"]["hidden"], c["floss"]["horizon"]) == (75, 80, 55)
+    assert (c["train"]["epochs"], c["train"]["batch"], c["train"]["length"]) == (3000, 16, 300)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_parity_sweep_files_state_the_delay_convention(path):
+    sweep = space.load(path)
+    if sweep.base_values()["task"]["name"] == "parity":
+        header = path.read_text().split("\nname:")[0]
+        assert "longest lag d" in header and "d / bits" in header
+
+
+def test_chaotic_sweep_base_defaults_to_no_flossing_and_shows_only_its_keys():
+    raw = {"name": "chaos", "base": {"task": {"name": "lorenz63", "train_steps": 4000}, "model": {"arch": "plrnn"}},
+           "space": {"task.tau": {"grid": [5, 10]}}}
+    sweep = space.parse(raw)
+    assert sweep.base_values()["floss"]["mode"] == "none"
+    assert sweep.trial_config({"task.tau": 5})["floss"]["mode"] == "none"
+    every_trial = next(line for line in sweep.describe().splitlines() if "every trial:" in line)
+    assert "floss.mode=none" in every_trial and "task.name=lorenz63" in every_trial
+    assert "task.delay" not in every_trial and "task.bits" not in every_trial
+    parity = space.parse(TINY).describe()
+    assert "task.tau" not in parity and "task.bits=1" in parity
 
 
 def test_optuna_file_searches_strength_and_k():
