@@ -18,8 +18,7 @@ DEFAULT_STORAGE = "ray_results"
 # pyarrow filesystems that every node reaches the same way, whatever its disk
 OBJECT_STORES = ("s3://", "gs://", "gcs://", "abfs://", "abfss://", "az://", "hdfs://", "viewfs://")
 PROBE_SECONDS = 30.0  # a node that has not answered by then counts as one that cannot see the path
-EXPECTED = ("expected an object-store URI (s3://BUCKET/PATH, gs://, abfs://) or a directory that every node "
-            "mounts (NFS)")
+EXPECTED = "expected an object-store URI (s3://BUCKET/PATH, gs://, abfs://) or a directory that every node mounts (NFS)"
 
 
 class StorageUnreachable(ValueError):
@@ -50,16 +49,18 @@ def check(storage: str, probe_seconds: float = PROBE_SECONDS) -> None:
     if not needs_shared(nodes):
         return
     if storage.startswith("file://"):
-        storage = storage[len("file://"):]
+        storage = storage[len("file://") :]
     if len(nodes) == 1:
         raise StorageUnreachable(
             f"--storage-path: {EXPECTED}; {storage} is a directory on this node, which has no CPU for "
-            f"trials, and the nodes that will run them are not up yet to check that they mount it")
+            f"trials, and the nodes that will run them are not up yet to check that they mount it"
+        )
     missing = _probe(Path(storage), nodes, probe_seconds)
     if missing:
         raise StorageUnreachable(
             f"--storage-path: {EXPECTED}; {storage} cannot be read and written from {len(missing)} of the "
-            f"{len(nodes)} nodes of this Ray cluster ({', '.join(missing)})")
+            f"{len(nodes)} nodes of this Ray cluster ({', '.join(missing)})"
+        )
 
 
 def needs_shared(nodes: list[dict]) -> bool:
@@ -92,8 +93,9 @@ def _probe(directory: Path, nodes: list[dict], seconds: float) -> list[str]:
         probe = directory / f".flosssweep-probe-{token}"
         probe.write_text(token)
     except OSError as err:
-        raise StorageUnreachable(f"--storage-path: cannot write {directory} on this node: "
-                                 f"{err.strerror or err}") from None
+        raise StorageUnreachable(
+            f"--storage-path: cannot write {directory} on this node: {err.strerror or err}"
+        ) from None
     here = ray.get_runtime_context().get_node_id()
     answered = {here} if _answer_probe(str(probe), token, here) else set()  # the driver's node, without a task
     answer = ray.remote(num_cpus=0, max_retries=0)(_answer_probe)
@@ -116,5 +118,8 @@ def _probe(directory: Path, nodes: list[dict], seconds: float) -> list[str]:
     probe.unlink(missing_ok=True)
     if made:
         directory.rmdir()  # leave no trace of a refused launch
-    return [f"{node['NodeID'][:8]}@{node.get('NodeManagerAddress', '?')}" for node in nodes
-            if node["NodeID"] not in answered]
+    return [
+        f"{node['NodeID'][:8]}@{node.get('NodeManagerAddress', '?')}"
+        for node in nodes
+        if node["NodeID"] not in answered
+    ]

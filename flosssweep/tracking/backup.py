@@ -71,8 +71,10 @@ def restore(database: Path, source: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flosssweep.tracking.backup",
-                                     description="Save a SQLite MLflow store to a bucket, or restore it from there.")
+    parser = argparse.ArgumentParser(
+        prog="python -m flosssweep.tracking.backup",
+        description="Save a SQLite MLflow store to a bucket, or restore it from there.",
+    )
     sub = parser.add_subparsers(dest="action", required=True)
     for action in ("save", "restore"):
         one = sub.add_parser(action)
@@ -87,8 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.action == "restore":
             done = restore(database, args.copy)
-            print(f"restored {database} from {args.copy}" if done else
-                  f"kept {database}" if database.exists() else f"no copy at {args.copy}: a new store", flush=True)
+            print(
+                f"restored {database} from {args.copy}"
+                if done
+                else f"kept {database}"
+                if database.exists()
+                else f"no copy at {args.copy}: a new store",
+                flush=True,
+            )
             return 0
         if args.action == "save":
             print(f"saved {database} to {args.copy} ({save(database, args.copy)} bytes)", flush=True)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT
+
 from flosssweep.sweep import storage
 
 CLUSTER = ROOT / "cluster"
@@ -85,15 +85,19 @@ def bashrc_after_setup(config: dict, home: Path) -> dict[str, str]:
     for line in config["setup_commands"]:
         if "pip" not in line and "venv" not in line.split("||")[0]:
             subprocess.run(["bash", "-c", line], env=env, check=True, timeout=30)
-    shown = subprocess.run(["bash", "-c", "source ~/.bashrc; env"], env=env, capture_output=True, text=True,
-                           check=True, timeout=30).stdout
+    shown = subprocess.run(
+        ["bash", "-c", "source ~/.bashrc; env"], env=env, capture_output=True, text=True, check=True, timeout=30
+    ).stdout
     return dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
 
 
 def test_aws_storage_is_the_bucket_named_on_one_edit_line(tmp_path):
     config = launcher("config.yaml")
-    named = [line for line in (CLUSTER / "config.yaml").read_text().splitlines()
-             if "YOUR-BUCKET" in line and not line.lstrip().startswith("#")]
+    named = [
+        line
+        for line in (CLUSTER / "config.yaml").read_text().splitlines()
+        if "YOUR-BUCKET" in line and not line.lstrip().startswith("#")
+    ]
     assert len(named) == 1 and "# EDIT" in named[0], named
     env = bashrc_after_setup(config, tmp_path)
     assert env["FLOSSSWEEP_STORAGE_PATH"] == "s3://YOUR-BUCKET/ray"
@@ -175,8 +179,11 @@ def test_rayjob_runs_a_sweep_from_the_project_image_on_gpu_workers():
     [head_container] = containers(head["template"])
     image = head_container["image"]
     assert image.endswith("/flosssweep:0.1.0")
-    gpu = [g for g in cluster["workerGroupSpecs"]
-           if any("nvidia.com/gpu" in c["resources"]["limits"] for c in containers(g["template"]))]
+    gpu = [
+        g
+        for g in cluster["workerGroupSpecs"]
+        if any("nvidia.com/gpu" in c["resources"]["limits"] for c in containers(g["template"]))
+    ]
     assert gpu and all(g["groupName"] and g["maxReplicas"] >= 1 for g in gpu)
     assert all(c["image"] == image for g in gpu for c in containers(g["template"]))
     env = {e["name"]: e["value"] for e in head_container["env"]}
@@ -185,7 +192,9 @@ def test_rayjob_runs_a_sweep_from_the_project_image_on_gpu_workers():
 
 def test_the_driver_reaches_the_mlflow_server_of_the_manifest():
     job, others = kuberay()
-    env = {e["name"]: e["value"] for e in containers(job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"])[0]["env"]}
+    env = {
+        e["name"]: e["value"] for e in containers(job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"])[0]["env"]
+    }
     kinds = {o["kind"]: o for o in others}
     assert {"ServiceAccount", "PersistentVolumeClaim", "Deployment", "Service", "NetworkPolicy"} <= set(kinds)
     service = kinds["Service"]
@@ -195,7 +204,7 @@ def test_the_driver_reaches_the_mlflow_server_of_the_manifest():
     [server] = containers(kinds["Deployment"]["spec"]["template"])
     args = dict(a.lstrip("-").split("=", 1) for a in server["args"])
     assert args["artifacts-destination"].startswith("s3://") and args["port"] == str(port)
-    database = args["backend-store-uri"][len("sqlite:///"):]
+    database = args["backend-store-uri"][len("sqlite:///") :]
     mounts = {m["mountPath"]: m["name"] for m in server["volumeMounts"]}
     assert Path(database).parent.as_posix() in mounts, "the SQLite file lives on the persistent volume"
     assert service["metadata"]["name"] in args["allowed-hosts"].split(",")

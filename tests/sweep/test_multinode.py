@@ -30,8 +30,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
 from conftest import sweep_environment
+
 from flosssweep import names
 
 pytestmark = pytest.mark.slow
@@ -41,9 +41,13 @@ SWEEP = "multinode"
 TRIALS = 6
 MEMBERS = 2
 EPOCHS, REPORT_EVERY = 160, 20
-BASE = {"model": {"hidden": 8}, "task": {"bits": 1},
-        "train": {"epochs": EPOCHS, "length": 40, "success_window": 10, "report_every": REPORT_EVERY},
-        "floss": {"mode": "pre", "pre_steps": 5, "horizon": 20, "warmup": 5}, "ensemble": MEMBERS}
+BASE = {
+    "model": {"hidden": 8},
+    "task": {"bits": 1},
+    "train": {"epochs": EPOCHS, "length": 40, "success_window": 10, "report_every": REPORT_EVERY},
+    "floss": {"mode": "pre", "pre_steps": 5, "horizon": 20, "warmup": 5},
+    "ensemble": MEMBERS,
+}
 
 
 def free_port() -> int:
@@ -124,8 +128,15 @@ class Processes:
 
     def start(self, name: str, command: list[str], env: dict, **kwargs) -> subprocess.Popen:
         log = open(self.logs / f"{name}.log", "w")
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True, **kwargs)
+        process = subprocess.Popen(
+            command,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            **kwargs,
+        )
         log.close()
         self.started.append((name, process))
         return process
@@ -174,8 +185,9 @@ def wait_until(check, timeout: float, what: str, processes: Processes, log: str)
         if process.poll() is not None:
             break
         time.sleep(0.3)
-    raise AssertionError(f"{what}: not within {timeout:.0f} s (exit status {process.poll()}); "
-                         f"{log}.log:\n{processes.log(log)[-3000:]}")
+    raise AssertionError(
+        f"{what}: not within {timeout:.0f} s (exit status {process.poll()}); {log}.log:\n{processes.log(log)[-3000:]}"
+    )
 
 
 def answers(url: str) -> bool:
@@ -189,9 +201,20 @@ def answers(url: str) -> bool:
 def unshare_refusal(directory: Path) -> str | None:
     """Why this machine cannot give a process a private tmpfs in its own mount namespace, or None."""
     try:
-        probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                                f"mount -t tmpfs tmpfs {shlex.quote(str(directory))}"],
-                               capture_output=True, text=True, timeout=30)
+        probe = subprocess.run(
+            [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                f"mount -t tmpfs tmpfs {shlex.quote(str(directory))}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     except (OSError, subprocess.TimeoutExpired) as err:
         return f"unshare: {err}"
     return None if probe.returncode == 0 else f"unshare --mount refused: {probe.stderr.strip()}"
@@ -211,77 +234,171 @@ class Cluster:
         for key in [k for k in self.env if k.startswith(("AWS_", "FLOSSSWEEP_STORAGE"))]:
             del self.env[key]
         endpoint = f"http://127.0.0.1:{self.s3_port}"
-        self.env.update({
-            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL": endpoint, "MLFLOW_S3_ENDPOINT_URL": endpoint,
-            "AWS_EC2_METADATA_DISABLED": "true",  # no credential lookups beyond 127.0.0.1
-            # a dead node found in ~3 s instead of Ray's default ~30 s
-            "RAY_health_check_period_ms": "500", "RAY_health_check_timeout_ms": "1000",
-            "RAY_health_check_failure_threshold": "3", "RAY_health_check_initial_delay_ms": "0",
-            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-        })
+        self.env.update(
+            {
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_ENDPOINT_URL": endpoint,
+                "MLFLOW_S3_ENDPOINT_URL": endpoint,
+                "AWS_EC2_METADATA_DISABLED": "true",  # no credential lookups beyond 127.0.0.1
+                # a dead node found in ~3 s instead of Ray's default ~30 s
+                "RAY_health_check_period_ms": "500",
+                "RAY_health_check_timeout_ms": "1000",
+                "RAY_health_check_failure_threshold": "3",
+                "RAY_health_check_initial_delay_ms": "0",
+                "OMP_NUM_THREADS": "1",
+                "MKL_NUM_THREADS": "1",
+            }
+        )
         self.ray = str(Path(sys.executable).parent / "ray")
         self.workers: list[subprocess.Popen] = []
 
     def s3(self):
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.env["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+        return boto3.client(
+            "s3",
+            endpoint_url=self.env["AWS_ENDPOINT_URL"],
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
 
     def keys(self, prefix: str) -> list[str]:
         out, token = [], None
         while True:
-            page = self.s3().list_objects_v2(Bucket=BUCKET, Prefix=prefix,
-                                             **({"ContinuationToken": token} if token else {}))
+            page = self.s3().list_objects_v2(
+                Bucket=BUCKET, Prefix=prefix, **({"ContinuationToken": token} if token else {})
+            )
             out += [item["Key"] for item in page.get("Contents", [])]
             token = page.get("NextContinuationToken")
             if not token:
                 return out
 
     def node_flags(self) -> list[str]:
-        return ["--node-ip-address", "127.0.0.1", "--object-store-memory", str(80 * 1024 * 1024),
-                "--dashboard-agent-listen-port", str(free_port()), "--block"]
+        return [
+            "--node-ip-address",
+            "127.0.0.1",
+            "--object-store-memory",
+            str(80 * 1024 * 1024),
+            "--dashboard-agent-listen-port",
+            str(free_port()),
+            "--block",
+        ]
 
     def start(self) -> None:
         t0 = time.monotonic()
-        self.processes.start("s3", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.s3_port)],
-                             self.env)
-        wait_until(lambda: answers(f"{self.env['AWS_ENDPOINT_URL']}/moto-api/"), 60, "moto server", self.processes, "s3")
+        self.processes.start(
+            "s3", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.s3_port)], self.env
+        )
+        wait_until(
+            lambda: answers(f"{self.env['AWS_ENDPOINT_URL']}/moto-api/"), 60, "moto server", self.processes, "s3"
+        )
         self.s3().create_bucket(Bucket=BUCKET)
         self.mlflow_server("mlflow", self.root / "mlflow.db", self.mlflow_port)
-        self.processes.start("head", [
-            self.ray, "start", "--head", "--num-cpus", "0", "--port", str(self.gcs_port),
-            "--include-dashboard=false", "--temp-dir", str(self.ray_tmp), *self.node_flags()], self.env, cwd=self.root)
+        self.processes.start(
+            "head",
+            [
+                self.ray,
+                "start",
+                "--head",
+                "--num-cpus",
+                "0",
+                "--port",
+                str(self.gcs_port),
+                "--include-dashboard=false",
+                "--temp-dir",
+                str(self.ray_tmp),
+                *self.node_flags(),
+            ],
+            self.env,
+            cwd=self.root,
+        )
         wait_until(lambda: "Ray runtime started" in self.processes.log("head"), 90, "Ray head", self.processes, "head")
         self.timings["start head, S3, MLflow"] = time.monotonic() - t0
         t0 = time.monotonic()
         # A worker node sees a private, empty tmpfs where the head keeps this test's files (its
         # storage folder, the MLflow store) and Ray's session: a second machine's view.
-        hide = " && ".join(f"mount -t tmpfs -o size=256m tmpfs {shlex.quote(str(d))}" for d in (self.root, self.ray_tmp))
+        hide = " && ".join(
+            f"mount -t tmpfs -o size=256m tmpfs {shlex.quote(str(d))}" for d in (self.root, self.ray_tmp)
+        )
         for i in range(2):
-            start = shlex.join([self.ray, "start", "--address", self.address, "--num-cpus", "1",
-                                "--temp-dir", str(self.ray_tmp), *self.node_flags()])
-            self.workers.append(self.processes.start(
-                f"worker{i}", ["unshare", "--mount", "--propagation", "private", "sh", "-c", f"{hide} && exec {start}"],
-                self.env, cwd="/"))
+            start = shlex.join(
+                [
+                    self.ray,
+                    "start",
+                    "--address",
+                    self.address,
+                    "--num-cpus",
+                    "1",
+                    "--temp-dir",
+                    str(self.ray_tmp),
+                    *self.node_flags(),
+                ]
+            )
+            self.workers.append(
+                self.processes.start(
+                    f"worker{i}",
+                    ["unshare", "--mount", "--propagation", "private", "sh", "-c", f"{hide} && exec {start}"],
+                    self.env,
+                    cwd="/",
+                )
+            )
         for i in range(2):
-            wait_until(lambda: "Ray runtime started" in self.processes.log(f"worker{i}"), 90, f"worker node {i}",
-                       self.processes, f"worker{i}")
+            wait_until(
+                lambda name=f"worker{i}": "Ray runtime started" in self.processes.log(name),
+                90,
+                f"worker node {i}",
+                self.processes,
+                f"worker{i}",
+            )
         wait_until(lambda: answers(f"{self.tracking_uri}/health"), 90, "mlflow server", self.processes, "mlflow")
         self.timings["start 2 worker nodes"] = time.monotonic() - t0
 
     def mlflow_server(self, name: str, database: Path, port: int) -> subprocess.Popen:
         """As the cluster files start it: bound to 127.0.0.1, SQLite store, artifacts in the bucket."""
-        return self.processes.start(name, [
-            sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-            "--backend-store-uri", f"sqlite:///{database}", "--artifacts-destination", f"s3://{BUCKET}/mlartifacts",
-            "--workers", "1"], self.env, cwd=database.parent)
+        return self.processes.start(
+            name,
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--backend-store-uri",
+                f"sqlite:///{database}",
+                "--artifacts-destination",
+                f"s3://{BUCKET}/mlartifacts",
+                "--workers",
+                "1",
+            ],
+            self.env,
+            cwd=database.parent,
+        )
 
     def report(self, tracking_uri: str) -> dict:
-        done = subprocess.run([sys.executable, "-m", "flosssweep.report", "--tracking-uri", tracking_uri,
-                               "--experiment", SWEEP, "--format", "json"],
-                              cwd=self.root, env=self.env, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "flosssweep.report",
+                "--tracking-uri",
+                tracking_uri,
+                "--experiment",
+                SWEEP,
+                "--format",
+                "json",
+            ],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
 
@@ -291,9 +408,23 @@ class Cluster:
         return found[0]
 
     def driver(self, sweep: Path, storage: str, log: str) -> subprocess.Popen:
-        return self.processes.start(log, [sys.executable, "-m", "flosssweep.run", str(sweep), "--address", self.address,
-                                          "--storage-path", storage, "--tracking-uri", self.tracking_uri],
-                                    self.env, cwd=self.root)
+        return self.processes.start(
+            log,
+            [
+                sys.executable,
+                "-m",
+                "flosssweep.run",
+                str(sweep),
+                "--address",
+                self.address,
+                "--storage-path",
+                storage,
+                "--tracking-uri",
+                self.tracking_uri,
+            ],
+            self.env,
+            cwd=self.root,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -326,9 +457,15 @@ def stop(processes: Processes, timings: dict, capture) -> None:
 
 
 def write_sweep(directory: Path) -> Path:
-    sweep = {"name": SWEEP, "max_concurrent": 2, "checkpoint_seconds": 0, "max_failures": 2,
-             "resources": {"cpu": 1, "gpu": 0}, "base": copy.deepcopy(BASE),
-             "space": {"task.delay": {"grid": list(range(2, 2 + TRIALS))}}}
+    sweep = {
+        "name": SWEEP,
+        "max_concurrent": 2,
+        "checkpoint_seconds": 0,
+        "max_failures": 2,
+        "resources": {"cpu": 1, "gpu": 0},
+        "base": copy.deepcopy(BASE),
+        "space": {"task.delay": {"grid": list(range(2, 2 + TRIALS))}},
+    }
     path = directory / f"{SWEEP}.yaml"
     path.write_text(yaml.safe_dump(sweep))
     return path
@@ -368,8 +505,9 @@ def test_a_sweep_survives_losing_a_worker_node(cluster):
 
     # Both worker nodes hold one trial each (1 CPU apiece, the head has none): once two trials are
     # under way with a checkpoint in the bucket, the killed node's trial has one to resume from.
-    wait_until(lambda: len(running_with_checkpoints()) >= 2, 120, "two trials with checkpoints", cluster.processes,
-               "driver")
+    wait_until(
+        lambda: len(running_with_checkpoints()) >= 2, 120, "two trials with checkpoints", cluster.processes, "driver"
+    )
     cluster.timings["sweep start to first checkpoints"] = time.monotonic() - t0
     victim = cluster.raylet(0)
     os.kill(victim, signal.SIGKILL)
@@ -389,8 +527,9 @@ def test_a_sweep_survives_losing_a_worker_node(cluster):
     laptop = cluster.root / "laptop"
     laptop.mkdir()
     for action, database in (("save", cluster.root / "mlflow.db"), ("restore", laptop / "mlflow.db")):
-        done = subprocess.run(backup + [action, str(database), saved], env=cluster.env, capture_output=True,
-                              text=True, timeout=60)
+        done = subprocess.run(
+            backup + [action, str(database), saved], env=cluster.env, capture_output=True, text=True, timeout=60
+        )
         assert done.returncode == 0, done.stdout + done.stderr
     assert "restored" in done.stdout, done.stdout
     port = free_port()
@@ -441,8 +580,13 @@ def test_a_sweep_survives_losing_a_worker_node(cluster):
     # server on it reads the same sweep, artifacts and all
     cluster.processes.stop_one("mlflow")
     (cluster.root / "mlflow.db").unlink()
-    wait_until(lambda: answers(f"http://127.0.0.1:{port}/health"), 90, "second mlflow server", cluster.processes,
-               "mlflow-laptop")
+    wait_until(
+        lambda: answers(f"http://127.0.0.1:{port}/health"),
+        90,
+        "second mlflow server",
+        cluster.processes,
+        "mlflow-laptop",
+    )
     cluster.timings["second server up (waited)"] = time.monotonic() - t3
     t3 = time.monotonic()
     assert cluster.report(f"http://127.0.0.1:{port}") == report

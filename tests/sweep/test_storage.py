@@ -17,10 +17,18 @@ def test_flag_then_environment_then_default(tmp_path, monkeypatch):
     assert storage.resolve("/mnt/nfs/ray", tmp_path) == "/mnt/nfs/ray"
 
 
-@pytest.mark.parametrize("path, expected", [
-    ("s3://b/p", True), ("gs://b/p", True), ("abfs://c@a.dfs.core.windows.net/p", True), ("S3://B/p", True),
-    ("/mnt/nfs/ray", False), ("file:///mnt/nfs/ray", False), ("ray_results", False),
-])
+@pytest.mark.parametrize(
+    "path, expected",
+    [
+        ("s3://b/p", True),
+        ("gs://b/p", True),
+        ("abfs://c@a.dfs.core.windows.net/p", True),
+        ("S3://B/p", True),
+        ("/mnt/nfs/ray", False),
+        ("file:///mnt/nfs/ray", False),
+        ("ray_results", False),
+    ],
+)
 def test_object_stores(path, expected):
     assert storage.is_object_store(path) is expected
 

@@ -61,10 +61,15 @@ def test_snapshot_is_consistent_while_a_writer_holds_a_transaction(tmp_path):
 def test_restore_without_a_copy_starts_a_new_store_and_bad_input_is_one_line(tmp_path):
     command = [sys.executable, "-m", "flosssweep.tracking.backup"]
     fresh = tmp_path / "mlflow.db"
-    result = subprocess.run(command + ["restore", str(fresh), str(tmp_path / "none" / "mlflow.db")],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        command + ["restore", str(fresh), str(tmp_path / "none" / "mlflow.db")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0 and "a new store" in result.stdout and not fresh.exists()
-    result = subprocess.run(command + ["save", str(fresh), str(tmp_path / "copy.db")],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        command + ["save", str(fresh), str(tmp_path / "copy.db")], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and str(fresh) in result.stderr
     assert "Traceback" not in result.stderr
