@@ -22,6 +22,9 @@ CHAOTIC_METRICS = (
 METRICS = tuple(dict.fromkeys(PARITY_METRICS + CHAOTIC_METRICS))
 SUCCESS_RATE = "charts/success_rate"
 METRIC_ALIASES = {"success_rate": SUCCESS_RATE}  # short names a sweep file may use
+# Not a trainer's: the sweep worker adds it to the first report of each start of a trial (0, or
+# the epoch of the checkpoint it resumed from), so a retried trial shows where it picked up.
+RESTORED_FROM = "trial/restored_from_epoch"
 
 # -- record columns: one row per realization --------------------------------------------------
 # Who a row is. (The configuration columns come from the config schema: see config.column_name.)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 
 from flosssweep.config import ConfigError
-from flosssweep.sweep import spec
+from flosssweep.sweep import spec, storage as storage_paths
 from flosssweep.sweep.worker import TRAIN, run_trial
 from flosssweep.names import TAG_PREFIX
 from flosssweep.tracking import store
@@ -46,8 +46,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("sweep", help="sweep file path, or the name of a file in search_spaces/ (e.g. quickstart)")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
                         "sqlite:///<this directory>/mlflow.db)")
-    parser.add_argument("--storage-path", help="where Ray keeps trial checkpoints and experiment state "
-                        "(default: ./ray_results; on a multi-node cluster a shared or cloud path)")
+    parser.add_argument("--storage-path", help="where Ray keeps trial checkpoints and experiment state (default: "
+                        f"${storage_paths.STORAGE_ENV}, else ./ray_results); on a cluster of several nodes an "
+                        "object-store URI such as s3://BUCKET/PATH, or a directory every node mounts")
     parser.add_argument("--resume", action="store_true",
                         help="continue the last interrupted launch of this sweep (finished trials are not rerun)")
     parser.add_argument("--max-concurrent", type=int, metavar="N", help="trials running at once (overrides the file)")
@@ -61,12 +62,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def _refuse(message: str, code: int = EXIT_INVALID) -> int:
     print(f"flosssweep.run: error: {message}", file=sys.stderr, flush=True)
     return code
-
-
-def _storage_path(flag: str | None, launch_dir: Path) -> str:
-    if flag and "://" in flag:
-        return flag.rstrip("/")
-    return str((launch_dir / (flag or "ray_results")).expanduser().resolve())
 
 
 def _filesystem(path: str):
@@ -151,7 +146,7 @@ def main(argv: list[str] | None = None, *, train_ref: str = TRAIN) -> int:
         print(sweep.describe())
         return 0
 
-    storage = _storage_path(args.storage_path, launch_dir)
+    storage = storage_paths.resolve(args.storage_path, launch_dir)
     experiment_dir = f"{storage}/{sweep.name}"
     launch = None
     if args.resume:
@@ -178,8 +173,12 @@ def main(argv: list[str] | None = None, *, train_ref: str = TRAIN) -> int:
         _init_ray(args)
     except (ConnectionError, ValueError, RuntimeError) as err:
         return _refuse(f"Ray: {str(err).splitlines()[0]}", EXIT_UNAVAILABLE)
+    try:
+        storage_paths.check(storage)
+    except storage_paths.StorageUnreachable as err:
+        return _refuse(str(err))
     import ray
-    from ray import tune
+    from ray import tune  # seconds to import: after the refusals
 
     if sweep.resources["gpu"] > 0 and not ray.cluster_resources().get("GPU"):
         print(f"note: each trial asks for {sweep.resources['gpu']:g} GPU and this Ray cluster has none now; "

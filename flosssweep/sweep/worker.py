@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from flosssweep.config import resolve
-from flosssweep.names import RECORDS_ARTIFACT
+from flosssweep.names import RECORDS_ARTIFACT, RESTORED_FROM
 from flosssweep.records import write as write_records
 
 
@@ -107,10 +107,14 @@ class _Progress:
 
     Every report also goes into `history`, which each checkpoint and the final result carry: the
     driver fills in from it whatever epochs never reached MLflow (a driver killed with metrics
-    still in its buffer, a trial resumed from a checkpoint after those epochs)."""
+    still in its buffer, a trial resumed from a checkpoint after those epochs).
+
+    The first report of each start also carries RESTORED_FROM, the epoch of the checkpoint it
+    started from (0 for a fresh start), so that MLflow shows where a retried trial picked up."""
 
     def __init__(self, final_epoch: int, checkpoint_seconds: float, checkpoints: _Checkpoints,
-                 history: list | None = None):
+                 history: list | None = None, restored_from: int = 0):
+        self.restored_from: int | None = restored_from  # None once the first report is out
         self.final_epoch = final_epoch
         self.checkpoint_seconds = checkpoint_seconds
         self.checkpoints = checkpoints
@@ -122,6 +126,9 @@ class _Progress:
     def report(self, metrics: dict, epoch: int) -> None:
         if self.held is not None:
             self._send()
+        if self.restored_from is not None:
+            metrics = {**metrics, RESTORED_FROM: self.restored_from}
+            self.restored_from = None
         self.history.append([int(epoch), metrics])
         self.held = (metrics, epoch)
         if epoch < self.final_epoch and self.state is not None and self.state[1] == epoch:
@@ -209,7 +216,7 @@ def run_trial(config: dict, *, base: dict, sweep_name: str, launch: str, checkpo
     trial_config = resolve(base, config)
     trial_id = tune.get_context().get_trial_id()
     checkpoints = _Checkpoints.of_this_trial(config, launch)
-    restore, history = None, []
+    restore, history, restored_from = None, [], 0
     newest = checkpoints.newest()
     if newest is not None:
         with newest.as_directory() as directory:
@@ -220,8 +227,8 @@ def run_trial(config: dict, *, base: dict, sweep_name: str, launch: str, checkpo
                 _final_report(checkpoints, meta, records, replayed=True)
                 return
             restore = torch.load(Path(directory, STATE_FILE), weights_only=False)
-            history = meta.get("history", [])
-    progress = _Progress(trial_config["train"]["epochs"], checkpoint_seconds, checkpoints, history)
+            history, restored_from = meta.get("history", []), int(meta["epoch"])
+    progress = _Progress(trial_config["train"]["epochs"], checkpoint_seconds, checkpoints, history, restored_from)
     records = _load_train(train_ref)(trial_config, report=progress.report, checkpoint=progress.checkpoint,
                                      restore=restore)
     progress.finish([{"sweep": sweep_name, "trial_id": trial_id, **r} for r in records])
