@@ -96,7 +96,7 @@ def mlflow_client(uri: str, write: bool = True):
     try:
         store.check_reachable(uri, write=write)
     except store.TrackingUnavailable as exc:
-        raise StoreUnavailable(str(exc)) from None
+        raise (StoreUnavailable if exc.code == 3 else ReportError)(str(exc)) from None
 
     # Our own progress line says what is read; one bar per child run would drown it.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

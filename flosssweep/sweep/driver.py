@@ -171,7 +171,7 @@ def _close(args, sweep, launch_dir: Path, experiment_dir: str) -> int:
     try:
         store.check_reachable(uri)
     except store.TrackingUnavailable as err:
-        return _refuse(str(err), EXIT_UNAVAILABLE)
+        return _refuse(str(err), err.code)
     closed = preflight.close(uri, sweep.name, experiment_dir)
     print(f"closed {len(closed)} unfinished launch(es) of sweep {sweep.name} in {experiment_dir}"
           + (f": parent run(s) {', '.join(closed)}" if closed else ""))
@@ -224,8 +224,10 @@ def main(argv: list[str] | None = None, *, train_ref: str = TRAIN) -> int:
         store.check_reachable(uri)
         if launch is None:
             preflight.check_earlier_launch(_read_launch(experiment_dir), experiment_dir, args.sweep)
+        else:
+            preflight.check_resumable(launch)
     except store.TrackingUnavailable as err:
-        return _refuse(str(err), EXIT_UNAVAILABLE)
+        return _refuse(str(err), err.code)
     except preflight.Refused as err:
         return _refuse(str(err), err.code)
 

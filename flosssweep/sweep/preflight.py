@@ -102,6 +102,13 @@ def check_earlier_launch(launch: dict | None, experiment_dir: str, sweep_arg: st
                       f"--resume, end it with --close, or pass another --storage-path")
 
 
+def check_resumable(launch: dict) -> None:
+    status = parent_status(launch)
+    if status is not None and status[1] == CLOSED:
+        raise Refused(f"--resume: the launch of MLflow parent run {launch['parent_run_id']} was {CLOSED} "
+                      "(start a new launch without --resume)")
+
+
 def parent_status(launch: dict) -> tuple[str, str | None] | None:
     try:
         run = store.client(launch["tracking_uri"]).get_run(launch["parent_run_id"])
@@ -165,8 +172,6 @@ def close(uri: str, sweep_name: str, experiment_dir: str) -> list[str]:
     """End the launches of the sweep in `experiment_dir` that are still RUNNING or resumable: the
     parent and every open child run KILLED, the parent tagged closed. Needs MLflow only (the
     storage folder may be gone). Returns the parent run ids it closed."""
-    from mlflow.entities import RunTag
-
     c = store.client(uri)
     experiment = c.get_experiment_by_name(sweep_name)
     if experiment is None:
@@ -178,11 +183,8 @@ def close(uri: str, sweep_name: str, experiment_dir: str) -> list[str]:
         if run.info.status not in RESUMABLE or tags.get(END_REASON) == CLOSED or tags.get(RAY_PATH) != experiment_dir:
             continue
         for child in store.search_all(c, [experiment.experiment_id], f"tags.`{PARENT}` = '{run.info.run_id}'"):
-            if child.info.status == "RUNNING":
-                if child.data.tags.get(RECORDED) != "true" and STATUS not in child.data.tags:
-                    c.set_tag(child.info.run_id, STATUS, "abandoned")
-                c.set_terminated(child.info.run_id, status="KILLED")
-        c.log_batch(run.info.run_id, tags=[RunTag(END_REASON, CLOSED)])
-        c.set_terminated(run.info.run_id, status="KILLED")
+            if child.data.tags.get(RECORDED) != "true" and STATUS not in child.data.tags:
+                c.set_tag(child.info.run_id, STATUS, "abandoned")
+        store.end_parent(uri, run.info.run_id, "KILLED", {END_REASON: CLOSED})
         closed.append(run.info.run_id)
     return closed

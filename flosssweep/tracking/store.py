@@ -56,7 +56,14 @@ def absolute_uri(uri: str, launch_dir: str | Path) -> str:
 
 
 class TrackingUnavailable(RuntimeError):
-    """The tracking store cannot be used; the message says which and what to do."""
+    """The tracking store cannot be used; the message says which and what to do. `code`: the exit
+    status, 3 (does not answer) unless the URI itself is wrong (2)."""
+
+    code = 3
+
+
+class TrackingURIInvalid(TrackingUnavailable):
+    code = 2
 
 
 def quiet_mlflow_logs() -> None:
@@ -88,9 +95,9 @@ def check_reachable(uri: str, timeout: float = 5.0, attempts: int = 2, write: bo
                 raise TrackingUnavailable(f"cannot write the MLflow database in {database.parent} "
                                           f"(tracking URI {uri})") from None
         if database.is_file() and database.stat().st_size and database.read_bytes()[:16] != b"SQLite format 3\0":
-            raise TrackingUnavailable(f"{database} is not an SQLite database (tracking URI {uri})")
+            raise TrackingURIInvalid(f"{database} is not an SQLite database (tracking URI {uri})")
     elif "://" in uri and not uri.startswith("file:"):
-        raise TrackingUnavailable(f"tracking URI {uri}: expected http://, https://, sqlite:/// or file: "
+        raise TrackingURIInvalid(f"tracking URI {uri}: expected http://, https://, sqlite:/// or file: "
                                   "(or a directory)")
     try:
         with _first_connection(uri):
@@ -223,9 +230,16 @@ def outcome(uri: str, experiment_id: str, parent_run_id: str) -> dict[str, int]:
 
 
 def end_parent(uri: str, parent_run_id: str, status: str, tags: dict[str, str]) -> None:
+    """Close the parent run, and as KILLED every child run still RUNNING under it (a trial
+    interrupted with its launch; a resumed launch sets it RUNNING again when the trial restarts)."""
     from mlflow.entities import RunTag
 
     c = client(uri)
     c.log_batch(parent_run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+    if status != "FINISHED":
+        experiment_id = c.get_run(parent_run_id).info.experiment_id
+        for run in search_all(c, [experiment_id], f"tags.`{PARENT}` = '{parent_run_id}'"):
+            if run.info.status == "RUNNING":
+                c.set_terminated(run.info.run_id, status="KILLED")
     c.set_terminated(parent_run_id, status=status)
 
