@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
 import time
 import uuid
 
@@ -110,7 +111,9 @@ def check_resumable(launch: dict) -> None:
 
 
 def parent_status(launch: dict) -> tuple[str, str | None] | None:
+    """(status, end reason) of a launch's parent run, or None when its store or run is gone."""
     try:
+        store.check_reachable(launch["tracking_uri"], write=False)  # in seconds, not MLflow's minutes
         run = store.client(launch["tracking_uri"]).get_run(launch["parent_run_id"])
     except Exception:  # noqa: BLE001 - an unreadable store or a deleted run: no launch to protect
         return None
@@ -165,7 +168,8 @@ def stop_on_sigterm() -> None:
     """SIGTERM (a scheduler, `kill`, a closing terminal) as SIGINT: Ray Tune then stops the trials,
     saves the experiment and returns, so the parent run is closed and the launch stays resumable;
     left to Ray's own handler the driver aborts with a C++ stack dump."""
-    signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
+    if threading.current_thread() is threading.main_thread():  # the only thread that may set handlers
+        signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
 
 
 def close(uri: str, sweep_name: str, experiment_dir: str) -> list[str]:
