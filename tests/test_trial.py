@@ -47,7 +47,7 @@ def test_cli_runs_a_trial_and_writes_records(tmp_path):
     assert table.column("member").to_pylist() == [0, 1]
 
 
-# -- faults and bad input (counted with the sweep's and the report's in tests/*/test_faults.py) --------
+# -- faults and bad input (counted with tests/sweep/test_preflight.py and tests/report/test_sources.py) --------
 def trial_cli(*args, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "flosssweep.trial", *args], capture_output=True, text=True,
                           timeout=timeout)
