@@ -65,6 +65,7 @@ SWEEP = "flosssweep.sweep"
 SOURCE = "flosssweep.source"  # parent: the sweep file it was launched from
 RAY_PATH = "flosssweep.ray_path"  # parent: the Ray experiment directory (what --resume needs)
 TRIALS = "flosssweep.trials"  # parent: trials the sweep will run
+END_REASON = "flosssweep.end_reason"  # parent: why a launch ended without finishing (refused, interrupted, closed)
 TRIAL_ID = "flosssweep.trial_id"
 TRIAL_CONFIG = "flosssweep.trial_config"  # child: its varied values as JSON (finds a re-created trial's run)
 CONFIG_KEY = "flosssweep.config_key"

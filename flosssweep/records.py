@@ -1,11 +1,18 @@
-"""Trial records (one row per realization; columns in docs/DESIGN.md) as Arrow tables and Parquet files."""
+"""Trial records (one row per realization; columns in docs/DESIGN.md) as Arrow tables and Parquet files,
+and which realization a row is."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from flosssweep.names import OUTCOME_COLUMNS, OUTCOME_PREFIXES
 
 # Types of the main columns; every other column takes the type of its values. A record holds only
 # the config columns of its task (a chaotic trial has no bits or delay), so a column may be absent.
@@ -39,3 +46,70 @@ def write(records: list[dict], path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(to_table(records), path)
     return path
+
+
+# -- identity: which realization a row is --------------------------------------------------------
+# A realization is fixed by its sweep, its configuration (config_key leaves out operational keys),
+# the base seed and the member index (member j of seed s is seeded by (s, j) alone). The trial id
+# is a label, not part of it: a trial that Ray re-creates under a new id after a resume replays
+# the same realizations.
+IDENTITY = ("sweep", "config_key", "seed", "member")
+UNCOMPARED = ("train_seconds",)  # outcomes that differ between two runs of the same computation
+
+
+class RecordConflict(ValueError):
+    """Two rows of the same realization with different outcomes; the message names them."""
+
+
+def identity_columns(table: pa.Table) -> list[str] | None:
+    """The identity columns present in `table` (trial_id standing in for a missing config_key),
+    or None when rows cannot be told apart (no member column, or neither key)."""
+    have = set(table.column_names)
+    key = [c for c in IDENTITY if c in have]
+    if "config_key" not in have and "trial_id" in have:
+        key.append("trial_id")
+    if "member" not in have or not {"config_key", "trial_id"} & have:
+        return None
+    return key
+
+
+def outcome_columns(table: pa.Table) -> list[str]:
+    return [c for c in table.column_names if c not in UNCOMPARED
+            and (c in OUTCOME_COLUMNS or c.startswith(OUTCOME_PREFIXES))]
+
+
+def _same(a, b) -> bool:
+    return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
+
+
+def deduplicate(table: pa.Table, origin: Callable[[int], str] | None = None) -> tuple[pa.Table, int]:
+    """`table` with every realization once, and how many rows were dropped. A second row of a
+    realization with the same outcomes is dropped; one with another outcome raises RecordConflict
+    naming the realization, the column and, given `origin` (row index -> where it came from), the sources."""
+    key = identity_columns(table)
+    if key is None or table.num_rows < 2:
+        return table, 0
+    keys = table.select(key)
+    if keys.group_by(key, use_threads=False).aggregate([]).num_rows == table.num_rows:
+        return table, 0
+    rows = keys.append_column("_row", pa.array(range(table.num_rows), pa.int64()))
+    groups = rows.group_by(key, use_threads=False).aggregate([("_row", "list")])
+    groups = groups.filter(pc.greater(pc.list_value_length(groups["_row_list"]), 1))
+    outcomes = table.select(outcome_columns(table))
+    drop = []
+    for group in groups.to_pylist():
+        first, *others = group["_row_list"]
+        reference = outcomes.slice(first, 1).to_pylist()[0]
+        for row in others:
+            values = outcomes.slice(row, 1).to_pylist()[0]
+            differ = [c for c in reference if not _same(reference[c], values[c])]
+            if differ:
+                who = " ".join(f"{c}={group[c]}" for c in key)
+                where = f" (in {origin(first)} and {origin(row)})" if origin else ""
+                c = differ[0]
+                raise RecordConflict(f"conflicting records of one realization ({who}): {c} is "
+                                     f"{reference[c]!r} in one and {values[c]!r} in another{where}")
+            drop.append(row)
+    keep = np.ones(table.num_rows, dtype=bool)
+    keep[drop] = False
+    return table.filter(pa.array(keep)), len(drop)

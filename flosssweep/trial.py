@@ -14,6 +14,7 @@ import torch
 import yaml
 
 from flosssweep import records
+from flosssweep.checks import OneLineParser, Unwritable, writable_file
 from flosssweep.config import SCHEMA, ConfigError, parse_override, resolve
 from flosssweep.train import train
 
@@ -25,7 +26,7 @@ def keys_help() -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m flosssweep.trial",
         description="Train one trial: `ensemble` independent realizations of one configuration, side by "
                     "side. Prints progress and a per-member table; writes the records (one row per member) "
@@ -36,7 +37,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", type=Path, help="YAML file with a (nested or dotted) config")
     parser.add_argument("--out", type=Path, help="write the per-member records to this Parquet file")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)  # overrides may come after a flag too
 
 
 def load_config(args: argparse.Namespace) -> dict:
@@ -69,19 +70,29 @@ def progress_printer(epochs: int):
     return report
 
 
+def _number(value: float, width: int, decimals: int, sign: str = "") -> str:
+    """Fixed decimals for ordinary values; a huge one (a diverged member's loss) in exponent form,
+    not as a 37-digit integer."""
+    if value is not None and abs(value) < 1e6:
+        return f"{value:>{sign}{width}.{decimals}f}"
+    return f"{value:>{sign}{width}.{decimals - 1}e}" if value is not None else f"{'-':>{width}}"
+
+
 def member_table(rows: list[dict]) -> str:
     header = f"{'member':>6} {'status':>8} {'success':>7} {'accuracy':>8} {'loss':>8} {'epochs_to_success':>17} " \
              f"{'lambda_1':>9} {'lambda_k':>9}"
     lines = [header]
     for r in rows:
         reached = "-" if r["epochs_to_success"] is None else str(r["epochs_to_success"])
-        lines.append(f"{r['member']:>6} {r['status']:>8} {str(r['success']):>7} {r['final_accuracy']:>8.3f} "
-                     f"{r['final_loss']:>8.4f} {reached:>17} {r['lambda_1']:>+9.4f} {r['lambda_k']:>+9.4f}")
+        lines.append(f"{r['member']:>6} {r['status']:>8} {str(r['success']):>7} {_number(r['final_accuracy'], 8, 3)} "
+                     f"{_number(r['final_loss'], 8, 4)} {reached:>17} {_number(r['lambda_1'], 9, 4, '+')} "
+                     f"{_number(r['lambda_k'], 9, 4, '+')}")
     wins = sum(r["success"] for r in rows)
     if rows and "dstsp" in rows[0]:  # chaotic data: the reconstruction metrics of each member
         lines.append(f"{'member':>6} {'D_stsp':>8} {'D_H':>6} {'lambda_max model/data per time unit':>36}")
-        lines += [f"{r['member']:>6} {r['dstsp']:>8.3f} {r['dh']:>6.3f} "
-                  f"{r['lambda_max_model_per_time']:>+26.4f} / {r['lambda_max_data_per_time']:.4f}" for r in rows]
+        lines += [f"{r['member']:>6} {_number(r['dstsp'], 8, 3)} {_number(r['dh'], 6, 3)} "
+                  f"{_number(r['lambda_max_model_per_time'], 26, 4, '+')} / {r['lambda_max_data_per_time']:.4f}"
+                  for r in rows]
     lines.append(f"{wins}/{len(rows)} members succeeded")
     return "\n".join(lines)
 
@@ -96,11 +107,16 @@ def main(argv: list[str] | None = None) -> int:
     if config["device"] == "cuda" and not torch.cuda.is_available():
         print("flosssweep.trial: error: device: expected cpu, CUDA is not available on this machine", file=sys.stderr)
         return 2
+    try:
+        out = writable_file(args.out, "--out") if args.out else None
+    except Unwritable as err:
+        print(f"flosssweep.trial: error: {err}", file=sys.stderr)
+        return 2
     report = None if args.quiet else progress_printer(config["train"]["epochs"])
     rows = train(config, report=report)
     print(member_table(rows))
-    if args.out:
-        print(f"records written to {records.write(rows, args.out)}")
+    if out:
+        print(f"records written to {records.write(rows, out)}")
     return 0
 
 

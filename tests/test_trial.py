@@ -1,6 +1,7 @@
 """The single-trial command line: one line and exit 2 on bad input; records written."""
 
 
+import re
 import subprocess
 import sys
 
@@ -44,3 +45,46 @@ def test_cli_runs_a_trial_and_writes_records(tmp_path):
                    "lambda_1", "lambda_k", "status", "train_epochs", "model_g"):
         assert column in table.column_names
     assert table.column("member").to_pylist() == [0, 1]
+
+
+# -- faults and bad input (counted with tests/sweep/test_preflight.py and tests/report/test_sources.py) --------
+def trial_cli(*args, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "flosssweep.trial", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize("args, first", [
+    (["--out", "/proc/flosssweep-r.parquet"], "--out: cannot write /proc/flosssweep-r.parquet"),
+    (["--out", "/"], "--out: expected a file name, / is a directory"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+    (["--config"], "argument --config: expected one argument"),
+])
+def test_bad_input_trial_refused_before_training(args, first):
+    """An unwritable --out is refused before the training whose records it would lose."""
+    done = trial_cli(*[f"{k}={v}" for k, v in SMALL.items()], *args)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"flosssweep.trial: error: {first}")
+    assert "usage:" not in done.stderr and "Traceback" not in done.stderr and "epoch" not in done.stdout
+
+
+def test_fault_nonfinite_loss_marks_members_diverged_and_prints_readably(tmp_path):
+    """A recurrent gain of 1e36 saturates every unit: the loss ends infinite, the member diverged
+    (not ok), whatever the guard saw. Overrides after a flag are accepted."""
+    out = tmp_path / "r.parquet"
+    done = trial_cli("--quiet", *[f"{k}={v}" for k, v in SMALL.items()], "--out", str(out), "model.g=1e36",
+                     "ensemble=2", "task.delay=2", "train.epochs=20")
+    assert done.returncode == 0, done.stderr
+    rows = pq.read_table(out).to_pylist()
+    assert [r["status"] for r in rows] == ["diverged", "diverged"] and not any(r["success"] for r in rows)
+    assert all(not (r["final_loss"] < float("inf")) for r in rows)
+    assert "0/2 members succeeded" in done.stdout
+
+
+def test_member_table_prints_huge_values_in_exponent_form():
+    from flosssweep.trial import member_table
+
+    row = {"member": 0, "status": "diverged", "success": False, "final_accuracy": 0.5, "final_loss": 3.2e36,
+           "epochs_to_success": None, "lambda_1": 12.5, "lambda_k": -4.0e7}
+    text = member_table([row])
+    assert "3.200e+36" in text and "-4.000e+07" in text and "+12.5000" in text
+    assert not re.search(r"\d{13}", text)

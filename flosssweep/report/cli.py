@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Sequence
 import numpy as np
 import pyarrow.parquet as pq
+from flosssweep.checks import OneLineParser, Unwritable, writable_directory
 from flosssweep.tracking.store import resolve_uri
-from flosssweep.report.common import DEFAULT_N_BOOT, DEFAULT_THRESHOLD, DEFAULT_X, ReportError
+from flosssweep.report.common import DEFAULT_N_BOOT, DEFAULT_THRESHOLD, DEFAULT_X, ReportError, StoreUnavailable
 from flosssweep.names import REPORT_ARTIFACT_DIR
 from flosssweep.report.sources import mlflow_client, find_parent_run, read_mlflow_records, read_parquet_records
 from flosssweep.report.curves import aggregate, table_meta
@@ -38,13 +39,15 @@ def _parser() -> argparse.ArgumentParser:
     import flosssweep.report as package
 
     doc = package.__doc__.split("\nThe package, in the order")[0]
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="python -m flosssweep.report",
         description=doc,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=(
             "exit status: 0 on success; 2 on bad input (no runs, unknown experiment or column,\n"
-            "unreadable file); 1 when the report was made but could not be logged to MLflow."
+            "unreadable file, conflicting records, an --out that cannot be written); 3 when the\n"
+            "tracking store does not answer; 1 when the report was made but could not be logged\n"
+            "to MLflow. Records of one realization read twice are counted once."
         ),
     )
     src = p.add_argument_group("where the records come from (default: the most recent sweep in the tracking store)")
@@ -111,12 +114,17 @@ def _check_threshold(p: argparse.ArgumentParser, args) -> None:
 def _run(args) -> int:
     by = _split_columns(args.by)
     client = parent = None
+    if args.out:
+        try:
+            writable_directory(args.out, "--out")
+        except Unwritable as exc:
+            raise ReportError(str(exc)) from None
     if args.from_parquet:
         table = read_parquet_records(args.from_parquet, x=args.x)
         source = ", ".join(args.from_parquet)
     else:
         uri = resolve_uri(args.tracking_uri, Path.cwd())
-        client = mlflow_client(uri)
+        client = mlflow_client(uri, write=not args.no_log)
         parent, exp_name = find_parent_run(client, args.experiment, args.run)
         table = read_mlflow_records(client, parent, exp_name, x=args.x)
         source = f"parent run {parent.info.run_id}"
@@ -187,5 +195,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     except ReportError as exc:
         print(f"flosssweep.report: error: {exc}", file=sys.stderr)
-        return 2
+        return 3 if isinstance(exc, StoreUnavailable) else 2
 

@@ -23,3 +23,7 @@ RELATIONS = ["=", ">=", "<", "n/a"]
 class ReportError(Exception):
     """Bad input. The message is one line that names the offending thing."""
 
+
+
+class StoreUnavailable(ReportError):
+    """The tracking store does not answer (exit status 3, as for a sweep)."""

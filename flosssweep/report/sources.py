@@ -9,11 +9,13 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Iterable
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from flosssweep.names import PARENT, RECORDS_ARTIFACT, ROLE
+from flosssweep.records import RecordConflict, deduplicate
 from flosssweep.tracking import store
-from flosssweep.report.common import DEFAULT_X, ReportError
+from flosssweep.report.common import DEFAULT_X, ReportError, StoreUnavailable
 from flosssweep.report.curves import missing_columns
 
 
@@ -22,24 +24,46 @@ from flosssweep.report.curves import missing_columns
 # --------------------------------------------------------------------------------------------
 
 
-def _concat(tables: list[pa.Table]) -> pa.Table:
+def _concat(tables: list[pa.Table], origins: list[str]) -> pa.Table:
+    """One table, every realization in it once (the same file twice, overlapping globs, or a Ray
+    folder holding a replayed trial's second finished checkpoint would otherwise count it twice)."""
     try:
-        return pa.concat_tables(tables, promote_options="permissive")
+        table = pa.concat_tables(tables, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise ReportError(f"record files have incompatible columns: {exc}") from None
+    try:
+        starts = np.cumsum([0] + [t.num_rows for t in tables])
+        table, dropped = deduplicate(table, lambda row: origins[int(np.searchsorted(starts, row, "right")) - 1])
+    except RecordConflict as exc:
+        raise ReportError(str(exc)) from None
+    if dropped:
+        print(f"note: {dropped} record row(s) read twice were counted once (same realization, same outcome)",
+              file=sys.stderr)
+    return table
+
+
+def _check_records(t: pa.Table, where: str, x: str) -> None:
+    missing = missing_columns(t, x)
+    if missing:
+        raise ReportError(f"{where}: missing required column(s): {', '.join(missing)}")
+    kind = t.schema.field("success").type
+    if not pa.types.is_boolean(kind) and not pa.types.is_null(kind):
+        raise ReportError(f"{where}: column success: expected true/false values, got {kind}")
 
 
 def read_parquet_records(paths: Iterable[str | os.PathLike], x: str = DEFAULT_X) -> pa.Table:
     """Concatenate record files (a directory means every ``*.parquet`` below it)."""
     files: list[Path] = []
-    for p in paths:
+    for p in dict.fromkeys(Path(p).resolve() for p in paths):
         p = Path(p)
         if p.is_dir():
             found = sorted(p.rglob("*.parquet"))
             if not found:
                 raise ReportError(f"no *.parquet files under {p}")
-            files.extend(found)
+            files.extend(f for f in found if f not in files)
         elif p.exists():
+            if p in files:
+                continue
             files.append(p)
         else:
             raise ReportError(f"no such file: {p}")
@@ -51,11 +75,9 @@ def read_parquet_records(paths: Iterable[str | os.PathLike], x: str = DEFAULT_X)
             t = pq.read_table(f)
         except (pa.ArrowInvalid, OSError) as exc:
             raise ReportError(f"cannot read {f} as Parquet: {str(exc).splitlines()[0]}") from None
-        missing = missing_columns(t, x)
-        if missing:
-            raise ReportError(f"{f}: missing required column(s): {', '.join(missing)}")
+        _check_records(t, str(f), x)
         tables.append(t)
-    return _concat(tables)
+    return _concat(tables, [str(f) for f in files])
 
 
 def _check_store(uri: str) -> None:
@@ -67,8 +89,14 @@ def _check_store(uri: str) -> None:
             )
 
 
-def mlflow_client(uri: str):
+def mlflow_client(uri: str, write: bool = True):
+    """A client of a store that answers (in seconds, or ReportError); `write`: the report will log
+    its outputs there."""
     _check_store(uri)
+    try:
+        store.check_reachable(uri, write=write)
+    except store.TrackingUnavailable as exc:
+        raise (StoreUnavailable if exc.code == 3 else ReportError)(str(exc)) from None
 
     # Our own progress line says what is read; one bar per child run would drown it.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -82,7 +110,6 @@ def find_parent_run(client, experiment: str | None = None, run_id: str | None = 
     from mlflow.exceptions import MlflowException
 
     uri = client.tracking_uri if hasattr(client, "tracking_uri") else ""
-    parent_filter = f"tags.`{ROLE}` = 'parent'"
     if run_id:
         try:
             run = client.get_run(run_id)
@@ -99,22 +126,25 @@ def find_parent_run(client, experiment: str | None = None, run_id: str | None = 
             known = sorted(e.name for e in client.search_experiments())
             hint = f" (known: {', '.join(known[:10])}{', ...' if len(known) > 10 else ''})" if known else ""
             raise ReportError(f"unknown experiment {experiment!r} in {uri}{hint}")
-        runs = store.search_all(
-            client, [exp.experiment_id], parent_filter, ["attributes.start_time DESC"], 1
-        )
-        if not runs:
-            raise ReportError(
-                f"no sweep launch in experiment {experiment!r}: no run tagged {ROLE}=parent"
-            )
-        return runs[0], exp.name
+        return _latest_launch(client, [exp.experiment_id], f"experiment {experiment!r}"), exp.name
     exps = client.search_experiments()
-    runs = store.search_all(
-        client, [e.experiment_id for e in exps], parent_filter, ["attributes.start_time DESC"], 1
-    ) if exps else []
-    if not runs:
-        raise ReportError(f"no sweep found in {uri}: no run tagged {ROLE}=parent")
-    exp = client.get_experiment(runs[0].info.experiment_id)
-    return runs[0], exp.name
+    run = _latest_launch(client, [e.experiment_id for e in exps], uri)
+    return run, client.get_experiment(run.info.experiment_id).name
+
+
+def _latest_launch(client, experiment_ids: list[str], where: str):
+    """The most recent parent run that has a child run: a launch refused or killed before its
+    first trial started is no sweep to report."""
+    parents = store.search_all(client, experiment_ids, f"tags.`{ROLE}` = 'parent'",
+                               ["attributes.start_time DESC"]) if experiment_ids else []
+    for run in parents:
+        if store.search_all(client, [run.info.experiment_id], f"tags.`{PARENT}` = '{run.info.run_id}'",
+                            max_results=1):
+            return run
+    if not parents:
+        raise ReportError(f"no sweep found in {where}: no run tagged {ROLE}=parent")
+    raise ReportError(f"no child runs found under the {len(parents)} parent run(s) in {where} "
+                      "(every launch there stopped before its first trial)")
 
 
 def read_mlflow_records(client, parent, experiment_name: str, x: str = DEFAULT_X) -> pa.Table:
@@ -135,7 +165,7 @@ def read_mlflow_records(client, parent, experiment_name: str, x: str = DEFAULT_X
         f"(experiment {experiment_name!r})",
         file=sys.stderr,
     )
-    tables, missing_art = [], 0
+    tables, origins, missing_art = [], [], 0
     every = max(1, total // 10)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="flosssweep-report-") as tmp:
@@ -151,13 +181,9 @@ def read_mlflow_records(client, parent, experiment_name: str, x: str = DEFAULT_X
             except (MlflowException, OSError, pa.ArrowInvalid):
                 missing_art += 1
                 continue
-            missing = missing_columns(t, x)
-            if missing:
-                raise ReportError(
-                    f"{RECORDS_ARTIFACT} of child run {child.info.run_id}: missing required "
-                    f"column(s): {', '.join(missing)}"
-                )
+            _check_records(t, f"{RECORDS_ARTIFACT} of child run {child.info.run_id}", x)
             tables.append(t)
+            origins.append(f"child run {child.info.run_id}")
             if total >= 20 and (i % every == 0 or i == total):
                 print(f"  {i}/{total} ({time.monotonic() - started:.0f} s)", file=sys.stderr)
     if missing_art:
@@ -169,7 +195,7 @@ def read_mlflow_records(client, parent, experiment_name: str, x: str = DEFAULT_X
         raise ReportError(
             f"no records found: none of the {total} child run(s) of parent run {pid} has a {RECORDS_ARTIFACT}"
         )
-    table = _concat(tables)
+    table = _concat(tables, origins)
     if "sweep" not in table.column_names:
         table = table.append_column("sweep", pa.array([experiment_name] * table.num_rows))
     return table

@@ -9,9 +9,11 @@ command line lives in the installed `flosssweep` package; run as a script, this 
 to `flosssweep.run.main`.
 
 Exit status: 0 every trial finished (a diverged trial is a finished trial); 1 some trial failed or the
-sweep was interrupted (resume it with --resume); 2 the sweep file or the options are invalid;
-3 the tracking store or the Ray cluster cannot be reached. Nothing is launched unless the sweep
-file is valid and the tracking store answers.
+sweep was interrupted (Ctrl-C or SIGTERM; resume it with --resume); 2 the sweep file or the options
+are invalid (a storage path that cannot be written, trials no node can hold, an unfinished launch of
+the same sweep in the same folder); 3 the tracking store, the storage or the Ray cluster cannot be
+reached. Nothing is launched unless every check of `sweep.preflight` passes, and a launch that is
+refused or stops early never leaves its MLflow parent run RUNNING.
 """
 
 from __future__ import annotations
@@ -24,25 +26,24 @@ import time
 from pathlib import Path
 
 
+from flosssweep.checks import OneLineParser
 from flosssweep.config import ConfigError
-from flosssweep.sweep import spec, storage as storage_paths
+from flosssweep.sweep import preflight, spec
+from flosssweep.sweep import storage as storage_paths
 from flosssweep.sweep.worker import TRAIN, run_trial
-from flosssweep.names import TAG_PREFIX
+from flosssweep.names import END_REASON, TAG_PREFIX
 from flosssweep.tracking import store
 
 LAUNCH_FILE = "flosssweep-launch.json"  # in the Ray experiment directory: what --resume needs
 EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE = 1, 2, 3
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        """One line and exit status 2, like every other refusal (`--help` shows the usage)."""
-        self.exit(EXIT_INVALID, f"flosssweep.run: error: {message} (see --help)\n")
-
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="python -m flosssweep.run",
-        description="Run a sweep file through Ray Tune, recording every trial in MLflow.")
+        description="Run a sweep file through Ray Tune, recording every trial in MLflow.",
+        epilog="exit status: 0 every trial finished; 1 some trial failed, or interrupted (resume with --resume);"
+               " 2 invalid sweep file or options; 3 tracking store, storage or Ray cluster unreachable.")
     parser.add_argument("sweep", help="sweep file path, or the name of a file in search_spaces/ (e.g. quickstart)")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
                         "sqlite:///<this directory>/mlflow.db)")
@@ -51,6 +52,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "object-store URI such as s3://BUCKET/PATH, or a directory every node mounts")
     parser.add_argument("--resume", action="store_true",
                         help="continue the last interrupted launch of this sweep (finished trials are not rerun)")
+    parser.add_argument("--close", action="store_true",
+                        help="end the unfinished launches of this sweep in this storage folder (their driver "
+                        "died, or their storage was deleted): MLflow runs closed as KILLED; then a new launch "
+                        "can start")
     parser.add_argument("--max-concurrent", type=int, metavar="N", help="trials running at once (overrides the file)")
     parser.add_argument("--dry-run", action="store_true", help="print the trials it would run and exit")
     parser.add_argument("--address", help="Ray address (default: a cluster running on this machine, else a new "
@@ -129,6 +134,46 @@ def build_tuner(sweep, storage: str, callback, launch: str, train_ref: str = TRA
                       tune_config=tune_config, run_config=run_config)
 
 
+def _tuner(args, sweep, launch, uri, storage, experiment_dir, experiment_id, parent_run_id, train_ref):
+    """The Tuner of a new launch (its launch file written), or of the one being resumed."""
+    from ray import tune
+
+    # Trials bring their own history; Ray's warning about result files an interrupted driver never
+    # wrote is no news here.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    if launch is not None:
+        print(f"resuming sweep {sweep.name} from {experiment_dir} (MLflow parent run {parent_run_id})", flush=True)
+        if args.max_concurrent is not None:
+            print("note: --max-concurrent does not change a resumed launch (Ray restores its search as it was)",
+                  flush=True)
+        return tune.Tuner.restore(experiment_dir, trainable=trainable(sweep, parent_run_id, train_ref),
+                                  resume_unfinished=True, resume_errored=True)
+    from flosssweep.sweep.callbacks import MLflowCallback
+    from flosssweep.tracking.recorder import SweepRecorder
+
+    callback = MLflowCallback(SweepRecorder(uri, experiment_id, parent_run_id, sweep.name, sweep.base,
+                                            list(sweep.space)))
+    tuner = build_tuner(sweep, storage, callback, parent_run_id, train_ref)
+    _write_launch(experiment_dir, {"parent_run_id": parent_run_id, "experiment_id": experiment_id,
+                                   "tracking_uri": uri, "sweep": sweep.source, "fingerprint": sweep.fingerprint()})
+    print(f"sweep {sweep.name}: {sweep.num_trials()} trials, MLflow {uri} "
+          f"(experiment {sweep.name}, parent run {parent_run_id})", flush=True)
+    return tuner
+
+
+def _close(args, sweep, launch_dir: Path, experiment_dir: str) -> int:
+    launch = _read_launch(experiment_dir)
+    uri = launch["tracking_uri"] if launch else store.resolve_uri(args.tracking_uri, launch_dir)
+    try:
+        store.check_reachable(uri)
+    except store.TrackingUnavailable as err:
+        return _refuse(str(err), err.code)
+    closed = preflight.close(uri, sweep.name, experiment_dir)
+    print(f"closed {len(closed)} unfinished launch(es) of sweep {sweep.name} in {experiment_dir}"
+          + (f": parent run(s) {', '.join(closed)}" if closed else ""))
+    return 0
+
+
 def main(argv: list[str] | None = None, *, train_ref: str = TRAIN) -> int:
     args = parse_args(argv)
     launch_dir = Path.cwd().resolve()
@@ -142,6 +187,10 @@ def main(argv: list[str] | None = None, *, train_ref: str = TRAIN) -> int:
         if args.max_concurrent < 1:
             return _refuse(f"--max-concurrent: expected an integer >= 1, got {args.max_concurrent}")
         sweep.max_concurrent = args.max_concurrent
+    try:
+        preflight.check_options(args)
+    except preflight.Refused as err:
+        return _refuse(str(err), err.code)
     if args.dry_run:
         print(sweep.describe())
         return 0
@@ -149,6 +198,8 @@ def main(argv: list[str] | None = None, *, train_ref: str = TRAIN) -> int:
     storage = storage_paths.resolve(args.storage_path, launch_dir)
     experiment_dir = f"{storage}/{sweep.name}"
     launch = None
+    if args.close:
+        return _close(args, sweep, launch_dir, experiment_dir)
     if args.resume:
         launch = _read_launch(experiment_dir)
         if launch is None:
@@ -164,9 +215,17 @@ def main(argv: list[str] | None = None, *, train_ref: str = TRAIN) -> int:
     else:
         uri = store.resolve_uri(args.tracking_uri, launch_dir)
     try:
+        preflight.check_storage(storage)
+        preflight.check_ray_address(args.address)
         store.check_reachable(uri)
+        if launch is None:
+            preflight.check_earlier_launch(_read_launch(experiment_dir), experiment_dir, args.sweep)
+        else:
+            preflight.check_resumable(launch)
     except store.TrackingUnavailable as err:
-        return _refuse(str(err), EXIT_UNAVAILABLE)
+        return _refuse(str(err), err.code)
+    except preflight.Refused as err:
+        return _refuse(str(err), err.code)
 
     started = time.monotonic()
     try:
@@ -177,53 +236,48 @@ def main(argv: list[str] | None = None, *, train_ref: str = TRAIN) -> int:
         storage_paths.check(storage)
     except storage_paths.StorageUnreachable as err:
         return _refuse(str(err))
+    preflight.stop_on_sigterm()
     import ray
     from ray import tune  # seconds to import: after the refusals
 
-    if sweep.resources["gpu"] > 0 and not ray.cluster_resources().get("GPU"):
-        print(f"note: each trial asks for {sweep.resources['gpu']:g} GPU and this Ray cluster has none now; "
-              "trials wait until an autoscaler adds GPU nodes (on a machine without a GPU, set "
-              "resources.gpu: 0 in the sweep file)", flush=True)
+    try:
+        note = preflight.check_resources(sweep.resources)
+    except preflight.Refused as err:
+        return _refuse(str(err), err.code)
+    if note:
+        print(note, flush=True)
     if launch is not None:
         if not tune.Tuner.can_restore(experiment_dir):
-            return _refuse(f"--resume: {experiment_dir} holds no Ray experiment to resume")
+            return _refuse(f"--resume: {experiment_dir} holds no Ray experiment to resume (end that launch "
+                           "with --close)")
         parent_run_id, experiment_id = launch["parent_run_id"], launch["experiment_id"]
         try:
             store.reopen_parent(uri, parent_run_id)
         except store.TrackingUnavailable as err:
             return _refuse(str(err), EXIT_UNAVAILABLE)
-        print(f"resuming sweep {sweep.name} from {experiment_dir} (MLflow parent run {parent_run_id})", flush=True)
-        if args.max_concurrent is not None:
-            print("note: --max-concurrent does not change a resumed launch (Ray restores its search as it was)",
-                  flush=True)
-        logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)  # see below
-        tuner = tune.Tuner.restore(experiment_dir, trainable=trainable(sweep, parent_run_id, train_ref),
-                                   resume_unfinished=True, resume_errored=True)
     else:
         experiment_id, parent_run_id = store.start_parent(uri, sweep, experiment_dir)
-        from flosssweep.sweep.callbacks import MLflowCallback
-        from flosssweep.tracking.recorder import SweepRecorder
-
-        callback = MLflowCallback(SweepRecorder(uri, experiment_id, parent_run_id, sweep.name, sweep.base,
-                                                list(sweep.space)))
-        tuner = build_tuner(sweep, storage, callback, parent_run_id, train_ref)
-        _write_launch(experiment_dir, {"parent_run_id": parent_run_id, "experiment_id": experiment_id,
-                                       "tracking_uri": uri, "sweep": sweep.source,
-                                       "fingerprint": sweep.fingerprint()})
-        print(f"sweep {sweep.name}: {sweep.num_trials()} trials, MLflow {uri} "
-              f"(experiment {sweep.name}, parent run {parent_run_id})", flush=True)
-
-    # Trials bring their own history; Ray's warning about result files an interrupted driver never
-    # wrote is no news here.
-    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    # From here on the parent run is RUNNING: whatever happens, it is closed below.
+    reason = None
     try:
+        tuner = _tuner(args, sweep, launch, uri, storage, experiment_dir, experiment_id, parent_run_id, train_ref)
         tuner.fit()
+    except KeyboardInterrupt:
+        reason = "interrupted"
+    except BaseException as err:
+        reason = f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
+        raise
     finally:
         ended = store.outcome(uri, experiment_id, parent_run_id)
         finished = ended["recorded"] + ended["stopped"]
-        complete = finished + ended["error"] >= sweep.num_trials() and not ended["open"]
-        status = "FINISHED" if complete and not ended["error"] else ("FAILED" if complete else "KILLED")
-        store.end_parent(uri, parent_run_id, status, {f"{TAG_PREFIX}{k}": str(v) for k, v in ended.items()})
+        complete = finished + ended["error"] >= sweep.num_trials() and not ended["open"] and reason is None
+        tags = {f"{TAG_PREFIX}{k}": str(v) for k, v in ended.items()}
+        if complete:
+            status = "FAILED" if ended["error"] else "FINISHED"
+        else:
+            status = "KILLED" if reason in (None, "interrupted") else "FAILED"
+            tags[END_REASON] = reason or "interrupted"
+        store.end_parent(uri, parent_run_id, status, tags)
     minutes = (time.monotonic() - started) / 60
     print(f"\nsweep {sweep.name}: {finished} of {sweep.num_trials()} trials finished"
           + (f" ({ended['stopped']} stopped early)" if ended["stopped"] else "")

@@ -12,6 +12,7 @@ Trials only report to Ray; in the driver, `sweep.callbacks.MLflowCallback` hands
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -19,6 +20,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from flosssweep import config as cfg
+from flosssweep.checks import Unwritable, writable_directory
 from flosssweep.names import ENDED_STATUSES, PARENT, RAY_PATH, RECORDED, ROLE, SOURCE, STATUS, SWEEP, TRIALS
 
 
@@ -54,7 +56,14 @@ def absolute_uri(uri: str, launch_dir: str | Path) -> str:
 
 
 class TrackingUnavailable(RuntimeError):
-    """The tracking store cannot be used; the message says which and what to do."""
+    """The tracking store cannot be used; the message says which and what to do. `code`: the exit
+    status, 3 (does not answer) unless the URI itself is wrong (2)."""
+
+    code = 3
+
+
+class TrackingURIInvalid(TrackingUnavailable):
+    code = 2
 
 
 def quiet_mlflow_logs() -> None:
@@ -70,28 +79,68 @@ def artifact_location(uri: str, experiment: str) -> str | None:
     return None
 
 
-def check_reachable(uri: str, timeout: float = 5.0) -> None:
-    """Raise TrackingUnavailable unless the store answers: before any trial is launched."""
+def check_reachable(uri: str, timeout: float = 5.0, attempts: int = 2, write: bool = True) -> None:
+    """Raise TrackingUnavailable unless the store answers, within about `attempts` x `timeout`
+    seconds (MLflow's own client retries for minutes): before any work starts. `write`: the caller
+    will write there too."""
     quiet_mlflow_logs()
     if uri.startswith(("http://", "https://")):
-        try:
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as reply:
-                if reply.status != 200:
-                    raise TrackingUnavailable(f"MLflow server at {uri} answered {reply.status} on /health")
-        except (urllib.error.URLError, OSError, ValueError) as err:
-            reason = getattr(err, "reason", err)
-            raise TrackingUnavailable(
-                f"MLflow tracking server {uri} is not reachable ({reason}); start it (mlflow server "
-                f"--host 127.0.0.1 --port 5000) or pass another --tracking-uri") from None
+        _check_server(uri, timeout, attempts)
     elif uri.startswith("sqlite:///"):
-        directory = Path(uri[len("sqlite:///"):]).parent
-        if not directory.is_dir() or not os.access(directory, os.W_OK):
-            raise TrackingUnavailable(f"cannot write the MLflow database in {directory} (tracking URI {uri})")
+        database = Path(uri[len("sqlite:///"):])
+        if write:
+            try:
+                writable_directory(database.parent, "tracking URI")
+            except Unwritable:
+                raise TrackingUnavailable(f"cannot write the MLflow database in {database.parent} "
+                                          f"(tracking URI {uri})") from None
+        if database.is_file() and database.stat().st_size and database.read_bytes()[:16] != b"SQLite format 3\0":
+            raise TrackingURIInvalid(f"{database} is not an SQLite database (tracking URI {uri})")
+    elif "://" in uri and not uri.startswith("file:"):
+        raise TrackingURIInvalid(f"tracking URI {uri}: expected http://, https://, sqlite:/// or file: "
+                                  "(or a directory)")
     try:
-        client(uri).search_experiments(max_results=1)
+        with _first_connection(uri):
+            client(uri).search_experiments(max_results=1)
     except Exception as err:  # noqa: BLE001 - any failure here means "cannot track"
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise TrackingUnavailable(f"MLflow tracking store {uri} cannot be used: {first}") from None
+
+
+def _check_server(uri: str, timeout: float, attempts: int) -> None:
+    reason = None
+    for attempt in range(attempts):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as reply:
+                if reply.status == 200:
+                    return
+                reason = f"it answered {reply.status} on /health"
+        except urllib.error.HTTPError as err:
+            reason = f"it answered {err.code} on /health"
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            reason = getattr(err, "reason", err)
+        if attempt + 1 < attempts:
+            time.sleep(1.0)
+    raise TrackingUnavailable(
+        f"MLflow tracking server {uri} is not reachable ({reason}); start it (mlflow server "
+        f"--host 127.0.0.1 --port 5000) or pass another --tracking-uri")
+
+
+@contextlib.contextmanager
+def _first_connection(uri: str):
+    """For SQLite, hold a lock on the database's directory: the first connection to a new database
+    migrates its schema, and two sweeps starting together would race in that migration."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    fd = os.open(Path(uri[len("sqlite:///"):]).parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def client(uri: str):
@@ -181,9 +230,16 @@ def outcome(uri: str, experiment_id: str, parent_run_id: str) -> dict[str, int]:
 
 
 def end_parent(uri: str, parent_run_id: str, status: str, tags: dict[str, str]) -> None:
+    """Close the parent run, and as KILLED every child run still RUNNING under it (a trial
+    interrupted with its launch; a resumed launch sets it RUNNING again when the trial restarts)."""
     from mlflow.entities import RunTag
 
     c = client(uri)
     c.log_batch(parent_run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+    if status != "FINISHED":
+        experiment_id = c.get_run(parent_run_id).info.experiment_id
+        for run in search_all(c, [experiment_id], f"tags.`{PARENT}` = '{parent_run_id}'"):
+            if run.info.status == "RUNNING":
+                c.set_terminated(run.info.run_id, status="KILLED")
     c.set_terminated(parent_run_id, status=status)
 

@@ -539,7 +539,7 @@ def test_mlflow_by_run_id(store, capsys, tmp_path):
     "args, expect",
     [
         (["--experiment", "no-such-sweep"], "unknown experiment 'no-such-sweep'"),
-        (["--experiment", "empty-sweep"], "no child runs found under parent run"),
+        (["--experiment", "empty-sweep"], "no child runs found under the 1 parent run(s)"),
         (["--run", "0123456789abcdef"], "no run with id '0123456789abcdef'"),
     ],
 )

@@ -222,6 +222,11 @@ def test_a_killed_sweep_resumes_without_rerunning_or_duplicating_trials(tmp_path
     others = [c for c in children if c not in recorded]
     assert all(c.data.tags.get("flosssweep.status") == "abandoned" for c in others)
 
+    # Ray's folder holds a replayed trial's finished checkpoint twice: the report counts it once
+    from flosssweep.report.sources import read_parquet_records
+
+    assert read_parquet_records([tmp_path / "ray" / name]).num_rows == trials * 2
+
 
 # -- refusals before anything starts ---------------------------------------------------------------------
 def run_cli(*args, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:

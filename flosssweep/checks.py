@@ -1,0 +1,62 @@
+"""Checks every command makes before work starts: one-line argument errors, writable output paths.
+
+A result that cannot be written should be refused before the training that makes it, not after;
+and `os.access` says yes to root everywhere, so writability is tried with a probe file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+EXIT_INVALID = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line and exit status 2, like every other refusal
+    (`--help` still shows the usage)."""
+
+    def error(self, message: str):
+        name = self.prog.split()[-1]  # "python -m flosssweep.run" -> flosssweep.run
+        self.exit(EXIT_INVALID, f"{name}: error: {message} (see --help)\n")
+
+
+class Unwritable(ValueError):
+    """An output path that cannot be written; the message names it and why."""
+
+
+def _nearest_existing(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path("/")
+
+
+def _check(path: Path, directory: Path, what: str) -> None:
+    """`directory` (the nearest existing one) takes new files for `path`."""
+    existing = _nearest_existing(directory)
+    if not existing.is_dir():
+        raise Unwritable(f"{what}: expected a directory, {existing} is a file")
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".flosssweep-probe-"):
+            pass
+    except OSError as err:
+        raise Unwritable(f"{what}: cannot write {path} ({existing}: {err.strerror or err})") from None
+
+
+def writable_directory(path: str | os.PathLike, what: str) -> Path:
+    """`path` as a directory this process can create (if needed) and write into, or Unwritable."""
+    path = Path(path).expanduser().absolute()
+    _check(path, path, what)
+    return path
+
+
+def writable_file(path: str | os.PathLike, what: str) -> Path:
+    """`path` as a file this process can create or replace, or Unwritable."""
+    path = Path(path).expanduser().absolute()
+    if path.is_dir():
+        raise Unwritable(f"{what}: expected a file name, {path} is a directory")
+    _check(path, path.parent, what)
+    return path

@@ -1,0 +1,194 @@
+"""What a sweep launch checks before it starts work, and what it does when it is refused or stopped.
+
+Before Ray starts: the options, the storage path (reachable and writable), the Ray address (a
+cluster that does not answer would keep `ray.init` retrying for minutes), an earlier launch of the
+same sweep in the same folder that could still be resumed. Once Ray is up: whether any node can
+ever hold one trial. Each refusal is a `Refused` with one line and its exit status.
+
+And around the launch: SIGTERM is turned into the Ctrl-C that Ray Tune stops cleanly on, and
+`close` ends a launch that can no longer be resumed (its driver died, its storage was deleted).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+
+from flosssweep.checks import EXIT_INVALID, Unwritable, writable_directory
+from flosssweep.names import END_REASON, PARENT, RAY_PATH, RECORDED, ROLE, STATUS
+from flosssweep.tracking import store
+
+EXIT_UNAVAILABLE = 3
+RESUMABLE = ("RUNNING", "KILLED")  # parent statuses of a launch that --resume can continue
+CLOSED = "closed with --close"
+
+
+class Refused(Exception):
+    def __init__(self, message: str, code: int = EXIT_INVALID):
+        super().__init__(message)
+        self.code = code
+
+
+# -- before Ray starts ---------------------------------------------------------------------------
+def check_options(args) -> None:
+    if args.num_cpus is not None and args.num_cpus < 1:
+        raise Refused(f"--num-cpus: expected an integer >= 1, got {args.num_cpus}")
+
+
+def check_storage(storage: str) -> None:
+    """The storage path can be written: a probe file is created there and deleted again."""
+    if "://" not in storage:
+        try:
+            writable_directory(storage, "--storage-path")
+        except Unwritable as err:
+            raise Refused(str(err)) from None
+        return
+    import pyarrow.fs
+
+    try:
+        fs, path = pyarrow.fs.FileSystem.from_uri(storage)
+    except (ValueError, OSError) as err:  # ArrowInvalid is a ValueError
+        raise Refused(f"--storage-path {storage}: not a storage URI pyarrow can open "
+                      f"({str(err).splitlines()[0]})") from None
+    probe = f"{path.rstrip('/')}/.flosssweep-probe-{uuid.uuid4().hex[:8]}"
+    try:
+        fs.create_dir(path.rstrip("/") or "/")
+        with fs.open_output_stream(probe) as out:
+            out.write(b"probe")
+        fs.delete_file(probe)
+    except OSError as err:
+        raise Refused(f"--storage-path {storage}: cannot write there ({str(err).splitlines()[0]})",
+                      EXIT_UNAVAILABLE) from None
+
+
+def check_ray_address(address: str | None, timeout: float = 5.0, attempts: int = 2) -> None:
+    """A given Ray address answers on its port (`auto`, `local` and none are Ray's to resolve)."""
+    address = address or os.environ.get("RAY_ADDRESS")
+    if not address or address in ("auto", "local"):
+        return
+    target = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise Refused(f"--address: expected host:port, ray://host:port, auto or local, got {address!r}")
+    reason = None
+    for attempt in range(attempts):
+        try:
+            with socket.create_connection((host, int(port)), timeout=timeout):
+                return
+        except OSError as err:
+            reason = err.strerror or type(err).__name__
+        if attempt + 1 < attempts:
+            time.sleep(1.0)
+    raise Refused(f"Ray: no cluster answers at {address} ({reason}); start it (ray start --head) or pass "
+                  "another --address", EXIT_UNAVAILABLE)
+
+
+def check_earlier_launch(launch: dict | None, experiment_dir: str, sweep_arg: str) -> None:
+    """Refuse a new launch over one that is still running or resumable in the same folder: the two
+    would share the Ray experiment and the launch file, and the first could be neither resumed nor
+    closed any more."""
+    if launch is None:
+        return
+    status = parent_status(launch)
+    if status is None:
+        return  # its tracking store or parent run is gone: nothing left to resume
+    run_status, reason = status
+    if run_status in RESUMABLE and reason != CLOSED:
+        raise Refused(f"sweep {launch.get('sweep', sweep_arg)} has an unfinished launch in {experiment_dir} "
+                      f"(MLflow parent run {launch['parent_run_id']}, {run_status}): continue it with "
+                      f"--resume, end it with --close, or pass another --storage-path")
+
+
+def check_resumable(launch: dict) -> None:
+    status = parent_status(launch)
+    if status is not None and status[1] == CLOSED:
+        raise Refused(f"--resume: the launch of MLflow parent run {launch['parent_run_id']} was {CLOSED} "
+                      "(start a new launch without --resume)")
+
+
+def parent_status(launch: dict) -> tuple[str, str | None] | None:
+    """(status, end reason) of a launch's parent run, or None when its store or run is gone."""
+    try:
+        store.check_reachable(launch["tracking_uri"], write=False)  # in seconds, not MLflow's minutes
+        run = store.client(launch["tracking_uri"]).get_run(launch["parent_run_id"])
+    except Exception:  # noqa: BLE001 - an unreadable store or a deleted run: no launch to protect
+        return None
+    return run.info.status, run.data.tags.get(END_REASON)
+
+
+# -- once Ray is up ------------------------------------------------------------------------------
+def check_resources(resources: dict) -> str | None:
+    """Refuse a sweep no node can ever run a trial of; returns a note when trials must wait for an
+    autoscaler."""
+    import ray
+
+    need = {"CPU": resources["cpu"], "GPU": resources["gpu"]}
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    if any(all(node.get(k, 0) >= v for k, v in need.items() if v) for node in nodes):
+        return None
+    asked = f"each trial asks for {need['CPU']:g} CPU and {need['GPU']:g} GPU"
+    largest = ", ".join(f"{n.get('CPU', 0):g} CPU {n.get('GPU', 0):g} GPU" for n in nodes[:4])
+    refusal = Refused(f"resources: {asked} and no node of this Ray cluster has that many ({largest}); "
+                      "lower resources.cpu / resources.gpu in the sweep file (gpu: 0 on a machine without "
+                      "a GPU), or add such nodes")
+    node = ray._private.worker._global_node  # noqa: SLF001 - who started Ray: no public API says
+    if node is not None and node.is_head():
+        raise refusal  # a Ray instance this driver started has no autoscaler
+    groups = _autoscaler_groups()
+    if groups is not None and not any(all(g.get(k, 0) >= v for k, v in need.items() if v) for g in groups):
+        raise refusal
+    return (f"note: {asked} and no node has that many now; trials wait until the cluster's autoscaler "
+            "adds such a node")
+
+
+def _autoscaler_groups() -> list[dict] | None:
+    """Resources of each node type the autoscaler may add (those with a max count above 0), or
+    None when the cluster does not say."""
+    try:
+        config = ray_state().get_cluster_config()
+    except Exception:  # noqa: BLE001 - a private API: not knowing is the safe answer
+        return None
+    if config is None:
+        return None
+    return [dict(g.resources) for g in config.node_group_configs if g.max_count != 0]
+
+
+def ray_state():
+    from ray._private.state import state  # noqa: PLC2701
+
+    return state
+
+
+# -- around the launch ---------------------------------------------------------------------------
+def stop_on_sigterm() -> None:
+    """SIGTERM (a scheduler, `kill`, a closing terminal) as SIGINT: Ray Tune then stops the trials,
+    saves the experiment and returns, so the parent run is closed and the launch stays resumable;
+    left to Ray's own handler the driver aborts with a C++ stack dump."""
+    if threading.current_thread() is threading.main_thread():  # the only thread that may set handlers
+        signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
+
+
+def close(uri: str, sweep_name: str, experiment_dir: str) -> list[str]:
+    """End the launches of the sweep in `experiment_dir` that are still RUNNING or resumable: the
+    parent and every open child run KILLED, the parent tagged closed. Needs MLflow only (the
+    storage folder may be gone). Returns the parent run ids it closed."""
+    c = store.client(uri)
+    experiment = c.get_experiment_by_name(sweep_name)
+    if experiment is None:
+        return []
+    parents = store.search_all(c, [experiment.experiment_id], f"tags.`{ROLE}` = 'parent'")
+    closed = []
+    for run in parents:
+        tags = run.data.tags
+        if run.info.status not in RESUMABLE or tags.get(END_REASON) == CLOSED or tags.get(RAY_PATH) != experiment_dir:
+            continue
+        for child in store.search_all(c, [experiment.experiment_id], f"tags.`{PARENT}` = '{run.info.run_id}'"):
+            if child.data.tags.get(RECORDED) != "true" and STATUS not in child.data.tags:
+                c.set_tag(child.info.run_id, STATUS, "abandoned")
+        store.end_parent(uri, run.info.run_id, "KILLED", {END_REASON: CLOSED})
+        closed.append(run.info.run_id)
+    return closed

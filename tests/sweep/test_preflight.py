@@ -1,0 +1,145 @@
+"""A sweep launch under bad input and faults: one line and the right exit status before any work,
+in bounded time; a launch stopped by SIGTERM closed and resumable; a second launch over an
+unfinished one refused with the way out; a launch whose storage is gone closed by --close;
+nothing left RUNNING in MLflow.
+
+Test names: `test_bad_input_*` are inputs a user may get wrong, `test_fault_*` things that go wrong
+while a sweep is launched or runs. The Ray-starting ones are marked slow."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import sweep_environment
+from flosssweep import names, run
+from flosssweep.tracking import store
+from sweep.test_driver import TINY_BASE, runs_of, sweep_command, write_sweep
+
+
+def run_cli(*args, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(sweep_command(*args), cwd=cwd, env=sweep_environment(cwd), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def refused(result, code: int, first: str) -> None:
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == code, result.stdout + result.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"flosssweep.run: error: {first}"), result.stderr
+    assert "Traceback" not in result.stdout + result.stderr and "usage:" not in result.stderr
+
+
+def nothing_running(uri: str, experiment: str) -> None:
+    parents, children = runs_of(uri, experiment)
+    assert not [r.info.run_id for r in parents + children if r.info.status == "RUNNING"]
+
+
+# -- refused before anything starts --------------------------------------------------------------------
+@pytest.mark.parametrize("args, code, first", [
+    (["--num-cpus", "0"], 2, "--num-cpus: expected an integer >= 1, got 0"),
+    (["--storage-path", "/proc/flosssweep-ray"], 2, "--storage-path: cannot write /proc/flosssweep-ray"),
+    (["--storage-path", "afile/ray"], 2, "--storage-path: expected a directory, TMP/afile is a file"),
+    (["--storage-path", "foo://bucket/ray"], 2, "--storage-path foo://bucket/ray: not a storage URI"),
+    (["--address", "127.0.0.1:1"], 3, "Ray: no cluster answers at 127.0.0.1:1"),
+    (["--address", "headnode"], 2, "--address: expected host:port"),
+    (["--tracking-uri", "foo://nowhere"], 2, "tracking URI foo://nowhere: expected http://"),
+    (["--tracking-uri", "sqlite:///notes.db"], 2, "TMP/notes.db is not an SQLite database"),
+    (["--close", "--tracking-uri", "http://127.0.0.1:9"], 3, "MLflow tracking server http://127.0.0.1:9"),
+])
+def test_bad_input_refused_in_seconds_before_ray_starts(tmp_path, args, code, first):
+    path = write_sweep(tmp_path, "refused")
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "notes.db").write_text("notes, not a database\n")
+    started = time.monotonic()
+    result = run_cli(str(path), *args, cwd=tmp_path, timeout=30)
+    assert time.monotonic() - started < 30
+    refused(result, code, first.replace("TMP", str(tmp_path)))
+    assert "Started a local Ray instance" not in result.stderr + result.stdout
+    assert not (tmp_path / "ray_results").exists()
+
+
+def test_fault_two_sweeps_creating_one_database_together(tmp_path):
+    """The first connection to a new SQLite store migrates its schema; two at once must both work."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    code = f"from flosssweep.tracking import store; store.check_reachable({uri!r})"
+    env = sweep_environment(tmp_path)
+    both = [subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    errors = [p.communicate(timeout=120)[1] for p in both]
+    assert [p.returncode for p in both] == [0, 0], errors
+    store.check_reachable(uri)
+
+
+# -- once Ray is up: trials no node can hold --------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("resources, first", [
+    ({"cpu": 1, "gpu": 1}, "resources: each trial asks for 1 CPU and 1 GPU and no node"),
+    ({"cpu": 3, "gpu": 0}, "resources: each trial asks for 3 CPU and 0 GPU and no node"),
+])
+def test_bad_input_trials_no_node_can_hold(ray_local, tmp_path, monkeypatch, capsys, resources, first):
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    path = write_sweep(tmp_path, "too-big", resources=resources)
+    started = time.monotonic()
+    code = run.main([str(path), "--tracking-uri", uri])
+    err = capsys.readouterr().err
+    assert code == 2 and time.monotonic() - started < 30
+    assert err.startswith(f"flosssweep.run: error: {first}") and err.count("\n") == 1
+    assert "gpu: 0 on a machine without a GPU" in err
+    assert store.client(uri).get_experiment_by_name("too-big") is None, "refused before any run was opened"
+
+
+# -- stopped, refused again, closed --------------------------------------------------------------------
+@pytest.mark.slow
+def test_fault_sigterm_then_second_launch_then_close_after_storage_is_gone(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    base = copy.deepcopy(TINY_BASE)
+    base["train"].update({"epochs": 5000, "report_every": 500})
+    path = write_sweep(tmp_path, "term", base=base, space={"task.delay": {"grid": [2, 4]}})
+    args = [str(path), "--tracking-uri", uri, "--address", "local", "--num-cpus", "2"]
+    driver = subprocess.Popen(sweep_command(*args), cwd=tmp_path, env=sweep_environment(tmp_path),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    watchdog = threading.Timer(150, driver.kill)  # a hang fails the test instead of blocking it
+    watchdog.start()
+    lines = []
+    for line in driver.stdout:
+        lines.append(line)
+        if line.startswith("started "):
+            break
+    time.sleep(2.0)
+    driver.send_signal(signal.SIGTERM)  # as a batch scheduler or `kill` stops a job
+    rest, _ = driver.communicate(timeout=60)
+    watchdog.cancel()
+    out = "".join(lines) + rest
+    assert driver.returncode == 1, out
+    assert "Traceback" not in out and "core dumped" not in out and "SIGABRT" not in out
+    assert f"interrupted: continue with  python -m flosssweep.run {path} --resume" in out
+    parents, children = runs_of(uri, "term")
+    assert len(parents) == 1 and parents[0].info.status == "KILLED"
+    assert parents[0].data.tags[names.END_REASON] == "interrupted"
+    nothing_running(uri, "term")
+
+    # a second launch of the same sweep in the same folder would take over the first's experiment
+    again = run_cli(*args, cwd=tmp_path)
+    refused(again, 2, f"sweep {path} has an unfinished launch in {tmp_path}/ray_results/term")
+    assert "--resume" in again.stderr and "--close" in again.stderr
+    assert len(runs_of(uri, "term")[0]) == 1
+
+    # its storage deleted: it cannot be resumed, but it can be closed
+    shutil.rmtree(tmp_path / "ray_results")
+    closed = run_cli(str(path), "--tracking-uri", uri, "--close", cwd=tmp_path)
+    assert closed.returncode == 0 and f"closed 1 unfinished launch(es) of sweep term" in closed.stdout
+    parents, children = runs_of(uri, "term")
+    assert parents[0].data.tags[names.END_REASON] == "closed with --close"
+    assert all(c.data.tags.get(names.STATUS) == "abandoned" for c in children if
+               c.data.tags.get(names.RECORDED) != "true")
+    nothing_running(uri, "term")
+    refused(run_cli(*args, "--resume", cwd=tmp_path), 2, "--resume: no launch of sweep term")
