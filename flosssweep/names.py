@@ -37,6 +37,11 @@ CHAOTIC_OUTCOMES = (
 )
 OUTCOME_COLUMNS = COMMON_OUTCOMES + PARITY_OUTCOMES + CHAOTIC_OUTCOMES
 OUTCOME_PREFIXES = ("final_", "lambda_")  # outcome columns a newer trainer may add
+# Which code made the row (flosssweep.provenance): same values on every row of a launch.
+PROVENANCE_COLUMNS = (
+    "code_commit", "code_dirty", "flosssweep_version", "torch_version", "ray_version", "mlflow_version",
+    "optuna_version", "command",
+)
 STATUSES = ("ok", "diverged", "error")  # a record's `status`
 # Short record names of the main configuration axes; every other key is its dotted path with '_'.
 CONFIG_COLUMNS = {
@@ -53,6 +58,9 @@ CONFIG_COLUMNS = {
 
 # -- MLflow: one experiment per sweep name, a parent run per launch, a child run per trial -------
 PARENT = "mlflow.parentRunId"  # MLflow's own: nests the children under their parent in the UI
+# MLflow's own experiment tag; its UI (3.x) opens an experiment with this value in the model-training
+# view (runs, charts) instead of the GenAI one (traces). Value as in mlflow/server/js's ExperimentKind.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 ROLE = "flosssweep.role"  # "parent" or "child"
 SWEEP = "flosssweep.sweep"
 SOURCE = "flosssweep.source"  # parent: the sweep file it was launched from

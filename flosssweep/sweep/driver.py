@@ -111,8 +111,11 @@ def trainable(sweep, launch: str, train_ref: str = TRAIN):
     trial's checkpoints from those an earlier launch of the same sweep left in the experiment."""
     from ray import tune
 
+    from flosssweep import provenance
+
     function = tune.with_parameters(run_trial, base=sweep.base, sweep_name=sweep.name, launch=launch,
-                                    checkpoint_seconds=sweep.checkpoint_seconds, train_ref=train_ref)
+                                    checkpoint_seconds=sweep.checkpoint_seconds, train_ref=train_ref,
+                                    provenance=provenance.collect())
     return tune.with_resources(function, {"cpu": sweep.resources["cpu"], "gpu": sweep.resources["gpu"]})
 
 
