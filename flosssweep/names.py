@@ -30,7 +30,11 @@ IDENTITY_COLUMNS = ("sweep", "trial_id", "member", "seed", "config_key")
 COMMON_OUTCOMES = (
     "success", "final_loss", "lambda_1", "lambda_k", "status", "nonfinite_steps", "train_seconds",
 )
-PARITY_OUTCOMES = ("final_accuracy", "epochs_to_success")
+PARITY_OUTCOMES = (
+    "final_accuracy", "epochs_to_success",
+    # (lambda_1 - lambda_k) * Tp before training, after pre-flossing, at the end
+    "log_condition_initial", "log_condition_pre", "log_condition_final",
+)
 CHAOTIC_OUTCOMES = (
     "dstsp", "dh", "lambda_max_model", "lambda_max_data", "lambda_max_model_per_time",
     "lambda_max_data_per_time", "tau_predicted",

@@ -1,4 +1,4 @@
-"""Trial records (DESIGN 7) as Arrow tables and Parquet files."""
+"""Trial records (one row per realization; columns in docs/DESIGN.md) as Arrow tables and Parquet files."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ SCHEMA = pa.schema([
 
 
 def to_table(records: list[dict]) -> pa.Table:
-    """Rows to a table: the DESIGN 7 columns first with fixed types (so tables of many trials
+    """Rows to a table: the columns every record has first, with fixed types (so tables of many trials
     concatenate), then every other column in the order it first appears."""
     names = [f.name for f in SCHEMA]
     for row in records:

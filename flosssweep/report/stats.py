@@ -1,4 +1,4 @@
-"""Statistics behind the report (DESIGN 8), vectorized with numpy.
+"""Statistics behind the report (docs/DESIGN.md, "Statistics"), vectorized with numpy.
 
 Everything here works on *cells* (one configuration group at one x value, usually a delay) laid out
 ragged: the cells of a group are contiguous and sorted by x, and ``starts`` gives the index of each

@@ -18,7 +18,7 @@ def synthetic_records(n_rows: int, seed: int = 0) -> pa.Table:
     Groups are configurations over arch, hidden, bits, floss_mode, floss_k, model_g and
     floss_pre_steps (as many as ``n_rows`` needs), each scanned over 6 delays with 16 realizations
     per delay (2 seeds x 8 ensemble members). Success is Bernoulli with a logistic fall-off around a
-    per-group horizon; about 1% of rows diverge and 0.2% are errors. All DESIGN 7 columns are
+    per-group horizon; about 1% of rows diverge and 0.2% are errors. All record columns are
     present. The table has exactly ``n_rows`` rows.
     """
     rng = np.random.default_rng(seed)

@@ -49,7 +49,8 @@ class Trial:
     - `batch_loss()` -> (loss (R,), accuracy (R,) or None) on a fresh batch, differentiable;
     - `task_metrics()`, the task's own metrics (merged over the shared ones);
     - `outcome(j)`, the task's own record columns of member j;
-    - `succeeding()` -> bool (R,).
+    - `succeeding()` -> bool (R,);
+    - optionally `stage_diagnostics()`, per-member values recorded at the start, after pre-flossing and at the end.
     """
 
     def __init__(self, config: dict, inputs: int, outputs: int):
@@ -74,6 +75,7 @@ class Trial:
         self.consecutive_nonfinite = torch.zeros(members, dtype=torch.long, device=self.device)
         self.grad_norm = torch.full((members,), float("nan"))
         self.floss_value = torch.full((members,), float("nan"))
+        self.stages: dict[str, Tensor] = {}  # per-member diagnostics at the start, after pre-flossing, at the end
 
     def make_flosser(self) -> Flosser:
         return Flosser(self.config["floss"], self.model, self.params, self.generators)
@@ -111,9 +113,11 @@ class Trial:
         train = self.config["train"]
         started = time.perf_counter()
         if not self.pre_flossed:
+            self.mark_stage("initial")
             if self.flosser.before_training:
                 self.floss_value = self.flosser.run(self.config["floss"]["pre_steps"], self.active).cpu()
             self.pre_flossed = True
+            self.mark_stage("pre")
             if report:
                 report(self.metrics(), 0)
         while self.epoch < train["epochs"]:
@@ -127,7 +131,13 @@ class Trial:
                     report(self.metrics(), self.epoch)
                 if checkpoint:
                     checkpoint(self.state_dict(), self.epoch)
+        self.mark_stage("final")
         return self.records(time.perf_counter() - started)
+
+    def mark_stage(self, stage: str) -> None:
+        """Keep the task's stage diagnostics (`stage_diagnostics`) as record columns `<name>_<stage>`."""
+        for name, values in self.stage_diagnostics().items():
+            self.stages[f"{name}_{stage}"] = values.detach().cpu()
 
     # -- results ---------------------------------------------------------------------------------
     def metrics(self) -> dict:
@@ -167,6 +177,7 @@ class Trial:
                 "status": "ok" if ok else "diverged",
                 "nonfinite_steps": int(self.nonfinite[j]) + int(self.flosser.nonfinite[j]),
                 "train_seconds": seconds,
+                **{name: float(values[j]) for name, values in self.stages.items()},
                 **self.outcome(j),
             })
         return rows
@@ -185,6 +196,7 @@ class Trial:
             "diagnostic_generators": [g.get_state() for g in self.diagnostic_generators],
             "accuracy": self.accuracy, "loss": self.loss, "active": self.active,
             "nonfinite": self.nonfinite, "consecutive_nonfinite": self.consecutive_nonfinite,
+            "stages": self.stages,
         })
 
     def load_state_dict(self, state: dict) -> None:
@@ -199,6 +211,7 @@ class Trial:
             gen.set_state(saved)
         for name in ("accuracy", "loss", "active", "nonfinite", "consecutive_nonfinite"):
             getattr(self, name).copy_(state[name])
+        self.stages = dict(state.get("stages", {}))
 
     # -- what a task provides ----------------------------------------------------------------------
     def batch_loss(self) -> tuple[Tensor, Tensor | None]:
@@ -212,3 +225,7 @@ class Trial:
 
     def succeeding(self) -> Tensor:
         raise NotImplementedError
+
+    def stage_diagnostics(self) -> dict[str, Tensor]:
+        """Per-member values (R,) worth comparing before training, after pre-flossing and at the end."""
+        return {}

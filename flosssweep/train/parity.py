@@ -74,6 +74,12 @@ class ParityTrial(Trial):
             "lyapunov/log_condition": nanmean((lambda_1 - lambda_k) * self.config["floss"]["horizon"]),
         }
 
+    def stage_diagnostics(self) -> dict[str, Tensor]:
+        """log condition number of the Tp-step Jacobian along a trajectory, estimated as
+        (lambda_1 - lambda_k) * Tp from the first k exponents (with k = N, of the whole Jacobian)."""
+        exponents = self.spectrum()
+        return {"log_condition": (exponents[:, 0] - exponents[:, -1]) * self.config["floss"]["horizon"]}
+
     def records(self, seconds: float) -> list[dict]:
         self._final_exponents = self.spectrum()
         return super().records(seconds)

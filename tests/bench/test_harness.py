@@ -13,6 +13,7 @@ f64 = torch.float64
 
 
 
+@pytest.mark.slow  # its Ray section starts a local cluster
 def test_quick_benchmark_writes_json_and_markdown(tmp_path, capsys):
     assert bench.main(["--quick", "--skip", "ray", "--out", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "bench.json").read_text())

@@ -405,7 +405,7 @@ def test_cli_help_explains_flags_and_the_rule():
     assert "first crossing" in proc.stdout.lower() or "first x whose" in proc.stdout
 
 
-# --- MLflow layout (DESIGN 9), real SQLite store --------------------------------------------------
+# --- MLflow layout (docs/DESIGN.md), real SQLite store --------------------------------------------------
 
 
 def log_sweep(client, name, tables, artifact_root, with_records=True):

@@ -1,4 +1,4 @@
-"""Statistics of the report (DESIGN 8) against answers worked out by hand."""
+"""Statistics of the report (docs/DESIGN.md, "Statistics") against answers worked out by hand."""
 
 import numpy as np
 import pytest

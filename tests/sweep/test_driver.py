@@ -65,6 +65,7 @@ def sweep_command(*args: str, train_ref: str | None = None) -> list[str]:
 
 
 # -- a real sweep, read back from MLflow -----------------------------------------------------------------
+@pytest.mark.slow
 def test_grid_sweep_records_every_trial_in_mlflow(ray_local, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
@@ -109,6 +110,7 @@ def test_grid_sweep_records_every_trial_in_mlflow(ray_local, tmp_path, monkeypat
     assert (tmp_path / "mlartifacts").is_dir(), "a local store keeps its artifacts next to the database"
 
 
+@pytest.mark.slow
 def test_optuna_sweep_runs_seeded_trials(ray_local, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
@@ -125,6 +127,7 @@ def test_optuna_sweep_runs_seeded_trials(ray_local, tmp_path, monkeypatch, capsy
         assert child.data.tags.get("flosssweep.recorded") == "true"
 
 
+@pytest.mark.slow
 def test_a_trial_whose_worker_dies_is_retried(ray_local, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
@@ -153,6 +156,7 @@ RESUMABLE = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("search", list(RESUMABLE))
 def test_a_killed_sweep_resumes_without_rerunning_or_duplicating_trials(tmp_path, search):
     marks = tmp_path / "marks"

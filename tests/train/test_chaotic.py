@@ -118,7 +118,7 @@ def test_chaotic_trial_records_and_reports():
         assert row["lambda_max_data"] == pytest.approx(row["lambda_max_data_per_time"] * 0.01)
         assert row["tau_predicted"] == pytest.approx(math.log(2) / row["lambda_max_data"])
     assert rows[0]["config_key"] == rows[1]["config_key"]
-    to_table(rows)  # the records convert to Arrow with the fixed DESIGN 7 types
+    to_table(rows)  # the records convert to Arrow with the fixed record types
 
 
 def test_tau_none_and_auto_become_numbers_in_the_records():

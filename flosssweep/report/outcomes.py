@@ -1,0 +1,88 @@
+"""A continuous outcome (D_stsp, final loss, ...) against x: its median and quartiles, and success rates at several thresholds.
+
+A success rate at one threshold turns a smooth curve into a cliff whose place depends on the
+threshold; the quartiles show the curve itself, and rates at a few thresholds show how much the
+cliff moves. Rows are grouped exactly as for the success curves (`curves.default_by`), per sweep;
+realizations with status `error` are left out, `diverged` ones count as failures at every threshold
+(and as +inf in the quantiles, so a diverged majority shows as an infinite median).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from flosssweep.report import stats
+from flosssweep.report.common import DEFAULT_X, ReportError
+from flosssweep.report.curves import default_by
+
+
+def outcome_summary(table: pa.Table, column: str, x: str = DEFAULT_X, by: Sequence[str] | None = None,
+                    thresholds: Sequence[float] = ()) -> pa.Table:
+    """One row per (sweep, group, x): n, the median and quartiles of `column`, and for each threshold t
+    the count `below_<t>` of realizations with `column < t`, with its Wilson 95% interval."""
+    for name in [column, x, *(by or [])]:
+        if name not in table.column_names:
+            raise ReportError(f"--outcome: the records have no column {name!r}")
+    if not pa.types.is_floating(table[column].type) and not pa.types.is_integer(table[column].type):
+        raise ReportError(f"--outcome: column {column!r} is not numeric ({table[column].type})")
+    by = list(default_by(table, x) if by is None else by)
+    rows = table.to_pylist()
+    status = [r.get("status", "ok") for r in rows]
+    keys = [(r.get("sweep"), *(r[c] for c in by), r[x]) for r in rows]
+    cells: dict[tuple, list[float]] = {}
+    for key, r, s in zip(keys, rows, status):
+        if s == "error":
+            continue
+        value = r[column]
+        value = float("inf") if s == "diverged" or value is None or not np.isfinite(value) else float(value)
+        cells.setdefault(key, []).append(value)
+
+    def order(key):
+        return tuple((0, v) if isinstance(v, (int, float)) else (1, str(v)) for v in key)
+
+    out: dict[str, list] = {"sweep": [], **{c: [] for c in by}, x: [], "n": [], "median": [], "q25": [], "q75": []}
+    for t in thresholds:
+        out.update({f"below_{t:g}": [], f"below_{t:g}_lo": [], f"below_{t:g}_hi": []})
+    for key in sorted(cells, key=order):
+        values = np.array(cells[key])
+        # numpy gives NaN when it interpolates toward +inf: interpolate toward a huge stand-in instead, and
+        # call inf whatever lands above the largest finite value (only an infinite neighbour puts it there)
+        finite = values[np.isfinite(values)]
+        top = finite.max() if finite.size else -np.inf
+        quartiles = np.quantile(np.minimum(values, np.finfo(np.float64).max / 4), [0.25, 0.5, 0.75]) \
+            if values.size else np.full(3, np.nan)
+        q25, median, q75 = np.where(quartiles > top, np.inf, quartiles)
+        out["sweep"].append(key[0])
+        for c, v in zip(by, key[1:-1]):
+            out[c].append(v)
+        out[x].append(key[-1])
+        out["n"].append(len(values))
+        out["median"].append(float(median))
+        out["q25"].append(float(q25))
+        out["q75"].append(float(q75))
+        for t in thresholds:
+            k = int((values < t).sum())
+            lo, hi = stats.wilson_interval(k, len(values))
+            out[f"below_{t:g}"].append(k)
+            out[f"below_{t:g}_lo"].append(float(lo))
+            out[f"below_{t:g}_hi"].append(float(hi))
+    return pa.table(out)
+
+
+def format_outcomes(summary: pa.Table, column: str, x: str, thresholds: Sequence[float]) -> str:
+    """The summary as an aligned text table: group, x, n, median [quartiles], k/n below each threshold."""
+    skip = {"sweep", x, "n", "median", "q25", "q75"} | {c for c in summary.column_names if c.startswith("below_")}
+    by = [c for c in summary.column_names if c not in skip]
+    header = [*by, x, "n", f"{column} median [q25, q75]", *(f"{column} < {t:g}" for t in thresholds)]
+    body = []
+    for r in summary.to_pylist():
+        body.append([*(str(r[c]) for c in by), str(r[x]), str(r["n"]),
+                     f"{r['median']:.3g} [{r['q25']:.3g}, {r['q75']:.3g}]",
+                     *(f"{r[f'below_{t:g}']}/{r['n']}" for t in thresholds)])
+    widths = [max(len(h), *(len(line[i]) for line in body)) if body else len(h) for i, h in enumerate(header)]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(line, widths)) for line in body]
+    return "\n".join(lines)
