@@ -16,6 +16,7 @@ from flosssweep.report.sources import mlflow_client, find_parent_run, read_mlflo
 from flosssweep.report.curves import aggregate, table_meta
 from flosssweep.report.text import format_report
 from flosssweep.report.figures import write_outputs
+from flosssweep.report import style
 
 
 # --------------------------------------------------------------------------------------------
@@ -73,8 +74,13 @@ def _parser() -> argparse.ArgumentParser:
     out.add_argument("--format", choices=["table", "markdown", "csv", "json"], default="table",
                      help="what is printed on stdout (default: table)")
     out.add_argument("--out", metavar="DIR",
-                     help="also write success_curves.parquet, horizon.parquet, report.md, "
-                          "success_vs_<x>.png and horizon.png into DIR")
+                     help="also write success_curves.parquet, horizon.parquet, report.md (tables and "
+                          "figure captions), success_vs_<x> and horizon figures into DIR")
+    out.add_argument("--figure-format", default=",".join(style.FORMATS), metavar="LIST",
+                     help="figure files, comma separated from png, pdf, svg (default: all three)")
+    out.add_argument("--figure-size", choices=style.SIZES, default="auto",
+                     help="figure width: single column (3.4 in), double column (7 in), or auto: single "
+                          "for one panel, double for more (default: auto)")
     out.add_argument("--horizon-axis", metavar="COLUMN",
                      help="grouping column on the horizontal axis of horizon.png (default: the one "
                           "that explains most of the variation of T50)")
@@ -97,6 +103,7 @@ def _check_threshold(p: argparse.ArgumentParser, args) -> None:
 
 def _run(args) -> int:
     by = _split_columns(args.by)
+    formats = style.parse_formats(args.figure_format)  # refused before the records are read
     client = parent = None
     if args.from_parquet:
         table = read_parquet_records(args.from_parquet, x=args.x)
@@ -138,7 +145,8 @@ def _run(args) -> int:
         out_dir = Path(args.out) if args.out else Path(tmp)
         written = write_outputs(
             curves, horizon, out_dir, marker=marker, marker_label=args.marker_label,
-            horizon_axis=args.horizon_axis,
+            horizon_axis=args.horizon_axis, formats=formats,
+            size=args.figure_size,
         )
         if args.out:
             print(f"wrote {', '.join(str(w) for w in written)}", file=sys.stderr)
