@@ -21,6 +21,9 @@ CHAOTIC_METRICS = (
 )
 METRICS = tuple(dict.fromkeys(PARITY_METRICS + CHAOTIC_METRICS))
 SUCCESS_RATE = "charts/success_rate"
+# Counters that stay 0 in a healthy run: logged from the first non-zero value on, so that MLflow
+# draws no chart of flat zeros (a missing chart means "never happened").
+ZERO_UNTIL_RAISED = ("charts/nonfinite_steps", "charts/diverged")
 METRIC_ALIASES = {"success_rate": SUCCESS_RATE}  # short names a sweep file may use
 
 # -- record columns: one row per realization --------------------------------------------------

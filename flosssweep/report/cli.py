@@ -17,6 +17,8 @@ from flosssweep.report.curves import aggregate, table_meta
 from flosssweep.report.text import format_report
 from flosssweep.report.figures import write_outputs
 from flosssweep.report import style
+from flosssweep.report.summary import TABLE_ARTIFACT, summary_metrics, summary_table
+from flosssweep.tracking.summary import log_summary
 
 
 # --------------------------------------------------------------------------------------------
@@ -101,6 +103,11 @@ def _check_threshold(p: argparse.ArgumentParser, args) -> None:
         p.error(f"--n-boot must be >= 0, got {args.n_boot}")
 
 
+def _description(curves, horizon) -> str:
+    return (format_report(curves, horizon, "markdown") + f"\n\nFigures, captions and tables: artifacts under "
+            f"`{REPORT_ARTIFACT_DIR}/` (report.md, success_vs_*, horizon.*, {TABLE_ARTIFACT}).")
+
+
 def _run(args) -> int:
     by = _split_columns(args.by)
     formats = style.parse_formats(args.figure_format)  # refused before the records are read
@@ -154,13 +161,16 @@ def _run(args) -> int:
             try:
                 for w in written:
                     client.log_artifact(parent.info.run_id, str(w), REPORT_ARTIFACT_DIR)
+                log_summary(client, parent.info.run_id, summary_table(curves, horizon),
+                            summary_metrics(curves, horizon), _description(curves, horizon), TABLE_ARTIFACT)
             except Exception as exc:  # the report itself is done; say why logging failed
                 first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 print(f"warning: could not log the report to run {parent.info.run_id}: {first}",
                       file=sys.stderr)
                 return 1
             print(f"logged {len(written)} file(s) to run {parent.info.run_id} under "
-                  f"{REPORT_ARTIFACT_DIR}/", file=sys.stderr)
+                  f"{REPORT_ARTIFACT_DIR}/, and the summary as its metrics, description and "
+                  f"{REPORT_ARTIFACT_DIR}/{TABLE_ARTIFACT}", file=sys.stderr)
     return 0
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from flosssweep import config as cfg
 from flosssweep.names import (CONFIG_KEY, ENDED_STATUSES, PARENT, RECORDED, RECORDS_ARTIFACT, RETRIES, ROLE, STATUS,
-                              SUMMARY_TAGS, SWEEP, TAG_PREFIX, TRIAL_CONFIG, TRIAL_ID)
+                              SUMMARY_TAGS, SWEEP, TAG_PREFIX, TRIAL_CONFIG, TRIAL_ID, ZERO_UNTIL_RAISED)
 from flosssweep.tracking import store
 from flosssweep.records import write as write_records
 
@@ -46,6 +46,7 @@ class _Child:
     logged: set = field(default_factory=set)  # epochs whose metrics are in MLflow (or buffered)
     recorded: bool = False  # its records are in MLflow
     ended: bool = False  # stopped early, failed or abandoned
+    raised: set = field(default_factory=set)  # ZERO_UNTIL_RAISED counters logged non-zero once
 
 
 def _trial_config(trial) -> str:
@@ -141,6 +142,7 @@ class SweepRecorder:
                 continue
             child = _Child(run.info.run_id, tags[TRIAL_ID], tags.get(TRIAL_CONFIG, ""),
                            recorded=tags.get(RECORDED) == "true", ended=tags.get(STATUS) in ENDED_STATUSES)
+            child.raised = set(run.data.metrics) & set(ZERO_UNTIL_RAISED)
             for key in run.data.metrics:
                 child.logged.update(m.step for m in self.client.get_metric_history(run.info.run_id, key))
             self._children.append(child)
@@ -160,10 +162,13 @@ class SweepRecorder:
         from mlflow.entities import Param
 
         config = cfg.resolve(self.base, trial.config)
-        label = " ".join(f"{k}={short_value(trial.config[k])}" for k in self.varied if k in trial.config)
+        # The varied values first: the UI's run-name column cuts names short, and every trial id of a
+        # launch starts alike.
+        label = " ".join(f"{cfg.column_name(k)}={short_value(trial.config[k])}" for k in self.varied
+                         if k in trial.config)
         run = self.client.create_run(
             self.experiment_id,
-            run_name=f"{trial.trial_id} {label}".strip(),
+            run_name=f"{label} ({trial.trial_id})" if label else trial.trial_id,
             tags={PARENT: self.parent_run_id, ROLE: "child", SWEEP: self.sweep_name, TRIAL_ID: trial.trial_id,
                   CONFIG_KEY: cfg.config_key(config), TRIAL_CONFIG: key},
         )
@@ -185,8 +190,13 @@ class SweepRecorder:
         stamp = int((timestamp or time.time()) * 1000)
         for key, value in metrics.items():
             number = _number(value)
-            if "/" in key and number is not None:
-                self._buffer.setdefault(child.run_id, []).append(Metric(key, number, stamp, epoch))
+            if "/" not in key or number is None:
+                continue
+            if key in ZERO_UNTIL_RAISED:
+                if number == 0 and key not in child.raised:
+                    continue
+                child.raised.add(key)
+            self._buffer.setdefault(child.run_id, []).append(Metric(key, number, stamp, epoch))
         child.logged.add(epoch)
 
     def flush_if_due(self) -> None:
