@@ -185,10 +185,13 @@ def outcome(uri: str, experiment_id: str, parent_run_id: str) -> dict[str, int]:
     return counts
 
 
-def end_parent(uri: str, parent_run_id: str, status: str, tags: dict[str, str]) -> None:
+def tag_run(uri: str, run_id: str, tags: dict[str, str]) -> None:
     from mlflow.entities import RunTag
 
-    c = client(uri)
-    c.log_batch(parent_run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
-    c.set_terminated(parent_run_id, status=status)
+    client(uri).log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def end_parent(uri: str, parent_run_id: str, status: str, tags: dict[str, str]) -> None:
+    tag_run(uri, parent_run_id, tags)
+    client(uri).set_terminated(parent_run_id, status=status)
 
