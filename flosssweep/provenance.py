@@ -68,9 +68,14 @@ def _tag_text(value) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def tags(values: dict, prefix: str) -> dict[str, str]:
-    """The values as MLflow tags; the commit also under MLflow's own name, which its UI shows."""
-    out = {f"{prefix}{k}": _tag_text(v) for k, v in values.items()}
+def mlflow_source_tags(values: dict) -> dict[str, str]:
+    """MLflow's own tags of where a run comes from, which its UI shows as the run's Source."""
+    out = {"mlflow.source.name": values["command"], "mlflow.source.type": "LOCAL"}
     if values.get("code_commit") not in (None, UNKNOWN):
         out["mlflow.source.git.commit"] = values["code_commit"]
     return out
+
+
+def tags(values: dict, prefix: str) -> dict[str, str]:
+    """The values as MLflow tags, and MLflow's own source tags."""
+    return {**{f"{prefix}{k}": _tag_text(v) for k, v in values.items()}, **mlflow_source_tags(values)}

@@ -9,9 +9,9 @@ groups stay distinct in grayscale too.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
 
 from flosssweep import config as cfg
 from flosssweep.report.common import ReportError

@@ -266,8 +266,11 @@ def main(argv: list[str] | None = None, *, train_ref: str = TRAIN, prog: str = "
         from flosssweep.sweep.callbacks import MLflowCallback
         from flosssweep.tracking.recorder import SweepRecorder
 
+        from flosssweep import provenance
+
         callback = MLflowCallback(SweepRecorder(uri, experiment_id, parent_run_id, sweep.name, sweep.base,
-                                                list(sweep.space)))
+                                                list(sweep.space),
+                                                run_tags=provenance.mlflow_source_tags(provenance.collect())))
         study = _study(sweep, uri, experiment_dir, parent_run_id)
         tuner = build_tuner(sweep, storage, callback, parent_run_id, train_ref, study, verbose=int(args.verbose))
         _write_launch(experiment_dir, {"parent_run_id": parent_run_id, "experiment_id": experiment_id,
@@ -298,5 +301,8 @@ def main(argv: list[str] | None = None, *, train_ref: str = TRAIN, prog: str = "
         _report(uri, parent_run_id)
     env = "" if uri == store.default_uri(launch_dir) else f"MLFLOW_TRACKING_URI={uri} "
     print(f"report:  {env}python -m flosssweep.report --run {parent_run_id}")
-    print(f"browse:  mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite") else f"browse:  {uri}")
+    # MLflow 3.x's UI opens experiments in its GenAI view unless the address asks for the other one.
+    page = f"#/experiments/{experiment_id}?workflowType=machine_learning"
+    print(f"browse:  mlflow ui --backend-store-uri {uri}   then http://127.0.0.1:5000/{page}"
+          if uri.startswith("sqlite") else f"browse:  {uri.rstrip('/')}/{page}")
     return 0 if complete and not ended["error"] else EXIT_FAILED

@@ -16,9 +16,10 @@ NO_DUPLICATE_LOGGERS = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
 # The older output engine, which prints nothing at verbose=0 (the newer one still draws its
 # configuration box and the two hints).
 QUIET_OUTPUT = {"RAY_AIR_NEW_OUTPUT": "0"}
-# Loggers whose WARNINGs are no news to the user of a sweep: a local instance's token notice (the
-# token is made and used on this machine alone).
-QUIET_LOGGERS = ("ray._private.authentication.authentication_token_setup",)
+# Loggers and the level they keep: a local instance's token notice is a WARNING that is no news (the
+# token is made and used on this machine alone); Optuna announces its study and every trial at INFO
+# (the driver names the study itself).
+QUIET_LOGGERS = {"ray._private.authentication.authentication_token_setup": logging.ERROR, "optuna": logging.WARNING}
 
 
 def configure(verbose: bool) -> dict:
@@ -27,6 +28,6 @@ def configure(verbose: bool) -> dict:
     if verbose:
         return {}
     os.environ.update(QUIET_OUTPUT)
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
     return {"logging_level": logging.WARNING}

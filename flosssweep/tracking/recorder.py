@@ -65,7 +65,10 @@ class SweepRecorder:
     """
 
     def __init__(self, uri: str, experiment_id: str, parent_run_id: str, sweep_name: str,
-                 base: dict, varied: list[str], flush_seconds: float = FLUSH_SECONDS):
+                 base: dict, varied: list[str], flush_seconds: float = FLUSH_SECONDS,
+                 run_tags: dict[str, str] | None = None):
+        """`run_tags`: more tags of every child run (the provenance MLflow's UI shows as Source)."""
+        self.run_tags = dict(run_tags or {})
         self.uri = uri
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
@@ -162,15 +165,12 @@ class SweepRecorder:
         from mlflow.entities import Param
 
         config = cfg.resolve(self.base, trial.config)
-        # The varied values first: the UI's run-name column cuts names short, and every trial id of a
-        # launch starts alike.
-        label = " ".join(f"{cfg.column_name(k)}={short_value(trial.config[k])}" for k in self.varied
-                         if k in trial.config)
+        label = run_label(trial.config, self.varied)
         run = self.client.create_run(
             self.experiment_id,
             run_name=f"{label} ({trial.trial_id})" if label else trial.trial_id,
             tags={PARENT: self.parent_run_id, ROLE: "child", SWEEP: self.sweep_name, TRIAL_ID: trial.trial_id,
-                  CONFIG_KEY: cfg.config_key(config), TRIAL_CONFIG: key},
+                  CONFIG_KEY: cfg.config_key(config), TRIAL_CONFIG: key, **self.run_tags},
         )
         params = [Param(k, str(v)) for k, v in cfg.flatten(config).items()]
         for i in range(0, len(params), store.MAX_PARAMS_PER_BATCH):
@@ -244,6 +244,15 @@ class SweepRecorder:
         c.log_batch(child.run_id, tags=tags + [RunTag(RECORDED, "true")])
         c.set_terminated(child.run_id, status="FINISHED")
         child.recorded = True
+
+
+def run_label(config: dict, varied: list[str]) -> str:
+    """A child's name: its varied values, each under the last part of its key where that is unambiguous
+    ('delay=24 mode=pre'): the UI's run-name column shows only the first dozen characters or so."""
+    keys = [k for k in varied if k in config]
+    last = [k.rsplit(".", 1)[-1] for k in keys]
+    names = [short if last.count(short) == 1 else cfg.column_name(k) for k, short in zip(keys, last)]
+    return " ".join(f"{name}={short_value(config[k])}" for name, k in zip(names, keys))
 
 
 def short_value(value: Any) -> str:
