@@ -21,6 +21,9 @@ CHAOTIC_METRICS = (
 )
 METRICS = tuple(dict.fromkeys(PARITY_METRICS + CHAOTIC_METRICS))
 SUCCESS_RATE = "charts/success_rate"
+# Counters that stay 0 in a healthy run: logged from the first non-zero value on, so that MLflow
+# draws no chart of flat zeros (a missing chart means "never happened").
+ZERO_UNTIL_RAISED = ("charts/nonfinite_steps", "charts/diverged")
 METRIC_ALIASES = {"success_rate": SUCCESS_RATE}  # short names a sweep file may use
 # Not a trainer's: the sweep worker adds it to the first report of each start of a trial (0, or
 # the epoch of the checkpoint it resumed from), so a retried trial shows where it picked up.
@@ -44,6 +47,11 @@ CHAOTIC_OUTCOMES = (
 )
 OUTCOME_COLUMNS = COMMON_OUTCOMES + PARITY_OUTCOMES + CHAOTIC_OUTCOMES
 OUTCOME_PREFIXES = ("final_", "lambda_")  # outcome columns a newer trainer may add
+# Which code made the row (flosssweep.provenance): same values on every row of a launch.
+PROVENANCE_COLUMNS = (
+    "code_commit", "code_dirty", "flosssweep_version", "torch_version", "ray_version", "mlflow_version",
+    "optuna_version", "command",
+)
 STATUSES = ("ok", "diverged", "error")  # a record's `status`
 # Short record names of the main configuration axes; every other key is its dotted path with '_'.
 CONFIG_COLUMNS = {
@@ -60,12 +68,17 @@ CONFIG_COLUMNS = {
 
 # -- MLflow: one experiment per sweep name, a parent run per launch, a child run per trial -------
 PARENT = "mlflow.parentRunId"  # MLflow's own: nests the children under their parent in the UI
+# MLflow's own experiment tag; its UI (3.x) opens an experiment with this value in the model-training
+# view (runs, charts) instead of the GenAI one (traces). Value as in mlflow/server/js's ExperimentKind.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 ROLE = "flosssweep.role"  # "parent" or "child"
 SWEEP = "flosssweep.sweep"
 SOURCE = "flosssweep.source"  # parent: the sweep file it was launched from
 RAY_PATH = "flosssweep.ray_path"  # parent: the Ray experiment directory (what --resume needs)
 TRIALS = "flosssweep.trials"  # parent: trials the sweep will run
 END_REASON = "flosssweep.end_reason"  # parent: why a launch ended without finishing (refused, interrupted, closed)
+OPTUNA_STORAGE = "flosssweep.optuna_storage"  # parent of an Optuna search: the database of its study
+OPTUNA_STUDY = "flosssweep.optuna_study"  # ... and the study's name in it
 TRIAL_ID = "flosssweep.trial_id"
 TRIAL_CONFIG = "flosssweep.trial_config"  # child: its varied values as JSON (finds a re-created trial's run)
 CONFIG_KEY = "flosssweep.config_key"

@@ -13,15 +13,23 @@ from pathlib import Path
 import torch
 import yaml
 
-from flosssweep import records
+from flosssweep import provenance, records
 from flosssweep.checks import OneLineParser, Unwritable, writable_file
 from flosssweep.config import SCHEMA, ConfigError, parse_override, resolve
 from flosssweep.train import train
 
 
+def _choices(field) -> str:
+    if not field.choices:
+        return ""
+    words = "|".join(map(str, field.choices))
+    return f"one of {words}; " if field.kind is str else f"a number or {words}; "
+
+
 def keys_help() -> str:
     width = max(map(len, SCHEMA))
-    lines = [f"  {key:<{width}}  {field.help} (default {field.default!r})" for key, field in SCHEMA.items()]
+    lines = [f"  {key:<{width}}  {field.help} ({_choices(field)}default {field.default!r})"
+             for key, field in SCHEMA.items()]
     return "configuration keys (override as dotted.key=value):\n" + "\n".join(lines)
 
 
@@ -113,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"flosssweep.trial: error: {err}", file=sys.stderr)
         return 2
     report = None if args.quiet else progress_printer(config["train"]["epochs"])
-    rows = train(config, report=report)
+    made_by = provenance.collect()
+    rows = [{**row, **made_by} for row in train(config, report=report)]
     print(member_table(rows))
     if out:
         print(f"records written to {records.write(rows, out)}")

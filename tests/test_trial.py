@@ -45,6 +45,13 @@ def test_cli_runs_a_trial_and_writes_records(tmp_path):
                    "lambda_1", "lambda_k", "status", "train_epochs", "model_g"):
         assert column in table.column_names
     assert table.column("member").to_pylist() == [0, 1]
+    # which code made them (the checkout under test), and the command as typed
+    from flosssweep import names, provenance
+
+    row = table.to_pylist()[0]
+    assert set(names.PROVENANCE_COLUMNS) <= set(table.column_names)
+    assert row["code_commit"] == provenance.git_state()[0] and row["torch_version"] == provenance.version("torch")
+    assert "task.delay=4" in row["command"] and "--out" in row["command"]
 
 
 # -- faults and bad input (counted with tests/sweep/test_preflight.py and tests/report/test_sources.py) --------

@@ -19,6 +19,9 @@ from flosssweep.report.curves import aggregate, table_meta
 from flosssweep.report.text import format_report
 from flosssweep.report.figures import write_outputs
 from flosssweep.report.outcomes import format_outcomes, outcome_summary, plot_outcome
+from flosssweep.report import style
+from flosssweep.report.summary import TABLE_ARTIFACT, summary_metrics, summary_table
+from flosssweep.tracking.summary import log_summary
 
 
 # --------------------------------------------------------------------------------------------
@@ -85,8 +88,13 @@ def _parser() -> argparse.ArgumentParser:
     out.add_argument("--format", choices=["table", "markdown", "csv", "json"], default="table",
                      help="what is printed on stdout (default: table)")
     out.add_argument("--out", metavar="DIR",
-                     help="also write success_curves.parquet, horizon.parquet, report.md, "
-                          "success_vs_<x>.png and horizon.png into DIR")
+                     help="also write success_curves.parquet, horizon.parquet, report.md (tables and "
+                          "figure captions), success_vs_<x> and horizon figures into DIR")
+    out.add_argument("--figure-format", default=",".join(style.FORMATS), metavar="LIST",
+                     help="figure files, comma separated from png, pdf, svg (default: all three)")
+    out.add_argument("--figure-size", choices=style.SIZES, default="auto",
+                     help="figure width: single column (3.4 in), double column (7 in), or auto: single "
+                          "for one panel, double for more (default: auto)")
     out.add_argument("--horizon-axis", metavar="COLUMN",
                      help="grouping column on the horizontal axis of horizon.png (default: the one "
                           "that explains most of the variation of T50)")
@@ -111,8 +119,14 @@ def _check_threshold(p: argparse.ArgumentParser, args) -> None:
         p.error(f"--thresholds: expected numbers separated by commas, got {args.thresholds!r}")
 
 
+def _description(curves, horizon) -> str:
+    return (format_report(curves, horizon, "markdown") + f"\n\nFigures, captions and tables: artifacts under "
+            f"`{REPORT_ARTIFACT_DIR}/` (report.md, success_vs_*, horizon.*, {TABLE_ARTIFACT}).")
+
+
 def _run(args) -> int:
     by = _split_columns(args.by)
+    formats = style.parse_formats(args.figure_format)  # refused before the records are read
     client = parent = None
     if args.out:
         try:
@@ -164,7 +178,8 @@ def _run(args) -> int:
         out_dir = Path(args.out) if args.out else Path(tmp)
         written = write_outputs(
             curves, horizon, out_dir, marker=marker, marker_label=args.marker_label,
-            horizon_axis=args.horizon_axis,
+            horizon_axis=args.horizon_axis, formats=formats,
+            size=args.figure_size,
         )
         if summary is not None:
             written.append(out_dir / f"outcome_{args.outcome}.parquet")
@@ -177,13 +192,16 @@ def _run(args) -> int:
             try:
                 for w in written:
                     client.log_artifact(parent.info.run_id, str(w), REPORT_ARTIFACT_DIR)
+                log_summary(client, parent.info.run_id, summary_table(curves, horizon),
+                            summary_metrics(curves, horizon), _description(curves, horizon), TABLE_ARTIFACT)
             except Exception as exc:  # the report itself is done; say why logging failed
                 first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 print(f"warning: could not log the report to run {parent.info.run_id}: {first}",
                       file=sys.stderr)
                 return 1
             print(f"logged {len(written)} file(s) to run {parent.info.run_id} under "
-                  f"{REPORT_ARTIFACT_DIR}/", file=sys.stderr)
+                  f"{REPORT_ARTIFACT_DIR}/, and the summary as its metrics, description and "
+                  f"{REPORT_ARTIFACT_DIR}/{TABLE_ARTIFACT}", file=sys.stderr)
     return 0
 
 

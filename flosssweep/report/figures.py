@@ -1,4 +1,4 @@
-"""The report's figures: success rate against x with Wilson bands, and T50 per group.
+"""The report's figures: success rate against x with Wilson bands, and T50 per group; their captions.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from flosssweep.report import style
 from flosssweep.report.common import DEFAULT_X, FIGURE_GROUP_LIMIT, LEVEL_ORDER, ReportError
 from flosssweep.report.text import cell_text, num_text, format_report
 from flosssweep.report.curves import is_numeric, plot_settings, split_by_sweep, pool, table_meta
@@ -18,27 +19,6 @@ from flosssweep.report.curves import is_numeric, plot_settings, split_by_sweep, 
 # --------------------------------------------------------------------------------------------
 # Figures
 # --------------------------------------------------------------------------------------------
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _colors(count: int):
-    plt = _pyplot()
-    if count <= 10:
-        cmap = plt.get_cmap("tab10")
-        return [cmap(i) for i in range(count)]
-    if count <= 20:
-        cmap = plt.get_cmap("tab20")
-        return [cmap(i) for i in range(count)]
-    cmap = plt.get_cmap("viridis")
-    return [cmap(i / max(count - 1, 1)) for i in range(count)]
 
 
 def _normalize_markers(marker, marker_label, x):
@@ -53,11 +33,6 @@ def _normalize_markers(marker, marker_label, x):
         else:
             out.append((float(item), f"{x} = {num_text(item)}"))
     return out
-
-
-def _xlabel(x: str) -> str:
-    return {"delay": "longest lag d (steps)", "spacing": "input spacing d / bits (steps)",
-            "tau": "teacher-forcing interval tau"}.get(x, x)
 
 
 def _sorted_levels(axis: str | None, values) -> list:
@@ -95,6 +70,16 @@ def _facet_axis(groups: list[dict], by: Sequence[str], limit: int = 8) -> str | 
     return best
 
 
+def _legend(fig, handles: dict, title: str | None, inches: float) -> None:
+    """Below the axes (never over a curve), in as many columns as fit; none for a lone series."""
+    if not handles:
+        return
+    ncol = style.legend_columns(list(handles), inches)
+    fig.legend(list(handles.values()), list(handles), title=title, loc="upper center",
+               bbox_to_anchor=(0.5, 0.0), ncol=ncol, handlelength=2.6, columnspacing=1.2,
+               borderaxespad=0.2)
+
+
 def plot_success_curves(
     curves: pa.Table,
     path: str | os.PathLike,
@@ -103,18 +88,20 @@ def plot_success_curves(
     threshold: float | None = None,
     marker=None,
     marker_label: str | None = None,
-    title: str | None = None,
-    note: str | None = None,
+    size: str = "auto",
+    formats: Sequence[str] | None = None,
 ) -> Path:
-    """Success rate against ``x``, one line per group with its Wilson 95% band.
+    """Success rate against ``x``, one line per group with its Wilson 95% band; no title (the
+    caption, :func:`success_caption`, goes with the text).
 
     One panel per sweep; a sweep with more than 8 groups is split into panels by one grouping
-    axis (at most 6 panels), with the colour of a line fixed by the remaining axes. ``marker``:
+    axis (at most 6 panels), with the style of a line fixed by the remaining axes. ``marker``:
     optional vertical line(s), e.g. a predicted value: a number (labelled ``marker_label``), or a
     sequence of numbers or ``(value, label)`` pairs. ``x`` and ``threshold`` default to the values
-    that :func:`aggregate` stored in the table; ``note`` is added under the title.
+    that :func:`aggregate` stored in the table. ``size``: single (3.4 in) or double (7 in) column
+    wide, auto = single for one panel. Saved to ``path`` (its suffix is the format), or once per
+    entry of ``formats`` next to it; returns the first file.
     """
-    plt = _pyplot()
     meta, x, threshold, by = plot_settings(curves, x, threshold)
     categorical = bool(meta.get("x_categorical")) or not is_numeric(curves.schema.field(x).type)
     markers = _normalize_markers(marker, marker_label, x) if not categorical else []
@@ -124,7 +111,7 @@ def plot_success_curves(
         points.setdefault(r["group_id"], []).append(r)
     sweeps = split_by_sweep(points.values(), meta, row_of=lambda pts: pts[0])
 
-    # Panels: (title, list of groups); lines coloured by the axes that are not the facet.
+    # Panels: (sweep, facet title, list of groups); lines styled by the axes that are not the facet.
     panels = []
     series_axes_of: dict = {}
     for sweep, groups in sweeps.items():
@@ -135,86 +122,83 @@ def plot_success_curves(
             panels.append((sweep, None, groups))
             continue
         for level in _sorted_levels(facet, [g[0][facet] for g in groups]):
-            panels.append((sweep, f"{facet} = {cell_text(level)}", [g for g in groups if g[0][facet] == level]))
+            panels.append((sweep, f"{style.label(facet)} = {cell_text(level)}",
+                           [g for g in groups if g[0][facet] == level]))
     series_keys: list = []
     for sweep, _, groups in panels:
         for g in groups:
             key = tuple(g[0][c] for c in series_axes_of[sweep])
             if key not in series_keys:
                 series_keys.append(key)
-    colors = dict(zip(series_keys, _colors(len(series_keys))))
-    styles = ["-", "--", "-.", ":"]
 
-    ncols = min(3, len(panels)) or 1
-    nrows = -(-len(panels) // ncols) or 1
-    panel_w, panel_h = (7.0, 4.3) if len(panels) == 1 else (4.6, 3.6)
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(panel_w * ncols, panel_h * nrows), squeeze=False, sharey=True
-    )
-    legend: dict = {}
-    for i, ax in enumerate(axes.flat):
-        if i >= len(panels):
-            ax.set_visible(False)
-            continue
-        sweep, facet_title, groups = panels[i]
-        rest = series_axes_of[sweep]
-        levels = []
-        if categorical:
-            levels = list(dict.fromkeys(p[x] for g in groups for p in g if p[x] is not None))
-        tested = set()
-        for g in groups:
-            pts = [p for p in g if p["n"] > 0 and p[x] is not None]
-            if not pts:
+    inches = style.width(size, len(panels))
+    ncols = 1 if inches < style.WIDTHS["double"] else min(3, len(panels))
+    nrows = -(-len(panels) // ncols)
+    panel_h = 0.68 * inches / ncols
+    with style.paper_style() as plt:
+        fig, axes = plt.subplots(nrows, ncols, figsize=(inches, panel_h * nrows), squeeze=False,
+                                 sharey=True, layout="constrained")
+        legend: dict = {}
+        for i, ax in enumerate(axes.flat):
+            if i >= len(panels):
+                ax.set_visible(False)
                 continue
-            key = tuple(g[0][c] for c in rest)
-            xs = np.array([levels.index(p[x]) if categorical else p[x] for p in pts], dtype=float)
-            tested.update(xs.tolist())
-            rate = np.array([p["rate"] for p in pts])
-            lo = np.array([p["wilson_lo"] for p in pts])
-            hi = np.array([p["wilson_hi"] for p in pts])
-            color = colors[key]
-            style = styles[(series_keys.index(key) // 10) % len(styles)] if len(series_keys) > 10 else "-"
-            ax.fill_between(xs, lo, hi, color=color, alpha=0.12, linewidth=0)
-            (line,) = ax.plot(xs, rate, style, marker="o", markersize=4, color=color, linewidth=1.6)
-            legend.setdefault(", ".join(cell_text(v) for v in key) if rest else "all", line)
-        th = ax.axhline(threshold, color="0.3", linestyle=":", linewidth=1.2)
-        legend.setdefault(f"threshold {threshold:g}", th)
-        for j, (value, label) in enumerate(markers):
-            ml = ax.axvline(value, color="black", linestyle=["--", "-.", ":"][j % 3], linewidth=1.3)
-            legend.setdefault(label, ml)
-        if categorical:
-            ax.set_xticks(range(len(levels)))
-            ax.set_xticklabels([cell_text(v) for v in levels])
-        elif 0 < len(tested) <= 12:
-            ax.set_xticks(sorted(tested))
-            ax.set_xticklabels([num_text(v) for v in sorted(tested)])
-        ax.set_ylim(-0.03, 1.03)
-        ax.set_xlabel(_xlabel(x))
-        if i % ncols == 0:
-            ax.set_ylabel("success rate")
-        ax.grid(True, alpha=0.3)
-        parts = [f"sweep {sweep}" if sweep is not None and len(sweeps) > 1 else None, facet_title]
-        sub = " | ".join(p for p in parts if p)
-        if sub:
-            ax.set_title(sub, fontsize=10)
+            sweep, facet_title, groups = panels[i]
+            rest = series_axes_of[sweep]
+            levels = []
+            if categorical:
+                levels = list(dict.fromkeys(p[x] for g in groups for p in g if p[x] is not None))
+            tested = set()
+            for g in groups:
+                pts = [p for p in g if p["n"] > 0 and p[x] is not None]
+                if not pts:
+                    continue
+                key = tuple(g[0][c] for c in rest)
+                xs = np.array([levels.index(p[x]) if categorical else p[x] for p in pts], dtype=float)
+                tested.update(xs.tolist())
+                look = style.series_style(series_keys.index(key))
+                ax.fill_between(xs, [p["wilson_lo"] for p in pts], [p["wilson_hi"] for p in pts],
+                                color=look["color"], alpha=0.13, linewidth=0)
+                (line,) = ax.plot(xs, [p["rate"] for p in pts], **look)
+                if rest:
+                    legend.setdefault(", ".join(cell_text(v) for v in key), line)
+            ax.axhline(threshold, color="0.35", linestyle=":", linewidth=0.9, zorder=0)
+            for j, (value, text) in enumerate(markers):
+                line = ax.axvline(value, color="0.15", linestyle=("--", "-.", ":")[j % 3], linewidth=1.0)
+                legend.setdefault(text, line)
+            if categorical:
+                ax.set_xticks(range(len(levels)))
+                ax.set_xticklabels([cell_text(v) for v in levels])
+            elif 0 < len(tested) <= 12:
+                ax.set_xticks(sorted(tested))
+                ax.set_xticklabels([num_text(v) for v in sorted(tested)])
+            ax.set_ylim(-0.03, 1.03)
+            ax.set_xlabel(style.label(x))
+            if i % ncols == 0:
+                ax.set_ylabel("success rate")
+            ax.grid(True, alpha=0.3)
+            parts = [f"sweep {sweep}" if sweep is not None and len(sweeps) > 1 else None, facet_title]
+            if any(parts):
+                ax.set_title(" | ".join(p for p in parts if p))
+        rest = series_axes_of[next(iter(sweeps))] if sweeps else []
+        _legend(fig, legend, ", ".join(style.label(c) for c in rest) or None, inches)
+        written = style.save(fig, path, formats)
+        plt.close(fig)
+    return written[0]
 
-    heading = title or "Success rate against " + x + " (bands: Wilson 95% intervals)"
-    sub = [f"sweep {next(iter(sweeps))}"] if len(sweeps) == 1 and next(iter(sweeps)) is not None else []
-    if note:
-        sub.append(note)
-    if sub:
-        heading += "\n" + "; ".join(sub)
-    fig.suptitle(heading, fontsize=11)
-    legend_title = ", ".join(series_axes_of[next(iter(sweeps))]) if sweeps else None
-    fig.tight_layout()
-    # Outside the axes, so that it never hides a curve.
-    fig.legend(legend.values(), legend.keys(), title=legend_title, fontsize=8, title_fontsize=8,
-               loc="upper left", bbox_to_anchor=(1.0, 0.9), frameon=False,
-               ncol=1 if len(legend) <= 24 else 2)
-    path = Path(path)
-    fig.savefig(path, dpi=150, bbox_inches="tight")
-    plt.close(fig)
-    return path
+
+def success_caption(curves: pa.Table, *, note: str | None = None, marker=None) -> str:
+    """What :func:`plot_success_curves` draws, in words (the figure carries no title)."""
+    meta, x, threshold, by = plot_settings(curves, None, None)
+    sweeps = list(split_by_sweep(curves.to_pylist(), meta))
+    lines = f"one line per {', '.join(style.label(c) for c in by)}" if by else "all realizations pooled"
+    text = (f"Success rate (fraction of realizations that succeeded) against {style.label(x)}; {lines}. "
+            f"Bands: Wilson 95% intervals. Dotted line: the threshold {threshold:g} at which T50 is read.")
+    if marker:
+        text += " Vertical lines: as labelled."
+    if len(sweeps) == 1 and sweeps[0] is not None:
+        text += f" Sweep {sweeps[0]}."
+    return text + (f" Figure {note}." if note else "")
 
 
 def _axis_shares(horizon: pa.Table, by: Sequence[str]) -> dict[str, tuple[float, int]]:
@@ -287,17 +271,17 @@ def plot_horizon(
     axis: str | None = None,
     x: str | None = None,
     threshold: float | None = None,
-    title: str | None = None,
-    note: str | None = None,
+    size: str = "auto",
+    formats: Sequence[str] | None = None,
 ) -> Path | None:
     """T50 with its bootstrap interval against one grouping axis (default:
     :func:`most_important_axis`); one series per combination of the other axes, one panel per
-    sweep. Censored values are drawn at their bound as triangles (up: at least the largest x
-    tested; down: below the smallest). ``note`` is added under the title. Returns ``None`` and
-    draws nothing when no group has a T50 (e.g. a categorical x column)."""
-    plt = _pyplot()
-    from matplotlib.lines import Line2D
-
+    sweep; no title (see :func:`horizon_caption`). A censored T50 is drawn hollow at its bound with
+    an arrow pointing past the tested range; an interval end beyond that range runs on past the
+    dashed lines (the smallest and largest x tested) to a small triangle; '*' marks a group whose
+    success rate recovers after the first crossing. Returns ``None`` and draws nothing when no group
+    has a T50 (e.g. a categorical x column). ``size`` and ``formats``: as in
+    :func:`plot_success_curves`."""
     meta, x, threshold, by = plot_settings(horizon, x, threshold)
     rows = [r for r in horizon.to_pylist() if r["t50_relation"] != "n/a" and r["t50"] is not None]
     if not rows:
@@ -307,88 +291,99 @@ def plot_horizon(
         raise ReportError(f"--horizon-axis {axis!r} is not a grouping column ({', '.join(by) or 'none'})")
     rest = [c for c in by if c != axis]
     sweeps = split_by_sweep(rows, meta)
-
     series_keys = list(dict.fromkeys(tuple(r[c] for c in rest) for r in rows))
-    colors = dict(zip(series_keys, _colors(len(series_keys))))
-    fig, axes = plt.subplots(len(sweeps), 1, figsize=(7.0, 4.3 * len(sweeps)), squeeze=False)
-    legend: dict = {}
-    shapes = {"=": "o", ">=": "^", "<": "v"}
-    any_nonmono = False
-    for ax, (sweep, rs) in zip(axes[:, 0], sweeps.items()):
-        levels = _sorted_levels(axis, [r[axis] for r in rs]) if axis else [None]
-        numeric_axis = axis is not None and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in levels
-        )
-        use_numeric = numeric_axis and len(levels) > 12
-        present = [k for k in series_keys if any(tuple(r[c] for c in rest) == k for r in rs)]
-        tested_lo = min(r["x_min"] for r in rs)
-        tested_hi = max(r["x_max"] for r in rs)
-        pad = 0.08 * max(tested_hi - tested_lo, 1.0)
-        spread = min(0.7, 0.25 * (len(present) - 1))
-        for si, key in enumerate(present):
-            offset = 0.0 if use_numeric or len(present) == 1 else (si / (len(present) - 1) - 0.5) * spread
-            for p in (r for r in rs if tuple(r[c] for c in rest) == key):
-                pos = float(p[axis]) if use_numeric else (levels.index(p[axis]) if axis else 0) + offset
-                y = p["t50"]
-                lo = p["t50_lo"] if p["t50_lo_relation"] not in ("n/a", None) else y
-                hi = p["t50_hi"] if p["t50_hi_relation"] not in ("n/a", None) else y
-                # An interval end that is censored runs on past the tested range, arrow-tipped.
-                if p["t50_lo_relation"] == "<":
-                    lo = tested_lo - 0.7 * pad
-                    ax.plot([pos], [lo], marker="v", markersize=4, color=colors[key])
-                if p["t50_hi_relation"] == ">=":
-                    hi = tested_hi + 0.7 * pad
-                    ax.plot([pos], [hi], marker="^", markersize=4, color=colors[key])
-                ax.errorbar(
-                    [pos], [y], yerr=[[max(y - lo, 0.0)], [max(hi - y, 0.0)]],
-                    fmt=shapes[p["t50_relation"]], color=colors[key],
-                    markersize=7 if p["t50_relation"] != "=" else 6, capsize=3, linewidth=1.4,
-                    markerfacecolor="white" if p["nonmonotone"] else colors[key],
-                )
-                any_nonmono = any_nonmono or bool(p["nonmonotone"])
-                legend.setdefault(
-                    ", ".join(cell_text(v) for v in key) if rest else "T50",
-                    Line2D([], [], marker="o", color=colors[key], linewidth=1.4),
-                )
-        if axis and not use_numeric:
-            ax.set_xticks(range(len(levels)))
-            ax.set_xticklabels([cell_text(v) for v in levels])
-            ax.set_xlim(-0.6, len(levels) - 0.4)
-        elif not axis:
-            ax.set_xticks([0])
-            ax.set_xticklabels(["all groups"])
-            ax.set_xlim(-0.6, 0.6)
-        elif numeric_axis and min(levels) > 0 and max(levels) / min(levels) > 20:
-            ax.set_xscale("log")
-        for bound in (tested_lo, tested_hi):
-            ax.axhline(bound, color="0.45", linestyle="--", linewidth=1.0, zorder=0)
-        ax.set_ylim(tested_lo - pad, tested_hi + pad)
-        ax.set_xlabel(axis or "")
-        ax.set_ylabel(f"T50 ({x} at success rate {threshold:g})")
-        ax.grid(True, axis="y", alpha=0.3)
-        heading = title or f"Largest bridgeable {x}, T50 (bars: 95% bootstrap intervals)"
-        sub = ([f"sweep {sweep}"] if sweep is not None else []) + ([note] if note else [])
-        ax.set_title("\n".join([heading, "; ".join(sub)]) if sub else heading, fontsize=11)
-    extra = [
-        Line2D([], [], marker="^", color="0.3", linestyle="none", label=f"censored: T50 >= largest {x} tested"),
-        Line2D([], [], marker="v", color="0.3", linestyle="none", label=f"censored: T50 < smallest {x} tested"),
-        Line2D([], [], color="0.45", linestyle="--", label=f"smallest and largest {x} tested"),
-        Line2D([], [], color="0.3", marker="^", markersize=4, label="interval open beyond the tested range"),
-    ]
-    if any_nonmono:
-        extra.append(Line2D([], [], marker="o", color="0.3", markerfacecolor="white", linestyle="none",
-                            label="open: success rate recovers after the first crossing"))
-    handles = list(legend.values()) + extra
-    labels = list(legend.keys()) + [h.get_label() for h in extra]
-    legend_title = ", ".join(rest) if rest else None
-    fig.tight_layout()
-    # Outside the axes, so that it never hides a point.
-    fig.legend(handles, labels, title=legend_title, fontsize=8, title_fontsize=8,
-               loc="upper left", bbox_to_anchor=(1.0, 0.93), frameon=False)
-    path = Path(path)
-    fig.savefig(path, dpi=150, bbox_inches="tight")
-    plt.close(fig)
-    return path
+
+    inches = style.width(size, len(sweeps))
+    with style.paper_style() as plt:
+        fig, axes = plt.subplots(len(sweeps), 1, figsize=(inches, 0.66 * min(inches, 5.0) * len(sweeps)),
+                                 squeeze=False, layout="constrained")
+        legend: dict = {}
+        for ax, (sweep, rs) in zip(axes[:, 0], sweeps.items()):
+            _draw_horizon_panel(ax, rs, axis, rest, series_keys, legend)
+            ax.set_xlabel(style.label(axis) if axis else "")
+            ax.set_ylabel(f"T50, {style.label(x)}")
+            if sweep is not None and len(sweeps) > 1:
+                ax.set_title(f"sweep {sweep}")
+        _legend(fig, legend if rest else {}, ", ".join(style.label(c) for c in rest) or None, inches)
+        written = style.save(fig, path, formats)
+        plt.close(fig)
+    return written[0]
+
+
+def _draw_horizon_panel(ax, rs: list[dict], axis: str | None, rest: list[str], series_keys: list,
+                        legend: dict) -> None:
+    levels = _sorted_levels(axis, [r[axis] for r in rs]) if axis else [None]
+    numeric_axis = axis is not None and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in levels)
+    use_numeric = numeric_axis and len(levels) > 12
+    present = [k for k in series_keys if any(tuple(r[c] for c in rest) == k for r in rs)]
+    tested_lo = min(r["x_min"] for r in rs)
+    tested_hi = max(r["x_max"] for r in rs)
+    pad = 0.12 * max(tested_hi - tested_lo, 1.0)
+    spread = min(0.6, 0.2 * (len(present) - 1))
+    for si, key in enumerate(present):
+        look = style.series_style(series_keys.index(key))
+        color = look["color"]
+        offset = 0.0 if use_numeric or len(present) == 1 else (si / (len(present) - 1) - 0.5) * spread
+        for p in (r for r in rs if tuple(r[c] for c in rest) == key):
+            pos = float(p[axis]) if use_numeric else (levels.index(p[axis]) if axis else 0) + offset
+            y = p["t50"]
+            lo = p["t50_lo"] if p["t50_lo_relation"] not in ("n/a", None) else y
+            hi = p["t50_hi"] if p["t50_hi_relation"] not in ("n/a", None) else y
+            censored = p["t50_relation"] != "="
+            # An interval end past the tested range: a bar to a small triangle, unless the T50 itself
+            # is censored that way, whose arrow already says so.
+            if p["t50_lo_relation"] == "<" and p["t50_relation"] != "<":
+                lo = tested_lo - 0.7 * pad
+                ax.plot([pos], [lo], marker="v", markersize=3, color=color)
+            if p["t50_hi_relation"] == ">=" and p["t50_relation"] != ">=":
+                hi = tested_hi + 0.7 * pad
+                ax.plot([pos], [hi], marker="^", markersize=3, color=color)
+            handle = ax.errorbar([pos], [y], yerr=[[max(y - lo, 0.0)], [max(hi - y, 0.0)]], fmt=look["marker"],
+                                 color=color, markersize=5, capsize=2.5, linewidth=1.0,
+                                 markerfacecolor="white" if censored else color)
+            if censored:
+                direction = 1.0 if p["t50_relation"] == ">=" else -1.0
+                ax.annotate("", xy=(pos, y + direction * 0.8 * pad), xytext=(pos, y),
+                            arrowprops={"arrowstyle": "->", "color": color, "linewidth": 1.0})
+            if p["nonmonotone"]:
+                ax.annotate("*", (pos, y), xytext=(4, 2), textcoords="offset points", color=color)
+            legend.setdefault(", ".join(cell_text(v) for v in key), handle)
+    if axis and not use_numeric:
+        ax.set_xticks(range(len(levels)))
+        ax.set_xticklabels([cell_text(v) for v in levels])
+        ax.set_xlim(-0.6, len(levels) - 0.4)
+    elif not axis:
+        ax.set_xticks([0])
+        ax.set_xticklabels(["all groups"])
+        ax.set_xlim(-0.6, 0.6)
+    elif numeric_axis and min(levels) > 0 and max(levels) / min(levels) > 20:
+        ax.set_xscale("log")
+    for bound in (tested_lo, tested_hi):
+        ax.axhline(bound, color="0.5", linestyle="--", linewidth=0.7, zorder=0)
+    ax.set_ylim(tested_lo - pad, tested_hi + pad)
+    ax.grid(True, axis="y", alpha=0.3)
+
+
+def horizon_caption(horizon: pa.Table, *, axis: str | None = None, note: str | None = None) -> str:
+    """What :func:`plot_horizon` draws, in words."""
+    meta, x, threshold, by = plot_settings(horizon, None, None)
+    axis = axis or most_important_axis(horizon, by)
+    rest = [c for c in by if c != axis]
+    text = (f"T50, the {style.label(x)} at which the success rate falls below {threshold:g} (linear "
+            f"interpolation), against {style.label(axis) if axis else 'all groups pooled'}")
+    if rest:
+        text += f", one series per {', '.join(style.label(c) for c in rest)}"
+    rows = [r for r in horizon.to_pylist() if r["t50_relation"] != "n/a" and r["t50"] is not None]
+    text += ". Bars: 95% bootstrap intervals; dashed lines: the smallest and largest value tested."
+    if any(r["t50_relation"] != "=" for r in rows):
+        text += (" Hollow markers with an arrow: T50 censored at a tested bound (the rate never fell below the "
+                 "threshold, or was below it from the start).")
+    if any((r["t50_lo_relation"] == "<" and r["t50_relation"] != "<")
+           or (r["t50_hi_relation"] == ">=" and r["t50_relation"] != ">=") for r in rows):
+        text += " A bar that ends in a small triangle runs past the tested range."
+    if any(r["nonmonotone"] for r in rows):
+        text += " *: the rate recovers above the threshold after the first crossing (T50 uses the first)."
+    return text + (f" Figure {note}." if note else "")
 
 
 def write_outputs(
@@ -399,19 +394,18 @@ def write_outputs(
     marker=None,
     marker_label: str | None = None,
     horizon_axis: str | None = None,
+    formats: Sequence[str] = style.FORMATS,
+    size: str = "auto",
 ) -> list[Path]:
-    """Write success_curves.parquet, horizon.parquet, report.md, success_vs_<x>.png and
-    horizon.png (when T50 is defined) into ``out_dir``; return the paths written."""
+    """Write success_curves.parquet, horizon.parquet, report.md (the tables and the figures'
+    captions), success_vs_<x> and horizon (when T50 is defined) in each of ``formats`` into
+    ``out_dir``; return the paths written."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     x = table_meta(curves).get("x", DEFAULT_X)
-    written = []
     pq.write_table(curves, out / "success_curves.parquet")
-    written.append(out / "success_curves.parquet")
     pq.write_table(horizon, out / "horizon.parquet")
-    written.append(out / "horizon.parquet")
-    (out / "report.md").write_text(format_report(curves, horizon, "markdown") + "\n")
-    written.append(out / "report.md")
+    written = [out / "success_curves.parquet", out / "horizon.parquet"]
     # Figures with more groups than a reader can tell apart pool over the least important axes.
     by = table_meta(horizon).get("by", [])
     shown = figure_axes(horizon)
@@ -428,12 +422,16 @@ def write_outputs(
         fig_curves, fig_horizon = pool(curves, shown)
     if horizon_axis is not None and horizon_axis not in shown:
         horizon_axis = None
-    written.append(
-        plot_success_curves(fig_curves, out / f"success_vs_{x}.png", marker=marker,
-                            marker_label=marker_label, note=note)
-    )
-    h = plot_horizon(fig_horizon, out / "horizon.png", axis=horizon_axis, note=note)
-    if h is not None:
-        written.append(h)
-    return written
-
+    figures = []
+    stem = out / f"success_vs_{x}"
+    plot_success_curves(fig_curves, stem, marker=marker, marker_label=marker_label, size=size, formats=formats)
+    figures.append((stem, success_caption(fig_curves, note=note, marker=marker)))
+    if plot_horizon(fig_horizon, out / "horizon", axis=horizon_axis, size=size, formats=formats) is not None:
+        figures.append((out / "horizon", horizon_caption(fig_horizon, axis=horizon_axis, note=note)))
+    text = format_report(curves, horizon, "markdown")
+    shown_as = formats[0]
+    for i, (path, caption) in enumerate(figures, 1):
+        text += f"\n\n![Figure {i}]({path.name}.{shown_as})\n\n**Figure {i}.** {caption}"
+        written += [path.with_suffix("." + f) for f in formats]
+    (out / "report.md").write_text(text + "\n")
+    return written[:2] + [out / "report.md"] + written[2:]

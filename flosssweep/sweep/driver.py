@@ -38,12 +38,18 @@ LAUNCH_FILE = "flosssweep-launch.json"  # in the Ray experiment directory: what 
 EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE = 1, 2, 3
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+EXIT_CODES = """exit status:
+  0  every trial finished (a diverged trial is a finished trial)
+  1  some trial failed, or the sweep was interrupted (Ctrl-C or SIGTERM: continue it with --resume)
+  2  the sweep file or the options are invalid, or a check before the launch failed (nothing was started)
+  3  the tracking store, the storage or the Ray cluster cannot be reached (nothing was started)"""
+
+
+def parse_args(argv: list[str] | None = None, prog: str = "python -m flosssweep.run") -> argparse.Namespace:
     parser = OneLineParser(
-        prog="python -m flosssweep.run",
-        description="Run a sweep file through Ray Tune, recording every trial in MLflow.",
-        epilog="exit status: 0 every trial finished; 1 some trial failed, or interrupted (resume with --resume);"
-               " 2 invalid sweep file or options; 3 tracking store, storage or Ray cluster unreachable.")
+        prog=prog, epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run a sweep file through Ray Tune, recording every trial in MLflow; at the end, "
+                    "the report of the sweep goes onto its parent run.")
     parser.add_argument("sweep", help="sweep file path, or the name of a file in search_spaces/ (e.g. quickstart)")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
                         "sqlite:///<this directory>/mlflow.db)")
@@ -61,6 +67,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--address", help="Ray address (default: a cluster running on this machine, else a new "
                         "local instance; 'local' always starts a new one)")
     parser.add_argument("--num-cpus", type=int, metavar="N", help="CPUs of a new local Ray instance")
+    parser.add_argument("--no-report", action="store_true",
+                        help="do not make the report at the end (python -m flosssweep.report makes it later)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="Ray's own output too (its status tables, hints and INFO lines)")
     return parser.parse_args(argv)
 
 
@@ -96,14 +106,17 @@ def _read_launch(experiment_dir: str) -> dict | None:
 def _init_ray(args: argparse.Namespace) -> None:
     import ray
 
+    from flosssweep.sweep import quiet
+
+    options = quiet.configure(args.verbose)
     if ray.is_initialized():
         return
     if args.address == "local":
-        ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False)
+        ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, **options)
     elif args.num_cpus is not None and args.address is None:
-        ray.init(num_cpus=args.num_cpus)
+        ray.init(num_cpus=args.num_cpus, **options)
     else:
-        ray.init(address=args.address)
+        ray.init(address=args.address, **options)
 
 
 def trainable(sweep, launch: str, train_ref: str = TRAIN):
@@ -111,22 +124,27 @@ def trainable(sweep, launch: str, train_ref: str = TRAIN):
     trial's checkpoints from those an earlier launch of the same sweep left in the experiment."""
     from ray import tune
 
+    from flosssweep import provenance
+
     function = tune.with_parameters(run_trial, base=sweep.base, sweep_name=sweep.name, launch=launch,
-                                    checkpoint_seconds=sweep.checkpoint_seconds, train_ref=train_ref)
+                                    checkpoint_seconds=sweep.checkpoint_seconds, train_ref=train_ref,
+                                    provenance=provenance.collect())
     return tune.with_resources(function, {"cpu": sweep.resources["cpu"], "gpu": sweep.resources["gpu"]})
 
 
-def build_tuner(sweep, storage: str, callback, launch: str, train_ref: str = TRAIN):
+def build_tuner(sweep, storage: str, callback, launch: str, train_ref: str = TRAIN, study: dict | None = None,
+                verbose: int = 0):
+    """`study`: where an Optuna search keeps its study (`storage`, `study_name`), see `search.searcher`."""
     from ray import tune
 
     from flosssweep.sweep import search
     from flosssweep.sweep.callbacks import TerminalProgress
 
     tune_config = tune.TuneConfig(
-        metric=sweep.ray_metric_name, mode=sweep.mode, search_alg=search.searcher(sweep),
+        metric=sweep.ray_metric_name, mode=sweep.mode, search_alg=search.searcher(sweep, **(study or {})),
         scheduler=search.scheduler(sweep), num_samples=sweep.tune_num_samples(), reuse_actors=True)
     run_config = tune.RunConfig(
-        name=sweep.name, storage_path=storage, verbose=0,
+        name=sweep.name, storage_path=storage, verbose=verbose,
         callbacks=[callback, TerminalProgress(list(sweep.space))],
         failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None))  # see _Checkpoints
@@ -151,14 +169,59 @@ def _tuner(args, sweep, launch, uri, storage, experiment_dir, experiment_id, par
     from flosssweep.sweep.callbacks import MLflowCallback
     from flosssweep.tracking.recorder import SweepRecorder
 
+    from flosssweep import provenance
+
     callback = MLflowCallback(SweepRecorder(uri, experiment_id, parent_run_id, sweep.name, sweep.base,
-                                            list(sweep.space)))
-    tuner = build_tuner(sweep, storage, callback, parent_run_id, train_ref)
+                                            list(sweep.space),
+                                            run_tags=provenance.mlflow_source_tags(provenance.collect())))
+    study = _study(sweep, uri, experiment_dir, parent_run_id)
+    tuner = build_tuner(sweep, storage, callback, parent_run_id, train_ref, study, verbose=int(args.verbose))
     _write_launch(experiment_dir, {"parent_run_id": parent_run_id, "experiment_id": experiment_id,
-                                   "tracking_uri": uri, "sweep": sweep.source, "fingerprint": sweep.fingerprint()})
+                                   "tracking_uri": uri, "sweep": sweep.source, "fingerprint": sweep.fingerprint(),
+                                   "optuna": study})
     print(f"sweep {sweep.name}: {sweep.num_trials()} trials, MLflow {uri} "
           f"(experiment {sweep.name}, parent run {parent_run_id})", flush=True)
     return tuner
+
+
+def _resolved_base(sweep) -> str:
+    """Every key of a trial, the varied ones by their axis; '*' marks what the sweep file sets."""
+    from flosssweep import config as cfg
+
+    values = cfg.flatten(sweep.base_values())
+    width = max(map(len, values))
+    lines = [f"  {'*' if value != cfg.SCHEMA[key].default else ' '} {key:<{width}}  "
+             + (f"varied: {sweep.space[key].describe()}" if key in sweep.space else str(value))
+             for key, value in values.items()]
+    return "  base of every trial (* = set by the sweep file, else the default):\n" + "\n".join(lines)
+
+
+def _study(sweep, uri: str, experiment_dir: str, parent_run_id: str) -> dict | None:
+    """An Optuna search's study, one per launch, kept next to the tracking store (None otherwise)."""
+    from flosssweep.names import OPTUNA_STORAGE, OPTUNA_STUDY
+    from flosssweep.sweep import search
+
+    if sweep.search != "optuna":
+        return None
+    where = search.study_storage(uri, experiment_dir)
+    if where is None:
+        print("note: the Optuna study stays in memory (a tracking server and remote Ray storage leave no "
+              "local file for it)", flush=True)
+        return None
+    study = {"storage": where, "study_name": f"{sweep.name} {parent_run_id}"}
+    store.tag_run(uri, parent_run_id, {OPTUNA_STORAGE: where, OPTUNA_STUDY: study["study_name"]})
+    print(f"Optuna study '{study['study_name']}' in {where}  (browse: optuna-dashboard {where})", flush=True)
+    return study
+
+
+def _report(uri: str, parent_run_id: str) -> None:
+    """The sweep's report onto its parent run (tables, figures, summary); a report that cannot be
+    made is a note, not a failed sweep."""
+    from flosssweep.report import main as report_main
+
+    print("", flush=True)
+    if report_main(["--run", parent_run_id, "--tracking-uri", uri]) != 0:
+        print("note: the report could not be completed (see above); the sweep itself is recorded", flush=True)
 
 
 def _close(args, sweep, launch_dir: Path, experiment_dir: str) -> int:
@@ -174,8 +237,8 @@ def _close(args, sweep, launch_dir: Path, experiment_dir: str) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None, *, train_ref: str = TRAIN) -> int:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, *, train_ref: str = TRAIN, prog: str = "python -m flosssweep.run") -> int:
+    args = parse_args(argv, prog)
     launch_dir = Path.cwd().resolve()
     try:
         sweep = spec.load(spec.locate(args.sweep))
@@ -193,6 +256,7 @@ def main(argv: list[str] | None = None, *, train_ref: str = TRAIN) -> int:
         return _refuse(str(err), err.code)
     if args.dry_run:
         print(sweep.describe())
+        print(_resolved_base(sweep))
         return 0
 
     storage = storage_paths.resolve(args.storage_path, launch_dir)
@@ -237,7 +301,6 @@ def main(argv: list[str] | None = None, *, train_ref: str = TRAIN) -> int:
     except storage_paths.StorageUnreachable as err:
         return _refuse(str(err))
     preflight.stop_on_sigterm()
-    import ray
     from ray import tune  # seconds to import: after the refusals
 
     try:
@@ -285,7 +348,12 @@ def main(argv: list[str] | None = None, *, train_ref: str = TRAIN) -> int:
     if not complete:
         print(f"interrupted: continue with  python -m flosssweep.run {args.sweep} --resume"
               + (f" --storage-path {storage}" if args.storage_path else ""))
+    elif not args.no_report and finished:
+        _report(uri, parent_run_id)
     env = "" if uri == store.default_uri(launch_dir) else f"MLFLOW_TRACKING_URI={uri} "
     print(f"report:  {env}python -m flosssweep.report --run {parent_run_id}")
-    print(f"browse:  mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite") else f"browse:  {uri}")
+    # MLflow 3.x's UI opens experiments in its GenAI view unless the address asks for the other one.
+    page = f"#/experiments/{experiment_id}?workflowType=machine_learning"
+    print(f"browse:  mlflow ui --backend-store-uri {uri}   then http://127.0.0.1:5000/{page}"
+          if uri.startswith("sqlite") else f"browse:  {uri.rstrip('/')}/{page}")
     return 0 if complete and not ended["error"] else EXIT_FAILED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from optuna.samplers import GridSampler
@@ -11,6 +12,8 @@ from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from flosssweep.sweep.spec import DISCRETE, Axis, Sweep
+
+STUDY_FILE = "optuna.db"
 
 
 def domain(axis: Axis, as_choice: bool = False):
@@ -44,14 +47,31 @@ class RayGridSampler(GridSampler):
         pass
 
 
-def searcher(sweep: Sweep):
-    """The Ray search algorithm (seeded), limited to `max_concurrent` trials at once."""
+def study_storage(tracking_uri: str, experiment_dir: str) -> str | None:
+    """Where an Optuna search keeps its study: `optuna.db` next to a SQLite tracking store, else in
+    a local Ray experiment directory; None (in memory) when both are remote, since SQLite needs a
+    local file and a tracking server gives none."""
+    if tracking_uri.startswith("sqlite:///"):
+        return "sqlite:///" + str(Path(tracking_uri[len("sqlite:///"):]).parent / STUDY_FILE)
+    if "://" not in experiment_dir:
+        Path(experiment_dir).mkdir(parents=True, exist_ok=True)
+        return "sqlite:///" + str(Path(experiment_dir) / STUDY_FILE)
+    return None
+
+
+def searcher(sweep: Sweep, storage: str | None = None, study_name: str | None = None):
+    """The Ray search algorithm (seeded), limited to `max_concurrent` trials at once. Under Optuna,
+    `storage` (a database URL) and `study_name` keep the study there, for optuna-dashboard and a
+    resumed launch, which continues the same study."""
     if sweep.search == "optuna":
+        import optuna
+
+        kept = {"storage": optuna.storages.RDBStorage(storage), "study_name": study_name} if storage else {}
         if sweep.optuna_grid:
             grid = {a.key: list(a.values) for a in sweep.space.values()}
-            algorithm = OptunaSearch(sampler=RayGridSampler(grid, seed=sweep.search_seed))
+            algorithm = OptunaSearch(sampler=RayGridSampler(grid, seed=sweep.search_seed), **kept)
         else:
-            algorithm = OptunaSearch(seed=sweep.search_seed)
+            algorithm = OptunaSearch(seed=sweep.search_seed, **kept)
         return ConcurrencyLimiter(algorithm, sweep.max_concurrent) if sweep.max_concurrent else algorithm
     return BasicVariantGenerator(random_state=sweep.search_seed, max_concurrent=sweep.max_concurrent or 0)
 

@@ -204,8 +204,9 @@ def _load_train(reference: str):
 
 
 def run_trial(config: dict, *, base: dict, sweep_name: str, launch: str, checkpoint_seconds: float = 60.0,
-              train_ref: str = TRAIN) -> None:
-    """Ray Tune function trainable: one trial of the sweep (its dotted values over the base)."""
+              train_ref: str = TRAIN, provenance: dict | None = None) -> None:
+    """Ray Tune function trainable: one trial of the sweep (its dotted values over the base).
+    `provenance`: the driver's `flosssweep.provenance.collect()`, added to every record."""
 
     import pyarrow.parquet as pq
     import torch
@@ -231,5 +232,5 @@ def run_trial(config: dict, *, base: dict, sweep_name: str, launch: str, checkpo
     progress = _Progress(trial_config["train"]["epochs"], checkpoint_seconds, checkpoints, history, restored_from)
     records = _load_train(train_ref)(trial_config, report=progress.report, checkpoint=progress.checkpoint,
                                      restore=restore)
-    progress.finish([{"sweep": sweep_name, "trial_id": trial_id, **r} for r in records])
+    progress.finish([{"sweep": sweep_name, "trial_id": trial_id, **r, **(provenance or {})} for r in records])
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from flosssweep import config as cfg
 from flosssweep.names import (CONFIG_KEY, ENDED_STATUSES, PARENT, RECORDED, RECORDS_ARTIFACT, RETRIES, ROLE, STATUS,
-                              SUMMARY_TAGS, SWEEP, TAG_PREFIX, TRIAL_CONFIG, TRIAL_ID)
+                              SUMMARY_TAGS, SWEEP, TAG_PREFIX, TRIAL_CONFIG, TRIAL_ID, ZERO_UNTIL_RAISED)
 from flosssweep.tracking import store
 from flosssweep.records import write as write_records
 
@@ -46,6 +46,7 @@ class _Child:
     logged: set = field(default_factory=set)  # epochs whose metrics are in MLflow (or buffered)
     recorded: bool = False  # its records are in MLflow
     ended: bool = False  # stopped early, failed or abandoned
+    raised: set = field(default_factory=set)  # ZERO_UNTIL_RAISED counters logged non-zero once
 
 
 def _trial_config(trial) -> str:
@@ -64,7 +65,10 @@ class SweepRecorder:
     """
 
     def __init__(self, uri: str, experiment_id: str, parent_run_id: str, sweep_name: str,
-                 base: dict, varied: list[str], flush_seconds: float = FLUSH_SECONDS):
+                 base: dict, varied: list[str], flush_seconds: float = FLUSH_SECONDS,
+                 run_tags: dict[str, str] | None = None):
+        """`run_tags`: more tags of every child run (the provenance MLflow's UI shows as Source)."""
+        self.run_tags = dict(run_tags or {})
         self.uri = uri
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
@@ -141,6 +145,7 @@ class SweepRecorder:
                 continue
             child = _Child(run.info.run_id, tags[TRIAL_ID], tags.get(TRIAL_CONFIG, ""),
                            recorded=tags.get(RECORDED) == "true", ended=tags.get(STATUS) in ENDED_STATUSES)
+            child.raised = set(run.data.metrics) & set(ZERO_UNTIL_RAISED)
             for key in run.data.metrics:
                 child.logged.update(m.step for m in self.client.get_metric_history(run.info.run_id, key))
             self._children.append(child)
@@ -160,12 +165,12 @@ class SweepRecorder:
         from mlflow.entities import Param
 
         config = cfg.resolve(self.base, trial.config)
-        label = " ".join(f"{k}={short_value(trial.config[k])}" for k in self.varied if k in trial.config)
+        label = run_label(trial.config, self.varied)
         run = self.client.create_run(
             self.experiment_id,
-            run_name=f"{trial.trial_id} {label}".strip(),
+            run_name=f"{label} ({trial.trial_id})" if label else trial.trial_id,
             tags={PARENT: self.parent_run_id, ROLE: "child", SWEEP: self.sweep_name, TRIAL_ID: trial.trial_id,
-                  CONFIG_KEY: cfg.config_key(config), TRIAL_CONFIG: key},
+                  CONFIG_KEY: cfg.config_key(config), TRIAL_CONFIG: key, **self.run_tags},
         )
         params = [Param(k, str(cfg.get_dotted(config, k))) for k in cfg.applicable_keys(config)]
         for i in range(0, len(params), store.MAX_PARAMS_PER_BATCH):
@@ -185,8 +190,13 @@ class SweepRecorder:
         stamp = int((timestamp or time.time()) * 1000)
         for key, value in metrics.items():
             number = _number(value)
-            if "/" in key and number is not None:
-                self._buffer.setdefault(child.run_id, []).append(Metric(key, number, stamp, epoch))
+            if "/" not in key or number is None:
+                continue
+            if key in ZERO_UNTIL_RAISED:
+                if number == 0 and key not in child.raised:
+                    continue
+                child.raised.add(key)
+            self._buffer.setdefault(child.run_id, []).append(Metric(key, number, stamp, epoch))
         child.logged.add(epoch)
 
     def flush_if_due(self) -> None:
@@ -234,6 +244,15 @@ class SweepRecorder:
         c.log_batch(child.run_id, tags=tags + [RunTag(RECORDED, "true")])
         c.set_terminated(child.run_id, status="FINISHED")
         child.recorded = True
+
+
+def run_label(config: dict, varied: list[str]) -> str:
+    """A child's name: its varied values, each under the last part of its key where that is unambiguous
+    ('delay=24 mode=pre'): the UI's run-name column shows only the first dozen characters or so."""
+    keys = [k for k in varied if k in config]
+    last = [k.rsplit(".", 1)[-1] for k in keys]
+    names = [short if last.count(short) == 1 else cfg.column_name(k) for k, short in zip(keys, last)]
+    return " ".join(f"{name}={short_value(config[k])}" for name, k in zip(names, keys))
 
 
 def short_value(value: Any) -> str:

@@ -19,9 +19,10 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from flosssweep import config as cfg
+from flosssweep import config as cfg, provenance
 from flosssweep.checks import Unwritable, writable_directory
-from flosssweep.names import ENDED_STATUSES, PARENT, RAY_PATH, RECORDED, ROLE, SOURCE, STATUS, SWEEP, TRIALS
+from flosssweep.names import (ENDED_STATUSES, EXPERIMENT_KIND, PARENT, RAY_PATH, RECORDED, ROLE, SOURCE, STATUS,
+                              SWEEP, TAG_PREFIX, TRIALS)
 
 
 MAX_PARAMS_PER_BATCH = 100  # MLflow's limit per log_batch call
@@ -176,17 +177,21 @@ def start_parent(uri: str, sweep, ray_path: str) -> tuple[str, str]:
 
     c = client(uri)
     experiment = c.get_experiment_by_name(sweep.name)
+    kind, training = EXPERIMENT_KIND
     if experiment is None:
-        experiment_id = c.create_experiment(sweep.name, artifact_location=artifact_location(uri, sweep.name))
+        experiment_id = c.create_experiment(sweep.name, artifact_location=artifact_location(uri, sweep.name),
+                                            tags={kind: training})
     else:
         experiment_id = experiment.experiment_id
         if experiment.lifecycle_stage == "deleted":
             c.restore_experiment(experiment_id)
+        if experiment.tags.get(kind) != training:  # made by an older flosssweep
+            c.set_experiment_tag(experiment_id, kind, training)
     run = c.create_run(
         experiment_id,
         run_name=f"{sweep.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
         tags={ROLE: "parent", SWEEP: sweep.name, SOURCE: sweep.source, RAY_PATH: ray_path,
-              TRIALS: str(sweep.num_trials())},
+              TRIALS: str(sweep.num_trials()), **provenance.tags(provenance.collect(), TAG_PREFIX)},
     )
     params = {"search": sweep.search, "num_samples": sweep.num_samples, "metric": sweep.metric,
               "mode": sweep.mode, "search_seed": sweep.search_seed,
@@ -229,13 +234,17 @@ def outcome(uri: str, experiment_id: str, parent_run_id: str) -> dict[str, int]:
     return counts
 
 
+def tag_run(uri: str, run_id: str, tags: dict[str, str]) -> None:
+    from mlflow.entities import RunTag
+
+    client(uri).log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
 def end_parent(uri: str, parent_run_id: str, status: str, tags: dict[str, str]) -> None:
     """Close the parent run, and as KILLED every child run still RUNNING under it (a trial
     interrupted with its launch; a resumed launch sets it RUNNING again when the trial restarts)."""
-    from mlflow.entities import RunTag
-
+    tag_run(uri, parent_run_id, tags)
     c = client(uri)
-    c.log_batch(parent_run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
     if status != "FINISHED":
         experiment_id = c.get_run(parent_run_id).info.experiment_id
         for run in search_all(c, [experiment_id], f"tags.`{PARENT}` = '{parent_run_id}'"):

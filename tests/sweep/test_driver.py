@@ -4,6 +4,7 @@ read back; an interrupted sweep resumed; a dying worker retried; bad input refus
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 import signal
 import subprocess
@@ -108,6 +109,44 @@ def test_grid_sweep_records_every_trial_in_mlflow(ray_local, tmp_path, monkeypat
         assert tags["flosssweep.successes"] == str(sum(r["success"] for r in rows))
     assert seen == {("none", "2"), ("none", "4"), ("pre", "2"), ("pre", "4")}
     assert (tmp_path / "mlartifacts").is_dir(), "a local store keeps its artifacts next to the database"
+    check_what_a_reader_sees(uri, parent, children, out, tmp_path / "ray" / "tiny-grid", tmp_path)
+
+
+def check_what_a_reader_sees(uri, parent, children, out, experiment_dir, tmp_path):
+    """Issue 14: the MLflow experiment opens in the model-training view, children are named by their
+    values, provenance is everywhere, the parent holds the summary, the terminal and disk carry no
+    copies of Ray's own logs."""
+    from flosssweep import provenance
+
+    client = mlflow_client(uri)
+    assert client.get_experiment(parent.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    for child in children:
+        name = child.info.run_name
+        assert name.startswith("mode=") and " delay=" in name, name
+        assert child.data.tags["mlflow.source.git.commit"] == provenance.collect()["code_commit"]
+        assert name.endswith(f"({child.data.tags[names.TRIAL_ID]})")
+        assert not set(names.ZERO_UNTIL_RAISED) & set(child.data.metrics), "flat-zero counters are not charted"
+    here = provenance.collect()
+    tags = client.get_run(parent.info.run_id).data.tags
+    for column in names.PROVENANCE_COLUMNS:  # the command is this process's: the driver runs in it
+        assert tags[f"flosssweep.{column}"] == provenance.tags(here, "flosssweep.")[f"flosssweep.{column}"]
+    rows = records_of(uri, children[0].info.run_id, tmp_path / "dl-prov").to_pylist()
+    assert {r["code_commit"] for r in rows} == {here["code_commit"]}
+    assert rows[0]["torch_version"] == here["torch_version"]
+    assert rows[0]["mlflow_version"] == here["mlflow_version"] and rows[0]["command"] == here["command"]
+    # the summary, browsable on the parent: metrics, the description, a table MLflow's load_table reads
+    metrics = client.get_run(parent.info.run_id).data.metrics
+    assert {k.split("/")[0] for k in metrics} >= {"success_rate"} and any(k.startswith("t50") for k in metrics)
+    curve = client.get_metric_history(parent.info.run_id, "success_rate/floss_mode.none")
+    assert sorted(m.step for m in curve) == [2, 4]
+    assert "| floss_mode |" in tags["mlflow.note.content"]
+    assert {"path": "report/summary.json", "type": "table"} in json.loads(tags["mlflow.loggedArtifacts"])
+    # the terminal: our lines and the report, not Ray's box and hints; no duplicate per-trial logs on disk
+    for noise in ("Configuration for experiment", "View detailed results", "tensorboard", "INFO"):
+        assert noise not in out
+    assert "T50 [95% CI]" in out
+    for pattern in ("progress.csv", "result.json", "events.out.tfevents*"):
+        assert not list(experiment_dir.rglob(pattern)), pattern
 
 
 @pytest.mark.slow
@@ -119,8 +158,18 @@ def test_optuna_sweep_runs_seeded_trials(ray_local, tmp_path, monkeypatch, capsy
     path = write_sweep(tmp_path, "tiny-optuna", search="optuna", num_samples=2, max_concurrent=1, base=base,
                        space={"floss.strength": {"loguniform": [0.001, 0.1]}, "floss.k": {"randint": [1, 4]}})
     assert run.main([str(path), "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray")]) == 0
-    _, children = runs_of(uri, "tiny-optuna")
+    parents, children = runs_of(uri, "tiny-optuna")
     assert len(children) == 2
+    # the study outlives the sweep, next to the tracking store, for optuna-dashboard and importances
+    import optuna
+
+    tags = parents[0].data.tags
+    assert tags[names.OPTUNA_STORAGE] == f"sqlite:///{tmp_path}/optuna.db"
+    study = optuna.load_study(study_name=tags[names.OPTUNA_STUDY], storage=tags[names.OPTUNA_STORAGE])
+    assert tags[names.OPTUNA_STUDY] == f"tiny-optuna {parents[0].info.run_id}"
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 2 and {"floss.strength", "floss.k"} == set(done[0].params)
+    assert f"optuna-dashboard sqlite:///{tmp_path}/optuna.db" in capsys.readouterr().out
     for child in children:
         assert 0.001 <= float(child.data.params["floss.strength"]) <= 0.1
         assert 1 <= int(child.data.params["floss.k"]) <= 4
@@ -221,6 +270,13 @@ def test_a_killed_sweep_resumes_without_rerunning_or_duplicating_trials(tmp_path
         assert len(records_of(uri, child.info.run_id, tmp_path / "dl" / child.info.run_id).to_pylist()) == 2
     others = [c for c in children if c not in recorded]
     assert all(c.data.tags.get("flosssweep.status") == "abandoned" for c in others)
+    if search == "optuna":  # the resumed launch went on with its own study, in the same database
+        import optuna
+
+        tags = parents[0].data.tags
+        study = optuna.load_study(study_name=tags[names.OPTUNA_STUDY], storage=tags[names.OPTUNA_STORAGE])
+        assert optuna.get_all_study_names(tags[names.OPTUNA_STORAGE]) == [tags[names.OPTUNA_STUDY]]
+        assert len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]) >= trials
 
     # Ray's folder holds a replayed trial's finished checkpoint twice: the report counts it once
     from flosssweep.report.sources import read_parquet_records

@@ -136,7 +136,7 @@ def test_fault_sigterm_then_second_launch_then_close_after_storage_is_gone(tmp_p
     # its storage deleted: it cannot be resumed, but it can be closed
     shutil.rmtree(tmp_path / "ray_results")
     closed = run_cli(str(path), "--tracking-uri", uri, "--close", cwd=tmp_path)
-    assert closed.returncode == 0 and f"closed 1 unfinished launch(es) of sweep term" in closed.stdout
+    assert closed.returncode == 0 and "closed 1 unfinished launch(es) of sweep term" in closed.stdout
     parents, children = runs_of(uri, "term")
     assert parents[0].data.tags[names.END_REASON] == "closed with --close"
     assert all(c.data.tags.get(names.STATUS) == "abandoned" for c in children if

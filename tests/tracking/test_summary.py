@@ -1,0 +1,72 @@
+"""The sweep's summary on its parent run: the numbers per group, as metrics, a table and a description."""
+
+import json
+
+import pytest
+
+from flosssweep import records, report
+from flosssweep.report.summary import TABLE_ARTIFACT, summary_metrics, summary_table
+from flosssweep.tracking import store
+from flosssweep.tracking.summary import LOGGED_ARTIFACTS, NOTE, log_summary
+
+
+def sweep_records(groups: dict[str, list[int]], delays=(8, 16, 24), n=8, x="delay"):
+    rows = []
+    for mode, ks in groups.items():
+        for delay, k in zip(delays, ks):
+            rows += [{"sweep": "s", "trial_id": f"{mode}-{delay}", "member": i, "seed": 0,
+                      "config_key": f"{mode}-{delay}", x: delay, "floss_mode": mode,
+                      "success": i < k, "status": "ok"} for i in range(n)]
+    return records.to_table(rows)
+
+
+@pytest.fixture(scope="module")
+def tables():
+    # none falls below 0.5 between delay 8 and 16; pre never does (T50 censored at 24)
+    return report.aggregate(sweep_records({"none": [8, 2, 0], "pre": [8, 8, 8]}), n_boot=0)
+
+
+def test_table_rows_are_the_groups_with_counts_and_t50(tables):
+    table = summary_table(*tables)
+    assert table["floss_mode"] == ["none", "pre"]
+    assert table["realizations"] == [24, 24]
+    assert table["delay 8"] == ["8/8", "8/8"] and table["delay 16"] == ["2/8", "8/8"]
+    # none: rate 1 at 8, 0.25 at 16: crosses 0.5 at 8 + 8 * 0.5 / 0.75 = 13.33
+    assert table["T50"] == ["13.33", ">= 24"]
+    assert table["T50 low"] == ["n/a", "n/a"]  # no bootstrap
+
+
+def test_metrics_name_the_group_and_say_when_t50_is_censored(tables):
+    metrics = {(name, step): value for name, value, step in summary_metrics(*tables)}
+    assert metrics[("t50/floss_mode.none", 0)] == pytest.approx(8 + 8 * 0.5 / 0.75, abs=1e-4)
+    assert metrics[("t50_at_least/floss_mode.pre", 0)] == 24
+    assert ("t50/floss_mode.pre", 0) not in metrics
+    # the success curve as a metric history with step = delay
+    assert [metrics[("success_rate/floss_mode.none", d)] for d in (8, 16, 24)] == [1.0, 0.25, 0.0]
+
+
+def test_non_integer_x_gives_no_curve_metrics():
+    t = sweep_records({"none": [8, 2, 0], "pre": [8, 8, 2]}, delays=(0.5, 1.0, 1.5), x="model_g")
+    names = {name for name, _, _ in summary_metrics(*report.aggregate(t, x="model_g", n_boot=0))}
+    assert names == {"t50/floss_mode.none", "t50/floss_mode.pre"}
+
+
+def test_logged_onto_a_run_and_a_second_report_replaces_the_table(tmp_path, tables, monkeypatch):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = store.client(uri)
+    experiment = client.create_experiment("s", artifact_location=(tmp_path / "art").as_uri())
+    run_id = client.create_run(experiment).info.run_id
+    for _ in range(2):
+        path = log_summary(client, run_id, summary_table(*tables), summary_metrics(*tables), "| md |",
+                           TABLE_ARTIFACT)
+    run = client.get_run(run_id)
+    assert run.data.metrics["t50/floss_mode.none"] == pytest.approx(13.3333)
+    assert run.data.tags[NOTE] == "| md |"
+    assert json.loads(run.data.tags[LOGGED_ARTIFACTS]) == [{"path": path, "type": "table"}]
+    local = client.download_artifacts(run_id, path, str(tmp_path / "dl"))
+    doc = json.loads(open(local).read())
+    assert doc["columns"][:3] == ["sweep", "floss_mode", "realizations"] and len(doc["data"]) == 2
+    pandas = pytest.importorskip("pandas")  # MLflow's own reader of tables
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # load_table searches the default store
+    loaded = client.load_table(experiment, path, run_ids=[run_id])
+    assert isinstance(loaded, pandas.DataFrame) and list(loaded["floss_mode"]) == ["none", "pre"]
