@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-from flosssweep.report import stats
+from flosssweep.report import stats, style
 from flosssweep.report.common import DEFAULT_X, ReportError
 from flosssweep.report.curves import default_by
 
@@ -88,36 +88,31 @@ def format_outcomes(summary: pa.Table, column: str, x: str, thresholds: Sequence
     return "\n".join(lines)
 
 
-def plot_outcome(summary: pa.Table, column: str, x: str, path, label: str | None = None) -> None:
-    """Median (line) and quartiles (band) of `column` against x, one line per group, log y when the values
-    span more than a decade."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot_outcome(summary: pa.Table, column: str, x: str, path) -> None:
+    """Median (line) and quartiles (band) of `column` against x, one series per group, log y when the
+    medians span more than a decade; one journal column wide, styled like the other report figures."""
     skip = {"sweep", x, "n", "median", "q25", "q75"} | {c for c in summary.column_names if c.startswith("below_")}
     by = [c for c in summary.column_names if c not in skip]
     groups: dict[tuple, list[dict]] = {}
     for r in summary.to_pylist():
         groups.setdefault((r["sweep"], *(r[c] for c in by)), []).append(r)
-    fig, ax = plt.subplots(figsize=(3.4, 2.6), layout="constrained")
-    markers, styles = "os^Dv<>", ["-", "--", "-.", ":"]
-    for i, (key, rows) in enumerate(groups.items()):
-        xs = np.array([r[x] for r in rows], dtype=float)
-        med, lo, hi = (np.array([r[q] for r in rows], dtype=float) for q in ("median", "q25", "q75"))
-        name = ", ".join(f"{c} {v}" for c, v in zip(by, key[1:])) or None
-        line, = ax.plot(xs, med, marker=markers[i % len(markers)], linestyle=styles[i % len(styles)], ms=4,
-                        label=name)
-        ax.fill_between(xs, lo, np.minimum(hi, np.nanmax(med[np.isfinite(med)], initial=1) * 100), alpha=0.2,
-                        color=line.get_color(), linewidth=0)
-    finite = summary["median"].to_numpy()
-    finite = finite[np.isfinite(finite) & (finite > 0)]
-    if finite.size and finite.max() / finite.min() > 10:
-        ax.set_yscale("log")
-    ax.set_xlabel(x)
-    ax.set_ylabel(f"{label or column} (median, quartiles)")
-    if len(groups) > 1:
-        ax.legend(fontsize=7, frameon=False)
-    fig.savefig(path, dpi=200)
-    plt.close(fig)
+    with style.paper_style() as plt:
+        fig, ax = plt.subplots(figsize=(style.WIDTHS["single"], 2.4), layout="constrained")
+        for i, (key, rows) in enumerate(groups.items()):
+            look = style.series_style(i)
+            xs = np.array([r[x] for r in rows], dtype=float)
+            med, lo, hi = (np.array([r[q] for r in rows], dtype=float) for q in ("median", "q25", "q75"))
+            name = ", ".join(f"{style.label(c)} {v}" for c, v in zip(by, key[1:])) or None
+            ax.plot(xs, med, label=name, **look)
+            finite_hi = np.where(np.isfinite(hi), hi, np.nanmax(np.where(np.isfinite(hi), hi, np.nan), initial=1.0))
+            ax.fill_between(xs, lo, finite_hi, alpha=0.18, color=look["color"], linewidth=0)
+        medians = summary["median"].to_numpy()
+        medians = medians[np.isfinite(medians) & (medians > 0)]
+        if medians.size and medians.max() / medians.min() > 10:
+            ax.set_yscale("log")
+        ax.set_xlabel(style.label(x))
+        ax.set_ylabel(f"{style.label(column)} (median, quartiles)")
+        if len(groups) > 1:
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=min(3, len(groups)))
+        fig.savefig(path)
+        plt.close(fig)

@@ -26,8 +26,9 @@ PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#0
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 LINESTYLES = ("-", "--", "-.", ":")
 # x columns whose help text does not say their unit
-AXIS_LABELS = {"delay": "longest lag d (steps)", "tau": "teacher-forcing interval tau (steps)",
-               "bits": "parity bits"}
+AXIS_LABELS = {"delay": "longest lag d (steps)", "spacing": "input spacing d / bits (steps)",
+               "tau": "teacher-forcing interval tau (steps)", "bits": "parity bits", "dstsp": "D_stsp",
+               "dh": "D_H", "train_epochs": "training epochs"}
 
 _RC = {
     "font.size": FONT_PT, "axes.labelsize": FONT_PT, "axes.titlesize": FONT_PT, "legend.fontsize": FONT_PT,

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from flosssweep import records, report
-from flosssweep.report import common, figures
+from flosssweep.report import common, figures, style
 from flosssweep.report.curves import table_meta
 
 REPO = Path(__file__).resolve().parents[2]
@@ -235,8 +235,8 @@ def test_spacing_axis_is_delay_over_bits():
     _, by_delay = report.aggregate(parity_and_chaotic_records(), n_boot=0)
     assert dict(zip(by_delay["bits"].to_pylist(), by_delay["t50"].to_pylist())) == {
         1: pytest.approx(35.0), 2: pytest.approx(50.0)}
-    assert figures._xlabel("delay") == "longest lag d (steps)"
-    assert figures._xlabel("spacing") == "input spacing d / bits (steps)"
+    assert style.label("delay") == "longest lag d (steps)"
+    assert style.label("spacing") == "input spacing d / bits (steps)"
 
 
 def test_spacing_needs_delay_and_bits(tmp_path, capsys):
