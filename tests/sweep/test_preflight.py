@@ -21,6 +21,7 @@ import pytest
 
 from conftest import sweep_environment
 from flosssweep import names, run
+from flosssweep.sweep import preflight
 from flosssweep.tracking import store
 from sweep.test_driver import TINY_BASE, runs_of, sweep_command, write_sweep
 
@@ -48,6 +49,7 @@ def nothing_running(uri: str, experiment: str) -> None:
     (["--storage-path", "/proc/flosssweep-ray"], 2, "--storage-path: cannot write /proc/flosssweep-ray"),
     (["--storage-path", "afile/ray"], 2, "--storage-path: expected a directory, TMP/afile is a file"),
     (["--storage-path", "foo://bucket/ray"], 2, "--storage-path foo://bucket/ray: not a storage URI"),
+    (["--storage-path", "file:///proc/flosssweep-ray"], 2, "--storage-path: cannot write /proc/flosssweep-ray"),
     (["--address", "127.0.0.1:1"], 3, "Ray: no cluster answers at 127.0.0.1:1"),
     (["--address", "headnode"], 2, "--address: expected host:port"),
     (["--tracking-uri", "foo://nowhere"], 2, "tracking URI foo://nowhere: expected http://"),
@@ -126,6 +128,9 @@ def test_fault_sigterm_then_second_launch_then_close_after_storage_is_gone(tmp_p
     assert len(parents) == 1 and parents[0].info.status == "KILLED"
     assert parents[0].data.tags[names.END_REASON] == "interrupted"
     nothing_running(uri, "term")
+    from ray import tune
+
+    assert tune.Tuner.can_restore(str(tmp_path / "ray_results" / "term")), "SIGTERM left nothing to resume"
 
     # a second launch of the same sweep in the same folder would take over the first's experiment
     again = run_cli(*args, cwd=tmp_path)
@@ -143,3 +148,6 @@ def test_fault_sigterm_then_second_launch_then_close_after_storage_is_gone(tmp_p
                c.data.tags.get(names.RECORDED) != "true")
     nothing_running(uri, "term")
     refused(run_cli(*args, "--resume", cwd=tmp_path), 2, "--resume: no launch of sweep term")
+    # and a closed launch no longer stands in the way of a new one
+    preflight.check_earlier_launch({"parent_run_id": parents[0].info.run_id, "tracking_uri": uri},
+                                   str(tmp_path / "ray_results" / "term"), str(path))
