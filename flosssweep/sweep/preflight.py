@@ -54,6 +54,9 @@ def check_storage(storage: str) -> None:
     except (ValueError, OSError) as err:  # ArrowInvalid is a ValueError
         raise Refused(f"--storage-path {storage}: not a storage URI pyarrow can open "
                       f"({str(err).splitlines()[0]})") from None
+    if isinstance(fs, pyarrow.fs.LocalFileSystem):  # file://: a local path after all
+        check_storage(path)
+        return
     probe = f"{path.rstrip('/')}/.flosssweep-probe-{uuid.uuid4().hex[:8]}"
     try:
         fs.create_dir(path.rstrip("/") or "/")

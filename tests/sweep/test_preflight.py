@@ -9,7 +9,6 @@ while a sweep is launched or runs. The Ray-starting ones are marked slow."""
 from __future__ import annotations
 
 import copy
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import pytest
 
 from conftest import sweep_environment
 from flosssweep import names, run
+from flosssweep.sweep import preflight
 from flosssweep.tracking import store
 from sweep.test_driver import TINY_BASE, runs_of, sweep_command, write_sweep
 
@@ -48,6 +48,7 @@ def nothing_running(uri: str, experiment: str) -> None:
     (["--storage-path", "/proc/flosssweep-ray"], 2, "--storage-path: cannot write /proc/flosssweep-ray"),
     (["--storage-path", "afile/ray"], 2, "--storage-path: expected a directory, TMP/afile is a file"),
     (["--storage-path", "foo://bucket/ray"], 2, "--storage-path foo://bucket/ray: not a storage URI"),
+    (["--storage-path", "file:///proc/flosssweep-ray"], 2, "--storage-path: cannot write /proc/flosssweep-ray"),
     (["--address", "127.0.0.1:1"], 3, "Ray: no cluster answers at 127.0.0.1:1"),
     (["--address", "headnode"], 2, "--address: expected host:port"),
     (["--tracking-uri", "foo://nowhere"], 2, "tracking URI foo://nowhere: expected http://"),
@@ -97,12 +98,12 @@ def test_bad_input_trials_no_node_can_hold(ray_local, tmp_path, monkeypatch, cap
     assert store.client(uri).get_experiment_by_name("too-big") is None, "refused before any run was opened"
 
 
-# -- stopped, refused again, closed --------------------------------------------------------------------
+# -- stopped, refused again, resumed; dead and closed -------------------------------------------------
 @pytest.mark.slow
-def test_fault_sigterm_then_second_launch_then_close_after_storage_is_gone(tmp_path):
+def test_fault_sigterm_stops_cleanly_a_second_launch_is_refused_and_the_first_resumes(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     base = copy.deepcopy(TINY_BASE)
-    base["train"].update({"epochs": 5000, "report_every": 500})
+    base["train"].update({"epochs": 2000, "report_every": 250})
     path = write_sweep(tmp_path, "term", base=base, space={"task.delay": {"grid": [2, 4]}})
     args = [str(path), "--tracking-uri", uri, "--address", "local", "--num-cpus", "2"]
     driver = subprocess.Popen(sweep_command(*args), cwd=tmp_path, env=sweep_environment(tmp_path),
@@ -133,13 +134,45 @@ def test_fault_sigterm_then_second_launch_then_close_after_storage_is_gone(tmp_p
     assert "--resume" in again.stderr and "--close" in again.stderr
     assert len(runs_of(uri, "term")[0]) == 1
 
-    # its storage deleted: it cannot be resumed, but it can be closed
-    shutil.rmtree(tmp_path / "ray_results")
-    closed = run_cli(str(path), "--tracking-uri", uri, "--close", cwd=tmp_path)
-    assert closed.returncode == 0 and "closed 1 unfinished launch(es) of sweep term" in closed.stdout
+    resumed = run_cli(*args, "--resume", cwd=tmp_path, timeout=240)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     parents, children = runs_of(uri, "term")
-    assert parents[0].data.tags[names.END_REASON] == "closed with --close"
-    assert all(c.data.tags.get(names.STATUS) == "abandoned" for c in children if
-               c.data.tags.get(names.RECORDED) != "true")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert sorted(c.data.tags.get(names.RECORDED) for c in children) == ["true", "true"]
     nothing_running(uri, "term")
-    refused(run_cli(*args, "--resume", cwd=tmp_path), 2, "--resume: no launch of sweep term")
+    from flosssweep.report.sources import find_parent_run, mlflow_client, read_mlflow_records
+
+    client = mlflow_client(uri, write=False)
+    assert read_mlflow_records(client, *find_parent_run(client, "term")).num_rows == 4, "2 trials x 2 members"
+
+
+def test_fault_a_dead_launch_whose_storage_is_gone_is_closed(tmp_path):
+    """A driver killed outright (SIGKILL, a lost node) leaves its runs RUNNING; with its storage
+    folder deleted it cannot be resumed, and --close ends it from MLflow alone."""
+    from flosssweep.sweep import spec
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    path = write_sweep(tmp_path, "dead")
+    experiment_dir = f"{tmp_path}/ray_results/dead"
+    experiment_id, parent_id = store.start_parent(uri, spec.load(path), experiment_dir)
+    client = store.client(uri)
+    for trial in ("a", "b"):
+        client.create_run(experiment_id, tags={names.PARENT: parent_id, names.ROLE: "child",
+                                               names.TRIAL_ID: trial})
+    other_id = store.start_parent(uri, spec.load(path), f"{tmp_path}/elsewhere/dead")[1]  # another folder
+
+    refused(run_cli(str(path), "--tracking-uri", uri, "--resume", cwd=tmp_path), 2,
+            "--resume: no launch of sweep dead")
+    closed = run_cli(str(path), "--tracking-uri", uri, "--close", cwd=tmp_path)
+    assert closed.returncode == 0 and f"closed 1 unfinished launch(es) of sweep dead" in closed.stdout
+    assert parent_id in closed.stdout
+    parents, children = runs_of(uri, "dead")
+    mine = [p for p in parents if p.info.run_id == parent_id][0]
+    assert mine.info.status == "KILLED" and mine.data.tags[names.END_REASON] == "closed with --close"
+    assert [c.info.status for c in children] == ["KILLED", "KILLED"]
+    assert all(c.data.tags.get(names.STATUS) == "abandoned" for c in children)
+    assert client.get_run(other_id).info.status == "RUNNING", "a launch in another folder is not touched"
+    # a closed launch no longer stands in the way of a new one
+    preflight.check_earlier_launch({"parent_run_id": parent_id, "tracking_uri": uri}, experiment_dir, str(path))
+    with pytest.raises(preflight.Refused):
+        preflight.check_earlier_launch({"parent_run_id": other_id, "tracking_uri": uri}, experiment_dir, str(path))
