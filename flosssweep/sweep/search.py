@@ -59,6 +59,21 @@ def study_storage(tracking_uri: str, experiment_dir: str) -> str | None:
     return None
 
 
+class KeptStudySearch(OptunaSearch):
+    """Ray's Optuna searcher over a study kept in a database, which can be ahead of Ray's snapshot of
+    the experiment: a driver killed after telling the study that a trial finished, but before Ray
+    saved the experiment again, resumes that trial, and its reports then reach a study that already
+    holds its result. They are dropped (the study keeps the first result) instead of ending the sweep."""
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        import optuna
+
+        try:
+            super().on_trial_result(trial_id, result)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            self._completed_trials.add(trial_id)
+
+
 def searcher(sweep: Sweep, storage: str | None = None, study_name: str | None = None):
     """The Ray search algorithm (seeded), limited to `max_concurrent` trials at once. Under Optuna,
     `storage` (a database URL) and `study_name` keep the study there, for optuna-dashboard and a
@@ -69,9 +84,9 @@ def searcher(sweep: Sweep, storage: str | None = None, study_name: str | None = 
         kept = {"storage": optuna.storages.RDBStorage(storage), "study_name": study_name} if storage else {}
         if sweep.optuna_grid:
             grid = {a.key: list(a.values) for a in sweep.space.values()}
-            algorithm = OptunaSearch(sampler=RayGridSampler(grid, seed=sweep.search_seed), **kept)
+            algorithm = KeptStudySearch(sampler=RayGridSampler(grid, seed=sweep.search_seed), **kept)
         else:
-            algorithm = OptunaSearch(seed=sweep.search_seed, **kept)
+            algorithm = KeptStudySearch(seed=sweep.search_seed, **kept)
         return ConcurrencyLimiter(algorithm, sweep.max_concurrent) if sweep.max_concurrent else algorithm
     return BasicVariantGenerator(random_state=sweep.search_seed, max_concurrent=sweep.max_concurrent or 0)
 
