@@ -241,8 +241,10 @@ class SweepRecorder:
             write_records(records, path)
             c.log_artifact(child.run_id, str(path))
         tags = [RunTag(f"{TAG_PREFIX}{key}", str(summary[key])) for key in SUMMARY_TAGS]
-        c.log_batch(child.run_id, tags=tags + [RunTag(RECORDED, "true")])
+        # FINISHED before the tag that says so: a driver killed in between leaves a run that a resumed
+        # driver still records (and reopens), never one tagged recorded yet left RUNNING for good.
         c.set_terminated(child.run_id, status="FINISHED")
+        c.log_batch(child.run_id, tags=tags + [RunTag(RECORDED, "true")])
         child.recorded = True
 
 
