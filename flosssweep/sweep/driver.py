@@ -155,7 +155,7 @@ def build_tuner(sweep, storage: str, callback, launch: str, train_ref: str = TRA
 
 
 def _resolved_base(sweep) -> str:
-    """Every key of a trial, the varied ones by their axis; '*' marks what the sweep file sets."""
+    """Every key of a trial, the varied ones by their axis; '*' marks a value that is not the default."""
     from flosssweep import config as cfg
 
     values = cfg.flatten(sweep.base_values())
@@ -163,7 +163,7 @@ def _resolved_base(sweep) -> str:
     lines = [f"  {'*' if value != cfg.SCHEMA[key].default else ' '} {key:<{width}}  "
              + (f"varied: {sweep.space[key].describe()}" if key in sweep.space else str(value))
              for key, value in values.items()]
-    return "  base of every trial (* = set by the sweep file, else the default):\n" + "\n".join(lines)
+    return "  base of every trial (* = not the default):\n" + "\n".join(lines)
 
 
 def _study(sweep, uri: str, experiment_dir: str, parent_run_id: str) -> dict | None:
@@ -266,10 +266,9 @@ def main(argv: list[str] | None = None, *, train_ref: str = TRAIN, prog: str = "
                                    resume_unfinished=True, resume_errored=True)
     else:
         experiment_id, parent_run_id = store.start_parent(uri, sweep, experiment_dir)
+        from flosssweep import provenance
         from flosssweep.sweep.callbacks import MLflowCallback
         from flosssweep.tracking.recorder import SweepRecorder
-
-        from flosssweep import provenance
 
         callback = MLflowCallback(SweepRecorder(uri, experiment_id, parent_run_id, sweep.name, sweep.base,
                                                 list(sweep.space),
