@@ -68,8 +68,10 @@ CONFIG_COLUMNS = {
 
 # -- MLflow: one experiment per sweep name, a parent run per launch, a child run per trial -------
 PARENT = "mlflow.parentRunId"  # MLflow's own: nests the children under their parent in the UI
-# MLflow's own experiment tag; its UI (3.x) opens an experiment with this value in the model-training
-# view (runs, charts) instead of the GenAI one (traces). Value as in mlflow/server/js's ExperimentKind.
+# MLflow's own experiment tag and its value (ExperimentKind in mlflow/server/js) for the model-training
+# view (runs, charts) rather than the GenAI one (traces). MLflow 3.17's UI reads it only with its
+# GenAI/Model-training toggle switched off; otherwise the toggle or `?workflowType=machine_learning` in
+# the address decides, which is why the driver prints such an address.
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 ROLE = "flosssweep.role"  # "parent" or "child"
 SWEEP = "flosssweep.sweep"

@@ -185,7 +185,7 @@ def _tuner(args, sweep, launch, uri, storage, experiment_dir, experiment_id, par
 
 
 def _resolved_base(sweep) -> str:
-    """Every key of a trial, the varied ones by their axis; '*' marks what the sweep file sets."""
+    """Every key of a trial, the varied ones by their axis; '*' marks a value that is not the default."""
     from flosssweep import config as cfg
 
     values = cfg.flatten(sweep.base_values())
@@ -193,7 +193,7 @@ def _resolved_base(sweep) -> str:
     lines = [f"  {'*' if value != cfg.SCHEMA[key].default else ' '} {key:<{width}}  "
              + (f"varied: {sweep.space[key].describe()}" if key in sweep.space else str(value))
              for key, value in values.items()]
-    return "  base of every trial (* = set by the sweep file, else the default):\n" + "\n".join(lines)
+    return "  base of every trial (* = not the default):\n" + "\n".join(lines)
 
 
 def _study(sweep, uri: str, experiment_dir: str, parent_run_id: str) -> dict | None:
@@ -214,13 +214,16 @@ def _study(sweep, uri: str, experiment_dir: str, parent_run_id: str) -> dict | N
     return study
 
 
-def _report(uri: str, parent_run_id: str) -> None:
-    """The sweep's report onto its parent run (tables, figures, summary); a report that cannot be
-    made is a note, not a failed sweep."""
+def _report(uri: str, parent_run_id: str, sweep) -> None:
+    """The sweep's report onto its parent run (tables, figures, summary), against the forcing
+    interval for a sweep over task.tau, else the delay; a report that cannot be made is a note, not a
+    failed sweep."""
+    from flosssweep.config import column_name
     from flosssweep.report import main as report_main
 
+    x = column_name("task.tau" if "task.tau" in sweep.space else "task.delay")
     print("", flush=True)
-    if report_main(["--run", parent_run_id, "--tracking-uri", uri]) != 0:
+    if report_main(["--run", parent_run_id, "--tracking-uri", uri, "--x", x]) != 0:
         print("note: the report could not be completed (see above); the sweep itself is recorded", flush=True)
 
 
@@ -349,7 +352,7 @@ def main(argv: list[str] | None = None, *, train_ref: str = TRAIN, prog: str = "
         print(f"interrupted: continue with  python -m flosssweep.run {args.sweep} --resume"
               + (f" --storage-path {storage}" if args.storage_path else ""))
     elif not args.no_report and finished:
-        _report(uri, parent_run_id)
+        _report(uri, parent_run_id, sweep)
     env = "" if uri == store.default_uri(launch_dir) else f"MLFLOW_TRACKING_URI={uri} "
     print(f"report:  {env}python -m flosssweep.report --run {parent_run_id}")
     # MLflow 3.x's UI opens experiments in its GenAI view unless the address asks for the other one.

@@ -241,18 +241,23 @@ class SweepRecorder:
             write_records(records, path)
             c.log_artifact(child.run_id, str(path))
         tags = [RunTag(f"{TAG_PREFIX}{key}", str(summary[key])) for key in SUMMARY_TAGS]
-        c.log_batch(child.run_id, tags=tags + [RunTag(RECORDED, "true")])
+        # FINISHED before the tag that says so: a driver killed in between leaves a run that a resumed
+        # driver still records (and reopens), never one tagged recorded yet left RUNNING for good.
         c.set_terminated(child.run_id, status="FINISHED")
+        c.log_batch(child.run_id, tags=tags + [RunTag(RECORDED, "true")])
         child.recorded = True
 
 
 def run_label(config: dict, varied: list[str]) -> str:
-    """A child's name: its varied values, each under the last part of its key where that is unambiguous
-    ('delay=24 mode=pre'): the UI's run-name column shows only the first dozen characters or so."""
+    """A child's name: its varied values, words first and bare ('pre'), then numbers under the last
+    part of their key where that is unambiguous ('pre delay=24'): the UI's run-name column shows about
+    a dozen characters, and two children must differ within them."""
     keys = [k for k in varied if k in config]
-    last = [k.rsplit(".", 1)[-1] for k in keys]
-    names = [short if last.count(short) == 1 else cfg.column_name(k) for k, short in zip(keys, last)]
-    return " ".join(f"{name}={short_value(config[k])}" for name, k in zip(names, keys))
+    words = [short_value(config[k]) for k in keys if isinstance(config[k], str)]
+    numbers = [k for k in keys if not isinstance(config[k], str)]
+    last = [k.rsplit(".", 1)[-1] for k in numbers]
+    names = [short if last.count(short) == 1 else cfg.column_name(k) for k, short in zip(numbers, last)]
+    return " ".join(words + [f"{name}={short_value(config[k])}" for name, k in zip(names, numbers)])
 
 
 def short_value(value: Any) -> str:
