@@ -11,9 +11,10 @@ from typing import Callable, ClassVar
 import torch
 from torch import Tensor
 
-from flosssweep.lyapunov import lyapunov_spectrum
+from flosssweep.lyapunov import check_arguments, initial_frame, lyapunov_spectrum, qr_schedule
 from flosssweep.models.gated_kernels import (Advance, gru_advance, gru_states, lstm_advance, lstm_states,
                                              readout_rows)
+from flosssweep.models.gated_spectrum import lstm_spectrum
 from flosssweep.models.kernels import Workspace, _Fresh
 from flosssweep.models.protocol import Model, Params, bmm_t
 
@@ -52,7 +53,8 @@ class GatedCell(Model):
                  q0: Tensor | None = None, min_diag: float = 1e-30) -> Tensor:
         """`lyapunov_spectrum(step, x, inputs, k, tangent=self.tangent, ...)` with the step and the
         tangent sharing one evaluation of the gates per step (autograd does the backward): the same
-        numbers, about half the time of the separate calls."""
+        numbers, about half the time of the separate calls. x (R, B, S), inputs (Tp, R, B, I) ->
+        (R, B, k)."""
         return lyapunov_spectrum(None, x, inputs, k, warmup=warmup, qr_every=qr_every, q0=q0, min_diag=min_diag,
                                  advance=self.advance(p))
 
@@ -83,6 +85,18 @@ class LSTM(GatedCell):
         return torch.cat([h, c], dim=-1)
 
     advance = staticmethod(lstm_advance)
+
+    def spectrum(self, p: Params, x: Tensor, inputs, k: int, *, warmup: int | None = None, qr_every: int = 1,
+                 q0: Tensor | None = None, min_diag: float = 1e-30) -> Tensor:
+        """`GatedCell.spectrum` as one autograd node with a hand-written backward (`_LSTMSpectrum`):
+        the same numbers up to round-off; gradients reach W_ih, W_hh, b_ih, b_hh and x (not q0)."""
+        if not isinstance(inputs, Tensor):
+            return super().spectrum(p, x, inputs, k, warmup=warmup, qr_every=qr_every, q0=q0, min_diag=min_diag)
+        warmup = check_arguments(self.state_size, inputs.shape[0], k, warmup, qr_every)
+        flags, counted = qr_schedule(inputs.shape[0], warmup, qr_every)
+        if q0 is None:
+            q0 = initial_frame(self.state_size, k, dtype=x.dtype, device=x.device)
+        return lstm_spectrum(p, x, inputs, k, q0, flags, counted, min_diag)
 
     def run(self, p: Params, x: Tensor, inputs: Tensor) -> Tensor:
         """States [h, c] after each input, (T, R, B, 2N), by the fused recurrence."""

@@ -7,6 +7,7 @@ import torch
 from flosssweep import models
 from flosssweep.floss import floss_loss
 from flosssweep.lyapunov import jvp_tangent, lyapunov_spectrum
+from flosssweep.models.gated import GatedCell
 from flosssweep.train.loop import member_generators
 
 torch.set_num_threads(1)
@@ -159,3 +160,30 @@ def test_spectrum_by_the_analytic_tangent_equals_the_generic_path(cls):
         got = torch.autograd.grad(floss_loss(exponents[..., :4]).sum(), flossed)
         for e, g in zip(expected, got):
             torch.testing.assert_close(g, e, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("batch, k, qr_every, warmup", [(1, 16, 1, 10), (2, 5, 3, 10), (1, 1, 1, 3), (2, 4, 4, 0)])
+def test_fused_lstm_spectrum_equals_the_autograd_loop(batch, k, qr_every, warmup):
+    model, p = members(models.LSTM, hidden=8, count=3, inputs=1, outputs=1)
+    inputs = torch.bernoulli(torch.full((40, 3, batch, 1), 0.5, dtype=f64), generator=torch.Generator().manual_seed(3))
+    state = model.initial_state(p, batch)
+    reference = GatedCell.spectrum(model, p, state, inputs, k, warmup=warmup, qr_every=qr_every)
+    fused = model.spectrum(p, state, inputs, k, warmup=warmup, qr_every=qr_every)
+    torch.testing.assert_close(fused, reference, atol=1e-10, rtol=0)
+    names = ("W_ih", "W_hh", "b_ih", "b_hh", "x0")
+    expected = torch.autograd.grad(floss_loss(reference).sum(), [p[n] for n in names])
+    got = torch.autograd.grad(floss_loss(fused).sum(), [p[n] for n in names])
+    for name, e, g in zip(names, expected, got):
+        torch.testing.assert_close(g, e, atol=1e-9 * float(e.abs().max()), rtol=0, msg=lambda m, name=name: f"{name}: {m}")
+
+
+def test_fused_lstm_spectrum_gradcheck():
+    model, p = members(models.LSTM, hidden=3, count=2, inputs=1, outputs=1)
+    inputs = torch.bernoulli(torch.full((9, 2, 1, 1), 0.5, dtype=f64), generator=torch.Generator().manual_seed(5))
+    names = ("W_ih", "W_hh", "b_ih", "b_hh")
+    x = torch.randn(2, 1, 6, dtype=f64, generator=torch.Generator().manual_seed(6), requires_grad=True)
+
+    def spectrum(x, *tensors):
+        return model.spectrum({**p, **dict(zip(names, tensors))}, x, inputs, 4, warmup=2, qr_every=2)
+
+    assert torch.autograd.gradcheck(spectrum, (x, *(p[n].detach().clone().requires_grad_() for n in names)))
