@@ -15,16 +15,19 @@ from flosssweep.models.kernels import qr_adjoint
 
 
 class _LSTMSpectrum(torch.autograd.Function):
-    """Forward, per step t (gates in torch's order i, f, g, o; state [h, c]):
-    a = [sigmoid, sigmoid, tanh, sigmoid](b + W_ih s + W_hh h), c' = f c + i g, h' = o tanh(c');
-    the tangent dG = W_hh Q_h, dc = f Q_c + sum_j K_j dG_j (j = i, f, g) and
-    dh = K_o dG_o + o (1 - tanh^2 c') dc with K = [g i', c f', i (1 - g^2), tanh(c') o'];
-    then QR of P = [dh; dc].
-    Backward, per step in reverse, from the frame's gradient g_P: the tangent is linear in Q and dG
-    (giving g_Q and the dW_hh term g_dG Q_h^T), and its coefficients K, f, o (1 - tanh^2 c') are
-    functions of the gates and c, whose gradients join those of the state path
-    (h' = o tanh(c'), c' = f c + i g) before going through the gate nonlinearities to the
-    pre-activations; dW_hh, dW_ih, db of the state path are single matmuls over all steps at the end.
+    """Forward (gates in torch's order i, f, g, o; state [h, c]): the state path
+    a = [sigmoid, sigmoid, tanh, sigmoid](b + W_ih s + W_hh h), c' = f c + i g, h' = o tanh(c')
+    first, for all steps, since it does not depend on the frames; then the tangent coefficients
+    K = [g i', c f', i (1 - g^2), tanh(c') o'] and o (1 - tanh^2 c') for all steps at once; then the
+    frame loop dG = W_hh Q_h, dc = f Q_c + sum_j K_j dG_j (j = i, f, g),
+    dh = K_o dG_o + o (1 - tanh^2 c') dc, QR of P = [dh; dc].
+    Backward in the same order reversed: the frame loop (QR adjoint; the tangent is linear in Q and
+    dG, which gives g_Q, the dW_hh term g_dG Q_h^T and the gradients of the coefficients), then the
+    coefficients' gradients through the gates for all steps at once, then the state loop, which
+    per step is one matmul against W_hh and four element-wise ops: with gp the gradient w.r.t. the
+    pre-activations, gp = gp_K + [g_c', g_c', g_c', g_h'] K, g_c' = g_c + g_tc_K (1 - tanh^2 c') +
+    g_h' o (1 - tanh^2 c') and g_c = g_c' f + g_c_K (the _K terms coming from the coefficients).
+    dW_hh, dW_ih, db of the state path are single matmuls over all steps at the end.
     """
 
     @staticmethod
@@ -32,38 +35,37 @@ class _LSTMSpectrum(torch.autograd.Function):
         steps, R, Bs, _ = inputs.shape
         N, k = W_hh.shape[-1], q0.shape[-1]
         M = R * Bs  # independent trajectories; frames are (M, 2N, k)
-        drive = _drive(inputs, W_ih, b, W_hh.new_empty(steps, R, Bs, 4 * N))
+        A = _drive(inputs, W_ih, b, W_hh.new_empty(steps, R, Bs, 4 * N))  # then the activated gates
         W_hhT = W_hh.transpose(1, 2).contiguous()
-        Wm = W_hh if Bs == 1 else W_hh.repeat_interleave(Bs, dim=0)  # (M, 4N, N)
-        A = W_hh.new_empty(steps, R, Bs, 4 * N)  # activated gates
         Cs, H = W_hh.new_empty(steps + 1, R, Bs, N), W_hh.new_empty(R, steps + 1, Bs, N)
         Cs[0], H[:, 0] = c0, h0
         TC = W_hh.new_empty(steps, R, Bs, N)  # tanh(c_{t+1})
-        K = W_hh.new_empty(steps, M, 4 * N, 1)
-        dGs, dCs = W_hh.new_empty(steps, M, 4 * N, k), W_hh.new_empty(steps, M, N, k)
-        frames, factors, diagonals = [q0.expand(M, 2 * N, k)], {}, []
-        Q = frames[0]
-        for t, (qr, accumulate) in enumerate(flags):
-            a = torch.baddbmm(drive[t], H[:, t], W_hhT, out=A[t])
+        for t in range(steps):
+            a = A[t].baddbmm_(H[:, t], W_hhT)
             a[..., :2 * N].sigmoid_()
             a[..., 2 * N:3 * N].tanh_()
             a[..., 3 * N:].sigmoid_()
             i, f, g, o = a.split(N, dim=-1)
-            c = Cs[t]
-            torch.addcmul(f * c, i, g, out=Cs[t + 1])
-            tc = torch.tanh(Cs[t + 1], out=TC[t])
-            torch.mul(o, tc, out=H[:, t + 1])
-            slope = torch.addcmul(a, a, a, value=-1)  # sigmoid' in the i, f, o slots
-            Kt = K[t].view(R, Bs, 4 * N)
-            torch.mul(g, slope[..., :N], out=Kt[..., :N])
-            torch.mul(c, slope[..., N:2 * N], out=Kt[..., N:2 * N])
-            torch.addcmul(i, i, g * g, value=-1, out=Kt[..., 2 * N:3 * N])
-            torch.mul(tc, slope[..., 3 * N:], out=Kt[..., 3 * N:])
+            torch.addcmul(f * Cs[t], i, g, out=Cs[t + 1])
+            torch.mul(o, torch.tanh(Cs[t + 1], out=TC[t]), out=H[:, t + 1])
+        i, f, g, o = A.split(N, dim=-1)
+        slope = torch.addcmul(A, A, A, value=-1)  # sigmoid' in the i, f, o slots
+        K = torch.empty_like(A)
+        torch.mul(g, slope[..., :N], out=K[..., :N])
+        torch.mul(Cs[:steps], slope[..., N:2 * N], out=K[..., N:2 * N])
+        torch.addcmul(i, i, g * g, value=-1, out=K[..., 2 * N:3 * N])
+        torch.mul(TC, slope[..., 3 * N:], out=K[..., 3 * N:])
+        gain = torch.addcmul(o, o * TC, TC, value=-1)  # o (1 - tanh^2 c')
+        Kf, fs, gains = K.view(steps, M, 4 * N, 1), f.reshape(steps, M, N, 1), gain.view(steps, M, N, 1)
+        Wm = W_hh if Bs == 1 else W_hh.repeat_interleave(Bs, dim=0)  # (M, 4N, N)
+        dGs, dCs = W_hh.new_empty(steps, M, 4 * N, k), W_hh.new_empty(steps, M, N, k)
+        frames, factors, diagonals = [q0.expand(M, 2 * N, k)], {}, []
+        Q = frames[0]
+        for t, (qr, accumulate) in enumerate(flags):
             dG = torch.bmm(Wm, Q[:, :N], out=dGs[t])
-            dc = torch.mul(f.reshape(M, N, 1), Q[:, N:], out=dCs[t])
-            dc.add_((K[t][:, :3 * N] * dG[:, :3 * N]).view(M, 3, N, k).sum(1))
-            gain = (o - o * tc * tc).reshape(M, N, 1)
-            P = torch.cat([torch.addcmul(K[t][:, 3 * N:] * dG[:, 3 * N:], gain, dc), dc], dim=1)
+            dc = torch.mul(fs[t], Q[:, N:], out=dCs[t])
+            dc.add_((Kf[t][:, :3 * N] * dG[:, :3 * N]).view(M, 3, N, k).sum(1))
+            P = torch.cat([torch.addcmul(Kf[t][:, 3 * N:] * dG[:, 3 * N:], gains[t], dc), dc], dim=1)
             if qr:
                 Q, factors[t] = torch.linalg.qr(P)
                 if accumulate:
@@ -73,14 +75,14 @@ class _LSTMSpectrum(torch.autograd.Function):
             frames.append(Q)
         diagonals = torch.stack(diagonals)
         growth = diagonals.abs().clamp_min(min_diag).log().sum(0) / counted
-        ctx.save_for_backward(inputs, W_hh, A, Cs, H, TC, K, dGs, dCs)
+        ctx.save_for_backward(inputs, W_hh, A, Cs, H, TC, K, gain, dGs, dCs)
         ctx.frames, ctx.factors, ctx.diagonals = frames, factors, diagonals
         ctx.flags, ctx.counted, ctx.min_diag = flags, counted, min_diag
         return growth.view(R, Bs, k)
 
     @staticmethod
     def backward(ctx, grad):
-        inputs, W_hh, A, Cs, H, TC, K, dGs, dCs = ctx.saved_tensors
+        inputs, W_hh, A, Cs, H, TC, K, gain, dGs, dCs = ctx.saved_tensors
         frames, factors = ctx.frames, ctx.factors
         steps, R, Bs, I = inputs.shape
         N, k = W_hh.shape[-1], grad.shape[-1]
@@ -89,8 +91,11 @@ class _LSTMSpectrum(torch.autograd.Function):
         Wm = W_hh if Bs == 1 else W_hh.repeat_interleave(Bs, dim=0)
         WmT = Wm.transpose(1, 2).contiguous()
         g_Wm = torch.zeros_like(Wm)
-        g_pre = W_hh.new_zeros(R, steps, Bs, 4 * N)  # gradient w.r.t. the pre-activations of each step
-        g_h, g_c = W_hh.new_zeros(R, Bs, N), W_hh.new_zeros(R, Bs, N)  # w.r.t. h_{t+1}, c_{t+1}
+        i, f, g, o = A.split(N, dim=-1)
+        Kf, fs, gains = K.view(steps, M, 4 * N, 1), f.reshape(steps, M, N, 1), gain.view(steps, M, N, 1)
+        # the frame loop: gradients w.r.t. the coefficients K, o (1 - tanh^2 c') and f of each step
+        g_K, g_gain, g_f = torch.zeros_like(K), torch.zeros_like(gain), torch.zeros_like(gain)
+        g_Kf, g_gains, g_fs = g_K.view(steps, M, 4 * N), g_gain.view(steps, M, N), g_f.view(steps, M, N)
         g_Q = None  # w.r.t. the frame after step t
         accumulated = len(weights)
         for t in range(steps - 1, -1, -1):
@@ -101,42 +106,45 @@ class _LSTMSpectrum(torch.autograd.Function):
                 g_P = qr_adjoint(g_Q, frames[t + 1], factors[t], weights[accumulated] if accumulate else None)
             else:
                 g_P = g_Q
-            a, c, tc = A[t], Cs[t], TC[t]
-            i, f, g, o = a.split(N, dim=-1)
-            slope = torch.addcmul(a, a, a, value=-1)
-            si, sf, so = slope[..., :N], slope[..., N:2 * N], slope[..., 3 * N:]
-            stc = 1 - tc * tc
-            g_tc, g_o = g_h * o, g_h * tc  # the state path h' = o tanh(c')
-            g_i = g_f = g_g = None
-            if g_P is not None:
-                Q = frames[t]
-                g_dh = g_P[:, :N]
-                g_dc = torch.addcmul(g_P[:, N:], (o * stc).reshape(M, N, 1), g_dh)
-                g_dG = torch.cat([g_dc, g_dc, g_dc, g_dh], dim=1)
-                g_K = (g_dG * dGs[t]).sum(-1).view(R, Bs, 4 * N)
-                g_dG.mul_(K[t])
-                g_gain = (g_dh * dCs[t]).sum(-1).view(R, Bs, N)  # w.r.t. o (1 - tanh^2 c')
-                g_Wm.baddbmm_(g_dG, Q[:, :N].transpose(1, 2))
-                g_f = (g_dc * Q[:, N:]).sum(-1).view(R, Bs, N)
-                g_Q = torch.cat([torch.bmm(WmT, g_dG), f.reshape(M, N, 1) * g_dc], dim=1)
-                k_i, k_f, k_g, k_o = g_K.split(N, dim=-1)
-                # through K_i = g i', K_f = c f', K_g = i (1 - g^2), K_o = tanh(c') o', o (1 - tanh^2 c')
-                g_tc = g_tc + k_o * so - 2 * g_gain * o * tc
-                g_o = g_o + k_o * tc * (1 - 2 * o) + g_gain * stc
-                g_i = k_i * g * (1 - 2 * i) + k_g * (1 - g * g)
-                g_g = k_i * si - 2 * k_g * i * g
-                g_f = g_f + k_f * c * (1 - 2 * f)
-                g_c_coef = k_f * sf
-            g_cell = torch.addcmul(g_c, g_tc, stc)  # total w.r.t. c_{t+1}
-            g_i = g_cell * g if g_i is None else g_i.addcmul_(g_cell, g)
-            g_g = g_cell * i if g_g is None else g_g.addcmul_(g_cell, i)
-            g_f = g_cell * c if g_f is None else g_f.addcmul_(g_cell, c)
-            g_c = g_cell * f if g_P is None else torch.addcmul(g_c_coef, g_cell, f)
+            if g_P is None:
+                continue
+            Q, g_dh = frames[t], g_P[:, :N]
+            g_dc = torch.addcmul(g_P[:, N:], gains[t], g_dh)
+            g_dG = torch.cat([g_dc, g_dc, g_dc, g_dh], dim=1)
+            torch.sum(g_dG * dGs[t], -1, out=g_Kf[t])
+            g_dG.mul_(Kf[t])
+            torch.sum(g_dh * dCs[t], -1, out=g_gains[t])
+            torch.sum(g_dc * Q[:, N:], -1, out=g_fs[t])
+            g_Wm.baddbmm_(g_dG, Q[:, :N].transpose(1, 2))
+            g_Q = torch.cat([torch.bmm(WmT, g_dG), fs[t] * g_dc], dim=1)
+        # the coefficients' gradients through the gates, all steps at once
+        c, tc = Cs[:steps], TC
+        slope = torch.addcmul(A, A, A, value=-1)
+        si, sf, so = slope[..., :N], slope[..., N:2 * N], slope[..., 3 * N:]
+        k_i, k_f, k_g, k_o = g_K.split(N, dim=-1)
+        stc = 1 - tc * tc
+        g_pre_K = torch.empty_like(A)  # the coefficients' part of the pre-activation gradients
+        torch.mul(k_i * g * (1 - 2 * i) + k_g * (1 - g * g), si, out=g_pre_K[..., :N])
+        torch.mul(g_f + k_f * c * (1 - 2 * f), sf, out=g_pre_K[..., N:2 * N])
+        torch.mul(k_i * si - 2 * k_g * i * g, 1 - g * g, out=g_pre_K[..., 2 * N:3 * N])
+        torch.mul(k_o * tc * (1 - 2 * o) + g_gain * stc, so, out=g_pre_K[..., 3 * N:])
+        g_cell_K = (k_o * so - 2 * g_gain * o * tc) * stc  # through tanh(c') into c'
+        g_c_K = k_f * sf
+        # the state loop
+        g_pre = W_hh.new_empty(R, steps, Bs, 4 * N)
+        g_c = g_h = None  # w.r.t. c_{t+1} (from the step after) and h_{t+1}
+        for t in range(steps - 1, -1, -1):
+            g_cell = g_cell_K[t] if g_c is None else g_c + g_cell_K[t]
             gp = g_pre[:, t]
-            torch.mul(g_i, si, out=gp[..., :N])
-            torch.mul(g_f, sf, out=gp[..., N:2 * N])
-            torch.mul(g_g, 1 - g * g, out=gp[..., 2 * N:3 * N])
-            torch.mul(g_o, so, out=gp[..., 3 * N:])
+            if g_h is None:
+                gp.copy_(g_pre_K[t])
+                gp[..., :3 * N].unflatten(-1, (3, N)).addcmul_(g_cell.unsqueeze(-2), K[t][..., :3 * N].unflatten(-1, (3, N)))
+            else:
+                g_cell = g_cell.addcmul(g_h, gain[t])
+                torch.addcmul(g_pre_K[t][..., :3 * N].unflatten(-1, (3, N)), g_cell.unsqueeze(-2),
+                              K[t][..., :3 * N].unflatten(-1, (3, N)), out=gp[..., :3 * N].unflatten(-1, (3, N)))
+                torch.addcmul(g_pre_K[t][..., 3 * N:], g_h, K[t][..., 3 * N:], out=gp[..., 3 * N:])
+            g_c = torch.addcmul(g_c_K[t], g_cell, f[t])
             g_h = torch.bmm(gp, W_hh)
         needs = ctx.needs_input_grad
         g_W_hh = g_Wm if Bs == 1 else g_Wm.view(R, Bs, 4 * N, N).sum(1)
