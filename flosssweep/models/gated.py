@@ -11,9 +11,10 @@ from typing import Callable, ClassVar
 import torch
 from torch import Tensor
 
-from flosssweep.lyapunov import lyapunov_spectrum
+from flosssweep.lyapunov import check_arguments, initial_frame, lyapunov_spectrum, qr_schedule
 from flosssweep.models.gated_kernels import (Advance, gru_advance, gru_states, lstm_advance, lstm_states,
                                              readout_rows)
+from flosssweep.models.gated_spectrum import gru_spectrum, lstm_spectrum
 from flosssweep.models.kernels import Workspace, _Fresh
 from flosssweep.models.protocol import Model, Params, bmm_t
 
@@ -24,6 +25,7 @@ class GatedCell(Model):
     flossed = ("W_ih", "W_hh", "b_ih", "b_hh")
     gates = 0
     advance: ClassVar[Callable[[Params], Advance]]  # params -> (state, input, Q) -> (next state, D Q)
+    fused_spectrum: ClassVar[Callable[..., Tensor]]  # (p, x, inputs, k, q0, flags, counted, min_diag) -> exponents
 
     def __init__(self, hidden: int, inputs: int = 1, outputs: int = 1, **_ignored):
         self.hidden, self.inputs, self.outputs = hidden, inputs, outputs
@@ -50,11 +52,19 @@ class GatedCell(Model):
 
     def spectrum(self, p: Params, x: Tensor, inputs, k: int, *, warmup: int | None = None, qr_every: int = 1,
                  q0: Tensor | None = None, min_diag: float = 1e-30) -> Tensor:
-        """`lyapunov_spectrum(step, x, inputs, k, tangent=self.tangent, ...)` with the step and the
-        tangent sharing one evaluation of the gates per step (autograd does the backward): the same
-        numbers, about half the time of the separate calls."""
-        return lyapunov_spectrum(None, x, inputs, k, warmup=warmup, qr_every=qr_every, q0=q0, min_diag=min_diag,
-                                 advance=self.advance(p))
+        """`lyapunov_spectrum(step, x, inputs, k, tangent=self.tangent, ...)` as one autograd node
+        with a hand-written backward (`gated_spectrum`): the same numbers up to round-off; gradients
+        reach W_ih, W_hh, b_ih, b_hh and x (not q0). x (R, B, S), inputs (Tp, R, B, I) -> (R, B, k).
+        Inputs that are not one tensor go through the loop with the step and tangent sharing the
+        gates (`advance`), differentiated by autograd."""
+        if not isinstance(inputs, Tensor):
+            return lyapunov_spectrum(None, x, inputs, k, warmup=warmup, qr_every=qr_every, q0=q0,
+                                     min_diag=min_diag, advance=self.advance(p))
+        warmup = check_arguments(self.state_size, inputs.shape[0], k, warmup, qr_every)
+        flags, counted = qr_schedule(inputs.shape[0], warmup, qr_every)
+        if q0 is None:
+            q0 = initial_frame(self.state_size, k, dtype=x.dtype, device=x.device)
+        return self.fused_spectrum(p, x, inputs, k, q0, flags, counted, min_diag)
 
     def readout(self, p: Params, states: Tensor) -> Tensor:
         h = states[..., : self.hidden]
@@ -83,6 +93,7 @@ class LSTM(GatedCell):
         return torch.cat([h, c], dim=-1)
 
     advance = staticmethod(lstm_advance)
+    fused_spectrum = staticmethod(lstm_spectrum)
 
     def run(self, p: Params, x: Tensor, inputs: Tensor) -> Tensor:
         """States [h, c] after each input, (T, R, B, 2N), by the fused recurrence."""
@@ -113,6 +124,7 @@ class GRU(GatedCell):
         return (1 - z) * n + z * x
 
     advance = staticmethod(gru_advance)
+    fused_spectrum = staticmethod(gru_spectrum)
 
     def run(self, p: Params, x: Tensor, inputs: Tensor) -> Tensor:
         """States after each input, (T, R, B, N), by the fused recurrence."""

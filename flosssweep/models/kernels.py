@@ -160,6 +160,21 @@ class _TanhRecurrence(torch.autograd.Function):
                 g_w_out, g_c if needs[6] else None, None)
 
 
+def qr_adjoint(g_Q: Tensor | None, Q: Tensor, Rt: Tensor, weight: Tensor | None) -> Tensor:
+    """Gradient w.r.t. P of a reduced QR, P = Q Rt (M, S, k), given the gradient g_Q w.r.t. Q (or
+    None) and, where log|R_ii| entered the loss, `weight` (M, k) = R_ii times its gradient w.r.t.
+    R_ii (Walter & Lehmann, 2018; Seeger et al., 2017): with M = R gR^T - gQ^T Q and copyltu(M) the
+    symmetric matrix built from its lower triangle, gP = (gQ + Q copyltu(M)) R^{-T}; gR is diagonal
+    here, so the lower triangle of R gR^T is diag(weight)."""
+    lower = torch.bmm(g_Q.transpose(1, 2), Q).neg_() if g_Q is not None else Q.new_zeros(Q.shape[0], *Rt.shape[-2:])
+    if weight is not None:
+        lower.diagonal(dim1=-2, dim2=-1).add_(weight)
+    lower = lower.tril_()
+    sym = lower + lower.tril(-1).transpose(1, 2)
+    g_P = torch.bmm(Q, sym) if g_Q is None else torch.baddbmm(g_Q, Q, sym)
+    return torch.linalg.solve_triangular(Rt.transpose(1, 2), g_P, upper=False, left=False)
+
+
 class _TanhSpectrum(torch.autograd.Function):
     """The Lyapunov spectrum loop of `lyapunov.lyapunov_spectrum` for the tanh RNN with its
     analytic tangent, as one autograd node with a hand-written backward.
@@ -167,10 +182,7 @@ class _TanhSpectrum(torch.autograd.Function):
     Forward, per step: h = tanh(x_t); the frame scaled by tanh' (saved), P = J (tanh' * Q);
     x_{t+1} = J h + b + W_in s; then on re-orthonormalisation steps Q, R = qr(P). The logs of
     |diag R| are summed once at the end.
-    Backward, per step in reverse: the reduced-QR adjoint (Walter & Lehmann, 2018; Seeger et al.,
-    2017): with M = R gR^T - gQ^T Q and copyltu(M) the symmetric matrix built from its lower
-    triangle, gP = (gQ + Q copyltu(M)) R^{-T}; here gR is diagonal (only log|R_ii| enters the
-    loss), so the lower triangle of R gR^T is diag(R_ii gR_ii). Then through the tangent and the
+    Backward, per step in reverse: the reduced-QR adjoint (`qr_adjoint`), then through the tangent and the
     state update by the chain rule, with dJ, dW_in, db of the state path as single matmuls over
     all steps at the end. Frames are handled as (R * B, N, k) stacks so that every step is a few
     plain batched ops; autograd records more than twice as many for the same loop.
@@ -235,15 +247,9 @@ class _TanhSpectrum(torch.autograd.Function):
         for t in range(steps - 1, -1, -1):
             qr, accumulate = ctx.flags[t]
             if qr:
-                Q, Rt = frames[t + 1], factors[t]
-                lower = torch.bmm(g_Q.transpose(1, 2), Q).neg_() if g_Q is not None else Q.new_zeros(M, k, k)
                 if accumulate:
                     accumulated -= 1
-                    lower.diagonal(dim1=-2, dim2=-1).add_(weights[accumulated])
-                lower = lower.tril_()
-                sym = lower + lower.tril(-1).transpose(1, 2)
-                g_P = torch.bmm(Q, sym) if g_Q is None else torch.baddbmm(g_Q, Q, sym)
-                g_P = torch.linalg.solve_triangular(Rt.transpose(1, 2), g_P, upper=False, left=False)
+                g_P = qr_adjoint(g_Q, frames[t + 1], factors[t], weights[accumulated] if accumulate else None)
             else:
                 g_P = g_Q
             gain, h = gain_steps[t], h_steps[t]

@@ -159,3 +159,33 @@ def test_spectrum_by_the_analytic_tangent_equals_the_generic_path(cls):
         got = torch.autograd.grad(floss_loss(exponents[..., :4]).sum(), flossed)
         for e, g in zip(expected, got):
             torch.testing.assert_close(g, e, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("cls", GATED)
+@pytest.mark.parametrize("batch, k, qr_every, warmup", [(1, 8, 1, 10), (2, 5, 3, 10), (1, 1, 1, 3), (2, 4, 4, 0)])
+def test_fused_spectrum_equals_the_autograd_loop(cls, batch, k, qr_every, warmup):
+    model, p = members(cls, hidden=8, count=3, inputs=1, outputs=1)
+    inputs = torch.bernoulli(torch.full((40, 3, batch, 1), 0.5, dtype=f64), generator=torch.Generator().manual_seed(3))
+    state = model.initial_state(p, batch)
+    reference = lyapunov_spectrum(None, state, inputs, k, warmup=warmup, qr_every=qr_every, advance=model.advance(p))
+    fused = model.spectrum(p, state, inputs, k, warmup=warmup, qr_every=qr_every)
+    torch.testing.assert_close(fused, reference, atol=1e-10, rtol=0)
+    names = ("W_ih", "W_hh", "b_ih", "b_hh", "x0")
+    expected = torch.autograd.grad(floss_loss(reference).sum(), [p[n] for n in names])
+    got = torch.autograd.grad(floss_loss(fused).sum(), [p[n] for n in names])
+    for name, e, g in zip(names, expected, got):
+        torch.testing.assert_close(g, e, atol=1e-9 * float(e.abs().max()), rtol=0, msg=lambda m, name=name: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("cls", GATED)
+def test_fused_spectrum_gradcheck(cls):
+    model, p = members(cls, hidden=3, count=2, inputs=1, outputs=1)
+    inputs = torch.bernoulli(torch.full((9, 2, 1, 1), 0.5, dtype=f64), generator=torch.Generator().manual_seed(5))
+    names = ("W_ih", "W_hh", "b_ih", "b_hh")
+    x = torch.randn(2, 1, model.state_size, dtype=f64, generator=torch.Generator().manual_seed(6), requires_grad=True)
+
+    def spectrum(x, *tensors):
+        return model.spectrum({**p, **dict(zip(names, tensors))}, x, inputs, 3, warmup=2, qr_every=2)
+
+    assert torch.autograd.gradcheck(spectrum, (x, *(p[n].detach().clone().requires_grad_() for n in names)),
+                                    atol=1e-7)
