@@ -185,7 +185,8 @@ def _run(args) -> int:
             written.append(out_dir / f"outcome_{args.outcome}.parquet")
             pq.write_table(summary, written[-1])
             written.append(out_dir / f"{args.outcome}_vs_{args.x}.png")
-            plot_outcome(summary, args.outcome, args.x, written[-1])
+            plot_outcome(summary, args.outcome, args.x, written[-1],
+                         marker=[(args.marker, args.marker_label or f"x = {args.marker:g}")] if isinstance(marker, float) else marker)
         if args.out:
             print(f"wrote {', '.join(str(w) for w in written)}", file=sys.stderr)
         if client is not None and not args.no_log:

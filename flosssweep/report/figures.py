@@ -169,7 +169,7 @@ def plot_success_curves(
             if categorical:
                 ax.set_xticks(range(len(levels)))
                 ax.set_xticklabels([cell_text(v) for v in levels])
-            elif 0 < len(tested) <= 12:
+            elif 0 < len(tested) <= 12 and _spaced_for_labels(sorted(tested)):
                 ax.set_xticks(sorted(tested))
                 ax.set_xticklabels([num_text(v) for v in sorted(tested)])
             ax.set_ylim(-0.03, 1.03)
@@ -435,3 +435,10 @@ def write_outputs(
         written += [path.with_suffix("." + f) for f in formats]
     (out / "report.md").write_text(text + "\n")
     return written[:2] + [out / "report.md"] + written[2:]
+
+
+def _spaced_for_labels(values: list[float]) -> bool:
+    """Whether a tick at every tested x leaves room for its label (else matplotlib's own ticks)."""
+    span = values[-1] - values[0]
+    return len(values) < 2 or span == 0 or min(b - a for a, b in zip(values, values[1:])) >= span / 12
+

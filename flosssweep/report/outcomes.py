@@ -88,7 +88,7 @@ def format_outcomes(summary: pa.Table, column: str, x: str, thresholds: Sequence
     return "\n".join(lines)
 
 
-def plot_outcome(summary: pa.Table, column: str, x: str, path) -> None:
+def plot_outcome(summary: pa.Table, column: str, x: str, path, marker: list[tuple[float, str]] | None = None) -> None:
     """Median (line) and quartiles (band) of `column` against x, one series per group, log y when the
     medians span more than a decade; one journal column wide, styled like the other report figures."""
     skip = {"sweep", x, "n", "median", "q25", "q75"} | {c for c in summary.column_names if c.startswith("below_")}
@@ -110,9 +110,11 @@ def plot_outcome(summary: pa.Table, column: str, x: str, path) -> None:
         medians = medians[np.isfinite(medians) & (medians > 0)]
         if medians.size and medians.max() / medians.min() > 10:
             ax.set_yscale("log")
+        for value, text in marker or []:
+            ax.axvline(value, color="0.4", linestyle=":", linewidth=1.0, label=text)
         ax.set_xlabel(style.label(x))
         ax.set_ylabel(f"{style.label(column)} (median, quartiles)")
-        if len(groups) > 1:
+        if len(groups) > 1 or marker:
             ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=min(3, len(groups)))
         fig.savefig(path)
         plt.close(fig)
