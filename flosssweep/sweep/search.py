@@ -47,6 +47,27 @@ class RayGridSampler(GridSampler):
         pass
 
 
+class StoredOptunaSearch(OptunaSearch):
+    """Ray's Optuna searcher over a study in a database. A resumed launch restores the searcher from
+    the experiment snapshot, which can be older than the database: a trial the killed driver had
+    already told the study about is then reported again, and Optuna refuses to change a finished
+    trial. Such reports are dropped (the study already holds their outcome)."""
+
+    def _finished_in_study(self, trial_id: str) -> bool:
+        trial = self._ot_trials.get(trial_id)
+        return trial is not None and trial.storage.get_trial(trial._trial_id).state.is_finished()
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if not self._finished_in_study(trial_id):
+            super().on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if self._finished_in_study(trial_id):
+            self._completed_trials.add(trial_id)
+            return
+        super().on_trial_complete(trial_id, result, error)
+
+
 def study_storage(tracking_uri: str, experiment_dir: str) -> str | None:
     """Where an Optuna search keeps its study: `optuna.db` next to a SQLite tracking store, else in
     a local Ray experiment directory; None (in memory) when both are remote, since SQLite needs a
@@ -59,21 +80,6 @@ def study_storage(tracking_uri: str, experiment_dir: str) -> str | None:
     return None
 
 
-class KeptStudySearch(OptunaSearch):
-    """Ray's Optuna searcher over a study kept in a database, which can be ahead of Ray's snapshot of
-    the experiment: a driver killed after telling the study that a trial finished, but before Ray
-    saved the experiment again, resumes that trial, and its reports then reach a study that already
-    holds its result. They are dropped (the study keeps the first result) instead of ending the sweep."""
-
-    def on_trial_result(self, trial_id: str, result: dict) -> None:
-        import optuna
-
-        try:
-            super().on_trial_result(trial_id, result)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            self._completed_trials.add(trial_id)
-
-
 def searcher(sweep: Sweep, storage: str | None = None, study_name: str | None = None):
     """The Ray search algorithm (seeded), limited to `max_concurrent` trials at once. Under Optuna,
     `storage` (a database URL) and `study_name` keep the study there, for optuna-dashboard and a
@@ -81,12 +87,14 @@ def searcher(sweep: Sweep, storage: str | None = None, study_name: str | None = 
     if sweep.search == "optuna":
         import optuna
 
-        kept = {"storage": optuna.storages.RDBStorage(storage), "study_name": study_name} if storage else {}
+        kind, kept = OptunaSearch, {}
+        if storage:
+            kind, kept = StoredOptunaSearch, {"storage": optuna.storages.RDBStorage(storage), "study_name": study_name}
         if sweep.optuna_grid:
             grid = {a.key: list(a.values) for a in sweep.space.values()}
-            algorithm = KeptStudySearch(sampler=RayGridSampler(grid, seed=sweep.search_seed), **kept)
+            algorithm = kind(sampler=RayGridSampler(grid, seed=sweep.search_seed), **kept)
         else:
-            algorithm = KeptStudySearch(seed=sweep.search_seed, **kept)
+            algorithm = kind(seed=sweep.search_seed, **kept)
         return ConcurrencyLimiter(algorithm, sweep.max_concurrent) if sweep.max_concurrent else algorithm
     return BasicVariantGenerator(random_state=sweep.search_seed, max_concurrent=sweep.max_concurrent or 0)
 

@@ -119,22 +119,3 @@ def test_asha_scheduler_stops_on_epochs():
 
 
 
-
-def test_a_kept_study_ahead_of_rays_snapshot_drops_the_resumed_trials_reports(tmp_path):
-    # The driver told the database-backed study that trial t0 finished, then died before Ray saved the
-    # experiment; the resumed t0 reports again. Optuna refuses to update a finished trial: the searcher
-    # must drop the report rather than end the sweep.
-    import optuna
-
-    sweep = space.parse(sweep_with(search="optuna", num_samples=2, space={"floss.strength": {"uniform": [0.0, 1.0]}}))
-    storage = f"sqlite:///{tmp_path}/optuna.db"
-    kept = search.searcher(sweep, storage=storage, study_name="s")
-    kept.set_search_properties(sweep.ray_metric_name, sweep.mode, search.param_space(sweep))
-    kept.suggest("t0")
-    kept.on_trial_complete("t0", {sweep.ray_metric_name: 0.5, "training_iteration": 1})
-    inner = getattr(kept, "searcher", kept)  # under a ConcurrencyLimiter when max_concurrent is set
-    inner._completed_trials.discard("t0")  # as the resumed searcher has it: Ray's snapshot predates the tell
-    inner.on_trial_result("t0", {sweep.ray_metric_name: 0.7, "training_iteration": 2})
-    assert "t0" in inner._completed_trials
-    study = optuna.load_study(study_name="s", storage=storage)
-    assert [t.value for t in study.trials] == [0.5]
