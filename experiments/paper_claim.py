@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from flosssweep.config import resolve
 from flosssweep.trainer import train
+
+from flosssweep.config import resolve
 
 
 def main() -> None:
@@ -30,9 +31,20 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for delay in args.delays:
         for mode in args.modes:
-            config = resolve({"model.hidden": 80, "task.bits": 2, "task.delay": delay, "floss.mode": mode,
-                              "floss.k": args.k, "floss.pre_steps": 500, "train.epochs": args.epochs,
-                              "ensemble": args.members, "seed": args.seed, "train.report_every": 500})
+            config = resolve(
+                {
+                    "model.hidden": 80,
+                    "task.bits": 2,
+                    "task.delay": delay,
+                    "floss.mode": mode,
+                    "floss.k": args.k,
+                    "floss.pre_steps": 500,
+                    "train.epochs": args.epochs,
+                    "ensemble": args.members,
+                    "seed": args.seed,
+                    "train.report_every": 500,
+                }
+            )
             started = time.perf_counter()
             rows = train(config)
             seconds = time.perf_counter() - started

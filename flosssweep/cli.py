@@ -23,8 +23,10 @@ COMMANDS = {
 def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
-    return ("usage: flosssweep {" + ",".join(COMMANDS) + "} [options]   (flosssweep COMMAND --help for its options)\n"
-            "       flosssweep --version\n\ncommands:\n" + "\n".join(lines) + "\n")
+    return (
+        "usage: flosssweep {" + ",".join(COMMANDS) + "} [options]   (flosssweep COMMAND --help for its options)\n"
+        "       flosssweep --version\n\ncommands:\n" + "\n".join(lines) + "\n"
+    )
 
 
 def version_text() -> str:
@@ -45,8 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         print(version_text())
         return 0
     if args[0] not in COMMANDS:
-        print(f"flosssweep: error: unknown command {args[0]!r} (expected one of {', '.join(COMMANDS)}; "
-              "see flosssweep --help)", file=sys.stderr)
+        print(
+            f"flosssweep: error: unknown command {args[0]!r} (expected one of {', '.join(COMMANDS)}; "
+            "see flosssweep --help)",
+            file=sys.stderr,
+        )
         return 2
     module, _ = COMMANDS[args[0]]
     if args[0] == "run":  # names itself as typed in its usage line

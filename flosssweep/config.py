@@ -109,62 +109,123 @@ SCHEMA: dict[str, Field] = {
     "ensemble": Field(1, int, "realizations trained side by side in this trial (leading axis R)", positive=True),
     "device": Field("cpu", str, "torch device", choices=("cpu", "cuda")),
     "threads": Field(1, int, "torch intra-op threads (1 is fastest for small RNNs)", positive=True),
-    "model.arch": Field("rnn", str, "network: rnn (vanilla tanh), lstm, gru, plrnn (piecewise linear)",
-                        choices=ARCHS),
+    "model.arch": Field("rnn", str, "network: rnn (vanilla tanh), lstm, gru, plrnn (piecewise linear)", choices=ARCHS),
     "model.hidden": Field(80, int, "hidden units N", positive=True),
     "model.g": Field(1.0, float, "gain of the recurrent weights (rnn)", minimum=0),
-    "model.init": Field("gaussian", str, "recurrent init of rnn: gaussian g*randn/sqrt(N) or g*orthogonal",
-                        choices=("gaussian", "orthogonal")),
+    "model.init": Field(
+        "gaussian",
+        str,
+        "recurrent init of rnn: gaussian g*randn/sqrt(N) or g*orthogonal",
+        choices=("gaussian", "orthogonal"),
+    ),
     "model.relax_steps": Field(100, int, "input-free steps that relax the initial state (rnn)", minimum=0),
-    "task.name": Field("parity", str, "task: parity (delayed copy/XOR/...), or chaotic data: lorenz63, roessler",
-                       choices=TASKS),
-    "task.bits": Field(1, int, "parity of this many delayed inputs: 1 copy, 2 XOR, more = harder", positive=True,
-                       tasks=PARITY_TASKS),
-    "task.delay": Field(10, int, "longest lag d the target depends on (divisible by bits; the inputs are d / bits "
-                        "apart)", positive=True, tasks=PARITY_TASKS),
-    "task.dt": Field(0.01, float, "chaotic data: time units between samples (one RK4 step each)", positive=True,
-                     tasks=CHAOTIC_TASKS),
-    "task.tau": Field("auto", int, "chaotic data: sparse teacher forcing interval in steps; none = plain BPTT, "
-                      "auto = round(ln 2 / lambda_max per step) of the data", choices=("none", "auto"), positive=True,
-                      tasks=CHAOTIC_TASKS),
-    "task.train_steps": Field(100000, int, "chaotic data: samples in the training part of the trajectory",
-                              positive=True, tasks=CHAOTIC_TASKS),
-    "task.test_steps": Field(20000, int, "chaotic data: samples in the test part (after the training part)",
-                             positive=True, tasks=CHAOTIC_TASKS),
-    "task.transient": Field(50.0, float, "chaotic data: time units integrated and discarded first", minimum=0,
-                            tasks=CHAOTIC_TASKS),
-    "task.data_seed": Field(2, int, "chaotic data: seed of the initial condition (same data for every member)",
-                            minimum=0, tasks=CHAOTIC_TASKS),
+    "task.name": Field(
+        "parity", str, "task: parity (delayed copy/XOR/...), or chaotic data: lorenz63, roessler", choices=TASKS
+    ),
+    "task.bits": Field(
+        1, int, "parity of this many delayed inputs: 1 copy, 2 XOR, more = harder", positive=True, tasks=PARITY_TASKS
+    ),
+    "task.delay": Field(
+        10,
+        int,
+        "longest lag d the target depends on (divisible by bits; the inputs are d / bits apart)",
+        positive=True,
+        tasks=PARITY_TASKS,
+    ),
+    "task.dt": Field(
+        0.01, float, "chaotic data: time units between samples (one RK4 step each)", positive=True, tasks=CHAOTIC_TASKS
+    ),
+    "task.tau": Field(
+        "auto",
+        int,
+        "chaotic data: sparse teacher forcing interval in steps; none = plain BPTT, "
+        "auto = round(ln 2 / lambda_max per step) of the data",
+        choices=("none", "auto"),
+        positive=True,
+        tasks=CHAOTIC_TASKS,
+    ),
+    "task.train_steps": Field(
+        100000, int, "chaotic data: samples in the training part of the trajectory", positive=True, tasks=CHAOTIC_TASKS
+    ),
+    "task.test_steps": Field(
+        20000,
+        int,
+        "chaotic data: samples in the test part (after the training part)",
+        positive=True,
+        tasks=CHAOTIC_TASKS,
+    ),
+    "task.transient": Field(
+        50.0, float, "chaotic data: time units integrated and discarded first", minimum=0, tasks=CHAOTIC_TASKS
+    ),
+    "task.data_seed": Field(
+        2,
+        int,
+        "chaotic data: seed of the initial condition (same data for every member)",
+        minimum=0,
+        tasks=CHAOTIC_TASKS,
+    ),
     "train.epochs": Field(3000, int, "epochs; one fresh batch and one optimizer step each", positive=True),
     "train.batch": Field(16, int, "sequences per batch", positive=True),
     "train.length": Field(300, int, "sequence length T", positive=True),
     "train.lr": Field(1e-3, float, "Adam learning rate of the task loss", positive=True),
     "train.clip": Field(0.03, float, "gradient-norm clip (0 = off)", minimum=0),
-    "train.clip_mode": Field("tensor", str, "clip each parameter tensor of each member, or one global norm per member",
-                             choices=("tensor", "global")),
-    "train.success_window": Field(100, int, "epochs at the end whose mean accuracy decides success (chaotic data: "
-                                  "whose mean loss is final_loss)", positive=True),
-    "train.success_threshold": Field(0.95, float, "mean accuracy that counts as success", positive=True,
-                                     tasks=PARITY_TASKS),
+    "train.clip_mode": Field(
+        "tensor",
+        str,
+        "clip each parameter tensor of each member, or one global norm per member",
+        choices=("tensor", "global"),
+    ),
+    "train.success_window": Field(
+        100,
+        int,
+        "epochs at the end whose mean accuracy decides success (chaotic data: whose mean loss is final_loss)",
+        positive=True,
+    ),
+    "train.success_threshold": Field(
+        0.95, float, "mean accuracy that counts as success", positive=True, tasks=PARITY_TASKS
+    ),
     "train.report_every": Field(50, int, "epochs between progress reports (and spectrum estimates)", positive=True),
-    "train.max_nonfinite": Field(10, int, "consecutive non-finite steps after which a member is diverged",
-                                 positive=True),
-    "train.forcing": Field("full", str, "chaotic data: what a forcing step replaces: full (state <- B^+ x) or "
-                           "observed (only the part B^+ B of the state that the observation sees)",
-                           choices=("full", "observed"), tasks=CHAOTIC_TASKS),
-    "train.dstsp_threshold": Field(2.0, float, "chaotic data: a realization succeeds when D_stsp is below this "
-                                   "(2 is about the D_stsp of Lorenz-63 with rho = 26 or 30 against rho = 28)",
-                                   positive=True, tasks=CHAOTIC_TASKS),
-    "train.dstsp_bins": Field(30, int, "chaotic data: bins per dimension of the D_stsp occupancy", positive=True,
-                              tasks=CHAOTIC_TASKS),
-    "train.eval_trajectories": Field(20, int, "chaotic data: free-running trajectories per member for the metrics",
-                                     positive=True, tasks=CHAOTIC_TASKS),
-    "train.eval_steps": Field(5000, int, "chaotic data: steps of each free-running trajectory", positive=True,
-                              tasks=CHAOTIC_TASKS),
+    "train.max_nonfinite": Field(
+        10, int, "consecutive non-finite steps after which a member is diverged", positive=True
+    ),
+    "train.forcing": Field(
+        "full",
+        str,
+        "chaotic data: what a forcing step replaces: full (state <- B^+ x) or "
+        "observed (only the part B^+ B of the state that the observation sees)",
+        choices=("full", "observed"),
+        tasks=CHAOTIC_TASKS,
+    ),
+    "train.dstsp_threshold": Field(
+        2.0,
+        float,
+        "chaotic data: a realization succeeds when D_stsp is below this "
+        "(2 is about the D_stsp of Lorenz-63 with rho = 26 or 30 against rho = 28)",
+        positive=True,
+        tasks=CHAOTIC_TASKS,
+    ),
+    "train.dstsp_bins": Field(
+        30, int, "chaotic data: bins per dimension of the D_stsp occupancy", positive=True, tasks=CHAOTIC_TASKS
+    ),
+    "train.eval_trajectories": Field(
+        20,
+        int,
+        "chaotic data: free-running trajectories per member for the metrics",
+        positive=True,
+        tasks=CHAOTIC_TASKS,
+    ),
+    "train.eval_steps": Field(
+        5000, int, "chaotic data: steps of each free-running trajectory", positive=True, tasks=CHAOTIC_TASKS
+    ),
     # Chaotic data needs bounded, not vanishing, exponents: flossing them toward 0 before training
     # is not a default worth having there (docs/CHAOTIC.md).
-    "floss.mode": Field("pre", str, "flossing schedule (default none for chaotic data)", choices=FLOSS_MODES,
-                        task_default=(CHAOTIC_TASKS, "none")),
+    "floss.mode": Field(
+        "pre",
+        str,
+        "flossing schedule (default none for chaotic data)",
+        choices=FLOSS_MODES,
+        task_default=(CHAOTIC_TASKS, "none"),
+    ),
     "floss.k": Field(1, int, "number of Lyapunov exponents flossed", positive=True),
     "floss.pre_steps": Field(500, int, "flossing-only steps before training (pre)", minimum=0),
     "floss.every": Field(100, int, "epochs between flossing episodes (during)", positive=True),
@@ -174,8 +235,12 @@ SCHEMA: dict[str, Field] = {
     "floss.horizon": Field(55, int, "time steps Tp of the spectrum estimate", positive=True),
     "floss.warmup": Field(16, int, "steps before exponents are accumulated", minimum=0),
     "floss.qr_every": Field(1, int, "steps between QR re-orthonormalizations", positive=True),
-    "floss.target": Field(0.0, float, "value the flossed exponents are pushed toward; data = the data's largest "
-                          "exponent per step (chaotic data)", choices=("data",)),
+    "floss.target": Field(
+        0.0,
+        float,
+        "value the flossed exponents are pushed toward; data = the data's largest exponent per step (chaotic data)",
+        choices=("data",),
+    ),
     "floss.lr": Field(1e-3, float, "Adam learning rate of the flossing optimizer", positive=True),
     "floss.dtype": Field("float32", str, "dtype of the tangent loop", choices=("float32", "float64")),
 }
@@ -183,6 +248,7 @@ SCHEMA: dict[str, Field] = {
 # Keys that change how a trial runs but not what it computes: left out of config_key so that
 # realizations of one configuration share it whatever the ensemble size or device.
 OPERATIONAL_KEYS = ("seed", "ensemble", "device", "threads", "train.report_every")
+
 
 def column_name(key: str) -> str:
     return CONFIG_COLUMNS.get(key, key.replace(".", "_"))
@@ -288,16 +354,21 @@ def validate(config: dict) -> None:
         if train["length"] >= task["train_steps"]:
             raise ConfigError("train.length", f"less than task.train_steps = {task['train_steps']}", train["length"])
     elif floss["target"] == "data":
-        raise ConfigError("floss.target", "a number unless task.name is chaotic (" + ", ".join(CHAOTIC_TASKS) + ")",
-                          floss["target"])
+        raise ConfigError(
+            "floss.target", "a number unless task.name is chaotic (" + ", ".join(CHAOTIC_TASKS) + ")", floss["target"]
+        )
     if task["name"] == "parity":
         if task["delay"] % task["bits"]:
             raise ConfigError("task.delay", f"a multiple of task.bits = {task['bits']}", task["delay"])
         if task["delay"] >= train["length"]:
             raise ConfigError("task.delay", f"less than train.length = {train['length']}", task["delay"])
     if floss["k"] > state_size(config):
-        raise ConfigError("floss.k", f"at most the state size {state_size(config)} of "
-                          f"{config['model']['arch']} with hidden = {config['model']['hidden']}", floss["k"])
+        raise ConfigError(
+            "floss.k",
+            f"at most the state size {state_size(config)} of "
+            f"{config['model']['arch']} with hidden = {config['model']['hidden']}",
+            floss["k"],
+        )
     if floss["warmup"] >= floss["horizon"]:
         raise ConfigError("floss.warmup", f"less than floss.horizon = {floss['horizon']}", floss["warmup"])
     if floss["mode"] == "regularizer" and floss["strength"] <= 0:
@@ -305,8 +376,7 @@ def validate(config: dict) -> None:
     if floss["mode"] == "none" and floss["strength"] > 0:
         raise ConfigError("floss.strength", "0 when floss.mode is none (use mode regularizer)", floss["strength"])
     if not chaotic and train["success_window"] > train["epochs"]:
-        raise ConfigError("train.success_window", f"at most train.epochs = {train['epochs']}",
-                          train["success_window"])
+        raise ConfigError("train.success_window", f"at most train.epochs = {train['epochs']}", train["success_window"])
     if train["success_threshold"] > 1:
         raise ConfigError("train.success_threshold", "an accuracy in (0, 1]", train["success_threshold"])
 

@@ -22,8 +22,18 @@ def floss_loss(exponents: Tensor, target: float | Tensor = 0.0) -> Tensor:
     return ((exponents - target) ** 2).mean(dim=-1)
 
 
-def exponents_of(model, p: dict, state: Tensor, inputs, k: int, *, warmup: int, qr_every: int = 1,
-                 analytic: bool = True, fused: bool = True) -> Tensor:
+def exponents_of(
+    model,
+    p: dict,
+    state: Tensor,
+    inputs,
+    k: int,
+    *,
+    warmup: int,
+    qr_every: int = 1,
+    analytic: bool = True,
+    fused: bool = True,
+) -> Tensor:
     """`lyapunov_spectrum` of the model's step under parameters `p` (cast and detached as the caller
     wants), through the fastest path the model has: its fused loop (`fused`, needs a tensor of
     inputs), else its analytic tangent, else jvp of `step` (`analytic=False` forces the last).
@@ -32,19 +42,32 @@ def exponents_of(model, p: dict, state: Tensor, inputs, k: int, *, warmup: int, 
         return model.spectrum(p, state, inputs, k, warmup=warmup, qr_every=qr_every)
     tangent = None
     if analytic and model.tangent is not None:
+
         def tangent(s, x, Q):
             return model.tangent(p, s, x, Q)
-    return lyapunov_spectrum(lambda s, x: model.step(p, s, x), state, inputs, k, warmup=warmup, qr_every=qr_every,
-                             tangent=tangent)
+
+    return lyapunov_spectrum(
+        lambda s, x: model.step(p, s, x), state, inputs, k, warmup=warmup, qr_every=qr_every, tangent=tangent
+    )
 
 
-def model_spectrum(model, params: dict, inputs: Tensor, k: int, *, warmup: int, qr_every: int = 1,
-                   dtype=torch.float32, analytic: bool = True) -> Tensor:
+def model_spectrum(
+    model,
+    params: dict,
+    inputs: Tensor,
+    k: int,
+    *,
+    warmup: int,
+    qr_every: int = 1,
+    dtype=torch.float32,
+    analytic: bool = True,
+) -> Tensor:
     """Exponents (R, k) of each member along the trajectory from its initial state driven by
     `inputs` (Tp, R, 1, I). Gradients reach the flossed parameters only."""
     p = {name: (t if name in model.flossed else t.detach()).to(dtype) for name, t in params.items()}
-    exponents = exponents_of(model, p, model.initial_state(p, 1), inputs.to(dtype), k, warmup=warmup,
-                             qr_every=qr_every, analytic=analytic)
+    exponents = exponents_of(
+        model, p, model.initial_state(p, 1), inputs.to(dtype), k, warmup=warmup, qr_every=qr_every, analytic=analytic
+    )
     return exponents[:, 0].to(params[model.flossed[0]].dtype)
 
 
@@ -65,8 +88,12 @@ class Flosser:
     def episode_due(self, epoch: int) -> bool:
         """An episode runs at epochs every, 2*every, ... (counted from 0), at most `episodes` times."""
         cfg = self.cfg
-        return (cfg["mode"] in ("during", "pre+during") and epoch > 0 and epoch % cfg["every"] == 0
-                and self.episodes_done < cfg["episodes"])
+        return (
+            cfg["mode"] in ("during", "pre+during")
+            and epoch > 0
+            and epoch % cfg["every"] == 0
+            and self.episodes_done < cfg["episodes"]
+        )
 
     def spectrum(self, generators: list[torch.Generator] | None = None) -> Tensor:
         """Exponents (R, k) on a fresh random input sequence of length `horizon` per member, drawn
@@ -74,8 +101,15 @@ class Flosser:
         cfg = self.cfg
         device = self.flossed[0].device
         inputs = member_bits(generators or self.generators, (cfg["horizon"],)).T.reshape(cfg["horizon"], -1, 1, 1)
-        return model_spectrum(self.model, self.params, inputs.to(device), cfg["k"], warmup=cfg["warmup"],
-                              qr_every=cfg["qr_every"], dtype=DTYPES[cfg["dtype"]])
+        return model_spectrum(
+            self.model,
+            self.params,
+            inputs.to(device),
+            cfg["k"],
+            warmup=cfg["warmup"],
+            qr_every=cfg["qr_every"],
+            dtype=DTYPES[cfg["dtype"]],
+        )
 
     def loss(self) -> Tensor:
         """Per-member flossing loss (R,) on fresh inputs."""
@@ -93,8 +127,11 @@ class Flosser:
         return loss.detach()
 
     def state_dict(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict(), "episodes_done": self.episodes_done,
-                "nonfinite": self.nonfinite}
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "episodes_done": self.episodes_done,
+            "nonfinite": self.nonfinite,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])

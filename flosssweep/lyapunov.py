@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -66,9 +66,19 @@ def initial_frame(size: int, k: int, dtype=torch.float32, device="cpu", seed: in
     return q.to(dtype=dtype, device=device)
 
 
-def lyapunov_spectrum(step: Step, state: Tensor, inputs: Sequence, k: int, *, warmup: int | None = None,
-                      qr_every: int = 1, tangent: Tangent | None = None, q0: Tensor | None = None,
-                      min_diag: float = 1e-30, advance: Advance | None = None) -> Tensor:
+def lyapunov_spectrum(
+    step: Step,
+    state: Tensor,
+    inputs: Sequence,
+    k: int,
+    *,
+    warmup: int | None = None,
+    qr_every: int = 1,
+    tangent: Tangent | None = None,
+    q0: Tensor | None = None,
+    min_diag: float = 1e-30,
+    advance: Advance | None = None,
+) -> Tensor:
     """The k largest Lyapunov exponents along one trajectory, differentiable.
 
     Method (Benettin, Galgani, Giorgilli & Strelcyn, Meccanica 15, 9-30, 1980; the QR form of

@@ -34,23 +34,43 @@ RESTORED_FROM = "trial/restored_from_epoch"
 IDENTITY_COLUMNS = ("sweep", "trial_id", "member", "seed", "config_key")
 # What happened to it, on every task.
 COMMON_OUTCOMES = (
-    "success", "final_loss", "lambda_1", "lambda_k", "status", "nonfinite_steps", "train_seconds",
+    "success",
+    "final_loss",
+    "lambda_1",
+    "lambda_k",
+    "status",
+    "nonfinite_steps",
+    "train_seconds",
 )
 PARITY_OUTCOMES = (
-    "final_accuracy", "epochs_to_success",
+    "final_accuracy",
+    "epochs_to_success",
     # (lambda_1 - lambda_k) * Tp before training, after pre-flossing, at the end
-    "log_condition_initial", "log_condition_pre", "log_condition_final",
+    "log_condition_initial",
+    "log_condition_pre",
+    "log_condition_final",
 )
 CHAOTIC_OUTCOMES = (
-    "dstsp", "dh", "lambda_max_model", "lambda_max_data", "lambda_max_model_per_time",
-    "lambda_max_data_per_time", "tau_predicted",
+    "dstsp",
+    "dh",
+    "lambda_max_model",
+    "lambda_max_data",
+    "lambda_max_model_per_time",
+    "lambda_max_data_per_time",
+    "tau_predicted",
 )
 OUTCOME_COLUMNS = COMMON_OUTCOMES + PARITY_OUTCOMES + CHAOTIC_OUTCOMES
 OUTCOME_PREFIXES = ("final_", "lambda_")  # outcome columns a newer trainer may add
 # Which code made the row (flosssweep.provenance): same values on every row of a launch.
 PROVENANCE_COLUMNS = (
-    "code_commit", "code_dirty", "flosssweep_version", "torch_version", "ray_version", "mlflow_version",
-    "optuna_version", "command",
+    "code_commit",
+    "code_dirty",
+    "flosssweep_version",
+    "torch_version",
+    "ray_version",
+    "mlflow_version",
+    "optuna_version",
+    "command",
 )
 STATUSES = ("ok", "diverged", "error")  # a record's `status`
 # Short record names of the main configuration axes; every other key is its dotted path with '_'.

@@ -29,7 +29,7 @@ class MemberAdam:
         beta1, beta2 = self.betas
         self.steps += active
         steps = self.steps.clamp_min(1)
-        correction1, correction2 = 1 - beta1 ** steps, 1 - beta2 ** steps
+        correction1, correction2 = 1 - beta1**steps, 1 - beta2**steps
         if bool(active.all()):  # the usual case: no member to hold back, so no masks (half the ops)
             for p, g, m, v in zip(self.params, grads, self.m, self.v):
                 m.mul_(beta1).add_(g, alpha=1 - beta1)

@@ -4,8 +4,8 @@ and which realization a row is."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -16,14 +16,30 @@ from flosssweep.names import OUTCOME_COLUMNS, OUTCOME_PREFIXES
 
 # Types of the main columns; every other column takes the type of its values. A record holds only
 # the config columns of its task (a chaotic trial has no bits or delay), so a column may be absent.
-SCHEMA = pa.schema([
-    ("sweep", pa.string()), ("trial_id", pa.string()), ("member", pa.int64()), ("seed", pa.int64()),
-    ("config_key", pa.string()), ("arch", pa.string()), ("hidden", pa.int64()), ("task", pa.string()),
-    ("bits", pa.int64()), ("delay", pa.int64()), ("floss_mode", pa.string()), ("floss_k", pa.int64()),
-    ("floss_strength", pa.float64()), ("success", pa.bool_()), ("final_accuracy", pa.float64()),
-    ("final_loss", pa.float64()), ("epochs_to_success", pa.int64()), ("lambda_1", pa.float64()),
-    ("lambda_k", pa.float64()), ("status", pa.string()),
-])
+SCHEMA = pa.schema(
+    [
+        ("sweep", pa.string()),
+        ("trial_id", pa.string()),
+        ("member", pa.int64()),
+        ("seed", pa.int64()),
+        ("config_key", pa.string()),
+        ("arch", pa.string()),
+        ("hidden", pa.int64()),
+        ("task", pa.string()),
+        ("bits", pa.int64()),
+        ("delay", pa.int64()),
+        ("floss_mode", pa.string()),
+        ("floss_k", pa.int64()),
+        ("floss_strength", pa.float64()),
+        ("success", pa.bool_()),
+        ("final_accuracy", pa.float64()),
+        ("final_loss", pa.float64()),
+        ("epochs_to_success", pa.int64()),
+        ("lambda_1", pa.float64()),
+        ("lambda_k", pa.float64()),
+        ("status", pa.string()),
+    ]
+)
 
 
 def to_table(records: list[dict]) -> pa.Table:
@@ -74,8 +90,11 @@ def identity_columns(table: pa.Table) -> list[str] | None:
 
 
 def outcome_columns(table: pa.Table) -> list[str]:
-    return [c for c in table.column_names if c not in UNCOMPARED
-            and (c in OUTCOME_COLUMNS or c.startswith(OUTCOME_PREFIXES))]
+    return [
+        c
+        for c in table.column_names
+        if c not in UNCOMPARED and (c in OUTCOME_COLUMNS or c.startswith(OUTCOME_PREFIXES))
+    ]
 
 
 def _same(a, b) -> bool:
@@ -107,8 +126,10 @@ def deduplicate(table: pa.Table, origin: Callable[[int], str] | None = None) -> 
                 who = " ".join(f"{c}={group[c]}" for c in key)
                 where = f" (in {origin(first)} and {origin(row)})" if origin else ""
                 c = differ[0]
-                raise RecordConflict(f"conflicting records of one realization ({who}): {c} is "
-                                     f"{reference[c]!r} in one and {values[c]!r} in another{where}")
+                raise RecordConflict(
+                    f"conflicting records of one realization ({who}): {c} is "
+                    f"{reference[c]!r} in one and {values[c]!r} in another{where}"
+                )
             drop.append(row)
     keep = np.ones(table.num_rows, dtype=bool)
     keep[drop] = False

@@ -34,8 +34,7 @@ if __name__ == "__main__":
     except ImportError:
         if (_here / "__init__.py").is_file():
             sys.path.insert(0, str(_here.parent))
-            os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_here.parent),
-                                                                     os.environ.get("PYTHONPATH")]))
+            os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_here.parent), os.environ.get("PYTHONPATH")]))
     from flosssweep.run import main as _main
 
     sys.exit(_main())

@@ -23,7 +23,7 @@ def parity_targets(bits: Tensor, n: int, delay: int) -> Tensor:
     target = torch.zeros_like(bits)
     for i in range(1, n + 1):
         shifted = torch.zeros_like(bits)
-        shifted[..., i * lag:] = bits[..., : bits.shape[-1] - i * lag]
+        shifted[..., i * lag :] = bits[..., : bits.shape[-1] - i * lag]
         target = (target + shifted) % 2
     return target
 

@@ -1,6 +1,6 @@
 """Run one trial (an ensemble of realizations) without Ray or MLflow.
 
-    python -m flosssweep.trial task.bits=1 task.delay=5 ensemble=4 train.epochs=400 --out r.parquet
+python -m flosssweep.trial task.bits=1 task.delay=5 ensemble=4 train.epochs=400 --out r.parquet
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ def _choices(field) -> str:
 
 def keys_help() -> str:
     width = max(map(len, SCHEMA))
-    lines = [f"  {key:<{width}}  {field.help} ({_choices(field)}default {field.default!r})"
-             for key, field in SCHEMA.items()]
+    lines = [
+        f"  {key:<{width}}  {field.help} ({_choices(field)}default {field.default!r})" for key, field in SCHEMA.items()
+    ]
     return "configuration keys (override as dotted.key=value):\n" + "\n".join(lines)
 
 
@@ -37,11 +38,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = OneLineParser(
         prog="python -m flosssweep.trial",
         description="Train one trial: `ensemble` independent realizations of one configuration, side by "
-                    "side. Prints progress and a per-member table; writes the records (one row per member) "
-                    "as Parquet.",
-        epilog=keys_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("overrides", nargs="*", metavar="dotted.key=value",
-                        help="config values on top of --config and the defaults, e.g. task.delay=20")
+        "side. Prints progress and a per-member table; writes the records (one row per member) "
+        "as Parquet.",
+        epilog=keys_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="dotted.key=value",
+        help="config values on top of --config and the defaults, e.g. task.delay=20",
+    )
     parser.add_argument("--config", type=Path, help="YAML file with a (nested or dotted) config")
     parser.add_argument("--out", type=Path, help="write the per-member records to this Parquet file")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -54,7 +61,9 @@ def load_config(args: argparse.Namespace) -> dict:
         try:
             layer = yaml.safe_load(args.config.read_text())
         except (OSError, yaml.YAMLError) as err:
-            raise ConfigError(str(args.config), f"a readable YAML file ({type(err).__name__})", show_got=False)
+            raise ConfigError(
+                str(args.config), f"a readable YAML file ({type(err).__name__})", show_got=False
+            ) from None
         if not isinstance(layer, dict):
             raise ConfigError(str(args.config), "a YAML mapping of config keys", layer)
         layers.append(layer)
@@ -68,12 +77,18 @@ def progress_printer(epochs: int):
     def report(metrics: dict, epoch: int) -> None:
         elapsed = time.perf_counter() - started
         label = "after pre-flossing" if epoch == 0 else f"epoch {epoch:>{len(str(epochs))}}/{epochs}"
-        quality = (f"D_stsp {metrics['charts/dstsp']:.3f}" if "charts/dstsp" in metrics  # chaotic data
-                   else f"acc {metrics['charts/accuracy']:.3f}")
-        print(f"{label}  loss {metrics['losses/task']:.4f}  {quality}  "
-              f"success {metrics['charts/success_rate']:.2f}  lambda_1 {metrics['lyapunov/lambda_1']:+.4f}  "
-              f"lambda_k {metrics['lyapunov/lambda_k']:+.4f}  floss {metrics['losses/floss_now']:.2e}  "
-              f"[{elapsed:.1f}s]", flush=True)
+        quality = (
+            f"D_stsp {metrics['charts/dstsp']:.3f}"
+            if "charts/dstsp" in metrics  # chaotic data
+            else f"acc {metrics['charts/accuracy']:.3f}"
+        )
+        print(
+            f"{label}  loss {metrics['losses/task']:.4f}  {quality}  "
+            f"success {metrics['charts/success_rate']:.2f}  lambda_1 {metrics['lyapunov/lambda_1']:+.4f}  "
+            f"lambda_k {metrics['lyapunov/lambda_k']:+.4f}  floss {metrics['losses/floss_now']:.2e}  "
+            f"[{elapsed:.1f}s]",
+            flush=True,
+        )
 
     return report
 
@@ -87,20 +102,26 @@ def _number(value: float, width: int, decimals: int, sign: str = "") -> str:
 
 
 def member_table(rows: list[dict]) -> str:
-    header = f"{'member':>6} {'status':>8} {'success':>7} {'accuracy':>8} {'loss':>8} {'epochs_to_success':>17} " \
-             f"{'lambda_1':>9} {'lambda_k':>9}"
+    header = (
+        f"{'member':>6} {'status':>8} {'success':>7} {'accuracy':>8} {'loss':>8} {'epochs_to_success':>17} "
+        f"{'lambda_1':>9} {'lambda_k':>9}"
+    )
     lines = [header]
     for r in rows:
         reached = "-" if r["epochs_to_success"] is None else str(r["epochs_to_success"])
-        lines.append(f"{r['member']:>6} {r['status']:>8} {str(r['success']):>7} {_number(r['final_accuracy'], 8, 3)} "
-                     f"{_number(r['final_loss'], 8, 4)} {reached:>17} {_number(r['lambda_1'], 9, 4, '+')} "
-                     f"{_number(r['lambda_k'], 9, 4, '+')}")
+        lines.append(
+            f"{r['member']:>6} {r['status']:>8} {str(r['success']):>7} {_number(r['final_accuracy'], 8, 3)} "
+            f"{_number(r['final_loss'], 8, 4)} {reached:>17} {_number(r['lambda_1'], 9, 4, '+')} "
+            f"{_number(r['lambda_k'], 9, 4, '+')}"
+        )
     wins = sum(r["success"] for r in rows)
     if rows and "dstsp" in rows[0]:  # chaotic data: the reconstruction metrics of each member
         lines.append(f"{'member':>6} {'D_stsp':>8} {'D_H':>6} {'lambda_max model/data per time unit':>36}")
-        lines += [f"{r['member']:>6} {_number(r['dstsp'], 8, 3)} {_number(r['dh'], 6, 3)} "
-                  f"{_number(r['lambda_max_model_per_time'], 26, 4, '+')} / {r['lambda_max_data_per_time']:.4f}"
-                  for r in rows]
+        lines += [
+            f"{r['member']:>6} {_number(r['dstsp'], 8, 3)} {_number(r['dh'], 6, 3)} "
+            f"{_number(r['lambda_max_model_per_time'], 26, 4, '+')} / {r['lambda_max_data_per_time']:.4f}"
+            for r in rows
+        ]
     lines.append(f"{wins}/{len(rows)} members succeeded")
     return "\n".join(lines)
 

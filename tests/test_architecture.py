@@ -32,7 +32,9 @@ def imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             found.add(base)
             found.update(f"{base}.{alias.name}" for alias in node.names)
     return found
@@ -53,7 +55,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         stack.pop()
@@ -73,23 +75,40 @@ def test_the_cycle_finder_finds_a_cycle():
 
 def test_no_import_cycle():
     # a package's __init__ re-exporting its submodules is its face: leave those edges out
-    faces = {name: {m for m in deps if not m.startswith(name + ".")} if MODULES[name].name == "__init__.py" else deps
-             for name, deps in GRAPH.items()}
+    faces = {
+        name: {m for m in deps if not m.startswith(name + ".")} if MODULES[name].name == "__init__.py" else deps
+        for name, deps in GRAPH.items()
+    }
     assert find_cycle(faces) is None
 
 
 @pytest.mark.parametrize("framework", sorted(ALLOWED))
 def test_frameworks_are_imported_only_where_they_belong(framework):
-    offenders = [name for name, path in MODULES.items()
-                 if any(m == framework or m.startswith(framework + ".") for m in imports(path))
-                 and not name.startswith(ALLOWED[framework])]
+    offenders = [
+        name
+        for name, path in MODULES.items()
+        if any(m == framework or m.startswith(framework + ".") for m in imports(path))
+        and not name.startswith(ALLOWED[framework])
+    ]
     assert not offenders, f"{framework} imported outside {ALLOWED[framework]}: {offenders}"
 
 
 def test_training_and_numerics_import_neither_sweep_tracking_nor_report():
-    lower = [n for n in MODULES if n.startswith(("flosssweep.train", "flosssweep.models", "flosssweep.chaos"))
-             or n in ("flosssweep.config", "flosssweep.lyapunov", "flosssweep.floss", "flosssweep.optim",
-                      "flosssweep.tasks", "flosssweep.records", "flosssweep.names")]
+    lower = [
+        n
+        for n in MODULES
+        if n.startswith(("flosssweep.train", "flosssweep.models", "flosssweep.chaos"))
+        or n
+        in (
+            "flosssweep.config",
+            "flosssweep.lyapunov",
+            "flosssweep.floss",
+            "flosssweep.optim",
+            "flosssweep.tasks",
+            "flosssweep.records",
+            "flosssweep.names",
+        )
+    ]
     upper = ("flosssweep.sweep", "flosssweep.tracking", "flosssweep.report", "flosssweep.bench")
     for name in lower:
         assert not [m for m in GRAPH[name] if m.startswith(upper)], name
@@ -101,8 +120,17 @@ def test_no_module_over_600_lines():
 
 
 def test_nothing_cites_a_design_file_outside_the_repository():
-    texts = [p for p in ROOT.rglob("*") if p.suffix in (".py", ".md", ".yaml", ".toml") and ".venv" not in p.parts
-             and ".git" not in p.parts and p != Path(__file__)]
-    citing = [str(p.relative_to(ROOT)) for p in texts
-              if "shared/DESIGN" in (text := p.read_text(errors="ignore")) or "DESIGN " in text.replace("DESIGN.md", "")]
+    texts = [
+        p
+        for p in ROOT.rglob("*")
+        if p.suffix in (".py", ".md", ".yaml", ".toml")
+        and ".venv" not in p.parts
+        and ".git" not in p.parts
+        and p != Path(__file__)
+    ]
+    citing = [
+        str(p.relative_to(ROOT))
+        for p in texts
+        if "shared/DESIGN" in (text := p.read_text(errors="ignore")) or "DESIGN " in text.replace("DESIGN.md", "")
+    ]
     assert not citing

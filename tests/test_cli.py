@@ -10,8 +10,9 @@ from flosssweep.sweep import driver
 def test_version_names_the_package_and_the_libraries(capsys):
     assert cli.main(["--version"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"flosssweep {__version__}") and all(lib in out for lib in ("torch", "ray", "mlflow",
-                                                                                        "optuna"))
+    assert out.startswith(f"flosssweep {__version__}") and all(
+        lib in out for lib in ("torch", "ray", "mlflow", "optuna")
+    )
 
 
 def test_usage_and_unknown_command(capsys):
@@ -50,8 +51,12 @@ def test_trial_help_lists_the_choices_of_every_key_that_has_them(capsys):
 
 
 def test_run_dry_run_shows_the_whole_resolved_base():
-    done = subprocess.run([sys.executable, "-m", "flosssweep.cli", "run", "quickstart", "--dry-run"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "flosssweep.cli", "run", "quickstart", "--dry-run"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert any(line.split()[:3] == ["*", "model.hidden", "32"] for line in lines)

@@ -9,18 +9,29 @@ from flosssweep.records import to_table
 
 torch.set_num_threads(1)
 
-SMALL = {"model.hidden": 16, "train.length": 40, "train.batch": 8, "train.epochs": 30, "train.success_window": 10,
-         "floss.pre_steps": 5, "floss.horizon": 20, "floss.warmup": 5}
+SMALL = {
+    "model.hidden": 16,
+    "train.length": 40,
+    "train.batch": 8,
+    "train.epochs": 30,
+    "train.success_window": 10,
+    "floss.pre_steps": 5,
+    "floss.horizon": 20,
+    "floss.warmup": 5,
+}
 
 
-@pytest.mark.parametrize("overrides, key", [
-    ({"task.dleay": 3}, "task.dleay"),
-    ({"train.epochs": "many"}, "train.epochs"),
-    ({"floss.k": 81}, "floss.k"),
-    ({"model.arch": "lstm", "floss.k": 161}, "floss.k"),
-    ({"task.bits": 3, "task.delay": 10}, "task.delay"),
-    ({"floss.mode": "sometimes"}, "floss.mode"),
-])
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        ({"task.dleay": 3}, "task.dleay"),
+        ({"train.epochs": "many"}, "train.epochs"),
+        ({"floss.k": 81}, "floss.k"),
+        ({"model.arch": "lstm", "floss.k": 161}, "floss.k"),
+        ({"task.bits": 3, "task.delay": 10}, "task.delay"),
+        ({"floss.mode": "sometimes"}, "floss.mode"),
+    ],
+)
 def test_bad_config_names_the_key(overrides, key):
     with pytest.raises(ConfigError) as err:
         resolve(overrides)
@@ -28,9 +39,19 @@ def test_bad_config_names_the_key(overrides, key):
 
 
 PARITY_ONLY = {"task.bits", "task.delay", "train.success_threshold"}
-CHAOTIC_ONLY = {"task.dt", "task.tau", "task.train_steps", "task.test_steps", "task.transient",
-                "task.data_seed", "train.forcing", "train.dstsp_threshold", "train.dstsp_bins",
-                "train.eval_trajectories", "train.eval_steps"}
+CHAOTIC_ONLY = {
+    "task.dt",
+    "task.tau",
+    "task.train_steps",
+    "task.test_steps",
+    "task.transient",
+    "task.data_seed",
+    "train.forcing",
+    "train.dstsp_threshold",
+    "train.dstsp_bins",
+    "train.eval_trajectories",
+    "train.eval_steps",
+}
 
 
 @pytest.mark.parametrize("task", ["lorenz63", "roessler"])

@@ -93,8 +93,9 @@ def test_analytic_rnn_tangent_equals_generic_autodiff_path(qr_every):
         return model.step(p, s, x)
 
     generic = lyapunov_spectrum(step, state, inputs, 8, warmup=10, qr_every=qr_every)
-    analytic = lyapunov_spectrum(step, state, inputs, 8, warmup=10, qr_every=qr_every,
-                                 tangent=lambda s, x, Q: model.tangent(p, s, x, Q))
+    analytic = lyapunov_spectrum(
+        step, state, inputs, 8, warmup=10, qr_every=qr_every, tangent=lambda s, x, Q: model.tangent(p, s, x, Q)
+    )
     torch.testing.assert_close(analytic, generic, atol=1e-12, rtol=0)
     # and their gradients agree too
     g_generic = torch.autograd.grad(floss_loss(generic).sum(), p["J"])[0]

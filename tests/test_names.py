@@ -10,14 +10,40 @@ from flosssweep.config import ConfigError, record_columns, resolve
 from flosssweep.sweep import spec
 from flosssweep.train import train
 
-PARITY = {"model.hidden": 8, "task.delay": 2, "train.length": 12, "train.batch": 2, "train.epochs": 4,
-          "train.success_window": 2, "train.report_every": 2, "floss.pre_steps": 2, "floss.horizon": 8,
-          "floss.warmup": 2, "ensemble": 2}
-CHAOTIC = {"task.name": "lorenz63", "task.dt": 0.05, "task.train_steps": 400, "task.test_steps": 200,
-           "task.transient": 5.0, "task.tau": 5, "model.arch": "plrnn", "model.hidden": 6, "train.length": 10,
-           "train.batch": 2, "train.epochs": 2, "train.success_window": 1, "train.report_every": 2,
-           "train.eval_trajectories": 2, "train.eval_steps": 40, "floss.mode": "none", "floss.horizon": 8,
-           "floss.warmup": 2, "ensemble": 2}
+PARITY = {
+    "model.hidden": 8,
+    "task.delay": 2,
+    "train.length": 12,
+    "train.batch": 2,
+    "train.epochs": 4,
+    "train.success_window": 2,
+    "train.report_every": 2,
+    "floss.pre_steps": 2,
+    "floss.horizon": 8,
+    "floss.warmup": 2,
+    "ensemble": 2,
+}
+CHAOTIC = {
+    "task.name": "lorenz63",
+    "task.dt": 0.05,
+    "task.train_steps": 400,
+    "task.test_steps": 200,
+    "task.transient": 5.0,
+    "task.tau": 5,
+    "model.arch": "plrnn",
+    "model.hidden": 6,
+    "train.length": 10,
+    "train.batch": 2,
+    "train.epochs": 2,
+    "train.success_window": 1,
+    "train.report_every": 2,
+    "train.eval_trajectories": 2,
+    "train.eval_steps": 40,
+    "floss.mode": "none",
+    "floss.horizon": 8,
+    "floss.warmup": 2,
+    "ensemble": 2,
+}
 
 
 def emitted(dotted: dict) -> tuple[set[str], set[str], set[str]]:

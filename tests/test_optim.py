@@ -1,16 +1,21 @@
 """Per-member Adam against torch's Adam, and frozen inactive members."""
 
-
-
 import torch
 
 from flosssweep.optim import MemberAdam
 
 torch.set_num_threads(1)
 
-SMALL = {"model.hidden": 16, "train.length": 40, "train.batch": 8, "train.epochs": 30, "train.success_window": 10,
-         "floss.pre_steps": 5, "floss.horizon": 20, "floss.warmup": 5}
-
+SMALL = {
+    "model.hidden": 16,
+    "train.length": 40,
+    "train.batch": 8,
+    "train.epochs": 30,
+    "train.success_window": 10,
+    "floss.pre_steps": 5,
+    "floss.horizon": 20,
+    "floss.warmup": 5,
+}
 
 
 def test_member_adam_matches_torch_adam_and_freezes_inactive_members():
@@ -31,5 +36,3 @@ def test_member_adam_matches_torch_adam_and_freezes_inactive_members():
 
 def spectrum_mean_abs(trial):
     return trial.spectrum().abs().mean().item()
-
-

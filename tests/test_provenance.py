@@ -16,18 +16,37 @@ PACKAGE = Path(provenance.__file__).resolve().parent
 
 def collect_in(directory: Path, *argv: str) -> dict:
     """provenance.collect() of a copy of the package under `directory`, in a fresh interpreter."""
-    code = ("import json, sys; from flosssweep import provenance; "
-            "print(json.dumps(provenance.collect(sys.argv[1:] or None)))")
-    done = subprocess.run([sys.executable, "-c", code, *argv], cwd=directory, capture_output=True, text=True,
-                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(directory)}, timeout=120, check=True)
+    code = (
+        "import json, sys; from flosssweep import provenance; "
+        "print(json.dumps(provenance.collect(sys.argv[1:] or None)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, *argv],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(directory)},
+        timeout=120,
+        check=True,
+    )
     return json.loads(done.stdout)
 
 
 def git(directory: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(directory), *args], capture_output=True, text=True, check=True,
-                          env={"PATH": "/usr/bin:/bin", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-                               "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t", "HOME": str(directory)}
-                          ).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(directory), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@t",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@t",
+            "HOME": str(directory),
+        },
+    ).stdout.strip()
 
 
 @pytest.fixture

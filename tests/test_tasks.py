@@ -1,16 +1,21 @@
 """The delayed parity targets, by hand."""
 
-
-
 import torch
 
 from flosssweep.tasks import parity_targets
 
 torch.set_num_threads(1)
 
-SMALL = {"model.hidden": 16, "train.length": 40, "train.batch": 8, "train.epochs": 30, "train.success_window": 10,
-         "floss.pre_steps": 5, "floss.horizon": 20, "floss.warmup": 5}
-
+SMALL = {
+    "model.hidden": 16,
+    "train.length": 40,
+    "train.batch": 8,
+    "train.epochs": 30,
+    "train.success_window": 10,
+    "floss.pre_steps": 5,
+    "floss.horizon": 20,
+    "floss.warmup": 5,
+}
 
 
 def test_parity_targets_by_hand():
@@ -23,5 +28,3 @@ def test_parity_targets_by_hand():
     # 3-bit parity with d = 6: y_t = s_{t-2} xor s_{t-4} xor s_{t-6}, for t = 6, 7
     #   t=6: s4^s2^s0 = 0^1^1, t=7: s5^s3^s1 = 0^1^0
     assert parity_targets(s, 3, 6)[6:].tolist() == [0, 1]
-
-

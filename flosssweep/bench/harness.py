@@ -44,8 +44,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -57,14 +57,40 @@ SECTIONS = ("trainer", "baseline", "torch", "peak", "floss", "ray", "report")
 GATED = ("lstm", "gru")
 
 FULL = {
-    "hidden": 80, "length": 300, "batch": 16, "delay": 10, "ensembles": [1, 4, 16, 64], "gated_ensembles": [1, 16],
-    "train_k": 16, "strength": 0.01, "horizon": 55, "warmup": 16, "floss_ks": [1, 16, 75],
-    "ray_trials": 32, "report_rows": [10 ** 5, 10 ** 6], "seconds": 2.0, "floss_calls": 20, "peak_size": 1024,
+    "hidden": 80,
+    "length": 300,
+    "batch": 16,
+    "delay": 10,
+    "ensembles": [1, 4, 16, 64],
+    "gated_ensembles": [1, 16],
+    "train_k": 16,
+    "strength": 0.01,
+    "horizon": 55,
+    "warmup": 16,
+    "floss_ks": [1, 16, 75],
+    "ray_trials": 32,
+    "report_rows": [10**5, 10**6],
+    "seconds": 2.0,
+    "floss_calls": 20,
+    "peak_size": 1024,
 }
 QUICK = {
-    "hidden": 12, "length": 30, "batch": 4, "delay": 4, "ensembles": [1, 4], "gated_ensembles": [1, 4],
-    "train_k": 2, "strength": 0.01, "horizon": 12, "warmup": 4, "floss_ks": [1, 2],
-    "ray_trials": 4, "report_rows": [10 ** 3, 10 ** 4], "seconds": 0.05, "floss_calls": 2, "peak_size": 128,
+    "hidden": 12,
+    "length": 30,
+    "batch": 4,
+    "delay": 4,
+    "ensembles": [1, 4],
+    "gated_ensembles": [1, 4],
+    "train_k": 2,
+    "strength": 0.01,
+    "horizon": 12,
+    "warmup": 4,
+    "floss_ks": [1, 2],
+    "ray_trials": 4,
+    "report_rows": [10**3, 10**4],
+    "seconds": 0.05,
+    "floss_calls": 2,
+    "peak_size": 128,
 }
 
 
@@ -89,8 +115,14 @@ def measure(run: Callable[[], None], *, calls: int, repeats: int, device: str = 
         _sync(device)
         walls.append((time.perf_counter() - wall) / calls)
         cpus.append((time.process_time() - cpu) / calls)
-    return {"wall_best": min(walls), "wall_median": statistics.median(walls),
-            "cpu_best": min(cpus), "cpu_median": statistics.median(cpus), "calls": calls, "repeats": repeats}
+    return {
+        "wall_best": min(walls),
+        "wall_median": statistics.median(walls),
+        "cpu_best": min(cpus),
+        "cpu_median": statistics.median(cpus),
+        "calls": calls,
+        "repeats": repeats,
+    }
 
 
 def calibrate(run: Callable[[], None], seconds: float, device: str = "cpu", most: int = 10_000) -> int:
@@ -110,13 +142,29 @@ def trainer_config(sizes: dict, ensemble: int, flossing: bool, device: str, arch
 
     floss = {"floss.mode": "none"}
     if flossing:
-        floss = {"floss.mode": "regularizer", "floss.strength": sizes["strength"], "floss.k": sizes["train_k"],
-                 "floss.horizon": sizes["horizon"], "floss.warmup": sizes["warmup"]}
-    return resolve({
-        "ensemble": ensemble, "device": device, "threads": 1, "model.arch": arch,
-        "model.hidden": sizes["hidden"], "task.bits": 1, "task.delay": sizes["delay"],
-        "train.length": sizes["length"], "train.batch": sizes["batch"], "train.epochs": 1000,
-        "train.success_window": 1, **floss})
+        floss = {
+            "floss.mode": "regularizer",
+            "floss.strength": sizes["strength"],
+            "floss.k": sizes["train_k"],
+            "floss.horizon": sizes["horizon"],
+            "floss.warmup": sizes["warmup"],
+        }
+    return resolve(
+        {
+            "ensemble": ensemble,
+            "device": device,
+            "threads": 1,
+            "model.arch": arch,
+            "model.hidden": sizes["hidden"],
+            "task.bits": 1,
+            "task.delay": sizes["delay"],
+            "train.length": sizes["length"],
+            "train.batch": sizes["batch"],
+            "train.epochs": 1000,
+            "train.success_window": 1,
+            **floss,
+        }
+    )
 
 
 def bench_trainer(sizes: dict, ensemble: int, flossing: bool, device: str, repeats: int, arch: str = "rnn") -> dict:
@@ -131,9 +179,15 @@ def bench_trainer(sizes: dict, ensemble: int, flossing: bool, device: str, repea
 
     calls = calibrate(epoch, sizes["seconds"], device)
     timing = measure(epoch, calls=calls, repeats=repeats, device=device)
-    return {"arch": arch, "ensemble": ensemble, "flossing": flossing, **timing,
-            "rate": ensemble / timing["wall_best"], "rate_median": ensemble / timing["wall_median"],
-            "rate_cpu": ensemble / timing["cpu_best"]}
+    return {
+        "arch": arch,
+        "ensemble": ensemble,
+        "flossing": flossing,
+        **timing,
+        "rate": ensemble / timing["wall_best"],
+        "rate_median": ensemble / timing["wall_median"],
+        "rate_cpu": ensemble / timing["cpu_best"],
+    }
 
 
 class NaiveRNN(torch.nn.Module):
@@ -205,7 +259,7 @@ def bench_baseline(sizes: dict, flossing: bool, device: str, repeats: int) -> di
         if flossing:
             horizon = torch.randint(0, 2, (sizes["horizon"], 1, 1)).float()
             exponents = model.spectrum(horizon, sizes["train_k"], sizes["warmup"])
-            loss = loss + sizes["strength"] * (exponents ** 2).mean()
+            loss = loss + sizes["strength"] * (exponents**2).mean()
         optimizer.zero_grad()
         loss.backward()
         for p in model.parameters():
@@ -214,8 +268,13 @@ def bench_baseline(sizes: dict, flossing: bool, device: str, repeats: int) -> di
 
     calls = calibrate(epoch, sizes["seconds"])
     timing = measure(epoch, calls=calls, repeats=repeats)
-    return {"flossing": flossing, **timing, "rate": 1 / timing["wall_best"],
-            "rate_median": 1 / timing["wall_median"], "rate_cpu": 1 / timing["cpu_best"]}
+    return {
+        "flossing": flossing,
+        **timing,
+        "rate": 1 / timing["wall_best"],
+        "rate_median": 1 / timing["wall_median"],
+        "rate_cpu": 1 / timing["cpu_best"],
+    }
 
 
 # -- one flossing step ------------------------------------------------------------------------
@@ -238,9 +297,14 @@ def bench_floss_step(sizes: dict, k: int, analytic: bool, device: str, repeats: 
 
     step()
     timing = measure(step, calls=sizes["floss_calls"], repeats=repeats, device=device)
-    return {"arch": arch, "k": k, "tangent": "analytic" if analytic else "generic", "hidden": sizes["hidden"],
-            "horizon": Tp,
-            **timing}
+    return {
+        "arch": arch,
+        "k": k,
+        "tangent": "analytic" if analytic else "generic",
+        "hidden": sizes["hidden"],
+        "horizon": Tp,
+        **timing,
+    }
 
 
 # -- the report ---------------------------------------------------------------------------------
@@ -255,8 +319,12 @@ def bench_report(rows: int, repeats: int) -> dict:
         started = time.perf_counter()
         report.aggregate(table)
         walls.append(time.perf_counter() - started)
-    return {"rows": rows, "seconds_best": min(walls), "seconds_median": statistics.median(walls),
-            "generate_seconds": generate}
+    return {
+        "rows": rows,
+        "seconds_best": min(walls),
+        "seconds_median": statistics.median(walls),
+        "generate_seconds": generate,
+    }
 
 
 # -- the machine --------------------------------------------------------------------------------
@@ -269,14 +337,26 @@ def machine(device: str) -> dict:
     except (OSError, subprocess.SubprocessError):
         pass
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                timeout=10, cwd=Path(__file__).resolve().parent).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
-    info = {"cpu": model, "cores": os.cpu_count(), "load_at_start": os.getloadavg()[0],
-            "torch": torch.__version__, "python": platform.python_version(), "commit": commit,
-            "device": device, "torch_threads": 1,
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    info = {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "load_at_start": os.getloadavg()[0],
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "commit": commit,
+        "device": device,
+        "torch_threads": 1,
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name()
     return info
@@ -292,53 +372,81 @@ def _fmt(value: float, digits: int = 3) -> str:
 def markdown(results: dict) -> str:
     m = results["machine"]
     sizes = results["sizes"]
-    lines = [f"# flosssweep benchmark ({'quick' if results['quick'] else 'full'})", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores, load average {m['load_at_start']:.2f} at start; "
-             f"torch {m['torch']}, 1 thread, device {m['device']}; commit {m['commit'] or '?'}; {m['date']}.", ""]
+    lines = [
+        f"# flosssweep benchmark ({'quick' if results['quick'] else 'full'})",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, load average {m['load_at_start']:.2f} at start; "
+        f"torch {m['torch']}, 1 thread, device {m['device']}; commit {m['commit'] or '?'}; {m['date']}.",
+        "",
+    ]
     trainer = results.get("trainer")
     if trainer:
         base = {b["flossing"]: b for b in results.get("baseline", []) if "rate" in b}
         nets = {r["arch"]: r for r in results.get("torch", [])}
         one = {(r["arch"], r["flossing"]): r["rate"] for r in trainer if r["ensemble"] == 1}
-        lines += [f"## Trainer: realization-epochs per second (N={sizes['hidden']}, T={sizes['length']}, "
-                  f"B={sizes['batch']}; flossing = regularizer k={sizes['train_k']}, Tp={sizes['horizon']})", "",
-                  "| arch | flossing | R | epoch (ms) | real.-epochs/s | median | per CPU-s | x R=1 | x naive | "
-                  "x torch.nn |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            f"## Trainer: realization-epochs per second (N={sizes['hidden']}, T={sizes['length']}, "
+            f"B={sizes['batch']}; flossing = regularizer k={sizes['train_k']}, Tp={sizes['horizon']})",
+            "",
+            "| arch | flossing | R | epoch (ms) | real.-epochs/s | median | per CPU-s | x R=1 | x naive | x torch.nn |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for r in trainer:
             key = (r["arch"], r["flossing"])
             naive = base.get(r["flossing"]) if r["arch"] == "rnn" else None
             net = nets.get(r["arch"]) if not r["flossing"] else None
-            lines.append(f"| {r['arch']} | {'yes' if r['flossing'] else 'no'} | {r['ensemble']} | "
-                         f"{_fmt(1e3 * r['wall_best'])} | {_fmt(r['rate'])} | {_fmt(r['rate_median'])} | "
-                         f"{_fmt(r['rate_cpu'])} | {_fmt(r['rate'] / one[key]) if key in one else '-'} | "
-                         f"{_fmt(r['rate'] / naive['rate']) if naive else '-'} | "
-                         f"{_fmt(r['rate'] / net['rate']) if net else '-'} |")
+            lines.append(
+                f"| {r['arch']} | {'yes' if r['flossing'] else 'no'} | {r['ensemble']} | "
+                f"{_fmt(1e3 * r['wall_best'])} | {_fmt(r['rate'])} | {_fmt(r['rate_median'])} | "
+                f"{_fmt(r['rate_cpu'])} | {_fmt(r['rate'] / one[key]) if key in one else '-'} | "
+                f"{_fmt(r['rate'] / naive['rate']) if naive else '-'} | "
+                f"{_fmt(r['rate'] / net['rate']) if net else '-'} |"
+            )
         for flossing, b in sorted(base.items()):
-            lines.append(f"| rnn | {'yes' if flossing else 'no'} | naive | {_fmt(1e3 * b['wall_best'])} | "
-                         f"{_fmt(b['rate'])} | {_fmt(b['rate_median'])} | {_fmt(b['rate_cpu'])} | - | 1 | - |")
+            lines.append(
+                f"| rnn | {'yes' if flossing else 'no'} | naive | {_fmt(1e3 * b['wall_best'])} | "
+                f"{_fmt(b['rate'])} | {_fmt(b['rate_median'])} | {_fmt(b['rate_cpu'])} | - | 1 | - |"
+            )
         for arch, r in nets.items():
-            lines.append(f"| {arch} | no | torch.nn | {_fmt(1e3 * r['wall_best'])} | {_fmt(r['rate'])} | "
-                         f"{_fmt(r['rate_median'])} | {_fmt(r['rate_cpu'])} | - | - | 1 |")
+            lines.append(
+                f"| {arch} | no | torch.nn | {_fmt(1e3 * r['wall_best'])} | {_fmt(r['rate'])} | "
+                f"{_fmt(r['rate_median'])} | {_fmt(r['rate_cpu'])} | - | - | 1 |"
+            )
         lines.append("")
     peak = results.get("peak")
     if peak:
-        lines += [f"Float32 matmul peak ({peak['size']} x {peak['size']}, one thread): {peak['gflops']:.1f} GFLOP/s "
-                  f"(median {peak['gflops_median']:.1f}).", ""]
+        lines += [
+            f"Float32 matmul peak ({peak['size']} x {peak['size']}, one thread): {peak['gflops']:.1f} GFLOP/s "
+            f"(median {peak['gflops_median']:.1f}).",
+            "",
+        ]
     floss = results.get("floss")
     if floss:
-        lines += [f"## One flossing step (N={sizes['hidden']}, Tp={sizes['horizon']}, R=1): forward + backward", "",
-                  "| arch | k | tangent | ms (best) | ms (median) | CPU ms |", "|---|---:|---|---:|---:|---:|"]
+        lines += [
+            f"## One flossing step (N={sizes['hidden']}, Tp={sizes['horizon']}, R=1): forward + backward",
+            "",
+            "| arch | k | tangent | ms (best) | ms (median) | CPU ms |",
+            "|---|---:|---|---:|---:|---:|",
+        ]
         for r in floss:
-            lines.append(f"| {r['arch']} | {r['k']} | {r['tangent']} | {_fmt(1e3 * r['wall_best'])} | "
-                         f"{_fmt(1e3 * r['wall_median'])} | {_fmt(1e3 * r['cpu_best'])} |")
+            lines.append(
+                f"| {r['arch']} | {r['k']} | {r['tangent']} | {_fmt(1e3 * r['wall_best'])} | "
+                f"{_fmt(1e3 * r['wall_median'])} | {_fmt(1e3 * r['cpu_best'])} |"
+            )
         lines.append("")
     targets = results.get("ratios")
     if targets:
-        lines += ["## Ratios (same run) against the targets", "",
-                  "| ratio | value | from CPU times | target | met | from |", "|---|---:|---:|---|---|---|"]
+        lines += [
+            "## Ratios (same run) against the targets",
+            "",
+            "| ratio | value | from CPU times | target | met | from |",
+            "|---|---:|---:|---|---|---|",
+        ]
         for r in targets:
-            lines.append(f"| {r['name']} | {r['value']:.2f} | {r['value_cpu']:.2f} | {r['target']} | "
-                         f"{'yes' if r['ok'] else 'no'} | {r['detail']} |")
+            lines.append(
+                f"| {r['name']} | {r['value']:.2f} | {r['value_cpu']:.2f} | {r['target']} | "
+                f"{'yes' if r['ok'] else 'no'} | {r['detail']} |"
+            )
         lines.append("")
     ray = results.get("ray")
     if ray:
@@ -346,24 +454,33 @@ def markdown(results: dict) -> str:
         if "skipped" in ray:
             lines += [f"skipped: {ray['skipped']}", ""]
         else:
-            lines += [f"Sweeps of {' and '.join(map(str, ray['sizes']))} near-empty trials (1 epoch of a tiny "
-                      "network), 2 CPUs, reuse_actors; `ray.init` took "
-                      f"{ray['ray_init_seconds']:.1f} s (not included). Per trial = sweep wall time / "
-                      f"{ray['trials']} trials; fixed and marginal from the two sweep sizes.", "",
-                      "| trainable | s per trial (best) | median | fixed s per sweep | marginal s per trial |",
-                      "|---|---:|---:|---:|---:|"]
+            lines += [
+                f"Sweeps of {' and '.join(map(str, ray['sizes']))} near-empty trials (1 epoch of a tiny "
+                "network), 2 CPUs, reuse_actors; `ray.init` took "
+                f"{ray['ray_init_seconds']:.1f} s (not included). Per trial = sweep wall time / "
+                f"{ray['trials']} trials; fixed and marginal from the two sweep sizes.",
+                "",
+                "| trainable | s per trial (best) | median | fixed s per sweep | marginal s per trial |",
+                "|---|---:|---:|---:|---:|",
+            ]
             for name in ("minimal", "project"):
                 r = ray.get(name, {})
                 if "skipped" in r:
                     lines.append(f"| {name} | skipped: {r['skipped']} | | | |")
                 elif r:
-                    lines.append(f"| {name} | {r['per_trial_best']:.3f} | {r['per_trial_median']:.3f} | "
-                                 f"{_fmt(r.get('fixed_per_sweep'))} | {_fmt(r.get('marginal_per_trial'))} |")
+                    lines.append(
+                        f"| {name} | {r['per_trial_best']:.3f} | {r['per_trial_median']:.3f} | "
+                        f"{_fmt(r.get('fixed_per_sweep'))} | {_fmt(r.get('marginal_per_trial'))} |"
+                    )
             lines.append("")
     rep = results.get("report")
     if rep:
-        lines += ["## Report aggregation (`report.aggregate`, default bootstrap)", "",
-                  "| rows | seconds (best) | median |", "|---:|---:|---:|"]
+        lines += [
+            "## Report aggregation (`report.aggregate`, default bootstrap)",
+            "",
+            "| rows | seconds (best) | median |",
+            "|---:|---:|---:|",
+        ]
         for r in rep:
             lines.append(f"| {r['rows']:,} | {r['seconds_best']:.3g} | {r['seconds_median']:.3g} |")
         lines.append("")
@@ -372,29 +489,48 @@ def markdown(results: dict) -> str:
 
 # -- command line -------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m flosssweep.bench",
-                                     description="Measure trainer throughput, the flossing step, Ray overhead "
-                                                 "and report aggregation; write bench.json and bench.md.")
+    parser = argparse.ArgumentParser(
+        prog="python -m flosssweep.bench",
+        description="Measure trainer throughput, the flossing step, Ray overhead "
+        "and report aggregation; write bench.json and bench.md.",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the harness, not the speed")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                        help="device of the trainer and flossing sections (default cpu)")
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="device of the trainer and flossing sections (default cpu)",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench_out"), help="output folder (default bench_out)")
-    parser.add_argument("--skip", nargs="*", choices=SECTIONS, default=[], metavar="SECTION",
-                        help="sections to leave out: " + ", ".join(SECTIONS))
+    parser.add_argument(
+        "--skip",
+        nargs="*",
+        choices=SECTIONS,
+        default=[],
+        metavar="SECTION",
+        help="sections to leave out: " + ", ".join(SECTIONS),
+    )
     parser.add_argument("--repeats", type=int, default=None, help="measurements per figure (default 5, quick 1)")
     return parser.parse_args(argv)
 
 
 def run(args: argparse.Namespace) -> dict:
     if args.device == "cuda" and not torch.cuda.is_available():
-        raise BenchError("--device cuda: CUDA is not available on this machine (torch "
-                         f"{torch.__version__}, cuda build {torch.version.cuda or 'none'})")
+        raise BenchError(
+            "--device cuda: CUDA is not available on this machine (torch "
+            f"{torch.__version__}, cuda build {torch.version.cuda or 'none'})"
+        )
     torch.set_num_threads(1)
     sizes = dict(QUICK if args.quick else FULL)
     repeats = args.repeats or (1 if args.quick else 5)
     skip = set(args.skip)
-    results: dict = {"quick": args.quick, "sizes": sizes, "repeats": repeats, "machine": machine(args.device),
-                     "load": {}}
+    results: dict = {
+        "quick": args.quick,
+        "sizes": sizes,
+        "repeats": repeats,
+        "machine": machine(args.device),
+        "load": {},
+    }
 
     def section(name: str, work: Callable[[], object]) -> None:
         if name in skip:
@@ -404,15 +540,33 @@ def run(args: argparse.Namespace) -> dict:
         results[name] = work()
 
     runs = [("rnn", R) for R in sizes["ensembles"]] + [(arch, R) for arch in GATED for R in sizes["gated_ensembles"]]
-    section("trainer", lambda: [bench_trainer(sizes, R, flossing, args.device, repeats, arch)
-                                for arch, R in runs for flossing in (False, True)])
+    section(
+        "trainer",
+        lambda: [
+            bench_trainer(sizes, R, flossing, args.device, repeats, arch)
+            for arch, R in runs
+            for flossing in (False, True)
+        ],
+    )
     section("baseline", lambda: [bench_baseline(sizes, flossing, args.device, repeats) for flossing in (False, True)])
-    section("torch", lambda: [references.bench_torch_net(arch, sizes, measure, calibrate, repeats)
-                              for arch in references.TORCH_NETS] if args.device == "cpu" else [])
+    section(
+        "torch",
+        lambda: (
+            [references.bench_torch_net(arch, sizes, measure, calibrate, repeats) for arch in references.TORCH_NETS]
+            if args.device == "cpu"
+            else []
+        ),
+    )
     section("peak", lambda: references.bench_peak(sizes["peak_size"], measure, calibrate, sizes["seconds"], repeats))
     steps = [("rnn", k) for k in sizes["floss_ks"]] + [(arch, sizes["train_k"]) for arch in GATED]
-    section("floss", lambda: [bench_floss_step(sizes, k, analytic, args.device, repeats, arch)
-                              for arch, k in steps for analytic in (True, False)])
+    section(
+        "floss",
+        lambda: [
+            bench_floss_step(sizes, k, analytic, args.device, repeats, arch)
+            for arch, k in steps
+            for analytic in (True, False)
+        ],
+    )
     section("ray", lambda: overhead.bench_ray(sizes, max(1, min(repeats, 2))))
     section("report", lambda: [bench_report(rows, max(1, min(repeats, 3))) for rows in sizes["report_rows"]])
     results["machine"]["load_at_end"] = os.getloadavg()[0]
@@ -434,4 +588,3 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     print(f"written: {args.out / 'bench.json'}, {args.out / 'bench.md'}", file=sys.stderr)
     return 0
-

@@ -6,7 +6,7 @@ Kept apart from the harness so that its timing loop is shared while the comparis
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -34,8 +34,12 @@ def bench_peak(size: int, measure: Callable, calibrate: Callable, seconds: float
         torch.mm(a, b, out=out)
 
     timing = measure(product, calls=calibrate(product, seconds), repeats=repeats)
-    return {"size": size, **timing, "gflops": 2 * size ** 3 / timing["wall_best"] / 1e9,
-            "gflops_median": 2 * size ** 3 / timing["wall_median"] / 1e9}
+    return {
+        "size": size,
+        **timing,
+        "gflops": 2 * size**3 / timing["wall_best"] / 1e9,
+        "gflops_median": 2 * size**3 / timing["wall_median"] / 1e9,
+    }
 
 
 def bench_torch_net(arch: str, sizes: dict, measure: Callable, calibrate: Callable, repeats: int) -> dict:
@@ -56,8 +60,13 @@ def bench_torch_net(arch: str, sizes: dict, measure: Callable, calibrate: Callab
         optimizer.step()
 
     timing = measure(epoch, calls=calibrate(epoch, sizes["seconds"]), repeats=repeats)
-    return {"arch": arch, **timing, "rate": 1 / timing["wall_best"], "rate_median": 1 / timing["wall_median"],
-            "rate_cpu": 1 / timing["cpu_best"]}
+    return {
+        "arch": arch,
+        **timing,
+        "rate": 1 / timing["wall_best"],
+        "rate_median": 1 / timing["wall_median"],
+        "rate_cpu": 1 / timing["cpu_best"],
+    }
 
 
 def ratios(results: dict) -> list[dict]:
@@ -67,29 +76,54 @@ def ratios(results: dict) -> list[dict]:
     R = max(sizes["gated_ensembles"])
     trainer = {(r["arch"], r["ensemble"], r["flossing"]): r for r in results.get("trainer", [])}
 
-    def ratio(name: str, target: float, larger: bool, wall: tuple[float, float], cpu: tuple[float, float],
-              unit: str) -> None:
+    def ratio(
+        name: str, target: float, larger: bool, wall: tuple[float, float], cpu: tuple[float, float], unit: str
+    ) -> None:
         value = wall[0] / wall[1]
-        out.append({"name": name, "value": value, "value_cpu": cpu[0] / cpu[1],
-                    "target": f"{'>=' if larger else '<='} {target:g}",
-                    "ok": value >= target if larger else value <= target,
-                    "detail": f"{wall[0]:.3g} / {wall[1]:.3g} {unit}"})
+        out.append(
+            {
+                "name": name,
+                "value": value,
+                "value_cpu": cpu[0] / cpu[1],
+                "target": f"{'>=' if larger else '<='} {target:g}",
+                "ok": value >= target if larger else value <= target,
+                "detail": f"{wall[0]:.3g} / {wall[1]:.3g} {unit}",
+            }
+        )
 
     peak, rnn = results.get("peak"), trainer.get(("rnn", R, False))
     if peak and rnn:
         flops = epoch_flops("rnn", sizes) / 1e9
-        ratio(f"rnn R={R} matmul GFLOP/s / float32 peak", 0.7, True, (rnn["rate"] * flops, peak["gflops"]),
-              (rnn["rate_cpu"] * flops, 2 * peak["size"] ** 3 / peak["cpu_best"] / 1e9), "GFLOP/s")
+        ratio(
+            f"rnn R={R} matmul GFLOP/s / float32 peak",
+            0.7,
+            True,
+            (rnn["rate"] * flops, peak["gflops"]),
+            (rnn["rate_cpu"] * flops, 2 * peak["size"] ** 3 / peak["cpu_best"] / 1e9),
+            "GFLOP/s",
+        )
     nets = {r["arch"]: r for r in results.get("torch", [])}
     for arch in ("lstm", "gru"):
         ours = trainer.get((arch, R, False))
         if ours and arch in nets:
-            ratio(f"{arch} R={R} / torch.nn.{arch.upper()} (realization-epochs/s)", 2, True,
-                  (ours["rate"], nets[arch]["rate"]), (ours["rate_cpu"], nets[arch]["rate_cpu"]), "per s")
+            ratio(
+                f"{arch} R={R} / torch.nn.{arch.upper()} (realization-epochs/s)",
+                2,
+                True,
+                (ours["rate"], nets[arch]["rate"]),
+                (ours["rate_cpu"], nets[arch]["rate_cpu"]),
+                "per s",
+            )
     steps = {(r["arch"], r["k"], r["tangent"]): r for r in results.get("floss", [])}
     k = sizes["train_k"]
     lstm, base = steps.get(("lstm", k, "analytic")), steps.get(("rnn", k, "analytic"))
     if lstm and base:
-        ratio(f"lstm flossing step k={k} / rnn's", 3, False, (1e3 * lstm["wall_best"], 1e3 * base["wall_best"]),
-              (lstm["cpu_best"], base["cpu_best"]), "ms")
+        ratio(
+            f"lstm flossing step k={k} / rnn's",
+            3,
+            False,
+            (1e3 * lstm["wall_best"], 1e3 * base["wall_best"]),
+            (lstm["cpu_best"], base["cpu_best"]),
+            "ms",
+        )
     return out

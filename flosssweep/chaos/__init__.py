@@ -31,8 +31,27 @@ Metrics of a generated trajectory against data (both (T, D) arrays):
 from __future__ import annotations
 
 from flosssweep.chaos.metrics import power_spectrum, power_spectrum_distance, state_space_divergence
-from flosssweep.chaos.systems import (SYSTEMS, ChaoticData, flow_lyapunov, forcing_interval, integrate, make_data,
-                                      rk4_step, rk4_tangent)
+from flosssweep.chaos.systems import (
+    SYSTEMS,
+    ChaoticData,
+    flow_lyapunov,
+    forcing_interval,
+    integrate,
+    make_data,
+    rk4_step,
+    rk4_tangent,
+)
 
-__all__ = ["SYSTEMS", "ChaoticData", "flow_lyapunov", "forcing_interval", "integrate", "make_data", "power_spectrum",
-           "power_spectrum_distance", "rk4_step", "rk4_tangent", "state_space_divergence"]
+__all__ = [
+    "SYSTEMS",
+    "ChaoticData",
+    "flow_lyapunov",
+    "forcing_interval",
+    "integrate",
+    "make_data",
+    "power_spectrum",
+    "power_spectrum_distance",
+    "rk4_step",
+    "rk4_tangent",
+    "state_space_divergence",
+]

@@ -1,12 +1,10 @@
-"""How close a generated trajectory is to chaotic data: D_stsp (state space) and D_H (power spectra).
-"""
+"""How close a generated trajectory is to chaotic data: D_stsp (state space) and D_H (power spectra)."""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import welch
-
 
 # --------------------------------------------------------------------------------------------
 
@@ -22,8 +20,9 @@ def _bin_index(points: np.ndarray, lo: np.ndarray, hi: np.ndarray, bins: int) ->
     return np.ravel_multi_index(idx.astype(np.int64).T, (bins,) * points.shape[1])
 
 
-def occupancy(points: np.ndarray, lo: np.ndarray, hi: np.ndarray, bins: int = DSTSP_BINS,
-              alpha: float = DSTSP_ALPHA) -> np.ndarray:
+def occupancy(
+    points: np.ndarray, lo: np.ndarray, hi: np.ndarray, bins: int = DSTSP_BINS, alpha: float = DSTSP_ALPHA
+) -> np.ndarray:
     """Laplace-smoothed normalised histogram (flat, bins**D entries) of the points."""
     counts = np.bincount(_bin_index(points, lo, hi, bins), minlength=bins ** points.shape[1]).astype(np.float64)
     return (counts + alpha) / (counts.sum() + alpha * counts.size)

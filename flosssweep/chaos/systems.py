@@ -1,17 +1,17 @@
-"""Chaotic flows integrated by the project (RK4), their data sets and their Lyapunov exponents.
-"""
+"""Chaotic flows integrated by the project (RK4), their data sets and their Lyapunov exponents."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+
 import numpy as np
 import torch
-from flosssweep.lyapunov import lyapunov_spectrum
 
+from flosssweep.lyapunov import lyapunov_spectrum
 
 # --------------------------------------------------------------------------------------------
 # Flows
@@ -62,10 +62,26 @@ class System:
 
 
 SYSTEMS = {
-    "lorenz63": System("lorenz63", lorenz63, lorenz63_jvp, dict(sigma=10.0, rho=28.0, beta=8.0 / 3.0),
-                       start=(1.0, 1.0, 20.0), published=(0.9056, 0.0, -14.5723), align=10.0, window=40.0),
-    "roessler": System("roessler", roessler, roessler_jvp, dict(a=0.2, b=0.2, c=5.7),
-                       start=(1.0, -5.0, 0.0), published=(0.0714, 0.0, -5.3943), align=150.0, window=200.0),
+    "lorenz63": System(
+        "lorenz63",
+        lorenz63,
+        lorenz63_jvp,
+        dict(sigma=10.0, rho=28.0, beta=8.0 / 3.0),
+        start=(1.0, 1.0, 20.0),
+        published=(0.9056, 0.0, -14.5723),
+        align=10.0,
+        window=40.0,
+    ),
+    "roessler": System(
+        "roessler",
+        roessler,
+        roessler_jvp,
+        dict(a=0.2, b=0.2, c=5.7),
+        start=(1.0, -5.0, 0.0),
+        published=(0.0714, 0.0, -5.3943),
+        align=150.0,
+        window=200.0,
+    ),
 }
 
 
@@ -153,8 +169,9 @@ class ChaoticData:
 
 
 @functools.lru_cache(maxsize=8)
-def make_data(system: str, dt: float, train_steps: int, test_steps: int, transient: float = 50.0,
-              seed: int = 2) -> ChaoticData:
+def make_data(
+    system: str, dt: float, train_steps: int, test_steps: int, transient: float = 50.0, seed: int = 2
+) -> ChaoticData:
     """Integrate `system` at step dt: discard `transient` time units, keep train_steps + test_steps
     samples, split in time, standardize with the training statistics. Deterministic in its arguments
     (cached per process)."""
@@ -169,9 +186,17 @@ def make_data(system: str, dt: float, train_steps: int, test_steps: int, transie
 
 
 @functools.lru_cache(maxsize=16)
-def flow_lyapunov(system: str, dt: float, k: int = 3, trajectories: int = 1024, time: float | None = None,
-                  align: float | None = None, transient: float = 50.0, qr_every: int = 5,
-                  seed: int = 0) -> np.ndarray:
+def flow_lyapunov(
+    system: str,
+    dt: float,
+    k: int = 3,
+    trajectories: int = 1024,
+    time: float | None = None,
+    align: float | None = None,
+    transient: float = 50.0,
+    qr_every: int = 5,
+    seed: int = 0,
+) -> np.ndarray:
     """The k largest Lyapunov exponents of `system` sampled at dt, per sample step (divide by dt for
     per time unit), from the project's `lyapunov_spectrum` on the RK4 step with its exact tangent.
 
@@ -195,8 +220,15 @@ def flow_lyapunov(system: str, dt: float, k: int = 3, trajectories: int = 1024, 
     with torch.no_grad(), _threads(1):
         for _ in range(int(round(transient / dt))):
             state = rk4_step(sys_, state, dt)
-        exponents = lyapunov_spectrum(lambda s, _x: rk4_step(sys_, s, dt), state, [None] * steps, k,
-                                      warmup=warmup, qr_every=qr_every, tangent=rk4_tangent(sys_, dt))
+        exponents = lyapunov_spectrum(
+            lambda s, _x: rk4_step(sys_, s, dt),
+            state,
+            [None] * steps,
+            k,
+            warmup=warmup,
+            qr_every=qr_every,
+            tangent=rk4_tangent(sys_, dt),
+        )
     return exponents.mean(dim=0).numpy()
 
 

@@ -6,14 +6,14 @@ gates for flossing.
 from __future__ import annotations
 
 import math
-from typing import Callable, ClassVar
+from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from flosssweep.lyapunov import check_arguments, initial_frame, lyapunov_spectrum, qr_schedule
-from flosssweep.models.gated_kernels import (Advance, gru_advance, gru_states, lstm_advance, lstm_states,
-                                             readout_rows)
+from flosssweep.models.gated_kernels import Advance, gru_advance, gru_states, lstm_advance, lstm_states, readout_rows
 from flosssweep.models.gated_spectrum import gru_spectrum, lstm_spectrum
 from flosssweep.models.kernels import Workspace, _Fresh
 from flosssweep.models.protocol import Model, Params, bmm_t
@@ -37,9 +37,12 @@ class GatedCell(Model):
             return (2 * torch.rand(*shape, generator=gen, dtype=torch.float64) - 1) * bound
 
         return {
-            "W_ih": uniform(self.gates * n, self.inputs), "W_hh": uniform(self.gates * n, n),
-            "b_ih": uniform(self.gates * n), "b_hh": uniform(self.gates * n),
-            "w_out": uniform(self.outputs, n), "c": uniform(self.outputs),
+            "W_ih": uniform(self.gates * n, self.inputs),
+            "W_hh": uniform(self.gates * n, n),
+            "b_ih": uniform(self.gates * n),
+            "b_hh": uniform(self.gates * n),
+            "w_out": uniform(self.outputs, n),
+            "c": uniform(self.outputs),
             "x0": torch.zeros(self.state_size, dtype=torch.float64),
         }
 
@@ -50,16 +53,27 @@ class GatedCell(Model):
         """D Q, the step's Jacobian at state x applied to the frame Q (R, B, S, k)."""
         return self.advance(p)(x, s, Q)[1]
 
-    def spectrum(self, p: Params, x: Tensor, inputs, k: int, *, warmup: int | None = None, qr_every: int = 1,
-                 q0: Tensor | None = None, min_diag: float = 1e-30) -> Tensor:
+    def spectrum(
+        self,
+        p: Params,
+        x: Tensor,
+        inputs,
+        k: int,
+        *,
+        warmup: int | None = None,
+        qr_every: int = 1,
+        q0: Tensor | None = None,
+        min_diag: float = 1e-30,
+    ) -> Tensor:
         """`lyapunov_spectrum(step, x, inputs, k, tangent=self.tangent, ...)` as one autograd node
         with a hand-written backward (`gated_spectrum`): the same numbers up to round-off; gradients
         reach W_ih, W_hh, b_ih, b_hh and x (not q0). x (R, B, S), inputs (Tp, R, B, I) -> (R, B, k).
         Inputs that are not one tensor go through the loop with the step and tangent sharing the
         gates (`advance`), differentiated by autograd."""
         if not isinstance(inputs, Tensor):
-            return lyapunov_spectrum(None, x, inputs, k, warmup=warmup, qr_every=qr_every, q0=q0,
-                                     min_diag=min_diag, advance=self.advance(p))
+            return lyapunov_spectrum(
+                None, x, inputs, k, warmup=warmup, qr_every=qr_every, q0=q0, min_diag=min_diag, advance=self.advance(p)
+            )
         warmup = check_arguments(self.state_size, inputs.shape[0], k, warmup, qr_every)
         flags, counted = qr_schedule(inputs.shape[0], warmup, qr_every)
         if q0 is None:
@@ -85,7 +99,7 @@ class LSTM(GatedCell):
         self.state_size = 2 * hidden
 
     def step(self, p: Params, x: Tensor, s: Tensor) -> Tensor:
-        h, c = x[..., : self.hidden], x[..., self.hidden:]
+        h, c = x[..., : self.hidden], x[..., self.hidden :]
         gi, gh = self._preactivations(p, h, s)
         i, f, g, o = (gi + gh).chunk(4, dim=-1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
@@ -133,4 +147,3 @@ class GRU(GatedCell):
     def logits(self, p: Params, x: Tensor, inputs: Tensor, workspace: Workspace | None = None) -> Tensor:
         """`readout(run(x, inputs))` by the fused recurrence and one readout matmul: (T, R, B, O)."""
         return readout_rows(p, gru_states(p, x, inputs, workspace or _Fresh))
-

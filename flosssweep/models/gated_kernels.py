@@ -13,7 +13,7 @@ them as (R, T B, N) rows, and the readout is one matmul over all steps outside t
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -35,7 +35,7 @@ def _drive(inputs: Tensor, W: Tensor, b: Tensor, out: Tensor) -> Tensor:
     I is small (often 1), so I multiply-adds beat a batched matmul with a reshape."""
     torch.addcmul(b.unsqueeze(1), inputs[..., :1], W[:, :, 0].unsqueeze(1), out=out)
     for i in range(1, inputs.shape[-1]):
-        out.addcmul_(inputs[..., i:i + 1], W[:, :, i].unsqueeze(1))
+        out.addcmul_(inputs[..., i : i + 1], W[:, :, i].unsqueeze(1))
     return out
 
 
@@ -126,7 +126,7 @@ class _LSTMRecurrence(torch.autograd.Function):
                     dh.baddbmm_(dG_next, W_hh)
                 new_dc = torch.mul(dh, k1[s], out=dcs[s % 2])
                 if dc is not None:
-                    new_dc.addcmul_(dc, G[t + 1][..., 2 * N:3 * N])
+                    new_dc.addcmul_(dc, G[t + 1][..., 2 * N : 3 * N])
                 if grad_c is not None:
                     new_dc.add_(grad_c[t])
                 dc = new_dc
@@ -135,12 +135,19 @@ class _LSTMRecurrence(torch.autograd.Function):
                 dG_next = dG_t
             dG_rows = _rows(dG_c)
             g_W_hh.baddbmm_(dG_rows.transpose(1, 2), _rows(H[:, t0:t1]))
-            g_Wb.baddbmm_(drives[:, t0 * B:t1 * B].transpose(1, 2), dG_rows)
+            g_Wb.baddbmm_(drives[:, t0 * B : t1 * B].transpose(1, 2), dG_rows)
         needs = ctx.needs_input_grad
         g_h0 = torch.bmm(dG_next, W_hh) if needs[0] else None
-        g_c0 = dc * G[0][..., 2 * N:3 * N] if needs[1] else None
-        return (g_h0, g_c0, None, g_Wb[:, :I].transpose(1, 2) if needs[3] else None,
-                g_W_hh if needs[4] else None, g_Wb[:, I] if needs[5] else None, None)
+        g_c0 = dc * G[0][..., 2 * N : 3 * N] if needs[1] else None
+        return (
+            g_h0,
+            g_c0,
+            None,
+            g_Wb[:, :I].transpose(1, 2) if needs[3] else None,
+            g_W_hh if needs[4] else None,
+            g_Wb[:, I] if needs[5] else None,
+            None,
+        )
 
 
 class _GRURecurrence(torch.autograd.Function):
@@ -166,13 +173,13 @@ class _GRURecurrence(torch.autograd.Function):
         HN = workspace.get("HN", (T, R, B, N), W_hh)  # b_hn + W_hn h_t
         H = workspace.get("H", (R, T + 1, B, N), W_hh)
         H[:, 0] = h0
-        W_rzT = W_hh[:, :2 * N].transpose(1, 2).contiguous()
-        W_nT = W_hh[:, 2 * N:].transpose(1, 2).contiguous()
-        b_rz, b_hn = b_ih[:, :2 * N] + b_hh[:, :2 * N], b_hh[:, 2 * N:].unsqueeze(1)
+        W_rzT = W_hh[:, : 2 * N].transpose(1, 2).contiguous()
+        W_nT = W_hh[:, 2 * N :].transpose(1, 2).contiguous()
+        b_rz, b_hn = b_ih[:, : 2 * N] + b_hh[:, : 2 * N], b_hh[:, 2 * N :].unsqueeze(1)
         diff = W_hh.new_empty(R, B, N)
         for t0, t1 in chunks:
-            _drive(inputs[t0:t1], W_ih[:, :2 * N], b_rz, RZ[t0:t1])
-            _drive(inputs[t0:t1], W_ih[:, 2 * N:], b_ih[:, 2 * N:], NS[t0:t1])
+            _drive(inputs[t0:t1], W_ih[:, : 2 * N], b_rz, RZ[t0:t1])
+            _drive(inputs[t0:t1], W_ih[:, 2 * N :], b_ih[:, 2 * N :], NS[t0:t1])
             for t in range(t0, t1):
                 h, rz, n = H[:, t], RZ[t], NS[t]
                 rz.baddbmm_(h, W_rzT).sigmoid_()
@@ -225,14 +232,14 @@ class _GRURecurrence(torch.autograd.Function):
                 dG_next = torch.mul(dh.unsqueeze(-2), kh[s], out=dG_c[:, s].unflatten(-1, (3, N))).flatten(-2)
                 dh_next = dh
             torch.mul(A_c, kn.transpose(0, 1), out=dn_c)
-            dG_rows, rows = _rows(dG_c), drives[:, t0 * B:t1 * B].transpose(1, 2)
+            dG_rows, rows = _rows(dG_c), drives[:, t0 * B : t1 * B].transpose(1, 2)
             g_W_hh.baddbmm_(dG_rows.transpose(1, 2), _rows(H[:, t0:t1]))
             g_Wbh.baddbmm_(rows, dG_rows)
             g_Wbn.baddbmm_(rows, _rows(dn_c))
         needs = ctx.needs_input_grad
         g_h0 = torch.bmm(dG_next, W_hh).addcmul_(dh_next, RZ[0][..., N:]) if needs[0] else None
-        g_W_ih = torch.cat([g_Wbh[:, :I, :2 * N], g_Wbn[:, :I]], dim=2).transpose(1, 2) if needs[2] else None
-        g_b_ih = torch.cat([g_Wbh[:, I, :2 * N], g_Wbn[:, I]], dim=1) if needs[4] else None
+        g_W_ih = torch.cat([g_Wbh[:, :I, : 2 * N], g_Wbn[:, :I]], dim=2).transpose(1, 2) if needs[2] else None
+        g_b_ih = torch.cat([g_Wbh[:, I, : 2 * N], g_Wbn[:, I]], dim=1) if needs[4] else None
         return (g_h0, None, g_W_ih, g_W_hh if needs[3] else None, g_b_ih, g_Wbh[:, I] if needs[5] else None, None)
 
 
@@ -241,14 +248,15 @@ def lstm_states(p: Params, x: Tensor, inputs: Tensor, workspace) -> tuple[Tensor
     x = [h, c] (R, B, 2N); parameters in torch's gate order."""
     N = p["W_hh"].shape[-1]
     scale = torch.ones(4 * N, 1, dtype=x.dtype, device=x.device)
-    scale[3 * N:] = 2
+    scale[3 * N :] = 2
 
     def roll(w: Tensor) -> Tensor:  # (i, f, g, o) -> (o, i, f, 2 g)
         rolled = torch.roll(w, N, dims=1)
         return rolled * (scale if rolled.dim() == 3 else scale[:, 0])
 
-    return _LSTMRecurrence.apply(x[..., :N], x[..., N:], inputs, roll(p["W_ih"]), roll(p["W_hh"]),
-                                 roll(p["b_ih"] + p["b_hh"]), workspace)
+    return _LSTMRecurrence.apply(
+        x[..., :N], x[..., N:], inputs, roll(p["W_ih"]), roll(p["W_hh"]), roll(p["b_ih"] + p["b_hh"]), workspace
+    )
 
 
 def gru_states(p: Params, x: Tensor, inputs: Tensor, workspace) -> Tensor:
@@ -285,15 +293,15 @@ def lstm_advance(p: Params) -> Advance:
         h, c = x[..., :N], x[..., N:]
         pre = torch.baddbmm(torch.baddbmm(b, s, W_ihT), h, W_hhT)
         a = torch.sigmoid(pre)  # the g part is unused: g = tanh
-        g = torch.tanh(pre[..., 2 * N:3 * N])
-        i, f, o = a[..., :N], a[..., N:2 * N], a[..., 3 * N:]
+        g = torch.tanh(pre[..., 2 * N : 3 * N])
+        i, f, o = a[..., :N], a[..., N : 2 * N], a[..., 3 * N :]
         c_next = torch.addcmul(f * c, i, g)
         tc = torch.tanh(c_next)
         slope = torch.addcmul(a, a, a, value=-1)  # sigmoid' of each gate
         dG = W_q @ Q[..., :N, :]
-        K = torch.cat([g * slope[..., :N], c * slope[..., N:2 * N], i * (1 - g * g)], dim=-1)
-        dc = torch.addcmul(_gate_sum(K, dG[..., :3 * N, :], N), _col(f), Q[..., N:, :])
-        dh = torch.addcmul(_col(tc * slope[..., 3 * N:]) * dG[..., 3 * N:, :], _col(o * (1 - tc * tc)), dc)
+        K = torch.cat([g * slope[..., :N], c * slope[..., N : 2 * N], i * (1 - g * g)], dim=-1)
+        dc = torch.addcmul(_gate_sum(K, dG[..., : 3 * N, :], N), _col(f), Q[..., N:, :])
+        dh = torch.addcmul(_col(tc * slope[..., 3 * N :]) * dG[..., 3 * N :, :], _col(o * (1 - tc * tc)), dc)
         return torch.cat([o * tc, c_next], dim=-1), torch.cat([dh, dc], dim=-2)
 
     return advance
@@ -309,9 +317,9 @@ def gru_advance(p: Params) -> Advance:
 
     def advance(h: Tensor, s: Tensor, Q: Tensor) -> tuple[Tensor, Tensor]:
         gi, gh = torch.baddbmm(b_ih, s, W_ihT), torch.baddbmm(b_hh, h, W_hhT)
-        rz = torch.sigmoid(gi[..., :2 * N] + gh[..., :2 * N])
-        r, z, hn = rz[..., :N], rz[..., N:], gh[..., 2 * N:]
-        n = torch.tanh(torch.addcmul(gi[..., 2 * N:], r, hn))
+        rz = torch.sigmoid(gi[..., : 2 * N] + gh[..., : 2 * N])
+        r, z, hn = rz[..., :N], rz[..., N:], gh[..., 2 * N :]
+        n = torch.tanh(torch.addcmul(gi[..., 2 * N :], r, hn))
         diff = h - n
         slope = torch.addcmul(rz, rz, rz, value=-1)
         kn = (1 - z) * (1 - n * n)

@@ -42,9 +42,9 @@ class _LSTMSpectrum(torch.autograd.Function):
         TC = W_hh.new_empty(steps, R, Bs, N)  # tanh(c_{t+1})
         for t in range(steps):
             a = A[t].baddbmm_(H[:, t], W_hhT)
-            a[..., :2 * N].sigmoid_()
-            a[..., 2 * N:3 * N].tanh_()
-            a[..., 3 * N:].sigmoid_()
+            a[..., : 2 * N].sigmoid_()
+            a[..., 2 * N : 3 * N].tanh_()
+            a[..., 3 * N :].sigmoid_()
             i, f, g, o = a.split(N, dim=-1)
             torch.addcmul(f * Cs[t], i, g, out=Cs[t + 1])
             torch.mul(o, torch.tanh(Cs[t + 1], out=TC[t]), out=H[:, t + 1])
@@ -52,9 +52,9 @@ class _LSTMSpectrum(torch.autograd.Function):
         slope = torch.addcmul(A, A, A, value=-1)  # sigmoid' in the i, f, o slots
         K = torch.empty_like(A)
         torch.mul(g, slope[..., :N], out=K[..., :N])
-        torch.mul(Cs[:steps], slope[..., N:2 * N], out=K[..., N:2 * N])
-        torch.addcmul(i, i, g * g, value=-1, out=K[..., 2 * N:3 * N])
-        torch.mul(TC, slope[..., 3 * N:], out=K[..., 3 * N:])
+        torch.mul(Cs[:steps], slope[..., N : 2 * N], out=K[..., N : 2 * N])
+        torch.addcmul(i, i, g * g, value=-1, out=K[..., 2 * N : 3 * N])
+        torch.mul(TC, slope[..., 3 * N :], out=K[..., 3 * N :])
         gain = torch.addcmul(o, o * TC, TC, value=-1)  # o (1 - tanh^2 c')
         Kf, fs, gains = K.view(steps, M, 4 * N, 1), f.reshape(steps, M, N, 1), gain.view(steps, M, N, 1)
         Wm = W_hh if Bs == 1 else W_hh.repeat_interleave(Bs, dim=0)  # (M, 4N, N)
@@ -64,8 +64,8 @@ class _LSTMSpectrum(torch.autograd.Function):
         for t, (qr, accumulate) in enumerate(flags):
             dG = torch.bmm(Wm, Q[:, :N], out=dGs[t])
             dc = torch.mul(fs[t], Q[:, N:], out=dCs[t])
-            dc.add_((Kf[t][:, :3 * N] * dG[:, :3 * N]).view(M, 3, N, k).sum(1))
-            P = torch.cat([torch.addcmul(Kf[t][:, 3 * N:] * dG[:, 3 * N:], gains[t], dc), dc], dim=1)
+            dc.add_((Kf[t][:, : 3 * N] * dG[:, : 3 * N]).view(M, 3, N, k).sum(1))
+            P = torch.cat([torch.addcmul(Kf[t][:, 3 * N :] * dG[:, 3 * N :], gains[t], dc), dc], dim=1)
             if qr:
                 Q, factors[t] = torch.linalg.qr(P)
                 if accumulate:
@@ -120,14 +120,14 @@ class _LSTMSpectrum(torch.autograd.Function):
         # the coefficients' gradients through the gates, all steps at once
         c, tc = Cs[:steps], TC
         slope = torch.addcmul(A, A, A, value=-1)
-        si, sf, so = slope[..., :N], slope[..., N:2 * N], slope[..., 3 * N:]
+        si, sf, so = slope[..., :N], slope[..., N : 2 * N], slope[..., 3 * N :]
         k_i, k_f, k_g, k_o = g_K.split(N, dim=-1)
         stc = 1 - tc * tc
         g_pre_K = torch.empty_like(A)  # the coefficients' part of the pre-activation gradients
         torch.mul(k_i * g * (1 - 2 * i) + k_g * (1 - g * g), si, out=g_pre_K[..., :N])
-        torch.mul(g_f + k_f * c * (1 - 2 * f), sf, out=g_pre_K[..., N:2 * N])
-        torch.mul(k_i * si - 2 * k_g * i * g, 1 - g * g, out=g_pre_K[..., 2 * N:3 * N])
-        torch.mul(k_o * tc * (1 - 2 * o) + g_gain * stc, so, out=g_pre_K[..., 3 * N:])
+        torch.mul(g_f + k_f * c * (1 - 2 * f), sf, out=g_pre_K[..., N : 2 * N])
+        torch.mul(k_i * si - 2 * k_g * i * g, 1 - g * g, out=g_pre_K[..., 2 * N : 3 * N])
+        torch.mul(k_o * tc * (1 - 2 * o) + g_gain * stc, so, out=g_pre_K[..., 3 * N :])
         g_cell_K = (k_o * so - 2 * g_gain * o * tc) * stc  # through tanh(c') into c'
         g_c_K = k_f * sf
         # the state loop
@@ -138,12 +138,18 @@ class _LSTMSpectrum(torch.autograd.Function):
             gp = g_pre[:, t]
             if g_h is None:
                 gp.copy_(g_pre_K[t])
-                gp[..., :3 * N].unflatten(-1, (3, N)).addcmul_(g_cell.unsqueeze(-2), K[t][..., :3 * N].unflatten(-1, (3, N)))
+                gp[..., : 3 * N].unflatten(-1, (3, N)).addcmul_(
+                    g_cell.unsqueeze(-2), K[t][..., : 3 * N].unflatten(-1, (3, N))
+                )
             else:
                 g_cell = g_cell.addcmul(g_h, gain[t])
-                torch.addcmul(g_pre_K[t][..., :3 * N].unflatten(-1, (3, N)), g_cell.unsqueeze(-2),
-                              K[t][..., :3 * N].unflatten(-1, (3, N)), out=gp[..., :3 * N].unflatten(-1, (3, N)))
-                torch.addcmul(g_pre_K[t][..., 3 * N:], g_h, K[t][..., 3 * N:], out=gp[..., 3 * N:])
+                torch.addcmul(
+                    g_pre_K[t][..., : 3 * N].unflatten(-1, (3, N)),
+                    g_cell.unsqueeze(-2),
+                    K[t][..., : 3 * N].unflatten(-1, (3, N)),
+                    out=gp[..., : 3 * N].unflatten(-1, (3, N)),
+                )
+                torch.addcmul(g_pre_K[t][..., 3 * N :], g_h, K[t][..., 3 * N :], out=gp[..., 3 * N :])
             g_c = torch.addcmul(g_c_K[t], g_cell, f[t])
             g_h = torch.bmm(gp, W_hh)
         needs = ctx.needs_input_grad
@@ -151,9 +157,18 @@ class _LSTMSpectrum(torch.autograd.Function):
         rows = _rows(g_pre)
         g_W_hh = g_W_hh.baddbmm(rows.transpose(1, 2), _rows(H[:, :steps]))
         g_Wb = torch.bmm(_with_ones(inputs).transpose(1, 2), rows)
-        return (g_h if needs[0] else None, g_c if needs[1] else None, None,
-                g_Wb[:, :I].transpose(1, 2) if needs[3] else None, g_W_hh if needs[4] else None,
-                g_Wb[:, I] if needs[5] else None, None, None, None, None)
+        return (
+            g_h if needs[0] else None,
+            g_c if needs[1] else None,
+            None,
+            g_Wb[:, :I].transpose(1, 2) if needs[3] else None,
+            g_W_hh if needs[4] else None,
+            g_Wb[:, I] if needs[5] else None,
+            None,
+            None,
+            None,
+            None,
+        )
 
 
 class _GRUSpectrum(torch.autograd.Function):
@@ -179,11 +194,11 @@ class _GRUSpectrum(torch.autograd.Function):
         H[:, 0] = h0
         for t in range(steps):
             gh = torch.baddbmm(b_hh, H[:, t], W_hhT, out=GH[t])
-            r = torch.add(GI[t][..., :2 * N], gh[..., :2 * N], out=RZ[t]).sigmoid_()[..., :N]
-            n = torch.addcmul(GI[t][..., 2 * N:], r, gh[..., 2 * N:], out=NS[t]).tanh_()
+            r = torch.add(GI[t][..., : 2 * N], gh[..., : 2 * N], out=RZ[t]).sigmoid_()[..., :N]
+            n = torch.addcmul(GI[t][..., 2 * N :], r, gh[..., 2 * N :], out=NS[t]).tanh_()
             torch.addcmul(n, RZ[t][..., N:], H[:, t] - n, out=H[:, t + 1])
         r, z = RZ.split(N, dim=-1)
-        hn, n, h = GH[..., 2 * N:], NS, H[:, :steps].transpose(0, 1)
+        hn, n, h = GH[..., 2 * N :], NS, H[:, :steps].transpose(0, 1)
         kn = (1 - z) * (1 - n * n)
         K = torch.cat([kn * hn * (r - r * r), (h - n) * (z - z * z), kn * r], dim=-1)
         Kf, zs = K.view(steps, M, 3 * N, 1), z.reshape(steps, M, N, 1)
@@ -243,14 +258,15 @@ class _GRUSpectrum(torch.autograd.Function):
             g_Wm.baddbmm_(g_dG, Q.transpose(1, 2))
             g_Q = torch.baddbmm(g_P * zs[t], WmT, g_dG)
         # the coefficients' gradients through the gates, all steps at once
-        hn, n, h = GH[..., 2 * N:], NS, H[:, :steps].transpose(0, 1)
+        hn, n, h = GH[..., 2 * N :], NS, H[:, :steps].transpose(0, 1)
         sr, sz, sn = r - r * r, z - z * z, 1 - n * n
         k_r, k_z, k_n = g_K.split(N, dim=-1)
         c_z = g_z - sn * (k_r * hn * sr + k_n * r) + k_z * (h - n) * (1 - 2 * z)
         c_n = -2 * n * (1 - z) * (k_r * hn * sr + k_n * r) - k_z * sz
         g_an_K = c_n * sn  # w.r.t. the pre-activation of n
-        g_pre_K = torch.cat([(k_r * kn * hn * (1 - 2 * r) + k_n * kn + g_an_K * hn) * sr, c_z * sz,
-                             k_r * kn * sr + g_an_K * r], dim=-1)
+        g_pre_K = torch.cat(
+            [(k_r * kn * hn * (1 - 2 * r) + k_n * kn + g_an_K * hn) * sr, c_z * sz, k_r * kn * sr + g_an_K * r], dim=-1
+        )
         g_h_K = k_z * sz
         # the state loop
         g_pre = W_hh.new_empty(R, steps, Bs, 3 * N)  # w.r.t. b_hh + W_hh h of each step (r, z, hn)
@@ -263,30 +279,46 @@ class _GRUSpectrum(torch.autograd.Function):
                 g_an[:, t] = g_an_K[t]
                 g_h = torch.baddbmm(g_h_K[t], gp, W_hh)
                 continue
-            torch.addcmul(g_pre_K[t].unflatten(-1, (3, N)), g_h.unsqueeze(-2), K[t].unflatten(-1, (3, N)),
-                          out=gp.unflatten(-1, (3, N)))
+            torch.addcmul(
+                g_pre_K[t].unflatten(-1, (3, N)),
+                g_h.unsqueeze(-2),
+                K[t].unflatten(-1, (3, N)),
+                out=gp.unflatten(-1, (3, N)),
+            )
             torch.addcmul(g_an_K[t], g_h, kn[t], out=g_an[:, t])
             g_h = torch.baddbmm(torch.addcmul(g_h_K[t], g_h, z[t]), gp, W_hh)
         needs = ctx.needs_input_grad
         g_W_hh = g_Wm if Bs == 1 else g_Wm.view(R, Bs, 3 * N, N).sum(1)
         rows = _rows(g_pre)
         g_W_hh = g_W_hh.baddbmm(rows.transpose(1, 2), _rows(H[:, :steps]))
-        g_Wb = torch.bmm(_with_ones(inputs).transpose(1, 2), torch.cat([rows[..., :2 * N], _rows(g_an)], dim=-1))
-        return (g_h if needs[0] else None, None, g_Wb[:, :I].transpose(1, 2) if needs[2] else None,
-                g_W_hh if needs[3] else None, g_Wb[:, I] if needs[4] else None,
-                rows.sum(1) if needs[5] else None, None, None, None, None)
+        g_Wb = torch.bmm(_with_ones(inputs).transpose(1, 2), torch.cat([rows[..., : 2 * N], _rows(g_an)], dim=-1))
+        return (
+            g_h if needs[0] else None,
+            None,
+            g_Wb[:, :I].transpose(1, 2) if needs[2] else None,
+            g_W_hh if needs[3] else None,
+            g_Wb[:, I] if needs[4] else None,
+            rows.sum(1) if needs[5] else None,
+            None,
+            None,
+            None,
+            None,
+        )
 
 
-def lstm_spectrum(p: dict, x: Tensor, inputs: Tensor, k: int, q0: Tensor, flags, counted: int,
-                  min_diag: float) -> Tensor:
+def lstm_spectrum(
+    p: dict, x: Tensor, inputs: Tensor, k: int, q0: Tensor, flags, counted: int, min_diag: float
+) -> Tensor:
     """Exponents (R, B, k) of the LSTM from the state x = [h, c] (R, B, 2N); arguments checked and
     the schedule made by the caller (`GatedCell.spectrum`)."""
     N = p["W_hh"].shape[-1]
-    return _LSTMSpectrum.apply(x[..., :N], x[..., N:], inputs, p["W_ih"], p["W_hh"], p["b_ih"] + p["b_hh"], q0,
-                               flags, counted, min_diag)
+    return _LSTMSpectrum.apply(
+        x[..., :N], x[..., N:], inputs, p["W_ih"], p["W_hh"], p["b_ih"] + p["b_hh"], q0, flags, counted, min_diag
+    )
 
 
-def gru_spectrum(p: dict, x: Tensor, inputs: Tensor, k: int, q0: Tensor, flags, counted: int,
-                 min_diag: float) -> Tensor:
+def gru_spectrum(
+    p: dict, x: Tensor, inputs: Tensor, k: int, q0: Tensor, flags, counted: int, min_diag: float
+) -> Tensor:
     """Exponents (R, B, k) of the GRU from the state x (R, B, N), as `lstm_spectrum`."""
     return _GRUSpectrum.apply(x, inputs, p["W_ih"], p["W_hh"], p["b_ih"], p["b_hh"], q0, flags, counted, min_diag)

@@ -85,11 +85,11 @@ class _TanhRecurrence(torch.autograd.Function):
         JT = J.transpose(1, 2).contiguous()
         x = x0
         for k, (t0, t1) in enumerate(chunks):
-            X_c = X[k % 2][:t1 - t0] if readout else X_all[t0:t1]
+            X_c = X[k % 2][: t1 - t0] if readout else X_all[t0:t1]
             # the input drive b + W_in s of these steps, then the steps adding J tanh(x) onto it
             torch.addcmul(b.unsqueeze(1), inputs[t0:t1, ..., :1], W_in[:, :, 0].unsqueeze(1), out=X_c)
             for i in range(1, I):
-                X_c.addcmul_(inputs[t0:t1, ..., i:i + 1], W_in[:, :, i].unsqueeze(1))
+                X_c.addcmul_(inputs[t0:t1, ..., i : i + 1], W_in[:, :, i].unsqueeze(1))
             for t, x_next in enumerate(X_c.unbind(0), start=t0):
                 torch.tanh(x, out=Hs[t])
                 x = x_next.baddbmm_(Hs[t], JT)
@@ -134,8 +134,8 @@ class _TanhRecurrence(torch.autograd.Function):
             else:
                 A_c.transpose(0, 1).copy_(torch.matmul(grad[t0:t1], w_out))
             # tanh'(x_{t+1}) for t = t0 .. t1 - 1 (1 - tanh^2, never sech^2, which underflows)
-            S_c = S[:, :min(t1 + 1, T) - t0 - 1]
-            torch.addcmul(one, H[:, t0 + 1:t1 + 1], H[:, t0 + 1:t1 + 1], value=-1, out=S_c)
+            S_c = S[:, : min(t1 + 1, T) - t0 - 1]
+            torch.addcmul(one, H[:, t0 + 1 : t1 + 1], H[:, t0 + 1 : t1 + 1], value=-1, out=S_c)
             A_steps, S_steps = A_c.unbind(1), S_c.unbind(1)
             for i in range(C - 1, -1, -1):  # step t = t0 + i
                 if a is not None:  # a = a_{t+1}
@@ -144,20 +144,31 @@ class _TanhRecurrence(torch.autograd.Function):
                 a = A_steps[i]
             A_rows, H_rows = A_c.reshape(R, C * B, N), H_c.reshape(R, C * B, N)
             g_J.baddbmm_(A_rows.transpose(1, 2), H_rows)
-            g_Wb.baddbmm_(drives[:, t0 * B:t1 * B].transpose(1, 2), A_rows)
+            g_Wb.baddbmm_(drives[:, t0 * B : t1 * B].transpose(1, 2), A_rows)
             if readout:
-                g_wh.baddbmm_(grad_rows[:, t0 * B:t1 * B].transpose(1, 2), H_rows)
+                g_wh.baddbmm_(grad_rows[:, t0 * B : t1 * B].transpose(1, 2), H_rows)
         g_x0 = torch.bmm(a, J).mul_(torch.addcmul(one, H[:, 0], H[:, 0], value=-1)) if needs[0] else None
         g_W_in, g_b = g_Wb[:, :I].transpose(1, 2), g_Wb[:, I]
         g_w_out = g_c = None
         if readout:
             g_c = grad_rows.sum(dim=1)  # (R, O)
             if needs[5]:  # sum_t g_t x_{t+1}^T with x_{t+1} = b + W_in s_t + J h_t
-                g_w_out = torch.baddbmm(g_c.unsqueeze(2) * b.unsqueeze(1),
-                                        torch.bmm(grad_rows.transpose(1, 2), drives[..., :I]), W_in.transpose(1, 2))
+                g_w_out = torch.baddbmm(
+                    g_c.unsqueeze(2) * b.unsqueeze(1),
+                    torch.bmm(grad_rows.transpose(1, 2), drives[..., :I]),
+                    W_in.transpose(1, 2),
+                )
                 g_w_out.baddbmm_(g_wh, J.transpose(1, 2))
-        return (g_x0, None, g_J if needs[2] else None, g_W_in if needs[3] else None, g_b if needs[4] else None,
-                g_w_out, g_c if needs[6] else None, None)
+        return (
+            g_x0,
+            None,
+            g_J if needs[2] else None,
+            g_W_in if needs[3] else None,
+            g_b if needs[4] else None,
+            g_w_out,
+            g_c if needs[6] else None,
+            None,
+        )
 
 
 def qr_adjoint(g_Q: Tensor | None, Q: Tensor, Rt: Tensor, weight: Tensor | None) -> Tensor:
@@ -195,7 +206,7 @@ class _TanhSpectrum(torch.autograd.Function):
         M = R * Bs  # independent trajectories; frames are (M, N, k)
         drive = torch.addcmul(b.unsqueeze(1), inputs[..., :1], W_in[:, :, 0].unsqueeze(1))
         for i in range(1, I):
-            drive.addcmul_(inputs[..., i:i + 1], W_in[:, :, i].unsqueeze(1))
+            drive.addcmul_(inputs[..., i : i + 1], W_in[:, :, i].unsqueeze(1))
         JT = J.transpose(1, 2).contiguous()
         Jm = J if Bs == 1 else J.repeat_interleave(Bs, dim=0)  # (M, N, N)
         H = J.new_empty(R, steps, Bs, N)  # tanh(x_t), member-major for the final dJ product
@@ -234,8 +245,9 @@ class _TanhSpectrum(torch.autograd.Function):
         # gradient w.r.t. the exponent over the number of steps, or 0 where |R_ii| is floored
         weights = (ctx.diagonals.abs() >= ctx.min_diag) * (grad.reshape(M, k) / ctx.counted)
         weights = weights.unbind(0)
-        gains = torch.addcmul(H.new_ones(()), H.transpose(0, 1), H.transpose(0, 1), value=-1,
-                              out=H.new_empty(steps, R, Bs, N))  # step-major: each step's slice is contiguous
+        gains = torch.addcmul(
+            H.new_ones(()), H.transpose(0, 1), H.transpose(0, 1), value=-1, out=H.new_empty(steps, R, Bs, N)
+        )  # step-major: each step's slice is contiguous
         gain_steps, h_steps = gains.unbind(0), H.unbind(1)
         Jm = J if Bs == 1 else J.repeat_interleave(Bs, dim=0)
         JmT = Jm.transpose(1, 2).contiguous()
@@ -271,9 +283,9 @@ class _TanhSpectrum(torch.autograd.Function):
             g_J = g_Jm if Bs == 1 else g_Jm.view(R, Bs, N, N).sum(1)
             g_J.baddbmm_(g_states.view(R, steps * Bs, N).transpose(1, 2), H.view(R, steps * Bs, N))
         if needs[3] or needs[4]:
-            drives = torch.cat([inputs.transpose(0, 1).reshape(R, steps * Bs, I),
-                                inputs.new_ones(R, steps * Bs, 1)], dim=2)
+            drives = torch.cat(
+                [inputs.transpose(0, 1).reshape(R, steps * Bs, I), inputs.new_ones(R, steps * Bs, 1)], dim=2
+            )
             g_Wb = torch.bmm(drives.transpose(1, 2), g_states.view(R, steps * Bs, N))
             g_W_in, g_b = g_Wb[:, :I].transpose(1, 2), g_Wb[:, I]
         return g_x if needs[0] else None, None, g_J, g_W_in, g_b, None, None, None, None
-

@@ -1,11 +1,12 @@
-"""The piecewise-linear RNN of the sparse-teacher-forcing paper, for chaotic data.
-"""
+"""The piecewise-linear RNN of the sparse-teacher-forcing paper, for chaotic data."""
 
 from __future__ import annotations
 
 import math
+
 import torch
 from torch import Tensor
+
 from flosssweep.models.protocol import Model, Params, bmm_t, unroll
 
 
@@ -43,8 +44,14 @@ class PLRNN(Model):
             return (2 * torch.rand(*shape, generator=gen, dtype=torch.float64) - 1) * bound
 
         AW = uniform(m, m)
-        return {"A": torch.diagonal(AW).clone(), "W": AW - torch.diag(torch.diagonal(AW)), "h": uniform(m),
-                "C": uniform(m, self.inputs), "B": uniform(self.outputs, m), "x0": torch.zeros(m, dtype=torch.float64)}
+        return {
+            "A": torch.diagonal(AW).clone(),
+            "W": AW - torch.diag(torch.diagonal(AW)),
+            "h": uniform(m),
+            "C": uniform(m, self.inputs),
+            "B": uniform(self.outputs, m),
+            "x0": torch.zeros(m, dtype=torch.float64),
+        }
 
     def initial_state(self, p: Params, batch: int) -> Tensor:
         return p["x0"].unsqueeze(1).expand(-1, batch, -1)
@@ -78,4 +85,3 @@ class PLRNN(Model):
     def readout(self, p: Params, states: Tensor) -> Tensor:
         """x = B z: (..., R, B, S) -> (..., R, B, O)."""
         return torch.einsum("...rbs,ros->...rbo", states, p["B"])
-

@@ -12,7 +12,8 @@ one that has none leaves it None, and callers test `is not None` (never `hasattr
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor

@@ -1,11 +1,12 @@
-"""The vanilla tanh RNN of the flossing paper, with its fused forward, fused spectrum and analytic tangent.
-"""
+"""The vanilla tanh RNN of the flossing paper, with its fused forward, fused spectrum and analytic tangent."""
 
 from __future__ import annotations
 
 import math
+
 import torch
 from torch import Tensor
+
 from flosssweep.lyapunov import check_arguments, initial_frame, qr_schedule
 from flosssweep.models.kernels import Workspace, _Fresh, _TanhRecurrence, _TanhSpectrum
 from flosssweep.models.protocol import Model, Params, bmm_t
@@ -20,8 +21,15 @@ class RNN(Model):
     arch = "rnn"
     flossed = ("J", "W_in", "b")
 
-    def __init__(self, hidden: int, inputs: int = 1, outputs: int = 1, g: float = 1.0,
-                 init: str = "gaussian", relax_steps: int = 100):
+    def __init__(
+        self,
+        hidden: int,
+        inputs: int = 1,
+        outputs: int = 1,
+        g: float = 1.0,
+        init: str = "gaussian",
+        relax_steps: int = 100,
+    ):
         self.hidden, self.inputs, self.outputs = hidden, inputs, outputs
         self.g, self.init, self.relax_steps = g, init, relax_steps
         self.state_size = hidden
@@ -65,11 +73,22 @@ class RNN(Model):
     def logits(self, p: Params, x: Tensor, inputs: Tensor, workspace: Workspace | None = None) -> Tensor:
         """`readout(run(x, inputs))` fused, the trainer's forward pass: outputs (T, R, B, O). The
         states stay in (reused) scratch memory; pass a `Workspace` to keep it between calls."""
-        return _TanhRecurrence.apply(x, inputs, p["J"], p["W_in"], p["b"], p["w_out"], p["c"],
-                                     workspace if workspace is not None else _Fresh)
+        return _TanhRecurrence.apply(
+            x, inputs, p["J"], p["W_in"], p["b"], p["w_out"], p["c"], workspace if workspace is not None else _Fresh
+        )
 
-    def spectrum(self, p: Params, x: Tensor, inputs: Tensor, k: int, *, warmup: int | None = None,
-                 qr_every: int = 1, q0: Tensor | None = None, min_diag: float = 1e-30) -> Tensor:
+    def spectrum(
+        self,
+        p: Params,
+        x: Tensor,
+        inputs: Tensor,
+        k: int,
+        *,
+        warmup: int | None = None,
+        qr_every: int = 1,
+        q0: Tensor | None = None,
+        min_diag: float = 1e-30,
+    ) -> Tensor:
         """`lyapunov_spectrum(step, x, inputs, k, tangent=self.tangent, ...)` as one autograd node
         with a hand-written backward (`_TanhSpectrum`): same arguments and numbers (up to float
         round-off); forward + backward 2.4-2.8x faster for k <= 16, 1.4x at k = 75 (where
@@ -80,4 +99,3 @@ class RNN(Model):
         if q0 is None:
             q0 = initial_frame(self.state_size, k, dtype=x.dtype, device=x.device)
         return _TanhSpectrum.apply(x, inputs, p["J"], p["W_in"], p["b"], q0, flags, counted, min_diag)
-

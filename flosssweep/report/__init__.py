@@ -39,11 +39,10 @@ benchmarks.
 
 from __future__ import annotations
 
-from flosssweep.report.curves import aggregate, default_by, pool
 from flosssweep.report.cli import main
-from flosssweep.report.figures import write_outputs
 from flosssweep.report.common import ReportError
-from flosssweep.report.figures import plot_horizon, plot_success_curves
+from flosssweep.report.curves import aggregate, default_by, pool
+from flosssweep.report.figures import plot_horizon, plot_success_curves, write_outputs
 from flosssweep.report.sources import read_parquet_records
 from flosssweep.report.synthetic import synthetic_records
 from flosssweep.report.text import format_report

@@ -1,28 +1,28 @@
-"""The report's command line: `python -m flosssweep.report`.
-"""
+"""The report's command line: `python -m flosssweep.report`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+
 import numpy as np
 import pyarrow.parquet as pq
+
 from flosssweep.checks import OneLineParser, Unwritable, writable_directory
-from flosssweep.tracking.store import resolve_uri
-from flosssweep.report.common import DEFAULT_N_BOOT, DEFAULT_THRESHOLD, DEFAULT_X, ReportError, StoreUnavailable
 from flosssweep.names import REPORT_ARTIFACT_DIR
-from flosssweep.report.sources import mlflow_client, find_parent_run, read_mlflow_records, read_parquet_records
+from flosssweep.report import style
+from flosssweep.report.common import DEFAULT_N_BOOT, DEFAULT_THRESHOLD, DEFAULT_X, ReportError, StoreUnavailable
 from flosssweep.report.curves import aggregate, table_meta
-from flosssweep.report.text import format_report
 from flosssweep.report.figures import write_outputs
 from flosssweep.report.outcomes import format_outcomes, outcome_summary, plot_outcome
-from flosssweep.report import style
+from flosssweep.report.sources import find_parent_run, mlflow_client, read_mlflow_records, read_parquet_records
 from flosssweep.report.summary import TABLE_ARTIFACT, summary_metrics, summary_table
+from flosssweep.report.text import format_report
+from flosssweep.tracking.store import resolve_uri
 from flosssweep.tracking.summary import log_summary
-
 
 # --------------------------------------------------------------------------------------------
 # Command line
@@ -55,56 +55,114 @@ def _parser() -> argparse.ArgumentParser:
     )
     src = p.add_argument_group("where the records come from (default: the most recent sweep in the tracking store)")
     one = src.add_mutually_exclusive_group()
-    one.add_argument("--experiment", metavar="NAME",
-                     help="MLflow experiment (= sweep name); its most recent parent run is reported")
-    one.add_argument("--run", metavar="PARENT_RUN_ID",
-                     help="the parent run of one sweep launch (tag flosssweep.role=parent)")
-    one.add_argument("--from-parquet", nargs="+", metavar="PATH",
-                     help="record files or directories of them (*.parquet); MLflow is not used")
-    src.add_argument("--tracking-uri", metavar="URI",
-                     help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
-                          "sqlite:///<absolute cwd>/mlflow.db)")
+    one.add_argument(
+        "--experiment", metavar="NAME", help="MLflow experiment (= sweep name); its most recent parent run is reported"
+    )
+    one.add_argument(
+        "--run", metavar="PARENT_RUN_ID", help="the parent run of one sweep launch (tag flosssweep.role=parent)"
+    )
+    one.add_argument(
+        "--from-parquet",
+        nargs="+",
+        metavar="PATH",
+        help="record files or directories of them (*.parquet); MLflow is not used",
+    )
+    src.add_argument(
+        "--tracking-uri",
+        metavar="URI",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///<absolute cwd>/mlflow.db)",
+    )
     ana = p.add_argument_group("analysis")
-    ana.add_argument("--x", default=DEFAULT_X, metavar="COLUMN",
-                     help="column scanned for the success curve and T50 (default: delay, the longest "
-                          "lag d; spacing = delay / bits, the spacing of the parity inputs, which the "
-                          "reference implementation calls its delay; tau for chaotic data)")
-    ana.add_argument("--by", nargs="+", metavar="COLUMNS",
-                     help="grouping columns, space or comma separated; 'none' pools every "
-                          "configuration (default: every configuration column that varies, except "
-                          "seed, member and the x column)")
-    ana.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, metavar="RATE",
-                     help="success rate T50 is measured at, in (0, 1] (default: 0.5)")
-    ana.add_argument("--n-boot", type=int, default=DEFAULT_N_BOOT, metavar="N",
-                     help="bootstrap resamples for the T50 interval; 0 turns it off (default: 1000)")
-    ana.add_argument("--outcome", metavar="COLUMN",
-                     help="also summarize this numeric record column against x: median, quartiles and "
-                          "the share of realizations below each --thresholds value (e.g. dstsp)")
-    ana.add_argument("--thresholds", default="1,2,3", metavar="T1,T2,...",
-                     help="thresholds for --outcome, comma separated (default: 1,2,3)")
-    ana.add_argument("--seed", type=int, default=0,
-                     help="seed of the bootstrap, so the report is reproducible (default: 0)")
+    ana.add_argument(
+        "--x",
+        default=DEFAULT_X,
+        metavar="COLUMN",
+        help="column scanned for the success curve and T50 (default: delay, the longest "
+        "lag d; spacing = delay / bits, the spacing of the parity inputs, which the "
+        "reference implementation calls its delay; tau for chaotic data)",
+    )
+    ana.add_argument(
+        "--by",
+        nargs="+",
+        metavar="COLUMNS",
+        help="grouping columns, space or comma separated; 'none' pools every "
+        "configuration (default: every configuration column that varies, except "
+        "seed, member and the x column)",
+    )
+    ana.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        metavar="RATE",
+        help="success rate T50 is measured at, in (0, 1] (default: 0.5)",
+    )
+    ana.add_argument(
+        "--n-boot",
+        type=int,
+        default=DEFAULT_N_BOOT,
+        metavar="N",
+        help="bootstrap resamples for the T50 interval; 0 turns it off (default: 1000)",
+    )
+    ana.add_argument(
+        "--outcome",
+        metavar="COLUMN",
+        help="also summarize this numeric record column against x: median, quartiles and "
+        "the share of realizations below each --thresholds value (e.g. dstsp)",
+    )
+    ana.add_argument(
+        "--thresholds",
+        default="1,2,3",
+        metavar="T1,T2,...",
+        help="thresholds for --outcome, comma separated (default: 1,2,3)",
+    )
+    ana.add_argument(
+        "--seed", type=int, default=0, help="seed of the bootstrap, so the report is reproducible (default: 0)"
+    )
     out = p.add_argument_group("output")
-    out.add_argument("--format", choices=["table", "markdown", "csv", "json"], default="table",
-                     help="what is printed on stdout (default: table)")
-    out.add_argument("--out", metavar="DIR",
-                     help="also write success_curves.parquet, horizon.parquet, report.md (tables and "
-                          "figure captions), success_vs_<x> and horizon figures into DIR")
-    out.add_argument("--figure-format", default=",".join(style.FORMATS), metavar="LIST",
-                     help="figure files, comma separated from png, pdf, svg (default: all three)")
-    out.add_argument("--figure-size", choices=style.SIZES, default="auto",
-                     help="figure width: single column (3.4 in), double column (7 in), or auto: single "
-                          "for one panel, double for more (default: auto)")
-    out.add_argument("--horizon-axis", metavar="COLUMN",
-                     help="grouping column on the horizontal axis of horizon.png (default: the one "
-                          "that explains most of the variation of T50)")
-    out.add_argument("--marker", type=float, metavar="VALUE",
-                     help="draw a vertical line at this x in the success-curve figure (e.g. a "
-                          "predicted value)")
+    out.add_argument(
+        "--format",
+        choices=["table", "markdown", "csv", "json"],
+        default="table",
+        help="what is printed on stdout (default: table)",
+    )
+    out.add_argument(
+        "--out",
+        metavar="DIR",
+        help="also write success_curves.parquet, horizon.parquet, report.md (tables and "
+        "figure captions), success_vs_<x> and horizon figures into DIR",
+    )
+    out.add_argument(
+        "--figure-format",
+        default=",".join(style.FORMATS),
+        metavar="LIST",
+        help="figure files, comma separated from png, pdf, svg (default: all three)",
+    )
+    out.add_argument(
+        "--figure-size",
+        choices=style.SIZES,
+        default="auto",
+        help="figure width: single column (3.4 in), double column (7 in), or auto: single "
+        "for one panel, double for more (default: auto)",
+    )
+    out.add_argument(
+        "--horizon-axis",
+        metavar="COLUMN",
+        help="grouping column on the horizontal axis of horizon.png (default: the one "
+        "that explains most of the variation of T50)",
+    )
+    out.add_argument(
+        "--marker",
+        type=float,
+        metavar="VALUE",
+        help="draw a vertical line at this x in the success-curve figure (e.g. a predicted value)",
+    )
     out.add_argument("--marker-label", metavar="TEXT", help="legend text of --marker")
-    out.add_argument("--no-log", action="store_true",
-                     help="when reading from MLflow, do not log the outputs to the parent run "
-                          "(default: they are logged under report/)")
+    out.add_argument(
+        "--no-log",
+        action="store_true",
+        help="when reading from MLflow, do not log the outputs to the parent run "
+        "(default: they are logged under report/)",
+    )
     return p
 
 
@@ -120,8 +178,10 @@ def _check_threshold(p: argparse.ArgumentParser, args) -> None:
 
 
 def _description(curves, horizon) -> str:
-    return (format_report(curves, horizon, "markdown") + f"\n\nFigures, captions and tables: artifacts under "
-            f"`{REPORT_ARTIFACT_DIR}/` (report.md, success_vs_*, horizon.*, {TABLE_ARTIFACT}).")
+    return (
+        format_report(curves, horizon, "markdown") + f"\n\nFigures, captions and tables: artifacts under "
+        f"`{REPORT_ARTIFACT_DIR}/` (report.md, success_vs_*, horizon.*, {TABLE_ARTIFACT})."
+    )
 
 
 def _run(args) -> int:
@@ -151,9 +211,7 @@ def _run(args) -> int:
                 f"unknown --by column(s): {', '.join(unknown)} (columns: {', '.join(table.column_names)})"
             )
     print(f"aggregating {table.num_rows} record row(s) from {source}", file=sys.stderr)
-    curves, horizon = aggregate(
-        table, x=args.x, by=by, threshold=args.threshold, n_boot=args.n_boot, seed=args.seed
-    )
+    curves, horizon = aggregate(table, x=args.x, by=by, threshold=args.threshold, n_boot=args.n_boot, seed=args.seed)
     if args.horizon_axis and args.horizon_axis not in table_meta(horizon)["by"]:
         raise ReportError(
             f"--horizon-axis {args.horizon_axis!r} is not a grouping column "
@@ -162,8 +220,9 @@ def _run(args) -> int:
     print(format_report(curves, horizon, args.format))
     summary = None
     if args.outcome:
-        summary = outcome_summary(table, args.outcome, x=args.x, by=table_meta(horizon)["by"],
-                                  thresholds=args.thresholds)
+        summary = outcome_summary(
+            table, args.outcome, x=args.x, by=table_meta(horizon)["by"], thresholds=args.thresholds
+        )
         print("\n" + format_outcomes(summary, args.outcome, args.x, args.thresholds))
     marker = args.marker
     if marker is None and args.x == "tau" and "lambda_max_data" in table.column_names:
@@ -177,32 +236,52 @@ def _run(args) -> int:
     with tempfile.TemporaryDirectory(prefix="flosssweep-report-") as tmp:
         out_dir = Path(args.out) if args.out else Path(tmp)
         written = write_outputs(
-            curves, horizon, out_dir, marker=marker, marker_label=args.marker_label,
-            horizon_axis=args.horizon_axis, formats=formats,
+            curves,
+            horizon,
+            out_dir,
+            marker=marker,
+            marker_label=args.marker_label,
+            horizon_axis=args.horizon_axis,
+            formats=formats,
             size=args.figure_size,
         )
         if summary is not None:
             written.append(out_dir / f"outcome_{args.outcome}.parquet")
             pq.write_table(summary, written[-1])
             written.append(out_dir / f"{args.outcome}_vs_{args.x}.png")
-            plot_outcome(summary, args.outcome, args.x, written[-1],
-                         marker=[(args.marker, args.marker_label or f"x = {args.marker:g}")] if isinstance(marker, float) else marker)
+            plot_outcome(
+                summary,
+                args.outcome,
+                args.x,
+                written[-1],
+                marker=[(args.marker, args.marker_label or f"x = {args.marker:g}")]
+                if isinstance(marker, float)
+                else marker,
+            )
         if args.out:
             print(f"wrote {', '.join(str(w) for w in written)}", file=sys.stderr)
         if client is not None and not args.no_log:
             try:
                 for w in written:
                     client.log_artifact(parent.info.run_id, str(w), REPORT_ARTIFACT_DIR)
-                log_summary(client, parent.info.run_id, summary_table(curves, horizon),
-                            summary_metrics(curves, horizon), _description(curves, horizon), TABLE_ARTIFACT)
-            except Exception as exc:  # the report itself is done; say why logging failed
+                log_summary(
+                    client,
+                    parent.info.run_id,
+                    summary_table(curves, horizon),
+                    summary_metrics(curves, horizon),
+                    _description(curves, horizon),
+                    TABLE_ARTIFACT,
+                )
+            except Exception as exc:  # noqa: BLE001 - the report itself is done; say why logging failed
                 first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                print(f"warning: could not log the report to run {parent.info.run_id}: {first}",
-                      file=sys.stderr)
+                print(f"warning: could not log the report to run {parent.info.run_id}: {first}", file=sys.stderr)
                 return 1
-            print(f"logged {len(written)} file(s) to run {parent.info.run_id} under "
-                  f"{REPORT_ARTIFACT_DIR}/, and the summary as its metrics, description and "
-                  f"{REPORT_ARTIFACT_DIR}/{TABLE_ARTIFACT}", file=sys.stderr)
+            print(
+                f"logged {len(written)} file(s) to run {parent.info.run_id} under "
+                f"{REPORT_ARTIFACT_DIR}/, and the summary as its metrics, description and "
+                f"{REPORT_ARTIFACT_DIR}/{TABLE_ARTIFACT}",
+                file=sys.stderr,
+            )
     return 0
 
 
@@ -215,4 +294,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReportError as exc:
         print(f"flosssweep.report: error: {exc}", file=sys.stderr)
         return 3 if isinstance(exc, StoreUnavailable) else 2
-

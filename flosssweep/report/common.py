@@ -1,5 +1,4 @@
-"""Report-wide defaults and the one error type that every report function raises on bad input.
-"""
+"""Report-wide defaults and the one error type that every report function raises on bad input."""
 
 from __future__ import annotations
 
@@ -22,7 +21,6 @@ RELATIONS = ["=", ">=", "<", "n/a"]
 
 class ReportError(Exception):
     """Bad input. The message is one line that names the offending thing."""
-
 
 
 class StoreUnavailable(ReportError):

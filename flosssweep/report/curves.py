@@ -1,18 +1,26 @@
-"""Records -> success-rate curves per (group, x) and the horizon T50 per group, as Arrow tables.
-"""
+"""Records -> success-rate curves per (group, x) and the horizon T50 per group, as Arrow tables."""
 
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from collections.abc import Sequence
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from flosssweep.report import stats
-from flosssweep.report.common import (DEFAULT_N_BOOT, DEFAULT_THRESHOLD, DEFAULT_X, DERIVED_X, LEVEL_ORDER,
-                                      REQUIRED_COLUMNS, ReportError, RELATIONS)
-from flosssweep.names import IDENTITY_COLUMNS, OUTCOME_COLUMNS, OUTCOME_PREFIXES, TAG_PREFIX
 
+from flosssweep.names import IDENTITY_COLUMNS, OUTCOME_COLUMNS, OUTCOME_PREFIXES, TAG_PREFIX
+from flosssweep.report import stats
+from flosssweep.report.common import (
+    DEFAULT_N_BOOT,
+    DEFAULT_THRESHOLD,
+    DEFAULT_X,
+    DERIVED_X,
+    LEVEL_ORDER,
+    RELATIONS,
+    REQUIRED_COLUMNS,
+    ReportError,
+)
 
 # --------------------------------------------------------------------------------------------
 # Aggregation
@@ -224,8 +232,10 @@ def aggregate(
             raise ReportError(f"--by must not contain the x column {x!r}")
     missing = missing_columns(table, x, by)
     if missing:
-        raise ReportError(f"records lack required column(s): {', '.join(missing)}"
-                          + (f" (--x {x} is computed from {' and '.join(DERIVED_X[x])})" if x in DERIVED_X else ""))
+        raise ReportError(
+            f"records lack required column(s): {', '.join(missing)}"
+            + (f" (--x {x} is computed from {' and '.join(DERIVED_X[x])})" if x in DERIVED_X else "")
+        )
     table = with_x(table, x)
     if table[x].null_count:
         table = table.filter(pc.is_valid(table[x]))
@@ -248,9 +258,7 @@ def aggregate(
     xcol = _plain(table[x])
     if not is_numeric(xcol.type) and not pa.types.is_string(xcol.type):
         xcol = pc.cast(xcol, pa.string())
-    slim = pa.table(
-        {**{c: _plain(table[c]) for c in keys}, "__x": xcol, "__ok": ok, "__succ": succ}
-    )
+    slim = pa.table({**{c: _plain(table[c]) for c in keys}, "__x": xcol, "__ok": ok, "__succ": succ})
     cells = slim.group_by(keys + ["__x"], use_threads=True).aggregate(
         [("__ok", "sum"), ("__succ", "sum"), ("__ok", "count")]
     )
@@ -287,8 +295,15 @@ def pool(curves: pa.Table, by: Sequence[str]) -> tuple[pa.Table, pa.Table]:
         raise ReportError(f"cannot pool by {', '.join(unknown)}: not a grouping column")
     keys = [c for c in meta.get("keys", []) if c == "sweep" and c not in meta.get("by", [])] + list(by)
     cells = (
-        pa.table({**{c: curves[c] for c in keys}, "__x": curves[x], "n": curves["n"],
-                  "k": curves["k"], "n_error": curves["n_error"]})
+        pa.table(
+            {
+                **{c: curves[c] for c in keys},
+                "__x": curves[x],
+                "n": curves["n"],
+                "k": curves["k"],
+                "n_error": curves["n_error"],
+            }
+        )
         .group_by(keys + ["__x"])
         .aggregate([("n", "sum"), ("k", "sum"), ("n_error", "sum")])
         .rename_columns(keys + ["__x", "n", "k", "n_error"])
@@ -406,4 +421,3 @@ def _summarize(cells: pa.Table, meta: dict) -> tuple[pa.Table, pa.Table]:
         }
     )
     return _with_meta(curves, meta), _with_meta(horizon, meta)
-

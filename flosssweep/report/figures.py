@@ -1,20 +1,20 @@
-"""The report's figures: success rate against x with Wilson bands, and T50 per group; their captions.
-"""
+"""The report's figures: success rate against x with Wilson bands, and T50 per group; their captions."""
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from flosssweep.report import style
 from flosssweep.report.common import DEFAULT_X, FIGURE_GROUP_LIMIT, LEVEL_ORDER, ReportError
-from flosssweep.report.text import cell_text, num_text, format_report
-from flosssweep.report.curves import is_numeric, plot_settings, split_by_sweep, pool, table_meta
-
+from flosssweep.report.curves import is_numeric, plot_settings, pool, split_by_sweep, table_meta
+from flosssweep.report.text import cell_text, format_report, num_text
 
 # --------------------------------------------------------------------------------------------
 # Figures
@@ -75,9 +75,17 @@ def _legend(fig, handles: dict, title: str | None, inches: float) -> None:
     if not handles:
         return
     ncol = style.legend_columns(list(handles), inches)
-    fig.legend(list(handles.values()), list(handles), title=title, loc="upper center",
-               bbox_to_anchor=(0.5, 0.0), ncol=ncol, handlelength=2.6, columnspacing=1.2,
-               borderaxespad=0.2)
+    fig.legend(
+        list(handles.values()),
+        list(handles),
+        title=title,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=ncol,
+        handlelength=2.6,
+        columnspacing=1.2,
+        borderaxespad=0.2,
+    )
 
 
 def plot_success_curves(
@@ -122,8 +130,9 @@ def plot_success_curves(
             panels.append((sweep, None, groups))
             continue
         for level in _sorted_levels(facet, [g[0][facet] for g in groups]):
-            panels.append((sweep, f"{style.label(facet)} = {cell_text(level)}",
-                           [g for g in groups if g[0][facet] == level]))
+            panels.append(
+                (sweep, f"{style.label(facet)} = {cell_text(level)}", [g for g in groups if g[0][facet] == level])
+            )
     series_keys: list = []
     for sweep, _, groups in panels:
         for g in groups:
@@ -136,8 +145,9 @@ def plot_success_curves(
     nrows = -(-len(panels) // ncols)
     panel_h = 0.68 * inches / ncols
     with style.paper_style() as plt:
-        fig, axes = plt.subplots(nrows, ncols, figsize=(inches, panel_h * nrows), squeeze=False,
-                                 sharey=True, layout="constrained")
+        fig, axes = plt.subplots(
+            nrows, ncols, figsize=(inches, panel_h * nrows), squeeze=False, sharey=True, layout="constrained"
+        )
         legend: dict = {}
         for i, ax in enumerate(axes.flat):
             if i >= len(panels):
@@ -157,8 +167,14 @@ def plot_success_curves(
                 xs = np.array([levels.index(p[x]) if categorical else p[x] for p in pts], dtype=float)
                 tested.update(xs.tolist())
                 look = style.series_style(series_keys.index(key))
-                ax.fill_between(xs, [p["wilson_lo"] for p in pts], [p["wilson_hi"] for p in pts],
-                                color=look["color"], alpha=0.13, linewidth=0)
+                ax.fill_between(
+                    xs,
+                    [p["wilson_lo"] for p in pts],
+                    [p["wilson_hi"] for p in pts],
+                    color=look["color"],
+                    alpha=0.13,
+                    linewidth=0,
+                )
                 (line,) = ax.plot(xs, [p["rate"] for p in pts], **look)
                 if rest:
                     legend.setdefault(", ".join(cell_text(v) for v in key), line)
@@ -192,8 +208,10 @@ def success_caption(curves: pa.Table, *, note: str | None = None, marker=None) -
     meta, x, threshold, by = plot_settings(curves, None, None)
     sweeps = list(split_by_sweep(curves.to_pylist(), meta))
     lines = f"one line per {', '.join(style.label(c) for c in by)}" if by else "all realizations pooled"
-    text = (f"Success rate (fraction of realizations that succeeded) against {style.label(x)}; {lines}. "
-            f"Bands: Wilson 95% intervals. Dotted line: the threshold {threshold:g} at which T50 is read.")
+    text = (
+        f"Success rate (fraction of realizations that succeeded) against {style.label(x)}; {lines}. "
+        f"Bands: Wilson 95% intervals. Dotted line: the threshold {threshold:g} at which T50 is read."
+    )
     if marker:
         text += " Vertical lines: as labelled."
     if len(sweeps) == 1 and sweeps[0] is not None:
@@ -295,8 +313,9 @@ def plot_horizon(
 
     inches = style.width(size, len(sweeps))
     with style.paper_style() as plt:
-        fig, axes = plt.subplots(len(sweeps), 1, figsize=(inches, 0.66 * min(inches, 5.0) * len(sweeps)),
-                                 squeeze=False, layout="constrained")
+        fig, axes = plt.subplots(
+            len(sweeps), 1, figsize=(inches, 0.66 * min(inches, 5.0) * len(sweeps)), squeeze=False, layout="constrained"
+        )
         legend: dict = {}
         for ax, (sweep, rs) in zip(axes[:, 0], sweeps.items()):
             _draw_horizon_panel(ax, rs, axis, rest, series_keys, legend)
@@ -310,8 +329,7 @@ def plot_horizon(
     return written[0]
 
 
-def _draw_horizon_panel(ax, rs: list[dict], axis: str | None, rest: list[str], series_keys: list,
-                        legend: dict) -> None:
+def _draw_horizon_panel(ax, rs: list[dict], axis: str | None, rest: list[str], series_keys: list, legend: dict) -> None:
     levels = _sorted_levels(axis, [r[axis] for r in rs]) if axis else [None]
     numeric_axis = axis is not None and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in levels)
     use_numeric = numeric_axis and len(levels) > 12
@@ -338,13 +356,25 @@ def _draw_horizon_panel(ax, rs: list[dict], axis: str | None, rest: list[str], s
             if p["t50_hi_relation"] == ">=" and p["t50_relation"] != ">=":
                 hi = tested_hi + 0.7 * pad
                 ax.plot([pos], [hi], marker="^", markersize=3, color=color)
-            handle = ax.errorbar([pos], [y], yerr=[[max(y - lo, 0.0)], [max(hi - y, 0.0)]], fmt=look["marker"],
-                                 color=color, markersize=5, capsize=2.5, linewidth=1.0,
-                                 markerfacecolor="white" if censored else color)
+            handle = ax.errorbar(
+                [pos],
+                [y],
+                yerr=[[max(y - lo, 0.0)], [max(hi - y, 0.0)]],
+                fmt=look["marker"],
+                color=color,
+                markersize=5,
+                capsize=2.5,
+                linewidth=1.0,
+                markerfacecolor="white" if censored else color,
+            )
             if censored:
                 direction = 1.0 if p["t50_relation"] == ">=" else -1.0
-                ax.annotate("", xy=(pos, y + direction * 0.8 * pad), xytext=(pos, y),
-                            arrowprops={"arrowstyle": "->", "color": color, "linewidth": 1.0})
+                ax.annotate(
+                    "",
+                    xy=(pos, y + direction * 0.8 * pad),
+                    xytext=(pos, y),
+                    arrowprops={"arrowstyle": "->", "color": color, "linewidth": 1.0},
+                )
             if p["nonmonotone"]:
                 ax.annotate("*", (pos, y), xytext=(4, 2), textcoords="offset points", color=color)
             legend.setdefault(", ".join(cell_text(v) for v in key), handle)
@@ -369,17 +399,24 @@ def horizon_caption(horizon: pa.Table, *, axis: str | None = None, note: str | N
     meta, x, threshold, by = plot_settings(horizon, None, None)
     axis = axis or most_important_axis(horizon, by)
     rest = [c for c in by if c != axis]
-    text = (f"T50, the {style.label(x)} at which the success rate falls below {threshold:g} (linear "
-            f"interpolation), against {style.label(axis) if axis else 'all groups pooled'}")
+    text = (
+        f"T50, the {style.label(x)} at which the success rate falls below {threshold:g} (linear "
+        f"interpolation), against {style.label(axis) if axis else 'all groups pooled'}"
+    )
     if rest:
         text += f", one series per {', '.join(style.label(c) for c in rest)}"
     rows = [r for r in horizon.to_pylist() if r["t50_relation"] != "n/a" and r["t50"] is not None]
     text += ". Bars: 95% bootstrap intervals; dashed lines: the smallest and largest value tested."
     if any(r["t50_relation"] != "=" for r in rows):
-        text += (" Hollow markers with an arrow: T50 censored at a tested bound (the rate never fell below the "
-                 "threshold, or was below it from the start).")
-    if any((r["t50_lo_relation"] == "<" and r["t50_relation"] != "<")
-           or (r["t50_hi_relation"] == ">=" and r["t50_relation"] != ">=") for r in rows):
+        text += (
+            " Hollow markers with an arrow: T50 censored at a tested bound (the rate never fell below the "
+            "threshold, or was below it from the start)."
+        )
+    if any(
+        (r["t50_lo_relation"] == "<" and r["t50_relation"] != "<")
+        or (r["t50_hi_relation"] == ">=" and r["t50_relation"] != ">=")
+        for r in rows
+    ):
         text += " A bar that ends in a small triangle runs past the tested range."
     if any(r["nonmonotone"] for r in rows):
         text += " *: the rate recovers above the threshold after the first crossing (T50 uses the first)."
@@ -441,4 +478,3 @@ def _spaced_for_labels(values: list[float]) -> bool:
     """Whether a tick at every tested x leaves room for its label (else matplotlib's own ticks)."""
     span = values[-1] - values[0]
     return len(values) < 2 or span == 0 or min(b - a for a, b in zip(values, values[1:])) >= span / 12
-

@@ -1,4 +1,4 @@
-"""A continuous outcome (D_stsp, final loss, ...) against x: its median and quartiles, and success rates at several thresholds.
+"""A continuous outcome (D_stsp, ...) against x: median, quartiles, and success rates at several thresholds.
 
 A success rate at one threshold turns a smooth curve into a cliff whose place depends on the
 threshold; the quartiles show the curve itself, and rates at a few thresholds show how much the
@@ -19,8 +19,9 @@ from flosssweep.report.common import DEFAULT_X, ReportError
 from flosssweep.report.curves import default_by
 
 
-def outcome_summary(table: pa.Table, column: str, x: str = DEFAULT_X, by: Sequence[str] | None = None,
-                    thresholds: Sequence[float] = ()) -> pa.Table:
+def outcome_summary(
+    table: pa.Table, column: str, x: str = DEFAULT_X, by: Sequence[str] | None = None, thresholds: Sequence[float] = ()
+) -> pa.Table:
     """One row per (sweep, group, x): n, the median and quartiles of `column`, and for each threshold t
     the count `below_<t>` of realizations with `column < t`, with its Wilson 95% interval."""
     for name in [column, x, *(by or [])]:
@@ -52,8 +53,11 @@ def outcome_summary(table: pa.Table, column: str, x: str = DEFAULT_X, by: Sequen
         # call inf whatever lands above the largest finite value (only an infinite neighbour puts it there)
         finite = values[np.isfinite(values)]
         top = finite.max() if finite.size else -np.inf
-        quartiles = np.quantile(np.minimum(values, np.finfo(np.float64).max / 4), [0.25, 0.5, 0.75]) \
-            if values.size else np.full(3, np.nan)
+        quartiles = (
+            np.quantile(np.minimum(values, np.finfo(np.float64).max / 4), [0.25, 0.5, 0.75])
+            if values.size
+            else np.full(3, np.nan)
+        )
         q25, median, q75 = np.where(quartiles > top, np.inf, quartiles)
         out["sweep"].append(key[0])
         for c, v in zip(by, key[1:-1]):
@@ -79,9 +83,15 @@ def format_outcomes(summary: pa.Table, column: str, x: str, thresholds: Sequence
     header = [*by, x, "n", f"{column} median [q25, q75]", *(f"{column} < {t:g}" for t in thresholds)]
     body = []
     for r in summary.to_pylist():
-        body.append([*(str(r[c]) for c in by), str(r[x]), str(r["n"]),
-                     f"{r['median']:.3g} [{r['q25']:.3g}, {r['q75']:.3g}]",
-                     *(f"{r[f'below_{t:g}']}/{r['n']}" for t in thresholds)])
+        body.append(
+            [
+                *(str(r[c]) for c in by),
+                str(r[x]),
+                str(r["n"]),
+                f"{r['median']:.3g} [{r['q25']:.3g}, {r['q75']:.3g}]",
+                *(f"{r[f'below_{t:g}']}/{r['n']}" for t in thresholds),
+            ]
+        )
     widths = [max(len(h), *(len(line[i]) for line in body)) if body else len(h) for i, h in enumerate(header)]
     lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
     lines += ["  ".join(v.rjust(w) for v, w in zip(line, widths)) for line in body]

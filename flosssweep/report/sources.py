@@ -1,5 +1,4 @@
-"""Where records come from: Parquet files, or a sweep's child runs in MLflow.
-"""
+"""Where records come from: Parquet files, or a sweep's child runs in MLflow."""
 
 from __future__ import annotations
 
@@ -7,17 +6,18 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from flosssweep.names import PARENT, RECORDS_ARTIFACT, ROLE
 from flosssweep.records import RecordConflict, deduplicate
-from flosssweep.tracking import store
 from flosssweep.report.common import DEFAULT_X, ReportError, StoreUnavailable
 from flosssweep.report.curves import missing_columns
-
+from flosssweep.tracking import store
 
 # --------------------------------------------------------------------------------------------
 # Reading records
@@ -37,8 +37,10 @@ def _concat(tables: list[pa.Table], origins: list[str]) -> pa.Table:
     except RecordConflict as exc:
         raise ReportError(str(exc)) from None
     if dropped:
-        print(f"note: {dropped} record row(s) read twice were counted once (same realization, same outcome)",
-              file=sys.stderr)
+        print(
+            f"note: {dropped} record row(s) read twice were counted once (same realization, same outcome)",
+            file=sys.stderr,
+        )
     return table
 
 
@@ -84,9 +86,7 @@ def _check_store(uri: str) -> None:
     if uri.startswith("sqlite:///"):
         path = uri[len("sqlite:///") :]
         if path and path != ":memory:" and not Path(path).exists():
-            raise ReportError(
-                f"no MLflow tracking store at {path} (pass --tracking-uri, or --from-parquet)"
-            )
+            raise ReportError(f"no MLflow tracking store at {path} (pass --tracking-uri, or --from-parquet)")
 
 
 def mlflow_client(uri: str, write: bool = True):
@@ -135,16 +135,20 @@ def find_parent_run(client, experiment: str | None = None, run_id: str | None = 
 def _latest_launch(client, experiment_ids: list[str], where: str):
     """The most recent parent run that has a child run: a launch refused or killed before its
     first trial started is no sweep to report."""
-    parents = store.search_all(client, experiment_ids, f"tags.`{ROLE}` = 'parent'",
-                               ["attributes.start_time DESC"]) if experiment_ids else []
+    parents = (
+        store.search_all(client, experiment_ids, f"tags.`{ROLE}` = 'parent'", ["attributes.start_time DESC"])
+        if experiment_ids
+        else []
+    )
     for run in parents:
-        if store.search_all(client, [run.info.experiment_id], f"tags.`{PARENT}` = '{run.info.run_id}'",
-                            max_results=1):
+        if store.search_all(client, [run.info.experiment_id], f"tags.`{PARENT}` = '{run.info.run_id}'", max_results=1):
             return run
     if not parents:
         raise ReportError(f"no sweep found in {where}: no run tagged {ROLE}=parent")
-    raise ReportError(f"no child runs found under the {len(parents)} parent run(s) in {where} "
-                      "(every launch there stopped before its first trial)")
+    raise ReportError(
+        f"no child runs found under the {len(parents)} parent run(s) in {where} "
+        "(every launch there stopped before its first trial)"
+    )
 
 
 def read_mlflow_records(client, parent, experiment_name: str, x: str = DEFAULT_X) -> pa.Table:
@@ -153,16 +157,13 @@ def read_mlflow_records(client, parent, experiment_name: str, x: str = DEFAULT_X
     from mlflow.exceptions import MlflowException
 
     pid = parent.info.run_id
-    children = store.search_all(
-        client, [parent.info.experiment_id], f"tags.`{PARENT}` = '{pid}'"
-    )
+    children = store.search_all(client, [parent.info.experiment_id], f"tags.`{PARENT}` = '{pid}'")
     children = [c for c in children if c.data.tags.get(ROLE, "child") == "child"]
     if not children:
         raise ReportError(f"no child runs found under parent run {pid} (experiment {experiment_name!r})")
     total = len(children)
     print(
-        f"reading {RECORDS_ARTIFACT} of {total} child run(s) of parent run {pid} "
-        f"(experiment {experiment_name!r})",
+        f"reading {RECORDS_ARTIFACT} of {total} child run(s) of parent run {pid} (experiment {experiment_name!r})",
         file=sys.stderr,
     )
     tables, origins, missing_art = [], [], 0
@@ -199,4 +200,3 @@ def read_mlflow_records(client, parent, experiment_name: str, x: str = DEFAULT_X
     if "sweep" not in table.column_names:
         table = table.append_column("sweep", pa.array([experiment_name] * table.num_rows))
     return table
-

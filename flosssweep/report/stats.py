@@ -180,9 +180,7 @@ def t50_bootstrap_samples(
             c1 = first.ravel()[flat]
             c0 = c1 - 1
             r = rate.ravel()
-            t.ravel()[flat] = _interpolate(
-                x[c0], x[c1], r[rows * size + c0], r[rows * size + c1], threshold
-            )
+            t.ravel()[flat] = _interpolate(x[c0], x[c1], r[rows * size + c0], r[rows * size + c1], threshold)
     return np.ascontiguousarray(out.T)
 
 

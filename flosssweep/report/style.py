@@ -26,16 +26,34 @@ PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#0
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 LINESTYLES = ("-", "--", "-.", ":")
 # x columns whose help text does not say their unit
-AXIS_LABELS = {"delay": "longest lag d (steps)", "spacing": "input spacing d / bits (steps)",
-               "tau": "teacher-forcing interval tau (steps)", "bits": "parity bits", "dstsp": "D_stsp",
-               "dh": "D_H", "train_epochs": "training epochs"}
+AXIS_LABELS = {
+    "delay": "longest lag d (steps)",
+    "spacing": "input spacing d / bits (steps)",
+    "tau": "teacher-forcing interval tau (steps)",
+    "bits": "parity bits",
+    "dstsp": "D_stsp",
+    "dh": "D_H",
+    "train_epochs": "training epochs",
+}
 
 _RC = {
-    "font.size": FONT_PT, "axes.labelsize": FONT_PT, "axes.titlesize": FONT_PT, "legend.fontsize": FONT_PT,
-    "legend.title_fontsize": FONT_PT, "xtick.labelsize": FONT_PT, "ytick.labelsize": FONT_PT,
-    "axes.linewidth": 0.6, "lines.linewidth": 1.2, "lines.markersize": 4.0, "xtick.major.width": 0.6,
-    "ytick.major.width": 0.6, "grid.linewidth": 0.4, "legend.frameon": False, "savefig.dpi": DPI,
-    "pdf.fonttype": 42, "svg.fonttype": "none",  # text stays text (editable, searchable)
+    "font.size": FONT_PT,
+    "axes.labelsize": FONT_PT,
+    "axes.titlesize": FONT_PT,
+    "legend.fontsize": FONT_PT,
+    "legend.title_fontsize": FONT_PT,
+    "xtick.labelsize": FONT_PT,
+    "ytick.labelsize": FONT_PT,
+    "axes.linewidth": 0.6,
+    "lines.linewidth": 1.2,
+    "lines.markersize": 4.0,
+    "xtick.major.width": 0.6,
+    "ytick.major.width": 0.6,
+    "grid.linewidth": 0.4,
+    "legend.frameon": False,
+    "savefig.dpi": DPI,
+    "pdf.fonttype": 42,
+    "svg.fonttype": "none",  # text stays text (editable, searchable)
 }
 
 
@@ -60,8 +78,11 @@ def series_style(index: int) -> dict:
     """Colour, marker and line style of the index-th group: all three change from one group to the
     next, and no two of the first len(PALETTE) * len(MARKERS) groups look the same."""
     colors, markers = len(PALETTE), len(MARKERS)
-    return {"color": PALETTE[index % colors], "marker": MARKERS[(index + index // colors) % markers],
-            "linestyle": LINESTYLES[index % len(LINESTYLES)]}
+    return {
+        "color": PALETTE[index % colors],
+        "marker": MARKERS[(index + index // colors) % markers],
+        "linestyle": LINESTYLES[index % len(LINESTYLES)],
+    }
 
 
 def label(column: str) -> str:
@@ -90,8 +111,10 @@ def parse_formats(text: str | Sequence[str]) -> list[str]:
     names = list(dict.fromkeys(f for f in names if f))
     bad = [f for f in names if f not in FORMATS]
     if bad or not names:
-        raise ReportError(f"--figure-format: expected a comma-separated list of {', '.join(FORMATS)}, "
-                          f"got {','.join(bad) or repr(text)}")
+        raise ReportError(
+            f"--figure-format: expected a comma-separated list of {', '.join(FORMATS)}, "
+            f"got {','.join(bad) or repr(text)}"
+        )
     return names
 
 

@@ -68,8 +68,11 @@ def summary_metrics(curves: pa.Table, horizon: pa.Table) -> list[tuple[str, floa
     x, by = meta["x"], list(meta.get("by", []))
     keyed = len(split_by_sweep(horizon.to_pylist(), meta)) > 1
     label = {r["group_id"]: group_label(r, by, r["sweep"] if keyed else None) for r in horizon.to_pylist()}
-    metrics = [(f"{_T50_METRIC[r['t50_relation']]}/{label[r['group_id']]}", round(float(r["t50"]), 4), 0)
-               for r in horizon.to_pylist() if r["t50_relation"] in _T50_METRIC and r["t50"] is not None]
+    metrics = [
+        (f"{_T50_METRIC[r['t50_relation']]}/{label[r['group_id']]}", round(float(r["t50"]), 4), 0)
+        for r in horizon.to_pylist()
+        if r["t50_relation"] in _T50_METRIC and r["t50"] is not None
+    ]
     points = [r for r in curves.to_pylist() if r["n"] > 0 and r[x] is not None]
     if all(isinstance(r[x], int) and not isinstance(r[x], bool) for r in points):
         metrics += [(f"success_rate/{label[r['group_id']]}", float(r["rate"]), int(r[x])) for r in points]

@@ -1,11 +1,9 @@
-"""A realistic synthetic records table, for benchmarks and tests of the report at scale.
-"""
+"""A realistic synthetic records table, for benchmarks and tests of the report at scale."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-
 
 # --------------------------------------------------------------------------------------------
 # Synthetic records (benchmarks)
@@ -95,4 +93,3 @@ def synthetic_records(n_rows: int, seed: int = 0) -> pa.Table:
         "ensemble": pa.array(np.full(n_rows, members)),
     }
     return pa.table(cols)
-

@@ -1,16 +1,16 @@
-"""The report as text: aligned table, markdown, csv or json.
-"""
+"""The report as text: aligned table, markdown, csv or json."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+
 import numpy as np
 import pyarrow as pa
+
 from flosssweep.report.common import DEFAULT_THRESHOLD, DEFAULT_X, ReportError
 from flosssweep.report.curves import split_by_sweep, table_meta
-
 
 # --------------------------------------------------------------------------------------------
 # Text output
@@ -43,10 +43,7 @@ def _t50_text(row: dict, with_ci: bool) -> str:
     if row["nonmonotone"]:
         text += "*"
     if with_ci and row["t50_relation"] != "n/a" and row["t50_lo_relation"] != "n/a":
-        text += (
-            f" [{_bound(row['t50_lo'], row['t50_lo_relation'])}, "
-            f"{_bound(row['t50_hi'], row['t50_hi_relation'])}]"
-        )
+        text += f" [{_bound(row['t50_lo'], row['t50_lo_relation'])}, {_bound(row['t50_hi'], row['t50_hi_relation'])}]"
     return text
 
 
@@ -149,14 +146,14 @@ def _align(header, body, markdown: bool) -> str:
     ]
 
     def fmt(line):
-        cells = [
-            str(c).rjust(w) if num else str(c).ljust(w) for c, w, num in zip(line, widths, numeric)
-        ]
+        cells = [str(c).rjust(w) if num else str(c).ljust(w) for c, w, num in zip(line, widths, numeric)]
         return ("| " + " | ".join(cells) + " |") if markdown else "  ".join(cells).rstrip()
 
     out = [fmt(header)]
     if markdown:
-        out.append("| " + " | ".join(("-" * (w - 1) + ":") if num else "-" * w for w, num in zip(widths, numeric)) + " |")
+        out.append(
+            "| " + " | ".join(("-" * (w - 1) + ":") if num else "-" * w for w, num in zip(widths, numeric)) + " |"
+        )
     else:
         out.append("  ".join("-" * w for w in widths))
     out += [fmt(b) for b in body]
@@ -260,4 +257,3 @@ def _format_json(curves: pa.Table, horizon: pa.Table, meta: dict) -> str:
         "sweeps": [{"sweep": k, "groups": [group(r) for r in v]} for k, v in sweeps.items()],
     }
     return json.dumps(doc, indent=2, default=str)
-

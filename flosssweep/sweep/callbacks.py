@@ -1,11 +1,12 @@
-"""Ray Tune callbacks of the driver: the MLflow recorder's hooks and the terminal's progress lines.
-"""
+"""Ray Tune callbacks of the driver: the MLflow recorder's hooks and the terminal's progress lines."""
 
 from __future__ import annotations
 
 import json
 import time
+
 from ray.tune import Callback
+
 from flosssweep.tracking.recorder import SweepRecorder, short_value, trial_summary
 
 
@@ -80,15 +81,21 @@ class TerminalProgress(Callback):
             return
         summary = trial_summary(json.loads(result["records_json"]))
         earlier = " (before the interruption)" if result.get("replayed") else ""
-        print(f"{done} finished{earlier} {self._label(trial)}: {summary['successes']}/{summary['members']} "
-              f"succeeded" + (f", {summary['diverged']} diverged" if summary["diverged"] else ""), flush=True)
+        print(
+            f"{done} finished{earlier} {self._label(trial)}: {summary['successes']}/{summary['members']} "
+            f"succeeded" + (f", {summary['diverged']} diverged" if summary["diverged"] else ""),
+            flush=True,
+        )
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         print(f"retrying {self._label(trial)} (its worker failed: {trial.error_file})", flush=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        print(f"[{self._finished(trials, trial)}/{self._total}] FAILED {self._label(trial)} "
-              f"(error log: {trial.error_file})", flush=True)
+        print(
+            f"[{self._finished(trials, trial)}/{self._total}] FAILED {self._label(trial)} "
+            f"(error log: {trial.error_file})",
+            flush=True,
+        )
 
     def on_step_end(self, iteration, trials, **info):
         if time.monotonic() - self._last < self.every:
@@ -100,5 +107,9 @@ class TerminalProgress(Callback):
         running = [t for t in trials if t.status == "RUNNING"]
         epochs = ", ".join(f"{t.trial_id} epoch {(t.last_result or {}).get('epoch', 0)}" for t in running[:6])
         elapsed = (time.monotonic() - self._start) / 60
-        print(f"-- {elapsed:.1f} min: " + ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items()))
-              + (f"; {epochs}" if epochs else ""), flush=True)
+        print(
+            f"-- {elapsed:.1f} min: "
+            + ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items()))
+            + (f"; {epochs}" if epochs else ""),
+            flush=True,
+        )

@@ -25,13 +25,12 @@ import sys
 import time
 from pathlib import Path
 
-
 from flosssweep.checks import OneLineParser
 from flosssweep.config import ConfigError
+from flosssweep.names import END_REASON, TAG_PREFIX
 from flosssweep.sweep import preflight, spec
 from flosssweep.sweep import storage as storage_paths
 from flosssweep.sweep.worker import TRAIN, run_trial
-from flosssweep.names import END_REASON, TAG_PREFIX
 from flosssweep.tracking import store
 
 LAUNCH_FILE = "flosssweep-launch.json"  # in the Ray experiment directory: what --resume needs
@@ -47,30 +46,51 @@ EXIT_CODES = """exit status:
 
 def parse_args(argv: list[str] | None = None, prog: str = "python -m flosssweep.run") -> argparse.Namespace:
     parser = OneLineParser(
-        prog=prog, epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog=prog,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run a sweep file through Ray Tune, recording every trial in MLflow; at the end, "
-                    "the report of the sweep goes onto its parent run.")
+        "the report of the sweep goes onto its parent run.",
+    )
     parser.add_argument("sweep", help="sweep file path, or the name of a file in search_spaces/ (e.g. quickstart)")
-    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
-                        "sqlite:///<this directory>/mlflow.db)")
-    parser.add_argument("--storage-path", help="where Ray keeps trial checkpoints and experiment state (default: "
-                        f"${storage_paths.STORAGE_ENV}, else ./ray_results); on a cluster of several nodes an "
-                        "object-store URI such as s3://BUCKET/PATH, or a directory every node mounts")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the last interrupted launch of this sweep (finished trials are not rerun)")
-    parser.add_argument("--close", action="store_true",
-                        help="end the unfinished launches of this sweep in this storage folder (their driver "
-                        "died, or their storage was deleted): MLflow runs closed as KILLED; then a new launch "
-                        "can start")
+    parser.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///<this directory>/mlflow.db)",
+    )
+    parser.add_argument(
+        "--storage-path",
+        help="where Ray keeps trial checkpoints and experiment state (default: "
+        f"${storage_paths.STORAGE_ENV}, else ./ray_results); on a cluster of several nodes an "
+        "object-store URI such as s3://BUCKET/PATH, or a directory every node mounts",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the last interrupted launch of this sweep (finished trials are not rerun)",
+    )
+    parser.add_argument(
+        "--close",
+        action="store_true",
+        help="end the unfinished launches of this sweep in this storage folder (their driver "
+        "died, or their storage was deleted): MLflow runs closed as KILLED; then a new launch "
+        "can start",
+    )
     parser.add_argument("--max-concurrent", type=int, metavar="N", help="trials running at once (overrides the file)")
     parser.add_argument("--dry-run", action="store_true", help="print the trials it would run and exit")
-    parser.add_argument("--address", help="Ray address (default: a cluster running on this machine, else a new "
-                        "local instance; 'local' always starts a new one)")
+    parser.add_argument(
+        "--address",
+        help="Ray address (default: a cluster running on this machine, else a new "
+        "local instance; 'local' always starts a new one)",
+    )
     parser.add_argument("--num-cpus", type=int, metavar="N", help="CPUs of a new local Ray instance")
-    parser.add_argument("--no-report", action="store_true",
-                        help="do not make the report at the end (python -m flosssweep.report makes it later)")
-    parser.add_argument("--verbose", action="store_true",
-                        help="Ray's own output too (its status tables, hints and INFO lines)")
+    parser.add_argument(
+        "--no-report",
+        action="store_true",
+        help="do not make the report at the end (python -m flosssweep.report makes it later)",
+    )
+    parser.add_argument(
+        "--verbose", action="store_true", help="Ray's own output too (its status tables, hints and INFO lines)"
+    )
     return parser.parse_args(argv)
 
 
@@ -126,14 +146,21 @@ def trainable(sweep, launch: str, train_ref: str = TRAIN):
 
     from flosssweep import provenance
 
-    function = tune.with_parameters(run_trial, base=sweep.base, sweep_name=sweep.name, launch=launch,
-                                    checkpoint_seconds=sweep.checkpoint_seconds, train_ref=train_ref,
-                                    provenance=provenance.collect())
+    function = tune.with_parameters(
+        run_trial,
+        base=sweep.base,
+        sweep_name=sweep.name,
+        launch=launch,
+        checkpoint_seconds=sweep.checkpoint_seconds,
+        train_ref=train_ref,
+        provenance=provenance.collect(),
+    )
     return tune.with_resources(function, {"cpu": sweep.resources["cpu"], "gpu": sweep.resources["gpu"]})
 
 
-def build_tuner(sweep, storage: str, callback, launch: str, train_ref: str = TRAIN, study: dict | None = None,
-                verbose: int = 0):
+def build_tuner(
+    sweep, storage: str, callback, launch: str, train_ref: str = TRAIN, study: dict | None = None, verbose: int = 0
+):
     """`study`: where an Optuna search keeps its study (`storage`, `study_name`), see `search.searcher`."""
     from ray import tune
 
@@ -141,15 +168,27 @@ def build_tuner(sweep, storage: str, callback, launch: str, train_ref: str = TRA
     from flosssweep.sweep.callbacks import TerminalProgress
 
     tune_config = tune.TuneConfig(
-        metric=sweep.ray_metric_name, mode=sweep.mode, search_alg=search.searcher(sweep, **(study or {})),
-        scheduler=search.scheduler(sweep), num_samples=sweep.tune_num_samples(), reuse_actors=True)
+        metric=sweep.ray_metric_name,
+        mode=sweep.mode,
+        search_alg=search.searcher(sweep, **(study or {})),
+        scheduler=search.scheduler(sweep),
+        num_samples=sweep.tune_num_samples(),
+        reuse_actors=True,
+    )
     run_config = tune.RunConfig(
-        name=sweep.name, storage_path=storage, verbose=verbose,
+        name=sweep.name,
+        storage_path=storage,
+        verbose=verbose,
         callbacks=[callback, TerminalProgress(list(sweep.space))],
         failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=None))  # see _Checkpoints
-    return tune.Tuner(trainable(sweep, launch, train_ref), param_space=search.param_space(sweep),
-                      tune_config=tune_config, run_config=run_config)
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+    )  # see _Checkpoints
+    return tune.Tuner(
+        trainable(sweep, launch, train_ref),
+        param_space=search.param_space(sweep),
+        tune_config=tune_config,
+        run_config=run_config,
+    )
 
 
 def _tuner(args, sweep, launch, uri, storage, experiment_dir, experiment_id, parent_run_id, train_ref):
@@ -162,25 +201,49 @@ def _tuner(args, sweep, launch, uri, storage, experiment_dir, experiment_id, par
     if launch is not None:
         print(f"resuming sweep {sweep.name} from {experiment_dir} (MLflow parent run {parent_run_id})", flush=True)
         if args.max_concurrent is not None:
-            print("note: --max-concurrent does not change a resumed launch (Ray restores its search as it was)",
-                  flush=True)
-        return tune.Tuner.restore(experiment_dir, trainable=trainable(sweep, parent_run_id, train_ref),
-                                  resume_unfinished=True, resume_errored=True)
+            print(
+                "note: --max-concurrent does not change a resumed launch (Ray restores its search as it was)",
+                flush=True,
+            )
+        return tune.Tuner.restore(
+            experiment_dir,
+            trainable=trainable(sweep, parent_run_id, train_ref),
+            resume_unfinished=True,
+            resume_errored=True,
+        )
+    from flosssweep import provenance
     from flosssweep.sweep.callbacks import MLflowCallback
     from flosssweep.tracking.recorder import SweepRecorder
 
-    from flosssweep import provenance
-
-    callback = MLflowCallback(SweepRecorder(uri, experiment_id, parent_run_id, sweep.name, sweep.base,
-                                            list(sweep.space),
-                                            run_tags=provenance.mlflow_source_tags(provenance.collect())))
+    callback = MLflowCallback(
+        SweepRecorder(
+            uri,
+            experiment_id,
+            parent_run_id,
+            sweep.name,
+            sweep.base,
+            list(sweep.space),
+            run_tags=provenance.mlflow_source_tags(provenance.collect()),
+        )
+    )
     study = _study(sweep, uri, experiment_dir, parent_run_id)
     tuner = build_tuner(sweep, storage, callback, parent_run_id, train_ref, study, verbose=int(args.verbose))
-    _write_launch(experiment_dir, {"parent_run_id": parent_run_id, "experiment_id": experiment_id,
-                                   "tracking_uri": uri, "sweep": sweep.source, "fingerprint": sweep.fingerprint(),
-                                   "optuna": study})
-    print(f"sweep {sweep.name}: {sweep.num_trials()} trials, MLflow {uri} "
-          f"(experiment {sweep.name}, parent run {parent_run_id})", flush=True)
+    _write_launch(
+        experiment_dir,
+        {
+            "parent_run_id": parent_run_id,
+            "experiment_id": experiment_id,
+            "tracking_uri": uri,
+            "sweep": sweep.source,
+            "fingerprint": sweep.fingerprint(),
+            "optuna": study,
+        },
+    )
+    print(
+        f"sweep {sweep.name}: {sweep.num_trials()} trials, MLflow {uri} "
+        f"(experiment {sweep.name}, parent run {parent_run_id})",
+        flush=True,
+    )
     return tuner
 
 
@@ -190,9 +253,11 @@ def _resolved_base(sweep) -> str:
 
     values = cfg.flatten(sweep.base_values())
     width = max(map(len, values))
-    lines = [f"  {'*' if value != cfg.SCHEMA[key].default else ' '} {key:<{width}}  "
-             + (f"varied: {sweep.space[key].describe()}" if key in sweep.space else str(value))
-             for key, value in values.items()]
+    lines = [
+        f"  {'*' if value != cfg.SCHEMA[key].default else ' '} {key:<{width}}  "
+        + (f"varied: {sweep.space[key].describe()}" if key in sweep.space else str(value))
+        for key, value in values.items()
+    ]
     return "  base of every trial (* = not the default):\n" + "\n".join(lines)
 
 
@@ -205,8 +270,11 @@ def _study(sweep, uri: str, experiment_dir: str, parent_run_id: str) -> dict | N
         return None
     where = search.study_storage(uri, experiment_dir)
     if where is None:
-        print("note: the Optuna study stays in memory (a tracking server and remote Ray storage leave no "
-              "local file for it)", flush=True)
+        print(
+            "note: the Optuna study stays in memory (a tracking server and remote Ray storage leave no "
+            "local file for it)",
+            flush=True,
+        )
         return None
     study = {"storage": where, "study_name": f"{sweep.name} {parent_run_id}"}
     store.tag_run(uri, parent_run_id, {OPTUNA_STORAGE: where, OPTUNA_STUDY: study["study_name"]})
@@ -235,8 +303,10 @@ def _close(args, sweep, launch_dir: Path, experiment_dir: str) -> int:
     except store.TrackingUnavailable as err:
         return _refuse(str(err), err.code)
     closed = preflight.close(uri, sweep.name, experiment_dir)
-    print(f"closed {len(closed)} unfinished launch(es) of sweep {sweep.name} in {experiment_dir}"
-          + (f": parent run(s) {', '.join(closed)}" if closed else ""))
+    print(
+        f"closed {len(closed)} unfinished launch(es) of sweep {sweep.name} in {experiment_dir}"
+        + (f": parent run(s) {', '.join(closed)}" if closed else "")
+    )
     return 0
 
 
@@ -270,15 +340,21 @@ def main(argv: list[str] | None = None, *, train_ref: str = TRAIN, prog: str = "
     if args.resume:
         launch = _read_launch(experiment_dir)
         if launch is None:
-            return _refuse(f"--resume: no launch of sweep {sweep.name} under {storage} "
-                           "(start it without --resume, or pass the --storage-path it ran with)")
+            return _refuse(
+                f"--resume: no launch of sweep {sweep.name} under {storage} "
+                "(start it without --resume, or pass the --storage-path it ran with)"
+            )
         if launch["fingerprint"] != json.loads(json.dumps(sweep.fingerprint())):
-            return _refuse(f"--resume: {sweep.source} changed since the launch being resumed "
-                           "(restore the file, or start a new launch without --resume)")
+            return _refuse(
+                f"--resume: {sweep.source} changed since the launch being resumed "
+                "(restore the file, or start a new launch without --resume)"
+            )
         uri = launch["tracking_uri"]
         if args.tracking_uri and store.absolute_uri(args.tracking_uri, launch_dir) != uri:
-            return _refuse(f"--tracking-uri: expected {uri}, where this launch started (a resumed sweep "
-                           "keeps writing to its parent run)")
+            return _refuse(
+                f"--tracking-uri: expected {uri}, where this launch started (a resumed sweep "
+                "keeps writing to its parent run)"
+            )
     else:
         uri = store.resolve_uri(args.tracking_uri, launch_dir)
     try:
@@ -314,8 +390,9 @@ def main(argv: list[str] | None = None, *, train_ref: str = TRAIN, prog: str = "
         print(note, flush=True)
     if launch is not None:
         if not tune.Tuner.can_restore(experiment_dir):
-            return _refuse(f"--resume: {experiment_dir} holds no Ray experiment to resume (end that launch "
-                           "with --close)")
+            return _refuse(
+                f"--resume: {experiment_dir} holds no Ray experiment to resume (end that launch with --close)"
+            )
         parent_run_id, experiment_id = launch["parent_run_id"], launch["experiment_id"]
         try:
             store.reopen_parent(uri, parent_run_id)
@@ -345,18 +422,25 @@ def main(argv: list[str] | None = None, *, train_ref: str = TRAIN, prog: str = "
             tags[END_REASON] = reason or "interrupted"
         store.end_parent(uri, parent_run_id, status, tags)
     minutes = (time.monotonic() - started) / 60
-    print(f"\nsweep {sweep.name}: {finished} of {sweep.num_trials()} trials finished"
-          + (f" ({ended['stopped']} stopped early)" if ended["stopped"] else "")
-          + f", {ended['error']} failed, {minutes:.1f} min")
+    print(
+        f"\nsweep {sweep.name}: {finished} of {sweep.num_trials()} trials finished"
+        + (f" ({ended['stopped']} stopped early)" if ended["stopped"] else "")
+        + f", {ended['error']} failed, {minutes:.1f} min"
+    )
     if not complete:
-        print(f"interrupted: continue with  python -m flosssweep.run {args.sweep} --resume"
-              + (f" --storage-path {storage}" if args.storage_path else ""))
+        print(
+            f"interrupted: continue with  python -m flosssweep.run {args.sweep} --resume"
+            + (f" --storage-path {storage}" if args.storage_path else "")
+        )
     elif not args.no_report and finished:
         _report(uri, parent_run_id, sweep)
     env = "" if uri == store.default_uri(launch_dir) else f"MLFLOW_TRACKING_URI={uri} "
     print(f"report:  {env}python -m flosssweep.report --run {parent_run_id}")
     # MLflow 3.x's UI opens experiments in its GenAI view unless the address asks for the other one.
     page = f"#/experiments/{experiment_id}?workflowType=machine_learning"
-    print(f"browse:  mlflow ui --backend-store-uri {uri}   then http://127.0.0.1:5000/{page}"
-          if uri.startswith("sqlite") else f"browse:  {uri.rstrip('/')}/{page}")
+    print(
+        f"browse:  mlflow ui --backend-store-uri {uri}   then http://127.0.0.1:5000/{page}"
+        if uri.startswith("sqlite")
+        else f"browse:  {uri.rstrip('/')}/{page}"
+    )
     return 0 if complete and not ended["error"] else EXIT_FAILED

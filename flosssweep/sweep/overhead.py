@@ -8,8 +8,8 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
 class OverheadUnavailable(Exception):
@@ -31,10 +31,17 @@ def _minimal_trainable(config: dict) -> None:
 def _overhead_sweep(trials: int) -> dict:
     """A sweep file (as a dict) of `trials` near-empty trials: one epoch of a tiny network."""
     return {
-        "name": "bench-ray-overhead", "search": "grid", "max_concurrent": 2, "resources": {"cpu": 1, "gpu": 0},
-        "base": {"model": {"hidden": 8}, "task": {"bits": 1, "delay": 2},
-                 "train": {"epochs": 1, "length": 10, "batch": 2, "success_window": 1},
-                 "floss": {"mode": "none"}, "ensemble": 1},
+        "name": "bench-ray-overhead",
+        "search": "grid",
+        "max_concurrent": 2,
+        "resources": {"cpu": 1, "gpu": 0},
+        "base": {
+            "model": {"hidden": 8},
+            "task": {"bits": 1, "delay": 2},
+            "train": {"epochs": 1, "length": 10, "batch": 2, "success_window": 1},
+            "floss": {"mode": "none"},
+            "ensemble": 1,
+        },
         "space": {"seed": {"grid": list(range(trials))}},
     }
 
@@ -48,8 +55,14 @@ def bench_ray(sizes: dict, repeats: int) -> dict:
     sizes_n = sorted({max(1, sizes["ray_trials"] // 8), sizes["ray_trials"]})
     out: dict = {"trials": sizes["ray_trials"], "sizes": sizes_n}
     started = time.perf_counter()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             configure_logging=True, logging_level="ERROR")
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=True,
+        logging_level="ERROR",
+    )
     out["ray_init_seconds"] = time.perf_counter() - started
     try:
         with tempfile.TemporaryDirectory(prefix="flosssweep-bench-") as tmp:
@@ -69,8 +82,11 @@ def _overhead(sweep: Callable[[int, int], float], sizes_n: list[int], repeats: i
     except OverheadUnavailable as err:
         return {"skipped": str(err)}
     n, best = sizes_n[-1], {m: min(w) for m, w in walls.items()}
-    result = {"per_trial_best": best[n] / n, "per_trial_median": statistics.median(walls[n]) / n,
-              "walls": {str(m): w for m, w in walls.items()}}
+    result = {
+        "per_trial_best": best[n] / n,
+        "per_trial_median": statistics.median(walls[n]) / n,
+        "walls": {str(m): w for m, w in walls.items()},
+    }
     if len(sizes_n) > 1:
         small = sizes_n[0]
         result["marginal_per_trial"] = (best[n] - best[small]) / (n - small)
@@ -83,9 +99,11 @@ def _minimal_sweep(tmp: str, trials: int, i: int) -> float:
     from ray import tune
 
     tuner = tune.Tuner(
-        _minimal_trainable, param_space={"i": tune.grid_search(list(range(trials)))},
+        _minimal_trainable,
+        param_space={"i": tune.grid_search(list(range(trials)))},
         tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=2),
-        run_config=tune.RunConfig(name=f"minimal-{trials}-{i}", storage_path=tmp, verbose=0))
+        run_config=tune.RunConfig(name=f"minimal-{trials}-{i}", storage_path=tmp, verbose=0),
+    )
     started = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
         tuner.fit()
@@ -103,13 +121,22 @@ def _project_sweep(tmp: str, trials: int, i: int) -> float:
         raise OverheadUnavailable(f"flosssweep.sweep.driver not importable: {err}") from None
     sweep_file = Path(tmp, f"overhead-{trials}.yaml")
     sweep_file.write_text(yaml.safe_dump(_overhead_sweep(trials)))
-    argv = [str(sweep_file), "--tracking-uri", f"sqlite:///{tmp}/mlflow-{trials}-{i}.db",
-            "--storage-path", str(Path(tmp, f"ray-{trials}-{i}")), "--address", "local", "--num-cpus", "2"]
+    argv = [
+        str(sweep_file),
+        "--tracking-uri",
+        f"sqlite:///{tmp}/mlflow-{trials}-{i}.db",
+        "--storage-path",
+        str(Path(tmp, f"ray-{trials}-{i}")),
+        "--address",
+        "local",
+        "--num-cpus",
+        "2",
+    ]
     started = time.perf_counter()
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             code = driver.main(argv)
-    except Exception as err:  # the sweep service is another module's: report, do not crash the bench
+    except Exception as err:  # noqa: BLE001 - the sweep service is another module's: report, do not crash the bench
         raise OverheadUnavailable(f"flosssweep.sweep.driver.main failed: {type(err).__name__}: {err}") from None
     if code != 0:
         raise OverheadUnavailable(f"flosssweep.sweep.driver.main exited with status {code}")

@@ -52,8 +52,9 @@ def check_storage(storage: str) -> None:
     try:
         fs, path = pyarrow.fs.FileSystem.from_uri(storage)
     except (ValueError, OSError) as err:  # ArrowInvalid is a ValueError
-        raise Refused(f"--storage-path {storage}: not a storage URI pyarrow can open "
-                      f"({str(err).splitlines()[0]})") from None
+        raise Refused(
+            f"--storage-path {storage}: not a storage URI pyarrow can open ({str(err).splitlines()[0]})"
+        ) from None
     if isinstance(fs, pyarrow.fs.LocalFileSystem):  # file://: a local path after all
         check_storage(path)
         return
@@ -64,8 +65,9 @@ def check_storage(storage: str) -> None:
             out.write(b"probe")
         fs.delete_file(probe)
     except OSError as err:
-        raise Refused(f"--storage-path {storage}: cannot write there ({str(err).splitlines()[0]})",
-                      EXIT_UNAVAILABLE) from None
+        raise Refused(
+            f"--storage-path {storage}: cannot write there ({str(err).splitlines()[0]})", EXIT_UNAVAILABLE
+        ) from None
 
 
 def check_ray_address(address: str | None, timeout: float = 5.0, attempts: int = 2) -> None:
@@ -86,8 +88,10 @@ def check_ray_address(address: str | None, timeout: float = 5.0, attempts: int =
             reason = err.strerror or type(err).__name__
         if attempt + 1 < attempts:
             time.sleep(1.0)
-    raise Refused(f"Ray: no cluster answers at {address} ({reason}); start it (ray start --head) or pass "
-                  "another --address", EXIT_UNAVAILABLE)
+    raise Refused(
+        f"Ray: no cluster answers at {address} ({reason}); start it (ray start --head) or pass another --address",
+        EXIT_UNAVAILABLE,
+    )
 
 
 def check_earlier_launch(launch: dict | None, experiment_dir: str, sweep_arg: str) -> None:
@@ -101,16 +105,20 @@ def check_earlier_launch(launch: dict | None, experiment_dir: str, sweep_arg: st
         return  # its tracking store or parent run is gone: nothing left to resume
     run_status, reason = status
     if run_status in RESUMABLE and reason != CLOSED:
-        raise Refused(f"sweep {launch.get('sweep', sweep_arg)} has an unfinished launch in {experiment_dir} "
-                      f"(MLflow parent run {launch['parent_run_id']}, {run_status}): continue it with "
-                      f"--resume, end it with --close, or pass another --storage-path")
+        raise Refused(
+            f"sweep {launch.get('sweep', sweep_arg)} has an unfinished launch in {experiment_dir} "
+            f"(MLflow parent run {launch['parent_run_id']}, {run_status}): continue it with "
+            f"--resume, end it with --close, or pass another --storage-path"
+        )
 
 
 def check_resumable(launch: dict) -> None:
     status = parent_status(launch)
     if status is not None and status[1] == CLOSED:
-        raise Refused(f"--resume: the launch of MLflow parent run {launch['parent_run_id']} was {CLOSED} "
-                      "(start a new launch without --resume)")
+        raise Refused(
+            f"--resume: the launch of MLflow parent run {launch['parent_run_id']} was {CLOSED} "
+            "(start a new launch without --resume)"
+        )
 
 
 def parent_status(launch: dict) -> tuple[str, str | None] | None:
@@ -135,17 +143,18 @@ def check_resources(resources: dict) -> str | None:
         return None
     asked = f"each trial asks for {need['CPU']:g} CPU and {need['GPU']:g} GPU"
     largest = ", ".join(f"{n.get('CPU', 0):g} CPU {n.get('GPU', 0):g} GPU" for n in nodes[:4])
-    refusal = Refused(f"resources: {asked} and no node of this Ray cluster has that many ({largest}); "
-                      "lower resources.cpu / resources.gpu in the sweep file (gpu: 0 on a machine without "
-                      "a GPU), or add such nodes")
+    refusal = Refused(
+        f"resources: {asked} and no node of this Ray cluster has that many ({largest}); "
+        "lower resources.cpu / resources.gpu in the sweep file (gpu: 0 on a machine without "
+        "a GPU), or add such nodes"
+    )
     node = ray._private.worker._global_node  # noqa: SLF001 - who started Ray: no public API says
     if node is not None and node.is_head():
         raise refusal  # a Ray instance this driver started has no autoscaler
     groups = _autoscaler_groups()
     if groups is not None and not any(all(g.get(k, 0) >= v for k, v in need.items() if v) for g in groups):
         raise refusal
-    return (f"note: {asked} and no node has that many now; trials wait until the cluster's autoscaler "
-            "adds such a node")
+    return f"note: {asked} and no node has that many now; trials wait until the cluster's autoscaler adds such a node"
 
 
 def _autoscaler_groups() -> list[dict] | None:

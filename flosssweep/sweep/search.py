@@ -73,7 +73,7 @@ def study_storage(tracking_uri: str, experiment_dir: str) -> str | None:
     a local Ray experiment directory; None (in memory) when both are remote, since SQLite needs a
     local file and a tracking server gives none."""
     if tracking_uri.startswith("sqlite:///"):
-        return "sqlite:///" + str(Path(tracking_uri[len("sqlite:///"):]).parent / STUDY_FILE)
+        return "sqlite:///" + str(Path(tracking_uri[len("sqlite:///") :]).parent / STUDY_FILE)
     if "://" not in experiment_dir:
         Path(experiment_dir).mkdir(parents=True, exist_ok=True)
         return "sqlite:///" + str(Path(experiment_dir) / STUDY_FILE)

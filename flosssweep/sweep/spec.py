@@ -29,12 +29,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
 import yaml
+
 from flosssweep import config as cfg
 from flosssweep.config import ConfigError
 from flosssweep.names import METRIC_ALIASES, METRICS
-
-
 
 SEARCHES = ("grid", "random", "optuna")
 AXIS_KINDS = ("grid", "choice", "uniform", "loguniform", "randint", "lograndint")
@@ -81,6 +81,7 @@ class Axis:
         if self.discrete:
             return f"{self.kind} {list(self.values)}"
         return f"{self.kind}({self.values[0]:g}, {self.values[1]:g})"
+
 
 @dataclass
 class Sweep:
@@ -150,16 +151,34 @@ class Sweep:
 
     def fingerprint(self) -> dict:
         """What must not change between a launch and its resume."""
-        return {"search": self.search, "base": self.base, "num_samples": self.num_samples,
-                "space": {k: [a.kind, list(a.values)] for k, a in self.space.items()}}
+        return {
+            "search": self.search,
+            "base": self.base,
+            "num_samples": self.num_samples,
+            "space": {k: [a.kind, list(a.values)] for k, a in self.space.items()},
+        }
 
     # -- humans ----------------------------------------------------------------------------------
     def describe(self) -> str:
         """What `--dry-run` prints: the trials this sweep would run."""
         values = self.base_values()
         base = cfg.flatten(values)
-        shown = ("model.arch", "model.hidden", "model.g", "task.name", "task.bits", "task.delay", "task.tau",
-                 "train.epochs", "train.length", "ensemble", "floss.mode", "floss.k", "floss.strength", "device")
+        shown = (
+            "model.arch",
+            "model.hidden",
+            "model.g",
+            "task.name",
+            "task.bits",
+            "task.delay",
+            "task.tau",
+            "train.epochs",
+            "train.length",
+            "ensemble",
+            "floss.mode",
+            "floss.k",
+            "floss.strength",
+            "device",
+        )
         applies = set(cfg.applicable_keys(values))
         fixed = ", ".join(f"{k}={base[k]}" for k in shown if k not in self.space and k in applies)
         lines = [
@@ -186,8 +205,9 @@ class Sweep:
                 for _ in range(repeats):
                     for row in rows:
                         number += 1
-                        lines.append("  " + str(number).rjust(5) + "  "
-                                     + "  ".join(str(v).ljust(w) for v, w in zip(row, widths)))
+                        lines.append(
+                            "  " + str(number).rjust(5) + "  " + "  ".join(str(v).ljust(w) for v, w in zip(row, widths))
+                        )
                 if self.optuna_grid:
                     lines.append("  (Optuna's grid sampler visits these in its own order)")
             if sampled and self.search == "grid":
@@ -217,8 +237,7 @@ def locate(sweep: str) -> Path:
         if (directory / name).is_file():
             return (directory / name).resolve()
     known = sorted({p.stem for d in search_space_dirs() if d.is_dir() for p in d.glob("*.yaml")})
-    raise ConfigError("sweep", "a sweep file path or one of: " + (", ".join(known) or "(none found)"),
-                      sweep)
+    raise ConfigError("sweep", "a sweep file path or one of: " + (", ".join(known) or "(none found)"), sweep)
 
 
 def load(path: str | Path) -> Sweep:
@@ -287,19 +306,32 @@ def parse(raw: Any) -> Sweep:
         raise ConfigError("space", "a mapping of dotted config keys to axes", type(space_raw).__name__)
     space = {str(key): _axis(str(key), spec) for key, spec in space_raw.items()}
 
-    sweep = Sweep(name=name, metric=metric, mode=mode, search=search, num_samples=num_samples,
-                  max_concurrent=max_concurrent, resources=resources, scheduler=scheduler,
-                  search_seed=search_seed, max_failures=max_failures, checkpoint_seconds=checkpoint_seconds,
-                  base=base, space=space,
-                  description=description, raw=raw)
+    sweep = Sweep(
+        name=name,
+        metric=metric,
+        mode=mode,
+        search=search,
+        num_samples=num_samples,
+        max_concurrent=max_concurrent,
+        resources=resources,
+        scheduler=scheduler,
+        search_seed=search_seed,
+        max_failures=max_failures,
+        checkpoint_seconds=checkpoint_seconds,
+        base=base,
+        space=space,
+        description=description,
+        raw=raw,
+    )
     _check_search(sweep)
     _check_corners(sweep)
     _check_devices(sweep, base_values)
     if scheduler:
         epochs = sweep.max_epochs()
         if scheduler["grace_period"] > epochs:
-            raise ConfigError("scheduler.grace_period", f"at most the trial's epochs ({epochs})",
-                              scheduler["grace_period"])
+            raise ConfigError(
+                "scheduler.grace_period", f"at most the trial's epochs ({epochs})", scheduler["grace_period"]
+            )
     return sweep
 
 
@@ -344,8 +376,7 @@ def _resources(raw: Any) -> dict[str, float]:
     if cpu <= 0:
         raise ConfigError("resources.cpu", "a number > 0", cpu)
     if gpu < 0 or (gpu > 1 and not float(gpu).is_integer()):
-        raise ConfigError("resources.gpu", "a fraction in [0, 1] (0.25 = four trials per GPU) or a whole number",
-                          gpu)
+        raise ConfigError("resources.gpu", "a fraction in [0, 1] (0.25 = four trials per GPU) or a whole number", gpu)
     return {"cpu": cpu, "gpu": gpu}
 
 
@@ -355,8 +386,7 @@ def _scheduler(raw: Any) -> dict | None:
     if raw == "asha":
         raw = {"type": "asha"}
     if not isinstance(raw, dict) or raw.get("type") != "asha":
-        raise ConfigError("scheduler", "none, asha, or {type: asha, grace_period: epochs, reduction_factor: r}",
-                          raw)
+        raise ConfigError("scheduler", "none, asha, or {type: asha, grace_period: epochs, reduction_factor: r}", raw)
     for key in raw:
         if key not in ASHA_KEYS:
             raise ConfigError(f"scheduler.{key}", "one of " + ", ".join(ASHA_KEYS), show_got=False)
@@ -413,22 +443,29 @@ def _known_keys(key: str) -> str:
 def _check_search(sweep: Sweep) -> None:
     if sweep.search != "optuna" or sweep.optuna_grid:
         if sweep.optuna_grid and sweep.num_samples != 1:
-            raise ConfigError("num_samples", "1 when every axis is a grid under optuna (its grid sampler "
-                              "runs each grid point once; repeat realizations with ensemble or a seed grid)",
-                              sweep.num_samples)
+            raise ConfigError(
+                "num_samples",
+                "1 when every axis is a grid under optuna (its grid sampler "
+                "runs each grid point once; repeat realizations with ensemble or a seed grid)",
+                sweep.num_samples,
+            )
         return
     if not sweep.space:
         raise ConfigError("space", "at least one axis for Optuna to search", show_got=False)
     for axis in sweep.space.values():
         if axis.kind == "grid":
-            raise ConfigError(f"space.{axis.key}", "choice, uniform, loguniform, randint or lograndint under "
-                              "search: optuna (grid axes work under optuna only when every axis is a grid; "
-                              "write choice to let Optuna pick)", show_got=False)
+            raise ConfigError(
+                f"space.{axis.key}",
+                "choice, uniform, loguniform, randint or lograndint under "
+                "search: optuna (grid axes work under optuna only when every axis is a grid; "
+                "write choice to let Optuna pick)",
+                show_got=False,
+            )
 
 
 def _prefixed(err: ConfigError, prefix: str, context: str = "") -> ConfigError:
     """The same complaint with the key as it appears in the sweep file."""
-    rest = str(err)[len(err.key) + 2:]  # after "key: "
+    rest = str(err)[len(err.key) + 2 :]  # after "key: "
     return ConfigError(prefix + err.key, rest.removeprefix("expected ") + context, show_got=False)
 
 
@@ -438,8 +475,9 @@ def _check_corners(sweep: Sweep) -> None:
     axes = list(sweep.space.values())
     total = math.prod(len(a.corners()) for a in axes)
     if total <= MAX_CORNERS:
-        corners = (dict(zip((a.key for a in axes), values)) for values in
-                   itertools.product(*(a.corners() for a in axes)))
+        corners = (
+            dict(zip((a.key for a in axes), values)) for values in itertools.product(*(a.corners() for a in axes))
+        )
     else:  # too many: each axis through its values, the others at their first
         first = {a.key: a.corners()[0] for a in axes}
         corners = ({**first, a.key: v} for a in axes for v in a.corners())
@@ -449,8 +487,7 @@ def _check_corners(sweep: Sweep) -> None:
         except ConfigError as err:
             prefix = "space." if err.key in sweep.space else "base."
             others = {k: v for k, v in corner.items() if k != err.key}
-            context = (" (in the trial with " + ", ".join(f"{k}={v}" for k, v in others.items()) + ")"
-                       if others else "")
+            context = " (in the trial with " + ", ".join(f"{k}={v}" for k, v in others.items()) + ")" if others else ""
             raise _prefixed(err, prefix, context) from None
 
 

@@ -1,5 +1,4 @@
-"""Inside a Ray worker: one trial of a sweep, with its checkpoints and progress reports.
-"""
+"""Inside a Ray worker: one trial of a sweep, with its checkpoints and progress reports."""
 
 from __future__ import annotations
 
@@ -13,11 +12,12 @@ from flosssweep.config import resolve
 from flosssweep.names import RECORDS_ARTIFACT, RESTORED_FROM
 from flosssweep.records import write as write_records
 
-
 TRAIN = "flosssweep.train:train"
 STATE_FILE = "state.pt"  # trainer state, in all but a finished trial's checkpoints
 META_FILE = "meta.json"  # {"epoch": e, "done": bool, "metrics": {...}}, in every checkpoint
 KEEP_STATES = 2  # checkpoints of a trial that keep their (large) state file
+
+
 # -- inside a trial (a Ray worker) ----------------------------------------------------------------
 class _Checkpoints:
     """A trial's checkpoints where Ray stores them (local disk or a cloud bucket).
@@ -38,7 +38,7 @@ class _Checkpoints:
         self.fs, self.directories = fs, directories or []
 
     @classmethod
-    def of_this_trial(cls, config: dict, launch: str) -> "_Checkpoints":
+    def of_this_trial(cls, config: dict, launch: str) -> _Checkpoints:
         import posixpath
 
         import pyarrow.fs as pafs
@@ -52,8 +52,11 @@ class _Checkpoints:
             if checkpoint is None:
                 return cls(config, launch)
             return cls(config, launch, checkpoint.filesystem, [posixpath.dirname(checkpoint.path.rstrip("/"))])
-        directories = [info.path for info in fs.get_file_info(pafs.FileSelector(experiment, allow_not_found=True))
-                       if info.type == pafs.FileType.Directory]
+        directories = [
+            info.path
+            for info in fs.get_file_info(pafs.FileSelector(experiment, allow_not_found=True))
+            if info.type == pafs.FileType.Directory
+        ]
         return cls(config, launch, fs, sorted(set(directories) | {own}))
 
     def meta(self, epoch: int, done: bool, **more) -> str:
@@ -112,8 +115,14 @@ class _Progress:
     The first report of each start also carries RESTORED_FROM, the epoch of the checkpoint it
     started from (0 for a fresh start), so that MLflow shows where a retried trial picked up."""
 
-    def __init__(self, final_epoch: int, checkpoint_seconds: float, checkpoints: _Checkpoints,
-                 history: list | None = None, restored_from: int = 0):
+    def __init__(
+        self,
+        final_epoch: int,
+        checkpoint_seconds: float,
+        checkpoints: _Checkpoints,
+        history: list | None = None,
+        restored_from: int = 0,
+    ):
         self.restored_from: int | None = restored_from  # None once the first report is out
         self.final_epoch = final_epoch
         self.checkpoint_seconds = checkpoint_seconds
@@ -184,7 +193,6 @@ def _final_report(checkpoints: _Checkpoints, meta: dict, records: list[dict], re
 
     from ray import tune
 
-
     result = _result(meta["metrics"], meta["epoch"])
     if records:
         result["charts/success_rate"] = sum(bool(r["success"]) for r in records) / len(records)
@@ -193,8 +201,9 @@ def _final_report(checkpoints: _Checkpoints, meta: dict, records: list[dict], re
     result["replayed"] = int(replayed)
     with tempfile.TemporaryDirectory() as tmp:
         write_records(records, Path(tmp, RECORDS_ARTIFACT))
-        Path(tmp, META_FILE).write_text(checkpoints.meta(meta["epoch"], True, metrics=meta["metrics"],
-                                                         history=meta["history"]))
+        Path(tmp, META_FILE).write_text(
+            checkpoints.meta(meta["epoch"], True, metrics=meta["metrics"], history=meta["history"])
+        )
         tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
@@ -203,15 +212,22 @@ def _load_train(reference: str):
     return getattr(importlib.import_module(module), name)
 
 
-def run_trial(config: dict, *, base: dict, sweep_name: str, launch: str, checkpoint_seconds: float = 60.0,
-              train_ref: str = TRAIN, provenance: dict | None = None) -> None:
+def run_trial(
+    config: dict,
+    *,
+    base: dict,
+    sweep_name: str,
+    launch: str,
+    checkpoint_seconds: float = 60.0,
+    train_ref: str = TRAIN,
+    provenance: dict | None = None,
+) -> None:
     """Ray Tune function trainable: one trial of the sweep (its dotted values over the base).
     `provenance`: the driver's `flosssweep.provenance.collect()`, added to every record."""
 
     import pyarrow.parquet as pq
     import torch
     from ray import tune
-
 
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     trial_config = resolve(base, config)
@@ -230,7 +246,7 @@ def run_trial(config: dict, *, base: dict, sweep_name: str, launch: str, checkpo
             restore = torch.load(Path(directory, STATE_FILE), weights_only=False)
             history, restored_from = meta.get("history", []), int(meta["epoch"])
     progress = _Progress(trial_config["train"]["epochs"], checkpoint_seconds, checkpoints, history, restored_from)
-    records = _load_train(train_ref)(trial_config, report=progress.report, checkpoint=progress.checkpoint,
-                                     restore=restore)
+    records = _load_train(train_ref)(
+        trial_config, report=progress.report, checkpoint=progress.checkpoint, restore=restore
+    )
     progress.finish([{"sweep": sweep_name, "trial_id": trial_id, **r, **(provenance or {})} for r in records])
-

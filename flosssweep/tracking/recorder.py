@@ -1,10 +1,6 @@
-"""Driver-side writer of child runs: every trial's params, metrics per epoch and records, once.
-"""
+"""Driver-side writer of child runs: every trial's params, metrics per epoch and records, once."""
 
 from __future__ import annotations
-
-FLUSH_SECONDS = 5.0
-MAX_METRICS_PER_BATCH = 1000  # MLflow's limit per log_batch call
 
 import json
 import math
@@ -13,19 +9,36 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
 from flosssweep import config as cfg
-from flosssweep.names import (CONFIG_KEY, ENDED_STATUSES, PARENT, RECORDED, RECORDS_ARTIFACT, RETRIES, ROLE, STATUS,
-                              SUMMARY_TAGS, SWEEP, TAG_PREFIX, TRIAL_CONFIG, TRIAL_ID, ZERO_UNTIL_RAISED)
-from flosssweep.tracking import store
+from flosssweep.names import (
+    CONFIG_KEY,
+    ENDED_STATUSES,
+    PARENT,
+    RECORDED,
+    RECORDS_ARTIFACT,
+    RETRIES,
+    ROLE,
+    STATUS,
+    SUMMARY_TAGS,
+    SWEEP,
+    TAG_PREFIX,
+    TRIAL_CONFIG,
+    TRIAL_ID,
+    ZERO_UNTIL_RAISED,
+)
 from flosssweep.records import write as write_records
+from flosssweep.tracking import store
+
+FLUSH_SECONDS = 5.0
+MAX_METRICS_PER_BATCH = 1000  # MLflow's limit per log_batch call
 
 
 def trial_summary(records: list[dict]) -> dict[str, Any]:
     n = len(records)
     k = sum(bool(r.get("success")) for r in records)
     diverged = sum(r.get("status") == "diverged" for r in records)
-    return {"successes": k, "members": n, "diverged": diverged,
-            "status": "diverged" if diverged else "ok"}
+    return {"successes": k, "members": n, "diverged": diverged, "status": "diverged" if diverged else "ok"}
 
 
 def _number(value: Any) -> float | None:
@@ -64,9 +77,17 @@ class SweepRecorder:
     by its configuration), continues its own child run, so no trial is recorded twice.
     """
 
-    def __init__(self, uri: str, experiment_id: str, parent_run_id: str, sweep_name: str,
-                 base: dict, varied: list[str], flush_seconds: float = FLUSH_SECONDS,
-                 run_tags: dict[str, str] | None = None):
+    def __init__(
+        self,
+        uri: str,
+        experiment_id: str,
+        parent_run_id: str,
+        sweep_name: str,
+        base: dict,
+        varied: list[str],
+        flush_seconds: float = FLUSH_SECONDS,
+        run_tags: dict[str, str] | None = None,
+    ):
         """`run_tags`: more tags of every child run (the provenance MLflow's UI shows as Source)."""
         self.run_tags = dict(run_tags or {})
         self.uri = uri
@@ -137,14 +158,20 @@ class SweepRecorder:
     # -- pieces ---------------------------------------------------------------------------------
     def load_existing(self) -> None:
         """Child runs this parent already has (a resumed launch)."""
-        runs = store.search_all(self.client, [self.experiment_id], f"tags.`{PARENT}` = '{self.parent_run_id}'",
-                                deleted_too=True)
+        runs = store.search_all(
+            self.client, [self.experiment_id], f"tags.`{PARENT}` = '{self.parent_run_id}'", deleted_too=True
+        )
         for run in runs:
             tags = run.data.tags
             if TRIAL_ID not in tags:
                 continue
-            child = _Child(run.info.run_id, tags[TRIAL_ID], tags.get(TRIAL_CONFIG, ""),
-                           recorded=tags.get(RECORDED) == "true", ended=tags.get(STATUS) in ENDED_STATUSES)
+            child = _Child(
+                run.info.run_id,
+                tags[TRIAL_ID],
+                tags.get(TRIAL_CONFIG, ""),
+                recorded=tags.get(RECORDED) == "true",
+                ended=tags.get(STATUS) in ENDED_STATUSES,
+            )
             child.raised = set(run.data.metrics) & set(ZERO_UNTIL_RAISED)
             for key in run.data.metrics:
                 child.logged.update(m.step for m in self.client.get_metric_history(run.info.run_id, key))
@@ -169,12 +196,19 @@ class SweepRecorder:
         run = self.client.create_run(
             self.experiment_id,
             run_name=f"{label} ({trial.trial_id})" if label else trial.trial_id,
-            tags={PARENT: self.parent_run_id, ROLE: "child", SWEEP: self.sweep_name, TRIAL_ID: trial.trial_id,
-                  CONFIG_KEY: cfg.config_key(config), TRIAL_CONFIG: key, **self.run_tags},
+            tags={
+                PARENT: self.parent_run_id,
+                ROLE: "child",
+                SWEEP: self.sweep_name,
+                TRIAL_ID: trial.trial_id,
+                CONFIG_KEY: cfg.config_key(config),
+                TRIAL_CONFIG: key,
+                **self.run_tags,
+            },
         )
         params = [Param(k, str(cfg.get_dotted(config, k))) for k in cfg.applicable_keys(config)]
         for i in range(0, len(params), store.MAX_PARAMS_PER_BATCH):
-            self.client.log_batch(run.info.run_id, params=params[i:i + store.MAX_PARAMS_PER_BATCH])
+            self.client.log_batch(run.info.run_id, params=params[i : i + store.MAX_PARAMS_PER_BATCH])
         child = _Child(run.info.run_id, trial.trial_id, key)
         self._children.append(child)
         self._of_trial[trial.trial_id] = child

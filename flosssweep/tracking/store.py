@@ -19,11 +19,23 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from flosssweep import config as cfg, provenance
-from flosssweep.checks import Unwritable, writable_directory
-from flosssweep.names import (ENDED_STATUSES, EXPERIMENT_KIND, PARENT, RAY_PATH, RECORDED, ROLE, SOURCE, STATUS,
-                              SWEEP, TAG_PREFIX, TRIALS)
 
+from flosssweep import config as cfg
+from flosssweep import provenance
+from flosssweep.checks import Unwritable, writable_directory
+from flosssweep.names import (
+    ENDED_STATUSES,
+    EXPERIMENT_KIND,
+    PARENT,
+    RAY_PATH,
+    RECORDED,
+    ROLE,
+    SOURCE,
+    STATUS,
+    SWEEP,
+    TAG_PREFIX,
+    TRIALS,
+)
 
 MAX_PARAMS_PER_BATCH = 100  # MLflow's limit per log_batch call
 PAGE = 1000  # runs per search_runs page
@@ -44,12 +56,12 @@ def resolve_uri(flag: str | None, launch_dir: str | Path) -> str:
 def absolute_uri(uri: str, launch_dir: str | Path) -> str:
     base = Path(launch_dir).resolve()
     if uri.startswith("sqlite:///"):
-        path = uri[len("sqlite:///"):]
+        path = uri[len("sqlite:///") :]
         if path and path != ":memory:" and not path.startswith("/"):
             return "sqlite:///" + str(base / path)
         return uri
     if uri.startswith("file:"):
-        path = uri[len("file:"):].removeprefix("//")
+        path = uri[len("file:") :].removeprefix("//")
         return Path(base, path).resolve().as_uri() if not path.startswith("/") else uri
     if "://" not in uri and ":" not in uri.split("/")[0]:
         return Path(base, uri).resolve().as_uri()  # a bare directory: MLflow's file store
@@ -76,7 +88,7 @@ def quiet_mlflow_logs() -> None:
 def artifact_location(uri: str, experiment: str) -> str | None:
     """For a local store, artifacts next to it (absolute); servers choose their own."""
     if uri.startswith("sqlite:///"):
-        return (Path(uri[len("sqlite:///"):]).parent / "mlartifacts" / experiment).as_uri()
+        return (Path(uri[len("sqlite:///") :]).parent / "mlartifacts" / experiment).as_uri()
     return None
 
 
@@ -88,18 +100,20 @@ def check_reachable(uri: str, timeout: float = 5.0, attempts: int = 2, write: bo
     if uri.startswith(("http://", "https://")):
         _check_server(uri, timeout, attempts)
     elif uri.startswith("sqlite:///"):
-        database = Path(uri[len("sqlite:///"):])
+        database = Path(uri[len("sqlite:///") :])
         if write:
             try:
                 writable_directory(database.parent, "tracking URI")
             except Unwritable:
-                raise TrackingUnavailable(f"cannot write the MLflow database in {database.parent} "
-                                          f"(tracking URI {uri})") from None
+                raise TrackingUnavailable(
+                    f"cannot write the MLflow database in {database.parent} (tracking URI {uri})"
+                ) from None
         if database.is_file() and database.stat().st_size and database.read_bytes()[:16] != b"SQLite format 3\0":
             raise TrackingURIInvalid(f"{database} is not an SQLite database (tracking URI {uri})")
     elif "://" in uri and not uri.startswith("file:"):
-        raise TrackingURIInvalid(f"tracking URI {uri}: expected http://, https://, sqlite:/// or file: "
-                                  "(or a directory)")
+        raise TrackingURIInvalid(
+            f"tracking URI {uri}: expected http://, https://, sqlite:/// or file: (or a directory)"
+        )
     try:
         with _first_connection(uri):
             client(uri).search_experiments(max_results=1)
@@ -124,7 +138,8 @@ def _check_server(uri: str, timeout: float, attempts: int) -> None:
             time.sleep(1.0)
     raise TrackingUnavailable(
         f"MLflow tracking server {uri} is not reachable ({reason}); start it (mlflow server "
-        f"--host 127.0.0.1 --port 5000) or pass another --tracking-uri")
+        f"--host 127.0.0.1 --port 5000) or pass another --tracking-uri"
+    )
 
 
 @contextlib.contextmanager
@@ -136,7 +151,7 @@ def _first_connection(uri: str):
         return
     import fcntl
 
-    fd = os.open(Path(uri[len("sqlite:///"):]).parent, os.O_RDONLY)
+    fd = os.open(Path(uri[len("sqlite:///") :]).parent, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -151,18 +166,28 @@ def client(uri: str):
     return MlflowClient(tracking_uri=uri)
 
 
-def search_all(client, experiment_ids: list[str], filter_string: str, order_by: list[str] | None = None,
-               max_results: int | None = None, deleted_too: bool = False) -> list:
+def search_all(
+    client,
+    experiment_ids: list[str],
+    filter_string: str,
+    order_by: list[str] | None = None,
+    max_results: int | None = None,
+    deleted_too: bool = False,
+) -> list:
     """Every run that matches (or the first `max_results`), page by page: MLflow returns at most
     PAGE runs per call."""
     from mlflow.entities import ViewType
 
     runs, token = [], None
     while True:
-        page = client.search_runs(experiment_ids, filter_string=filter_string, order_by=order_by,
-                                  run_view_type=ViewType.ALL if deleted_too else ViewType.ACTIVE_ONLY,
-                                  max_results=PAGE if max_results is None else min(PAGE, max_results),
-                                  page_token=token)
+        page = client.search_runs(
+            experiment_ids,
+            filter_string=filter_string,
+            order_by=order_by,
+            run_view_type=ViewType.ALL if deleted_too else ViewType.ACTIVE_ONLY,
+            max_results=PAGE if max_results is None else min(PAGE, max_results),
+            page_token=token,
+        )
         runs.extend(page)
         token = page.token
         if not token or (max_results is not None and len(runs) >= max_results):
@@ -179,8 +204,9 @@ def start_parent(uri: str, sweep, ray_path: str) -> tuple[str, str]:
     experiment = c.get_experiment_by_name(sweep.name)
     kind, training = EXPERIMENT_KIND
     if experiment is None:
-        experiment_id = c.create_experiment(sweep.name, artifact_location=artifact_location(uri, sweep.name),
-                                            tags={kind: training})
+        experiment_id = c.create_experiment(
+            sweep.name, artifact_location=artifact_location(uri, sweep.name), tags={kind: training}
+        )
     else:
         experiment_id = experiment.experiment_id
         if experiment.lifecycle_stage == "deleted":
@@ -190,18 +216,30 @@ def start_parent(uri: str, sweep, ray_path: str) -> tuple[str, str]:
     run = c.create_run(
         experiment_id,
         run_name=f"{sweep.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
-        tags={ROLE: "parent", SWEEP: sweep.name, SOURCE: sweep.source, RAY_PATH: ray_path,
-              TRIALS: str(sweep.num_trials()), **provenance.tags(provenance.collect(), TAG_PREFIX)},
+        tags={
+            ROLE: "parent",
+            SWEEP: sweep.name,
+            SOURCE: sweep.source,
+            RAY_PATH: ray_path,
+            TRIALS: str(sweep.num_trials()),
+            **provenance.tags(provenance.collect(), TAG_PREFIX),
+        },
     )
-    params = {"search": sweep.search, "num_samples": sweep.num_samples, "metric": sweep.metric,
-              "mode": sweep.mode, "search_seed": sweep.search_seed,
-              "scheduler": "asha" if sweep.scheduler else "none",
-              "resources.cpu": sweep.resources["cpu"], "resources.gpu": sweep.resources["gpu"]}
+    params = {
+        "search": sweep.search,
+        "num_samples": sweep.num_samples,
+        "metric": sweep.metric,
+        "mode": sweep.mode,
+        "search_seed": sweep.search_seed,
+        "scheduler": "asha" if sweep.scheduler else "none",
+        "resources.cpu": sweep.resources["cpu"],
+        "resources.gpu": sweep.resources["gpu"],
+    }
     params.update({f"base.{k}": v for k, v in cfg.flatten(sweep.base).items()})
     params.update({f"space.{k}": axis.describe() for k, axis in sweep.space.items()})
     items = [Param(k, str(v)) for k, v in params.items()]
     for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
-        c.log_batch(run.info.run_id, params=items[i:i + MAX_PARAMS_PER_BATCH])
+        c.log_batch(run.info.run_id, params=items[i : i + MAX_PARAMS_PER_BATCH])
     if sweep.text:
         c.log_text(run.info.run_id, sweep.text, "sweep.yaml")
     return experiment_id, run.info.run_id
@@ -251,4 +289,3 @@ def end_parent(uri: str, parent_run_id: str, status: str, tags: dict[str, str]) 
             if run.info.status == "RUNNING":
                 c.set_terminated(run.info.run_id, status="KILLED")
     c.set_terminated(parent_run_id, status=status)
-

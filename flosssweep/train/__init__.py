@@ -21,8 +21,9 @@ def make_trial(config: dict) -> Trial:
     return ChaoticTrial(config) if config["task"]["name"] in CHAOTIC_TASKS else ParityTrial(config)
 
 
-def train(config: dict, report: Report | None = None, checkpoint: Checkpoint | None = None,
-          restore: dict | None = None) -> list[dict]:
+def train(
+    config: dict, report: Report | None = None, checkpoint: Checkpoint | None = None, restore: dict | None = None
+) -> list[dict]:
     """Run one trial of `config` (resolved by `flosssweep.config.resolve`); returns one record per
     member (docs/DESIGN.md, "Records", without `sweep` and `trial_id`, which the caller adds)."""
     torch.set_num_threads(config["threads"])

@@ -101,8 +101,9 @@ def forced_at(t: int, tau: int | None) -> bool:
     return tau is not None and t > 0 and t % tau == 0
 
 
-def rollout(model, p: dict, obs: Tensor, tau: int | None, forcing: str = "full",
-            z0: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def rollout(
+    model, p: dict, obs: Tensor, tau: int | None, forcing: str = "full", z0: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """Sparsely forced run over a window. obs (L + 1, R, B, D) are the observations x_0 .. x_L.
     The state starts at z0 (default B^+ x_0), is replaced from x_t before step t whenever t is a
     positive multiple of tau, and steps autonomously. Returns (predictions of x_1 .. x_L
@@ -132,16 +133,24 @@ def free_run(model, p: dict, z: Tensor, steps: int) -> tuple[Tensor, Tensor]:
     return torch.stack(out, dim=2), z
 
 
-def model_lyapunov(model, p: dict, z: Tensor, k: int, steps: int = LYAPUNOV_STEPS,
-                   warmup: int = LYAPUNOV_WARMUP, qr_every: int = LYAPUNOV_QR_EVERY) -> Tensor:
+def model_lyapunov(
+    model,
+    p: dict,
+    z: Tensor,
+    k: int,
+    steps: int = LYAPUNOV_STEPS,
+    warmup: int = LYAPUNOV_WARMUP,
+    qr_every: int = LYAPUNOV_QR_EVERY,
+) -> Tensor:
     """The k largest exponents (R, k) per step of each member's autonomous dynamics, averaged over the
     start states z (R, n, S), in float64 and without gradients."""
     p64 = {name: t.detach().double() for name, t in p.items()}
     z = z.detach().double()
     none = z.new_zeros(*z.shape[:2], 0)
     with torch.no_grad():
-        exponents = exponents_of(model, p64, z, [none] * (warmup + steps), k, warmup=warmup, qr_every=qr_every,
-                                 fused=False)
+        exponents = exponents_of(
+            model, p64, z, [none] * (warmup + steps), k, warmup=warmup, qr_every=qr_every, fused=False
+        )
     return exponents.mean(dim=1)
 
 
@@ -177,8 +186,16 @@ class ChaoticFlosser(Flosser):
         p = {name: (t if name in self.model.flossed else t.detach()).to(dtype) for name, t in self.params.items()}
         z0 = Forcer(self.model, p).infer(x.to(dtype))
         none = z0.new_zeros(*z0.shape[:2], 0)
-        exponents = exponents_of(self.model, p, z0, [none] * cfg["horizon"], cfg["k"], warmup=cfg["warmup"],
-                                 qr_every=cfg["qr_every"], fused=False)
+        exponents = exponents_of(
+            self.model,
+            p,
+            z0,
+            [none] * cfg["horizon"],
+            cfg["k"],
+            warmup=cfg["warmup"],
+            qr_every=cfg["qr_every"],
+            fused=False,
+        )
         return exponents[:, 0].to(self.params[self.model.flossed[0]].dtype)
 
 
@@ -193,8 +210,9 @@ class ChaoticTrial(Trial):
 
     def __init__(self, config: dict):
         task = config["task"]
-        self.data = chaos.make_data(task["name"], task["dt"], task["train_steps"], task["test_steps"],
-                                    task["transient"], task["data_seed"])
+        self.data = chaos.make_data(
+            task["name"], task["dt"], task["train_steps"], task["test_steps"], task["transient"], task["data_seed"]
+        )
         self.lambda_data = self.data.lambda_max()  # per sample step
         self.tau = resolve_tau(task["tau"], self.lambda_data)
         self.train_data = torch.as_tensor(self.data.train, dtype=torch.float32, device=config["device"])
@@ -222,8 +240,9 @@ class ChaoticTrial(Trial):
         """Windows of L + 1 training samples, (L + 1, R, B, D), from each member's generator."""
         train = self.config["train"]
         span = train["length"] + 1
-        starts = torch.stack([torch.randint(len(self.train_data) - span + 1, (train["batch"],), generator=g)
-                              for g in self.generators]).to(self.device)
+        starts = torch.stack(
+            [torch.randint(len(self.train_data) - span + 1, (train["batch"],), generator=g) for g in self.generators]
+        ).to(self.device)
         index = starts.unsqueeze(-1) + torch.arange(span, device=self.device)  # (R, B, L + 1)
         return self.train_data[index].permute(2, 0, 1, 3)
 
@@ -251,13 +270,17 @@ class ChaoticTrial(Trial):
             return self._evaluated[1]
         train, k = self.config["train"], self.config["floss"]["k"]
         trajectories, end = self.generate()
-        dstsp = np.array([chaos.state_space_divergence(self.data.test, traj, bins=train["dstsp_bins"])
-                          for traj in trajectories])
+        dstsp = np.array(
+            [chaos.state_space_divergence(self.data.test, traj, bins=train["dstsp_bins"]) for traj in trajectories]
+        )
         dh = np.array([chaos.power_spectrum_distance(self.data.test, traj) for traj in trajectories])
         starts = end[:, : min(LYAPUNOV_STARTS, end.shape[1])]
         steps = min(LYAPUNOV_STEPS, train["eval_steps"])
-        exponents = model_lyapunov(self.model, self.params, starts, k, steps=steps,
-                                   warmup=min(LYAPUNOV_WARMUP, steps // 4)).cpu().numpy()
+        exponents = (
+            model_lyapunov(self.model, self.params, starts, k, steps=steps, warmup=min(LYAPUNOV_WARMUP, steps // 4))
+            .cpu()
+            .numpy()
+        )
         finite = np.isfinite(exponents).all(axis=1)
         exponents[~finite] = np.nan
         result = {"dstsp": dstsp, "dh": dh, "exponents": exponents}
@@ -279,7 +302,8 @@ class ChaoticTrial(Trial):
             return float(np.nanmean(values)) if values.size and not np.isnan(values).all() else float("nan")
 
         return {
-            "losses/floss_now": mean(((exponents - self.floss_target) ** 2).mean(axis=1)) if exponents.size
+            "losses/floss_now": mean(((exponents - self.floss_target) ** 2).mean(axis=1))
+            if exponents.size
             else float("nan"),
             "charts/dstsp": mean(ev["dstsp"][alive]),
             "charts/dh": mean(ev["dh"][alive]),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -93,8 +93,7 @@ class Trial:
             self.floss_value = floss_value.detach().cpu()
 
         # allow_unused: a chaotic model's readout of h alone never touches the LSTM cell state's x0
-        grads = torch.autograd.grad(total.sum(), list(self.params.values()), allow_unused=True,
-                                    materialize_grads=True)
+        grads = torch.autograd.grad(total.sum(), list(self.params.values()), allow_unused=True, materialize_grads=True)
         ok = finite_members(total.detach(), grads) & self.active
         norms = member_norms(grads)
         self.grad_norm = norms.norm(dim=0).detach().cpu()
@@ -167,19 +166,21 @@ class Trial:
             final_loss = float(self.loss[window, j].mean())
             # a member whose loss ended non-finite diverged, even if its guard never tripped
             ok = bool(self.active[j]) and np.isfinite(final_loss)
-            rows.append({
-                **columns,
-                "member": j,
-                "seed": c["seed"],
-                "config_key": key,
-                "success": ok and bool(success[j]),
-                "final_loss": final_loss,
-                "status": "ok" if ok else "diverged",
-                "nonfinite_steps": int(self.nonfinite[j]) + int(self.flosser.nonfinite[j]),
-                "train_seconds": seconds,
-                **{name: float(values[j]) for name, values in self.stages.items()},
-                **self.outcome(j),
-            })
+            rows.append(
+                {
+                    **columns,
+                    "member": j,
+                    "seed": c["seed"],
+                    "config_key": key,
+                    "success": ok and bool(success[j]),
+                    "final_loss": final_loss,
+                    "status": "ok" if ok else "diverged",
+                    "nonfinite_steps": int(self.nonfinite[j]) + int(self.flosser.nonfinite[j]),
+                    "train_seconds": seconds,
+                    **{name: float(values[j]) for name, values in self.stages.items()},
+                    **self.outcome(j),
+                }
+            )
         return rows
 
     def config_columns(self) -> dict:
@@ -188,16 +189,23 @@ class Trial:
     # -- checkpoints -----------------------------------------------------------------------------
     def state_dict(self) -> dict:
         """A snapshot (copies, not views of live tensors) from which `load_state_dict` continues."""
-        return copy.deepcopy({
-            "epoch": self.epoch, "pre_flossed": self.pre_flossed,
-            "params": {name: t.detach() for name, t in self.params.items()},
-            "optimizer": self.optimizer.state_dict(), "flosser": self.flosser.state_dict(),
-            "generators": [g.get_state() for g in self.generators],
-            "diagnostic_generators": [g.get_state() for g in self.diagnostic_generators],
-            "accuracy": self.accuracy, "loss": self.loss, "active": self.active,
-            "nonfinite": self.nonfinite, "consecutive_nonfinite": self.consecutive_nonfinite,
-            "stages": self.stages,
-        })
+        return copy.deepcopy(
+            {
+                "epoch": self.epoch,
+                "pre_flossed": self.pre_flossed,
+                "params": {name: t.detach() for name, t in self.params.items()},
+                "optimizer": self.optimizer.state_dict(),
+                "flosser": self.flosser.state_dict(),
+                "generators": [g.get_state() for g in self.generators],
+                "diagnostic_generators": [g.get_state() for g in self.diagnostic_generators],
+                "accuracy": self.accuracy,
+                "loss": self.loss,
+                "active": self.active,
+                "nonfinite": self.nonfinite,
+                "consecutive_nonfinite": self.consecutive_nonfinite,
+                "stages": self.stages,
+            }
+        )
 
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self.pre_flossed = state["epoch"], state["pre_flossed"]
@@ -206,8 +214,9 @@ class Trial:
                 t.copy_(state["params"][name])
         self.optimizer.load_state_dict(state["optimizer"])
         self.flosser.load_state_dict(state["flosser"])
-        for gen, saved in zip(self.generators + self.diagnostic_generators,
-                              state["generators"] + state["diagnostic_generators"]):
+        for gen, saved in zip(
+            self.generators + self.diagnostic_generators, state["generators"] + state["diagnostic_generators"]
+        ):
             gen.set_state(saved)
         for name in ("accuracy", "loss", "active", "nonfinite", "consecutive_nonfinite"):
             getattr(self, name).copy_(state[name])

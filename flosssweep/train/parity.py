@@ -54,7 +54,7 @@ class ParityTrial(Trial):
     def succeeding(self) -> Tensor:
         """Bool (R,): mean accuracy over the last success_window epochs (fewer early on) passes."""
         train = self.config["train"]
-        window = self.accuracy[max(0, self.epoch - train["success_window"]): self.epoch]
+        window = self.accuracy[max(0, self.epoch - train["success_window"]) : self.epoch]
         if len(window) == 0:
             return torch.zeros(len(self.generators), dtype=torch.bool)
         return (window.mean(dim=0) >= train["success_threshold"]) & self.active.cpu()

@@ -1,6 +1,5 @@
 """The benchmark harness runs and writes its outputs (it times things; its tests never do)."""
 
-
 import json
 
 import pytest
@@ -12,20 +11,22 @@ torch.set_num_threads(1)
 f64 = torch.float64
 
 
-
 @pytest.mark.slow  # its Ray section starts a local cluster
 def test_quick_benchmark_writes_json_and_markdown(tmp_path, capsys):
     assert bench.main(["--quick", "--skip", "ray", "--out", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "bench.json").read_text())
     assert results["quick"] and results["machine"]["cores"] >= 1
     assert {(r["arch"], r["ensemble"], r["flossing"]) for r in results["trainer"]} == {
-        (arch, R, flossing) for arch in ("rnn", "lstm", "gru") for R in (1, 4) for flossing in (False, True)}
+        (arch, R, flossing) for arch in ("rnn", "lstm", "gru") for R in (1, 4) for flossing in (False, True)
+    }
     assert [r["arch"] for r in results["torch"]] == ["rnn", "lstm", "gru"]
     assert all(r["rate"] > 0 for r in results["trainer"] + results["baseline"] + results["torch"])
     assert results["peak"]["size"] == 128 and results["peak"]["gflops"] > 0
     assert {(r["arch"], r["k"], r["tangent"]) for r in results["floss"]} == {
-        (arch, k, tangent) for arch, k in (("rnn", 1), ("rnn", 2), ("lstm", 2), ("gru", 2))
-        for tangent in ("analytic", "generic")}
+        (arch, k, tangent)
+        for arch, k in (("rnn", 1), ("rnn", 2), ("lstm", 2), ("gru", 2))
+        for tangent in ("analytic", "generic")
+    }
     assert [r["name"].split()[0] for r in results["ratios"]] == ["rnn", "lstm", "gru", "lstm"]
     assert all(r["value"] > 0 for r in results["ratios"])
     assert [r["rows"] for r in results["report"]] == [1000, 10000]
@@ -51,15 +52,28 @@ def test_ratios_by_hand():
 
     assert references.epoch_flops("rnn", FULL) == 184_320_000  # 3 products of (16 x 80) @ (80 x 80) per step
     assert references.epoch_flops("lstm", FULL) == 4 * references.epoch_flops("rnn", FULL)
-    trainer = [{"arch": a, "ensemble": 16, "flossing": False, "rate": rate, "rate_cpu": 2 * rate} for a, rate in
-               (("rnn", 500.0), ("lstm", 150.0), ("gru", 100.0))]
-    peak_cpu = 2 * 1024 ** 3 / 184.32e9  # seconds of one product at 184.32 GFLOP/s
-    results = {"sizes": FULL, "trainer": trainer, "peak": {"size": 1024, "gflops": 184.32, "cpu_best": peak_cpu},
-               "torch": [{"arch": "lstm", "rate": 100.0, "rate_cpu": 100.0}, {"arch": "gru", "rate": 25.0,
-                                                                              "rate_cpu": 50.0}],
-               "floss": [{"arch": "rnn", "k": 16, "tangent": "analytic", "wall_best": 0.005, "cpu_best": 0.004},
-                         {"arch": "lstm", "k": 16, "tangent": "analytic", "wall_best": 0.02, "cpu_best": 0.012}]}
-    got = {r["name"].split()[0] + str(i): (round(r["value"], 12), round(r["value_cpu"], 12), r["ok"])
-           for i, r in enumerate(references.ratios(results))}
-    assert got == {"rnn0": (0.5, 1.0, False), "lstm1": (1.5, 3.0, False), "gru2": (4.0, 4.0, True),
-                   "lstm3": (4.0, 3.0, False)}
+    trainer = [
+        {"arch": a, "ensemble": 16, "flossing": False, "rate": rate, "rate_cpu": 2 * rate}
+        for a, rate in (("rnn", 500.0), ("lstm", 150.0), ("gru", 100.0))
+    ]
+    peak_cpu = 2 * 1024**3 / 184.32e9  # seconds of one product at 184.32 GFLOP/s
+    results = {
+        "sizes": FULL,
+        "trainer": trainer,
+        "peak": {"size": 1024, "gflops": 184.32, "cpu_best": peak_cpu},
+        "torch": [{"arch": "lstm", "rate": 100.0, "rate_cpu": 100.0}, {"arch": "gru", "rate": 25.0, "rate_cpu": 50.0}],
+        "floss": [
+            {"arch": "rnn", "k": 16, "tangent": "analytic", "wall_best": 0.005, "cpu_best": 0.004},
+            {"arch": "lstm", "k": 16, "tangent": "analytic", "wall_best": 0.02, "cpu_best": 0.012},
+        ],
+    }
+    got = {
+        r["name"].split()[0] + str(i): (round(r["value"], 12), round(r["value_cpu"], 12), r["ok"])
+        for i, r in enumerate(references.ratios(results))
+    }
+    assert got == {
+        "rnn0": (0.5, 1.0, False),
+        "lstm1": (1.5, 3.0, False),
+        "gru2": (4.0, 4.0, True),
+        "lstm3": (4.0, 3.0, False),
+    }

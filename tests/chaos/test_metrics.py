@@ -1,7 +1,5 @@
 """D_stsp and D_H against cases whose answer is known."""
 
-
-
 import numpy as np
 import pytest
 
@@ -9,7 +7,6 @@ from flosssweep import chaos
 
 LORENZ = chaos.SYSTEMS["lorenz63"]
 ROESSLER = chaos.SYSTEMS["roessler"]
-
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +35,8 @@ def test_state_space_divergence_counts_escaping_and_non_finite_points(lorenz):
     base = chaos.state_space_divergence(lorenz.test, inside)
     assert chaos.state_space_divergence(lorenz.test, far) > base + 0.5
     assert chaos.state_space_divergence(lorenz.test, nan) == pytest.approx(
-        chaos.state_space_divergence(lorenz.test, far))
+        chaos.state_space_divergence(lorenz.test, far)
+    )
 
 
 def test_power_spectrum_distance(lorenz):

@@ -1,6 +1,5 @@
 """Chaotic flows: the RK4 integrator and tangent, the exponents against published values, the data split."""
 
-
 import math
 
 import numpy as np
@@ -13,7 +12,6 @@ LORENZ = chaos.SYSTEMS["lorenz63"]
 ROESSLER = chaos.SYSTEMS["roessler"]
 
 
-
 @pytest.mark.parametrize("system", [LORENZ, ROESSLER], ids=lambda s: s.name)
 def test_rk4_error_falls_sixteenfold_when_the_step_halves(system):
     # Global error of a fourth-order method ~ C dt^4: halving dt divides it by 2^4 = 16. Errors are
@@ -23,7 +21,7 @@ def test_rk4_error_falls_sixteenfold_when_the_step_halves(system):
 
     def path(dt, horizon=0.5, grid=0.01):
         every = int(round(grid / dt))
-        return chaos.integrate(system, start, dt, int(round(horizon / dt)))[every - 1::every]
+        return chaos.integrate(system, start, dt, int(round(horizon / dt)))[every - 1 :: every]
 
     reference = path(0.01 / 16)
     coarse, fine = (np.abs(path(dt) - reference).max() for dt in (0.01, 0.005))
@@ -34,7 +32,7 @@ def test_rk4_tangent_is_the_exact_jacobian_of_the_step():
     state = torch.tensor([[1.0, 2.0, 20.0], [-5.0, -7.0, 25.0]], dtype=torch.float64)
     Q = torch.randn(2, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     for system, dt in ((LORENZ, 0.01), (ROESSLER, 0.05)):
-        jac = torch.func.vmap(torch.func.jacrev(lambda s: chaos.rk4_step(system, s, dt)))(state)
+        jac = torch.func.vmap(torch.func.jacrev(lambda s, system=system, dt=dt: chaos.rk4_step(system, s, dt)))(state)
         assert torch.allclose(chaos.rk4_tangent(system, dt)(state, None, Q), jac @ Q, atol=1e-12, rtol=0)
 
 
@@ -79,5 +77,3 @@ def test_forcing_interval_is_ln2_over_lambda():
     assert chaos.forcing_interval(5.0) == 1
     with pytest.raises(ValueError):
         chaos.forcing_interval(-0.01)
-
-

@@ -109,8 +109,8 @@ def test_member_of_an_ensemble_equals_its_own_run(cls):
     logits = fused_logits(model, ensemble, inputs)
     grads = torch.autograd.grad(logits.sum(), list(ensemble.values()))
     for j in range(4):
-        single = models.init_params(model, member_generators(3, 4)[j:j + 1], dtype=f64)
-        alone = fused_logits(model, single, inputs[:, j:j + 1])
+        single = models.init_params(model, member_generators(3, 4)[j : j + 1], dtype=f64)
+        alone = fused_logits(model, single, inputs[:, j : j + 1])
         torch.testing.assert_close(alone[:, 0], logits[:, j], atol=1e-14, rtol=0)
         for g_ensemble, g_alone in zip(grads, torch.autograd.grad(alone.sum(), list(single.values()))):
             torch.testing.assert_close(g_alone[0], g_ensemble[j], atol=1e-13, rtol=0)
@@ -123,8 +123,9 @@ def test_a_workspace_serves_repeated_calls(cls):
     workspace = models.Workspace()
     for seed in (1, 2):
         inputs = drive(30, 3, 2, seed=seed)
-        torch.testing.assert_close(fused_logits(model, p, inputs, workspace), plain_logits(model, p, inputs),
-                                   atol=1e-12, rtol=0)
+        torch.testing.assert_close(
+            fused_logits(model, p, inputs, workspace), plain_logits(model, p, inputs), atol=1e-12, rtol=0
+        )
 
 
 @pytest.mark.parametrize("cls", GATED)
@@ -152,8 +153,7 @@ def test_spectrum_by_the_analytic_tangent_equals_the_generic_path(cls):
     generic = lyapunov_spectrum(step, state, inputs, k, warmup=10)
     flossed = [p[name] for name in model.flossed]
     expected = torch.autograd.grad(floss_loss(generic[..., :4]).sum(), flossed)
-    analytic = lyapunov_spectrum(step, state, inputs, k, warmup=10,
-                                 tangent=lambda s, x, Q: model.tangent(p, s, x, Q))
+    analytic = lyapunov_spectrum(step, state, inputs, k, warmup=10, tangent=lambda s, x, Q: model.tangent(p, s, x, Q))
     for exponents in (analytic, model.spectrum(p, state, inputs, k, warmup=10)):
         torch.testing.assert_close(exponents, generic, atol=1e-10, rtol=0)
         got = torch.autograd.grad(floss_loss(exponents[..., :4]).sum(), flossed)
@@ -174,7 +174,9 @@ def test_fused_spectrum_equals_the_autograd_loop(cls, batch, k, qr_every, warmup
     expected = torch.autograd.grad(floss_loss(reference).sum(), [p[n] for n in names])
     got = torch.autograd.grad(floss_loss(fused).sum(), [p[n] for n in names])
     for name, e, g in zip(names, expected, got):
-        torch.testing.assert_close(g, e, atol=1e-9 * float(e.abs().max()), rtol=0, msg=lambda m, name=name: f"{name}: {m}")
+        torch.testing.assert_close(
+            g, e, atol=1e-9 * float(e.abs().max()), rtol=0, msg=lambda m, name=name: f"{name}: {m}"
+        )
 
 
 @pytest.mark.parametrize("cls", GATED)
@@ -187,5 +189,4 @@ def test_fused_spectrum_gradcheck(cls):
     def spectrum(x, *tensors):
         return model.spectrum({**p, **dict(zip(names, tensors))}, x, inputs, 3, warmup=2, qr_every=2)
 
-    assert torch.autograd.gradcheck(spectrum, (x, *(p[n].detach().clone().requires_grad_() for n in names)),
-                                    atol=1e-7)
+    assert torch.autograd.gradcheck(spectrum, (x, *(p[n].detach().clone().requires_grad_() for n in names)), atol=1e-7)

@@ -1,7 +1,5 @@
 """The fused tanh-RNN kernels compute what plain autograd computes, values and gradients, in float64."""
 
-
-
 import pytest
 import torch
 
@@ -11,7 +9,6 @@ from flosssweep.lyapunov import lyapunov_spectrum
 
 torch.set_num_threads(1)
 f64 = torch.float64
-
 
 
 def autograd_states(p, x, inputs):
@@ -27,13 +24,13 @@ def members(model, count, dtype=f64):
     return models.init_params(model, [torch.Generator().manual_seed(j) for j in range(count)], dtype=dtype)
 
 
-
 @pytest.mark.parametrize("inputs_dim, outputs", [(1, 1), (3, 2)])
 def test_fused_rnn_forward_and_backward_match_autograd(inputs_dim, outputs):
     model = models.RNN(10, inputs=inputs_dim, outputs=outputs, relax_steps=5)
     p = members(model, 3)
-    inputs = torch.bernoulli(torch.full((25, 3, 4, inputs_dim), 0.5, dtype=f64),
-                             generator=torch.Generator().manual_seed(1))
+    inputs = torch.bernoulli(
+        torch.full((25, 3, 4, inputs_dim), 0.5, dtype=f64), generator=torch.Generator().manual_seed(1)
+    )
     x0 = model.initial_state(p, 4)
     weights = torch.randn(25, 3, 4, outputs, dtype=f64, generator=torch.Generator().manual_seed(2))
     reference = model.readout(p, autograd_states(p, x0, inputs))
@@ -68,16 +65,25 @@ def test_reusing_a_workspace_before_backward_is_refused_not_silent():
         first.sum().backward()
 
 
-@pytest.mark.parametrize("batch, inputs_dim, k, qr_every, warmup", [(1, 1, 8, 1, 10), (2, 2, 12, 3, 10),
-                                                                    (1, 1, 1, 1, 3), (2, 1, 4, 4, 0)])
+@pytest.mark.parametrize(
+    "batch, inputs_dim, k, qr_every, warmup", [(1, 1, 8, 1, 10), (2, 2, 12, 3, 10), (1, 1, 1, 1, 3), (2, 1, 4, 4, 0)]
+)
 def test_fused_spectrum_matches_the_reference_loop(batch, inputs_dim, k, qr_every, warmup):
     model = models.RNN(12, inputs=inputs_dim)
     p = members(model, 3)
-    inputs = torch.bernoulli(torch.full((40, 3, batch, inputs_dim), 0.5, dtype=f64),
-                             generator=torch.Generator().manual_seed(3))
+    inputs = torch.bernoulli(
+        torch.full((40, 3, batch, inputs_dim), 0.5, dtype=f64), generator=torch.Generator().manual_seed(3)
+    )
     x = p["x0"].unsqueeze(1) + 0.1 * torch.randn(3, batch, 12, dtype=f64, generator=torch.Generator().manual_seed(4))
-    reference = lyapunov_spectrum(lambda s, u: model.step(p, s, u), x, inputs, k, warmup=warmup,
-                                  qr_every=qr_every, tangent=lambda s, u, Q: model.tangent(p, s, u, Q))
+    reference = lyapunov_spectrum(
+        lambda s, u: model.step(p, s, u),
+        x,
+        inputs,
+        k,
+        warmup=warmup,
+        qr_every=qr_every,
+        tangent=lambda s, u, Q: model.tangent(p, s, u, Q),
+    )
     fused = model.spectrum(p, x, inputs, k, warmup=warmup, qr_every=qr_every)
     torch.testing.assert_close(fused, reference, rtol=0, atol=1e-10)
     names = ("J", "W_in", "b", "x0")

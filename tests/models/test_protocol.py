@@ -26,7 +26,9 @@ def test_every_architecture_is_a_model_with_explicit_fast_paths(arch):
 
 
 def test_fast_paths_where_the_architectures_have_them():
-    have = {arch: {n for n in FAST_PATHS if getattr(models.ARCHITECTURES[arch](4), n) is not None}
-            for arch in models.ARCHITECTURES}
+    have = {
+        arch: {n for n in FAST_PATHS if getattr(models.ARCHITECTURES[arch](4), n) is not None}
+        for arch in models.ARCHITECTURES
+    }
     assert have["rnn"] >= {"logits", "spectrum", "tangent"}
     assert have["plrnn"] >= {"tangent", "stepper"}

@@ -16,11 +16,31 @@ def sweep_records(groups: dict[str, list[int]], delays=(8, 16, 24), n=8):
     rows = []
     for mode, ks in groups.items():
         for delay, k in zip(delays, ks):
-            rows += [{"sweep": "figs", "trial_id": f"{mode}-{delay}", "member": i, "seed": 0,
-                      "config_key": f"{mode}-{delay}", "arch": "rnn", "hidden": 32, "task": "parity", "bits": 2,
-                      "delay": delay, "floss_mode": mode, "floss_k": 1, "floss_strength": 0.0,
-                      "success": i < k, "final_accuracy": 1.0, "final_loss": 0.0, "epochs_to_success": None,
-                      "lambda_1": 0.0, "lambda_k": 0.0, "status": "ok"} for i in range(n)]
+            rows += [
+                {
+                    "sweep": "figs",
+                    "trial_id": f"{mode}-{delay}",
+                    "member": i,
+                    "seed": 0,
+                    "config_key": f"{mode}-{delay}",
+                    "arch": "rnn",
+                    "hidden": 32,
+                    "task": "parity",
+                    "bits": 2,
+                    "delay": delay,
+                    "floss_mode": mode,
+                    "floss_k": 1,
+                    "floss_strength": 0.0,
+                    "success": i < k,
+                    "final_accuracy": 1.0,
+                    "final_loss": 0.0,
+                    "epochs_to_success": None,
+                    "lambda_1": 0.0,
+                    "lambda_k": 0.0,
+                    "status": "ok",
+                }
+                for i in range(n)
+            ]
     return records.to_table(rows)
 
 
@@ -114,6 +134,10 @@ def test_bad_figure_format_is_one_line_exit_2(tmp_path, capsys):
     assert report.main(["--from-parquet", str(path), "--out", str(tmp_path / "o"), "--figure-format", "png,jpg"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--figure-format" in err[0] and "jpg" in err[0]
-    assert report.main(["--from-parquet", str(path), "--out", str(tmp_path / "o"), "--figure-format", "pdf",
-                        "--n-boot", "0"]) == 0
+    assert (
+        report.main(
+            ["--from-parquet", str(path), "--out", str(tmp_path / "o"), "--figure-format", "pdf", "--n-boot", "0"]
+        )
+        == 0
+    )
     assert {p.suffix for p in (tmp_path / "o").iterdir()} == {".parquet", ".md", ".pdf"}

@@ -15,8 +15,17 @@ def records(cells: dict[int, list[float]], statuses: dict[tuple[int, int], str] 
     rows = []
     for tau, values in cells.items():
         for j, v in enumerate(values):
-            rows.append({"sweep": "s", "tau": tau, "arch": "plrnn", "member": j, "dstsp": v,
-                         "status": (statuses or {}).get((tau, j), "ok"), "success": v < 2})
+            rows.append(
+                {
+                    "sweep": "s",
+                    "tau": tau,
+                    "arch": "plrnn",
+                    "member": j,
+                    "dstsp": v,
+                    "status": (statuses or {}).get((tau, j), "ok"),
+                    "success": v < 2,
+                }
+            )
     return pa.Table.from_pylist(rows)
 
 
@@ -59,8 +68,25 @@ def test_report_cli_prints_and_writes_the_outcome_summary(tmp_path, capsys):
 
     table = records({5: [0.5, 1.5, 2.5, 3.5], 10: [0.2, 0.4, 0.6, 5.0]})
     pq.write_table(table, tmp_path / "r.parquet")
-    assert report.main(["--from-parquet", str(tmp_path / "r.parquet"), "--x", "tau", "--outcome", "dstsp",
-                        "--thresholds", "2", "--n-boot", "0", "--out", str(tmp_path / "out")]) == 0
+    assert (
+        report.main(
+            [
+                "--from-parquet",
+                str(tmp_path / "r.parquet"),
+                "--x",
+                "tau",
+                "--outcome",
+                "dstsp",
+                "--thresholds",
+                "2",
+                "--n-boot",
+                "0",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "dstsp median [q25, q75]" in out and "2/4" in out and "3/4" in out
     assert pq.read_table(tmp_path / "out" / "outcome_dstsp.parquet").num_rows == 2

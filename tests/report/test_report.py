@@ -149,7 +149,8 @@ def test_error_rows_are_excluded_and_counted_diverged_rows_fail():
     table = make_records({("rnn", "none"): [10, 8, 4, 0], ("rnn", "pre"): [10] * 4}, statuses=statuses)
     # The trainer should not mark a diverged member successful, but the report must not trust it.
     table = table.set_column(
-        table.schema.get_field_index("success"), "success",
+        table.schema.get_field_index("success"),
+        "success",
         pc.if_else(pc.equal(table["status"], "diverged"), True, table["success"]),
     )
     curves, horizon = report.aggregate(table, n_boot=0)
@@ -187,8 +188,11 @@ def test_x_column_is_a_parameter_and_categorical_x_does_not_crash():
     tau = pc.cast(t["delay"], pa.string())
     tau = pc.if_else(pc.equal(tau, "40"), "none", tau)
     t = t.append_column("tau", tau).drop_columns(["delay"])
-    t = t.set_column(t.schema.get_field_index("config_key"), "config_key",
-                     pc.binary_join_element_wise(t["arch"], t["floss_mode"], t["tau"], "-"))
+    t = t.set_column(
+        t.schema.get_field_index("config_key"),
+        "config_key",
+        pc.binary_join_element_wise(t["arch"], t["floss_mode"], t["tau"], "-"),
+    )
     curves, horizon = report.aggregate(t, x="tau", n_boot=50)
     assert set(horizon["t50_relation"].to_pylist()) == {"n/a"}
     r = [c for c in curves.to_pylist() if c["arch"] == "rnn" and c["floss_mode"] == "none"]
@@ -196,9 +200,7 @@ def test_x_column_is_a_parameter_and_categorical_x_does_not_crash():
     text = report.format_report(curves, horizon)
     assert "tau none" in text and "not numeric" in text
     # Numeric tau works like delay.
-    t2 = make_records(GROUPS).rename_columns(
-        ["tau" if c == "delay" else c for c in make_records(GROUPS).column_names]
-    )
+    t2 = make_records(GROUPS).rename_columns(["tau" if c == "delay" else c for c in make_records(GROUPS).column_names])
     _, h2 = report.aggregate(t2, x="tau", n_boot=0)
     assert horizon_row(h2, "rnn", "none")["t50"] == pytest.approx(27.5)
 
@@ -211,13 +213,39 @@ def parity_and_chaotic_records(n=4):
     for bits, ks in successes.items():
         for spacing, k in zip((10, 20, 30, 40), ks):
             delay = bits * spacing
-            rows += [{"sweep": "s", "trial_id": f"{bits}-{delay}", "member": i, "seed": 0,
-                      "config_key": f"{bits}-{delay}", "arch": "rnn", "task": "parity", "bits": bits,
-                      "delay": delay, "floss_mode": "pre", "success": i < k, "status": "ok"}
-                     for i in range(n)]
-    rows += [{"sweep": "s", "trial_id": "l", "member": i, "seed": 0, "config_key": "l", "arch": "rnn",
-              "task": "lorenz63", "tau": 10, "floss_mode": "none", "success": True, "status": "ok"}
-             for i in range(n)]
+            rows += [
+                {
+                    "sweep": "s",
+                    "trial_id": f"{bits}-{delay}",
+                    "member": i,
+                    "seed": 0,
+                    "config_key": f"{bits}-{delay}",
+                    "arch": "rnn",
+                    "task": "parity",
+                    "bits": bits,
+                    "delay": delay,
+                    "floss_mode": "pre",
+                    "success": i < k,
+                    "status": "ok",
+                }
+                for i in range(n)
+            ]
+    rows += [
+        {
+            "sweep": "s",
+            "trial_id": "l",
+            "member": i,
+            "seed": 0,
+            "config_key": "l",
+            "arch": "rnn",
+            "task": "lorenz63",
+            "tau": 10,
+            "floss_mode": "none",
+            "success": True,
+            "status": "ok",
+        }
+        for i in range(n)
+    ]
     return records.to_table(rows)
 
 
@@ -234,7 +262,9 @@ def test_spacing_axis_is_delay_over_bits():
     assert t50 == {1: pytest.approx(35.0), 2: pytest.approx(25.0)}
     _, by_delay = report.aggregate(parity_and_chaotic_records(), n_boot=0)
     assert dict(zip(by_delay["bits"].to_pylist(), by_delay["t50"].to_pylist())) == {
-        1: pytest.approx(35.0), 2: pytest.approx(50.0)}
+        1: pytest.approx(35.0),
+        2: pytest.approx(50.0),
+    }
     assert style.label("delay") == "longest lag d (steps)"
     assert style.label("spacing") == "input spacing d / bits (steps)"
 
@@ -399,8 +429,20 @@ def test_cli_from_parquet_writes_all_outputs(tmp_path, records_file, capsys):
 
 
 def test_cli_by_threshold_and_format(records_file, capsys):
-    rc = report.main(["--from-parquet", str(records_file), "--by", "arch,floss_mode",
-                      "--threshold", "0.8", "--format", "json", "--n-boot", "0"])
+    rc = report.main(
+        [
+            "--from-parquet",
+            str(records_file),
+            "--by",
+            "arch,floss_mode",
+            "--threshold",
+            "0.8",
+            "--format",
+            "json",
+            "--n-boot",
+            "0",
+        ]
+    )
     assert rc == 0
     doc = json.loads(capsys.readouterr().out)
     g = next(g for g in doc["sweeps"][0]["groups"] if g["axes"] == {"arch": "rnn", "floss_mode": "none"})
@@ -411,8 +453,10 @@ def test_cli_by_threshold_and_format(records_file, capsys):
 @pytest.mark.parametrize(
     "make_bad, expect",
     [
-        (lambda p: pq.write_table(make_records(GROUPS).drop_columns(["success", "delay"]), p),
-         "missing required column(s): success, delay"),
+        (
+            lambda p: pq.write_table(make_records(GROUPS).drop_columns(["success", "delay"]), p),
+            "missing required column(s): success, delay",
+        ),
         (lambda p: p.write_text("not parquet"), "cannot read"),
         (lambda p: None, "no such file"),
         (lambda p: pq.write_table(make_records(GROUPS).slice(0, 0), p), "no records found"),
@@ -439,12 +483,12 @@ def test_cli_process_level_bad_input_has_no_traceback(tmp_path):
     pq.write_table(pa.table({"delay": [10, 20]}), bad)
     proc = subprocess.run(
         [sys.executable, "-m", "flosssweep.report", "--from-parquet", str(bad)],
-        cwd=REPO, capture_output=True, text=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [
-        f"flosssweep.report: error: {bad}: missing required column(s): success"
-    ]
+    assert proc.stderr.strip().splitlines() == [f"flosssweep.report: error: {bad}: missing required column(s): success"]
 
 
 def test_cli_help_explains_flags_and_the_rule():
@@ -452,8 +496,20 @@ def test_cli_help_explains_flags_and_the_rule():
         [sys.executable, "-m", "flosssweep.report", "--help"], cwd=REPO, capture_output=True, text=True
     )
     assert proc.returncode == 0
-    for flag in ("--experiment", "--run", "--tracking-uri", "--from-parquet", "--threshold", "--by",
-                 "--format", "--out", "--x", "--n-boot", "--seed", "--marker"):
+    for flag in (
+        "--experiment",
+        "--run",
+        "--tracking-uri",
+        "--from-parquet",
+        "--threshold",
+        "--by",
+        "--format",
+        "--out",
+        "--x",
+        "--n-boot",
+        "--seed",
+        "--marker",
+    ):
         assert flag in proc.stdout
     assert "first crossing" in proc.stdout.lower() or "first x whose" in proc.stdout
 
@@ -465,13 +521,14 @@ def log_sweep(client, name, tables, artifact_root, with_records=True):
     """A sweep launch the way the runner records it: a parent run, one child run per trial with
     its records.parquet at the child's artifact root."""
     exp = client.get_experiment_by_name(name)
-    eid = exp.experiment_id if exp else client.create_experiment(
-        name, artifact_location=(artifact_root / name).as_uri()
+    eid = (
+        exp.experiment_id if exp else client.create_experiment(name, artifact_location=(artifact_root / name).as_uri())
     )
     parent = client.create_run(eid, tags={"flosssweep.role": "parent"}, run_name=f"{name}-launch")
     for i, t in enumerate(tables):
         child = client.create_run(
-            eid, tags={"flosssweep.role": "child", "mlflow.parentRunId": parent.info.run_id},
+            eid,
+            tags={"flosssweep.role": "child", "mlflow.parentRunId": parent.info.run_id},
             run_name=f"trial-{i}",
         )
         if with_records:
@@ -496,15 +553,24 @@ def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
-    older = log_sweep(client, "older-sweep", split_trials(make_records({("rnn", "none"): [9, 9, 9, 9]},
-                                                                      sweep="older-sweep")), root)
+    older = log_sweep(
+        client, "older-sweep", split_trials(make_records({("rnn", "none"): [9, 9, 9, 9]}, sweep="older-sweep")), root
+    )
     main_id = log_sweep(client, "delay-scan", split_trials(make_records(GROUPS)), root)
     empty = log_sweep(client, "empty-sweep", [], root)
     # Created last, so it is the most recent sweep in the store.
-    latest = log_sweep(client, "latest-sweep", split_trials(make_records({("gru", "pre"): [10, 10, 2, 0]},
-                                                                        sweep="latest-sweep")), root)
-    return {"uri": uri, "client": client, "older": older, "main": main_id, "empty": empty,
-            "latest": latest, "root": root}
+    latest = log_sweep(
+        client, "latest-sweep", split_trials(make_records({("gru", "pre"): [10, 10, 2, 0]}, sweep="latest-sweep")), root
+    )
+    return {
+        "uri": uri,
+        "client": client,
+        "older": older,
+        "main": main_id,
+        "empty": empty,
+        "latest": latest,
+        "root": root,
+    }
 
 
 def test_mlflow_experiment_report_is_logged_to_parent(store, capsys):
@@ -527,8 +593,9 @@ def test_mlflow_default_is_most_recent_sweep_and_env_uri(store, capsys, monkeypa
 
 
 def test_mlflow_by_run_id(store, capsys, tmp_path):
-    rc = report.main(["--tracking-uri", store["uri"], "--run", store["older"], "--no-log",
-                      "--out", str(tmp_path), "--n-boot", "0"])
+    rc = report.main(
+        ["--tracking-uri", store["uri"], "--run", store["older"], "--no-log", "--out", str(tmp_path), "--n-boot", "0"]
+    )
     assert rc == 0
     assert capsys.readouterr().out.startswith("sweep older-sweep:")
     assert (tmp_path / "horizon.parquet").exists()

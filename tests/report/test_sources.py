@@ -25,15 +25,27 @@ def rows(sweep="dup", delays=(2, 4), members=4, wins=None, trial="t"):
     for delay in delays:
         for m in range(members):
             ok = m < (wins or {}).get(delay, members)
-            out.append({"sweep": sweep, "trial_id": f"{trial}{delay}", "member": m, "seed": 0,
-                        "config_key": f"key{delay}", "delay": delay, "success": ok, "status": "ok",
-                        "final_loss": 0.01 if ok else 0.7, "train_seconds": 1.0 + m})
+            out.append(
+                {
+                    "sweep": sweep,
+                    "trial_id": f"{trial}{delay}",
+                    "member": m,
+                    "seed": 0,
+                    "config_key": f"key{delay}",
+                    "delay": delay,
+                    "success": ok,
+                    "status": "ok",
+                    "final_loss": 0.01 if ok else 0.7,
+                    "train_seconds": 1.0 + m,
+                }
+            )
     return out
 
 
 def report_cli(*args, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "flosssweep.report", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "flosssweep.report", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def refused(result: subprocess.CompletedProcess, code: int, first: str) -> None:
@@ -45,8 +57,12 @@ def refused(result: subprocess.CompletedProcess, code: int, first: str) -> None:
 
 
 def counts(out: str) -> list[str]:
-    return [word for line in out.splitlines() for word in line.split() if word.count("/") == 1
-            and word.replace("/", "").isdigit()]
+    return [
+        word
+        for line in out.splitlines()
+        for word in line.split()
+        if word.count("/") == 1 and word.replace("/", "").isdigit()
+    ]
 
 
 # -- nothing counted twice -------------------------------------------------------------------------
@@ -56,8 +72,11 @@ def test_fault_same_file_twice_and_overlapping_paths_count_once(tmp_path, capsys
     single = capsys.readouterr().out
     assert once == 0 and counts(single) == ["3/4", "1/4"]
     # the same file twice, its directory and the file, a relative spelling of it
-    for args in ([str(path), str(path)], [str(tmp_path / "a"), str(path)],
-                 [str(tmp_path / "a"), str(tmp_path / "a" / ".." / "a" / "r.parquet")]):
+    for args in (
+        [str(path), str(path)],
+        [str(tmp_path / "a"), str(path)],
+        [str(tmp_path / "a"), str(tmp_path / "a" / ".." / "a" / "r.parquet")],
+    ):
         assert report.main(["--from-parquet", *args, "--n-boot", "0"]) == 0
         assert capsys.readouterr().out == single, args
 
@@ -83,8 +102,10 @@ def test_bad_input_conflicting_records_are_refused_naming_them(tmp_path):
     result = report_cli("--from-parquet", "a.parquet", "b.parquet", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("flosssweep.report: error: conflicting records of one realization "
-                           "(sweep=dup config_key=key4 seed=0 member=1): success is True in one and False")
+    assert last.startswith(
+        "flosssweep.report: error: conflicting records of one realization "
+        "(sweep=dup config_key=key4 seed=0 member=1): success is True in one and False"
+    )
     assert "a.parquet" in last and "b.parquet" in last
 
 
@@ -100,30 +121,39 @@ def test_deduplicate_keeps_distinct_realizations_and_treats_nan_as_equal():
 def test_bad_input_success_column_of_strings(tmp_path):
     table = records.to_table(rows()).drop_columns(["success"]).append_column("success", pa.array(["yes"] * 8))
     pq.write_table(table, tmp_path / "s.parquet")
-    refused(report_cli("--from-parquet", "s.parquet", cwd=tmp_path), 2,
-            f"{tmp_path / 's.parquet'}: column success: expected true/false values, got string")
+    refused(
+        report_cli("--from-parquet", "s.parquet", cwd=tmp_path),
+        2,
+        f"{tmp_path / 's.parquet'}: column success: expected true/false values, got string",
+    )
 
 
-@pytest.mark.parametrize("out, first", [
-    ("afile", "--out: expected a directory"),
-    ("afile/sub", "--out: expected a directory"),
-    ("/proc/flosssweep-report", "--out: cannot write /proc/flosssweep-report"),
-])
+@pytest.mark.parametrize(
+    "out, first",
+    [
+        ("afile", "--out: expected a directory"),
+        ("afile/sub", "--out: expected a directory"),
+        ("/proc/flosssweep-report", "--out: cannot write /proc/flosssweep-report"),
+    ],
+)
 def test_bad_input_out_that_cannot_be_written(tmp_path, out, first):
     records.write(rows(), tmp_path / "r.parquet")
     (tmp_path / "afile").write_text("x")
     refused(report_cli("--from-parquet", "r.parquet", "--out", out, cwd=tmp_path), 2, first)
 
 
-@pytest.mark.parametrize("args, code, first", [
-    (["--tracking-uri", "http://127.0.0.1:9"], 3, "MLflow tracking server http://127.0.0.1:9 is not reachable"),
-    (["--tracking-uri", "foo://nowhere"], 2, "tracking URI foo://nowhere: expected http://"),
-    (["--tracking-uri", "sqlite:///notes.db"], 2, "NOTES/notes.db is not an SQLite database"),
-    (["--tracking-uri", "sqlite:///missing.db"], 2, "no MLflow tracking store at NOTES/missing.db"),
-    (["--threshold", "2"], 2, "--threshold must be in (0, 1]"),
-    (["--n-boot", "x"], 2, "argument --n-boot: invalid int value"),
-    (["--experiment", "a", "--run", "b"], 2, "argument --run: not allowed with argument --experiment"),
-])
+@pytest.mark.parametrize(
+    "args, code, first",
+    [
+        (["--tracking-uri", "http://127.0.0.1:9"], 3, "MLflow tracking server http://127.0.0.1:9 is not reachable"),
+        (["--tracking-uri", "foo://nowhere"], 2, "tracking URI foo://nowhere: expected http://"),
+        (["--tracking-uri", "sqlite:///notes.db"], 2, "NOTES/notes.db is not an SQLite database"),
+        (["--tracking-uri", "sqlite:///missing.db"], 2, "no MLflow tracking store at NOTES/missing.db"),
+        (["--threshold", "2"], 2, "--threshold must be in (0, 1]"),
+        (["--n-boot", "x"], 2, "argument --n-boot: invalid int value"),
+        (["--experiment", "a", "--run", "b"], 2, "argument --run: not allowed with argument --experiment"),
+    ],
+)
 def test_bad_input_store_and_options_fail_in_seconds(tmp_path, args, code, first):
     (tmp_path / "notes.db").write_text("these are notes, not a database\n")
     started = time.monotonic()
@@ -142,8 +172,9 @@ def test_fault_a_launch_without_trials_is_not_the_latest_sweep(tmp_path, capsys)
     parent = client.create_run(experiment, tags={"flosssweep.role": "parent", "flosssweep.sweep": "ran"})
     staged = records.write(rows(sweep="ran", wins={2: 1, 4: 0}), tmp_path / "stage" / "records.parquet")
     for _ in range(2):  # the same records under two child runs (a re-created trial): counted once
-        child = client.create_run(experiment, tags={"flosssweep.role": "child",
-                                                    "mlflow.parentRunId": parent.info.run_id})
+        child = client.create_run(
+            experiment, tags={"flosssweep.role": "child", "mlflow.parentRunId": parent.info.run_id}
+        )
         client.log_artifact(child.info.run_id, str(staged))
         client.set_terminated(child.info.run_id)
     client.set_terminated(parent.info.run_id)

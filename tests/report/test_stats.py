@@ -166,8 +166,9 @@ def test_bootstrap_draws_each_rate_from_its_jeffreys_posterior():
     # = 1/4 - 1/pi^2 = 0.14868, and otherwise interpolated. Swapping the two rates for one minus
     # the other maps the interpolation fraction f to 1 - f, so those T50s have median 15.
     B = 40000
-    t = stats.t50_bootstrap_samples(np.array([10.0, 20.0]), np.array([1, 0]), np.array([1, 1]),
-                                    np.array([0]), n_boot=B, seed=3)[0]
+    t = stats.t50_bootstrap_samples(
+        np.array([10.0, 20.0]), np.array([1, 0]), np.array([1, 1]), np.array([0]), n_boot=B, seed=3
+    )[0]
     assert np.mean(t == -np.inf) == pytest.approx(0.5 - 1 / np.pi, abs=0.006)
     assert np.mean(t == np.inf) == pytest.approx(0.25 - 1 / np.pi**2, abs=0.006)
     inner = t[np.isfinite(t)]
@@ -205,8 +206,9 @@ def coverage_by_curve(n, seed):
     assert np.isfinite(truth).all()  # every curve crosses inside the grid
     k = rng.binomial(n, p[:, None, :], size=(len(CURVES), SWEEPS, c))  # every sweep is one group
     groups = len(CURVES) * SWEEPS
-    lo, hi = stats.t50_bootstrap(np.tile(GRID, groups), k.ravel(), np.full(k.size, n),
-                                 np.arange(0, k.size, c), n_boot=500, seed=seed)
+    lo, hi = stats.t50_bootstrap(
+        np.tile(GRID, groups), k.ravel(), np.full(k.size, n), np.arange(0, k.size, c), n_boot=500, seed=seed
+    )
     want = np.repeat(truth, SWEEPS)
     return ((lo <= want) & (want <= hi)).reshape(len(CURVES), SWEEPS).mean(axis=1)
 

@@ -15,20 +15,29 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
 from conftest import ROOT, sweep_environment
+
 from flosssweep import names, run
 from flosssweep.sweep import driver
 from flosssweep.tracking import store
 
-TINY_BASE = {"model": {"hidden": 8}, "task": {"bits": 1},
-             "train": {"epochs": 30, "length": 40, "success_window": 10, "report_every": 10},
-             "floss": {"pre_steps": 5, "horizon": 20, "warmup": 5}, "ensemble": 2}
+TINY_BASE = {
+    "model": {"hidden": 8},
+    "task": {"bits": 1},
+    "train": {"epochs": 30, "length": 40, "success_window": 10, "report_every": 10},
+    "floss": {"pre_steps": 5, "horizon": 20, "warmup": 5},
+    "ensemble": 2,
+}
 
 
 def write_sweep(directory: Path, name: str, **fields) -> Path:
-    sweep = {"name": name, "max_concurrent": 2, "checkpoint_seconds": 0, "base": copy.deepcopy(TINY_BASE),
-             "space": {"floss.mode": {"grid": ["none", "pre"]}, "task.delay": {"grid": [2, 4]}}}
+    sweep = {
+        "name": name,
+        "max_concurrent": 2,
+        "checkpoint_seconds": 0,
+        "base": copy.deepcopy(TINY_BASE),
+        "space": {"floss.mode": {"grid": ["none", "pre"]}, "task.delay": {"grid": [2, 4]}},
+    }
     sweep.update(fields)
     path = directory / f"{name}.yaml"
     path.write_text(yaml.safe_dump(sweep))
@@ -155,8 +164,15 @@ def test_optuna_sweep_runs_seeded_trials(ray_local, tmp_path, monkeypatch, capsy
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     base = copy.deepcopy(TINY_BASE)
     base["floss"]["mode"] = "regularizer"
-    path = write_sweep(tmp_path, "tiny-optuna", search="optuna", num_samples=2, max_concurrent=1, base=base,
-                       space={"floss.strength": {"loguniform": [0.001, 0.1]}, "floss.k": {"randint": [1, 4]}})
+    path = write_sweep(
+        tmp_path,
+        "tiny-optuna",
+        search="optuna",
+        num_samples=2,
+        max_concurrent=1,
+        base=base,
+        space={"floss.strength": {"loguniform": [0.001, 0.1]}, "floss.k": {"randint": [1, 4]}},
+    )
     assert run.main([str(path), "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray")]) == 0
     parents, children = runs_of(uri, "tiny-optuna")
     assert len(children) == 2
@@ -181,8 +197,9 @@ def test_a_trial_whose_worker_dies_is_retried(ray_local, tmp_path, monkeypatch, 
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     path = write_sweep(tmp_path, "tiny-dies", space={"task.delay": {"grid": [2]}})
-    code = run.main([str(path), "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray")],
-                    train_ref="conftest:die_once_train")
+    code = run.main(
+        [str(path), "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray")], train_ref="conftest:die_once_train"
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "retrying" in out
@@ -200,8 +217,12 @@ RESUMABLE = {
     # a grid: Ray re-creates a trial its last snapshot did not know under the same trial id
     "grid": {"space": {"floss.mode": {"grid": ["none", "pre"]}, "task.delay": {"grid": [2, 4, 6]}}},
     # Optuna: such a trial comes back with a new trial id (and, seeded, the same configuration)
-    "optuna": {"search": "optuna", "num_samples": 5, "base_floss_mode": "regularizer",
-               "space": {"floss.strength": {"loguniform": [0.001, 0.1]}, "floss.k": {"randint": [1, 4]}}},
+    "optuna": {
+        "search": "optuna",
+        "num_samples": 5,
+        "base_floss_mode": "regularizer",
+        "space": {"floss.strength": {"loguniform": [0.001, 0.1]}, "floss.k": {"randint": [1, 4]}},
+    },
 }
 
 
@@ -219,11 +240,26 @@ def test_a_killed_sweep_resumes_without_rerunning_or_duplicating_trials(tmp_path
     name = f"tiny-resume-{search}"
     path = write_sweep(tmp_path, name, base=base, max_concurrent=1, **fields)
     trials = 6 if search == "grid" else 5
-    args = [str(path), "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray"), "--address", "local",
-            "--num-cpus", "2"]
+    args = [
+        str(path),
+        "--tracking-uri",
+        uri,
+        "--storage-path",
+        str(tmp_path / "ray"),
+        "--address",
+        "local",
+        "--num-cpus",
+        "2",
+    ]
 
-    driver = subprocess.Popen(sweep_command(*args, train_ref="conftest:logged_train"), cwd=tmp_path, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    driver = subprocess.Popen(
+        sweep_command(*args, train_ref="conftest:logged_train"),
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines = []
     deadline = time.monotonic() + 120
     for line in driver.stdout:
@@ -236,15 +272,23 @@ def test_a_killed_sweep_resumes_without_rerunning_or_duplicating_trials(tmp_path
     assert sum(" finished " in line for line in lines) >= 2, "".join(lines)
 
     parents, children = runs_of(uri, name)
-    recorded_before = {c.data.tags[names.TRIAL_ID] for c in children
-                       if c.data.tags.get("flosssweep.recorded") == "true"}
-    configs_before = {c.data.tags[names.TRIAL_CONFIG] for c in children
-                      if c.data.tags.get("flosssweep.recorded") == "true"}
+    recorded_before = {
+        c.data.tags[names.TRIAL_ID] for c in children if c.data.tags.get("flosssweep.recorded") == "true"
+    }
+    configs_before = {
+        c.data.tags[names.TRIAL_CONFIG] for c in children if c.data.tags.get("flosssweep.recorded") == "true"
+    }
     assert len(parents) == 1 and len(recorded_before) >= 2
     starts_before = (marks / "starts.log").read_text().splitlines()
 
-    resumed = subprocess.run(sweep_command(*args, "--resume", train_ref="conftest:logged_train"), cwd=tmp_path,
-                             env=env, capture_output=True, text=True, timeout=240)
+    resumed = subprocess.run(
+        sweep_command(*args, "--resume", train_ref="conftest:logged_train"),
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"resuming sweep {name}" in resumed.stdout
 
@@ -252,7 +296,7 @@ def test_a_killed_sweep_resumes_without_rerunning_or_duplicating_trials(tmp_path
     # configuration gives it away)
     parents, children = runs_of(uri, name)
     config_of = {c.data.tags[names.TRIAL_ID]: c.data.tags[names.TRIAL_CONFIG] for c in children}
-    starts_after = (marks / "starts.log").read_text().splitlines()[len(starts_before):]
+    starts_after = (marks / "starts.log").read_text().splitlines()[len(starts_before) :]
     restarted = {line.split()[0] for line in starts_after}
     assert not restarted & recorded_before, "a trial that had finished trained again"
     assert not {config_of.get(t) for t in restarted} & configs_before, "a finished configuration trained again"
@@ -286,15 +330,19 @@ def test_a_killed_sweep_resumes_without_rerunning_or_duplicating_trials(tmp_path
 
 # -- refusals before anything starts ---------------------------------------------------------------------
 def run_cli(*args, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(sweep_command(*args), cwd=cwd, env=env or sweep_environment(cwd), capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        sweep_command(*args), cwd=cwd, env=env or sweep_environment(cwd), capture_output=True, text=True, timeout=120
+    )
 
 
-@pytest.mark.parametrize("space, key", [
-    ({"floss.k": {"grid": [1, 16]}}, "space.floss.k"),
-    ({"task.delay": {"grid": [2, "x"]}}, "space.task.delay.grid[1]"),
-    ({"model.widht": {"grid": [8]}}, "space.model.widht"),
-])
+@pytest.mark.parametrize(
+    "space, key",
+    [
+        ({"floss.k": {"grid": [1, 16]}}, "space.floss.k"),
+        ({"task.delay": {"grid": [2, "x"]}}, "space.task.delay.grid[1]"),
+        ({"model.widht": {"grid": [8]}}, "space.model.widht"),
+    ],
+)
 def test_invalid_sweep_exits_2_with_one_line_and_no_traceback(tmp_path, space, key):
     path = write_sweep(tmp_path, "bad", space=space)
     result = run_cli(str(path), cwd=tmp_path)
@@ -344,13 +392,25 @@ def test_run_py_works_as_a_lone_file_like_ray_submit_runs_it(tmp_path):
     shutil.copy(ROOT / "flosssweep" / "run.py", home / "run.py")
     env = sweep_environment(tmp_path)
     env["PYTHONPATH"] = str(ROOT)  # stands for the package installed by the cluster's setup_commands
-    result = subprocess.run([sys.executable, str(home / "run.py"), "search_spaces/quickstart.yaml", "--dry-run"],
-                            cwd=home, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(home / "run.py"), "search_spaces/quickstart.yaml", "--dry-run"],
+        cwd=home,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "sweep quickstart" in result.stdout
     # and from the checkout, as `python flosssweep/run.py`
-    result = subprocess.run([sys.executable, "flosssweep/run.py", "quickstart", "--dry-run"], cwd=ROOT,
-                            env=sweep_environment(tmp_path), capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "flosssweep/run.py", "quickstart", "--dry-run"],
+        cwd=ROOT,
+        env=sweep_environment(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0 and "sweep quickstart" in result.stdout, result.stderr
 
 

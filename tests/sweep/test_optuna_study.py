@@ -9,15 +9,22 @@ from flosssweep.sweep.search import StoredOptunaSearch, study_storage
 
 def test_the_study_lives_next_to_a_sqlite_store_else_in_a_local_experiment_directory(tmp_path):
     assert study_storage(f"sqlite:///{tmp_path}/m/mlflow.db", "s3://b/x") == f"sqlite:///{tmp_path}/m/optuna.db"
-    assert study_storage("http://127.0.0.1:5000", str(tmp_path / "ray" / "s")) == \
-        f"sqlite:///{tmp_path}/ray/s/optuna.db"
+    assert (
+        study_storage("http://127.0.0.1:5000", str(tmp_path / "ray" / "s")) == f"sqlite:///{tmp_path}/ray/s/optuna.db"
+    )
     assert (tmp_path / "ray" / "s").is_dir()
     assert study_storage("http://127.0.0.1:5000", "s3://bucket/ray/s") is None
 
 
 def searcher(url: str) -> StoredOptunaSearch:
-    return StoredOptunaSearch(space={"x": tune.uniform(0.0, 1.0)}, metric="m", mode="max", seed=0,
-                              storage=optuna.storages.RDBStorage(url), study_name="s run")
+    return StoredOptunaSearch(
+        space={"x": tune.uniform(0.0, 1.0)},
+        metric="m",
+        mode="max",
+        seed=0,
+        storage=optuna.storages.RDBStorage(url),
+        study_name="s run",
+    )
 
 
 def test_a_searcher_restored_from_an_older_snapshot_skips_what_the_study_already_holds(tmp_path):
@@ -44,13 +51,25 @@ def test_plain_optuna_search_would_refuse_the_replayed_report(tmp_path):
     from ray.tune.search.optuna import OptunaSearch
 
     url = f"sqlite:///{tmp_path}/optuna.db"
-    s = OptunaSearch(space={"x": tune.uniform(0.0, 1.0)}, metric="m", mode="max", seed=0,
-                     storage=optuna.storages.RDBStorage(url), study_name="s run")
+    s = OptunaSearch(
+        space={"x": tune.uniform(0.0, 1.0)},
+        metric="m",
+        mode="max",
+        seed=0,
+        storage=optuna.storages.RDBStorage(url),
+        study_name="s run",
+    )
     s.suggest("t1")
     s.save(str(tmp_path / "snap.pkl"))
     s.on_trial_complete("t1", {"m": 0.5, "training_iteration": 2})
-    again = OptunaSearch(space={"x": tune.uniform(0.0, 1.0)}, metric="m", mode="max", seed=0,
-                         storage=optuna.storages.RDBStorage(url), study_name="s run")
+    again = OptunaSearch(
+        space={"x": tune.uniform(0.0, 1.0)},
+        metric="m",
+        mode="max",
+        seed=0,
+        storage=optuna.storages.RDBStorage(url),
+        study_name="s run",
+    )
     again.restore(str(tmp_path / "snap.pkl"))
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
         again.on_trial_result("t1", {"m": 0.2, "training_iteration": 1})

@@ -17,17 +17,18 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import sweep_environment
+from sweep.test_driver import TINY_BASE, runs_of, sweep_command, write_sweep
+
 from flosssweep import names, run
 from flosssweep.sweep import preflight
 from flosssweep.tracking import store
-from sweep.test_driver import TINY_BASE, runs_of, sweep_command, write_sweep
 
 
 def run_cli(*args, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(sweep_command(*args), cwd=cwd, env=sweep_environment(cwd), capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        sweep_command(*args), cwd=cwd, env=sweep_environment(cwd), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def refused(result, code: int, first: str) -> None:
@@ -43,18 +44,21 @@ def nothing_running(uri: str, experiment: str) -> None:
 
 
 # -- refused before anything starts --------------------------------------------------------------------
-@pytest.mark.parametrize("args, code, first", [
-    (["--num-cpus", "0"], 2, "--num-cpus: expected an integer >= 1, got 0"),
-    (["--storage-path", "/proc/flosssweep-ray"], 2, "--storage-path: cannot write /proc/flosssweep-ray"),
-    (["--storage-path", "afile/ray"], 2, "--storage-path: expected a directory, TMP/afile is a file"),
-    (["--storage-path", "foo://bucket/ray"], 2, "--storage-path foo://bucket/ray: not a storage URI"),
-    (["--storage-path", "file:///proc/flosssweep-ray"], 2, "--storage-path: cannot write /proc/flosssweep-ray"),
-    (["--address", "127.0.0.1:1"], 3, "Ray: no cluster answers at 127.0.0.1:1"),
-    (["--address", "headnode"], 2, "--address: expected host:port"),
-    (["--tracking-uri", "foo://nowhere"], 2, "tracking URI foo://nowhere: expected http://"),
-    (["--tracking-uri", "sqlite:///notes.db"], 2, "TMP/notes.db is not an SQLite database"),
-    (["--close", "--tracking-uri", "http://127.0.0.1:9"], 3, "MLflow tracking server http://127.0.0.1:9"),
-])
+@pytest.mark.parametrize(
+    "args, code, first",
+    [
+        (["--num-cpus", "0"], 2, "--num-cpus: expected an integer >= 1, got 0"),
+        (["--storage-path", "/proc/flosssweep-ray"], 2, "--storage-path: cannot write /proc/flosssweep-ray"),
+        (["--storage-path", "afile/ray"], 2, "--storage-path: expected a directory, TMP/afile is a file"),
+        (["--storage-path", "foo://bucket/ray"], 2, "--storage-path foo://bucket/ray: not a storage URI"),
+        (["--storage-path", "file:///proc/flosssweep-ray"], 2, "--storage-path: cannot write /proc/flosssweep-ray"),
+        (["--address", "127.0.0.1:1"], 3, "Ray: no cluster answers at 127.0.0.1:1"),
+        (["--address", "headnode"], 2, "--address: expected host:port"),
+        (["--tracking-uri", "foo://nowhere"], 2, "tracking URI foo://nowhere: expected http://"),
+        (["--tracking-uri", "sqlite:///notes.db"], 2, "TMP/notes.db is not an SQLite database"),
+        (["--close", "--tracking-uri", "http://127.0.0.1:9"], 3, "MLflow tracking server http://127.0.0.1:9"),
+    ],
+)
 def test_bad_input_refused_in_seconds_before_ray_starts(tmp_path, args, code, first):
     path = write_sweep(tmp_path, "refused")
     (tmp_path / "afile").write_text("x")
@@ -72,8 +76,9 @@ def test_fault_two_sweeps_creating_one_database_together(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     code = f"from flosssweep.tracking import store; store.check_reachable({uri!r})"
     env = sweep_environment(tmp_path)
-    both = [subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
-            for _ in range(2)]
+    both = [
+        subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     errors = [p.communicate(timeout=120)[1] for p in both]
     assert [p.returncode for p in both] == [0, 0], errors
     store.check_reachable(uri)
@@ -81,10 +86,13 @@ def test_fault_two_sweeps_creating_one_database_together(tmp_path):
 
 # -- once Ray is up: trials no node can hold --------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("resources, first", [
-    ({"cpu": 1, "gpu": 1}, "resources: each trial asks for 1 CPU and 1 GPU and no node"),
-    ({"cpu": 3, "gpu": 0}, "resources: each trial asks for 3 CPU and 0 GPU and no node"),
-])
+@pytest.mark.parametrize(
+    "resources, first",
+    [
+        ({"cpu": 1, "gpu": 1}, "resources: each trial asks for 1 CPU and 1 GPU and no node"),
+        ({"cpu": 3, "gpu": 0}, "resources: each trial asks for 3 CPU and 0 GPU and no node"),
+    ],
+)
 def test_bad_input_trials_no_node_can_hold(ray_local, tmp_path, monkeypatch, capsys, resources, first):
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
@@ -106,8 +114,14 @@ def test_fault_sigterm_stops_cleanly_a_second_launch_is_refused_and_the_first_re
     base["train"].update({"epochs": 2000, "report_every": 250})
     path = write_sweep(tmp_path, "term", base=base, space={"task.delay": {"grid": [2, 4]}})
     args = [str(path), "--tracking-uri", uri, "--address", "local", "--num-cpus", "2"]
-    driver = subprocess.Popen(sweep_command(*args), cwd=tmp_path, env=sweep_environment(tmp_path),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    driver = subprocess.Popen(
+        sweep_command(*args),
+        cwd=tmp_path,
+        env=sweep_environment(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     watchdog = threading.Timer(150, driver.kill)  # a hang fails the test instead of blocking it
     watchdog.start()
     lines = []
@@ -157,14 +171,12 @@ def test_fault_a_dead_launch_whose_storage_is_gone_is_closed(tmp_path):
     experiment_id, parent_id = store.start_parent(uri, spec.load(path), experiment_dir)
     client = store.client(uri)
     for trial in ("a", "b"):
-        client.create_run(experiment_id, tags={names.PARENT: parent_id, names.ROLE: "child",
-                                               names.TRIAL_ID: trial})
+        client.create_run(experiment_id, tags={names.PARENT: parent_id, names.ROLE: "child", names.TRIAL_ID: trial})
     other_id = store.start_parent(uri, spec.load(path), f"{tmp_path}/elsewhere/dead")[1]  # another folder
 
-    refused(run_cli(str(path), "--tracking-uri", uri, "--resume", cwd=tmp_path), 2,
-            "--resume: no launch of sweep dead")
+    refused(run_cli(str(path), "--tracking-uri", uri, "--resume", cwd=tmp_path), 2, "--resume: no launch of sweep dead")
     closed = run_cli(str(path), "--tracking-uri", uri, "--close", cwd=tmp_path)
-    assert closed.returncode == 0 and f"closed 1 unfinished launch(es) of sweep dead" in closed.stdout
+    assert closed.returncode == 0 and "closed 1 unfinished launch(es) of sweep dead" in closed.stdout
     assert parent_id in closed.stdout
     parents, children = runs_of(uri, "dead")
     mine = [p for p in parents if p.info.run_id == parent_id][0]

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from flosssweep.config import ConfigError
 from flosssweep.sweep import search
 from flosssweep.sweep import spec as space
-from flosssweep.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "search_spaces").glob("*.yaml"))
@@ -18,8 +18,11 @@ MINE = ["quickstart", "paper_delay_scan", "exponents", "architectures", "strengt
 
 TINY = {
     "name": "tiny",
-    "base": {"model": {"hidden": 8}, "train": {"epochs": 30, "length": 40, "success_window": 10},
-             "floss": {"pre_steps": 5, "horizon": 20, "warmup": 5}},
+    "base": {
+        "model": {"hidden": 8},
+        "train": {"epochs": 30, "length": 40, "success_window": 10},
+        "floss": {"pre_steps": 5, "horizon": 20, "warmup": 5},
+    },
     "space": {"floss.mode": {"grid": ["none", "pre"]}, "task.delay": {"grid": [2, 4]}},
 }
 
@@ -68,12 +71,17 @@ def test_random_search_draws_grid_axes_too():
 
 
 def test_distributions_become_ray_domains_with_inclusive_integer_bounds():
-    sweep = space.parse(sweep_with(space={
-        "floss.strength": {"loguniform": [0.001, 1.0]},
-        "model.g": {"uniform": [0.5, 2.0]},
-        "floss.k": {"randint": [1, 4]},
-        "floss.pre_steps": {"lograndint": [1, 64]},
-    }, base__floss__mode="regularizer"))
+    sweep = space.parse(
+        sweep_with(
+            space={
+                "floss.strength": {"loguniform": [0.001, 1.0]},
+                "model.g": {"uniform": [0.5, 2.0]},
+                "floss.k": {"randint": [1, 4]},
+                "floss.pre_steps": {"lograndint": [1, 64]},
+            },
+            base__floss__mode="regularizer",
+        )
+    )
     ps = search.param_space(sweep)
     assert (ps["floss.strength"].lower, ps["floss.strength"].upper) == (0.001, 1.0)
     assert (ps["floss.k"].lower, ps["floss.k"].upper) == (1, 5)  # Ray's upper bound is exclusive
@@ -84,9 +92,13 @@ def test_optuna_over_distributions_is_seeded():
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
-    raw = sweep_with(search="optuna", num_samples=4, max_concurrent=2,
-                     space={"floss.strength": {"loguniform": [0.001, 1.0]}, "floss.k": {"randint": [1, 8]}},
-                     base__floss__mode="regularizer")
+    raw = sweep_with(
+        search="optuna",
+        num_samples=4,
+        max_concurrent=2,
+        space={"floss.strength": {"loguniform": [0.001, 1.0]}, "floss.k": {"randint": [1, 8]}},
+        base__floss__mode="regularizer",
+    )
 
     def first_suggestions():
         sweep = space.parse(raw)
@@ -116,6 +128,3 @@ def test_asha_scheduler_stops_on_epochs():
     scheduler = search.scheduler(sweep)
     assert isinstance(scheduler, ASHAScheduler) and scheduler._time_attr == "epoch"
     assert search.scheduler(space.parse(sweep_with(scheduler="none"))) is None
-
-
-

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flosssweep.sweep import spec as space
 from flosssweep.config import ConfigError
+from flosssweep.sweep import spec as space
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "search_spaces").glob("*.yaml"))
@@ -17,8 +17,11 @@ MINE = ["quickstart", "paper_delay_scan", "exponents", "architectures", "strengt
 
 TINY = {
     "name": "tiny",
-    "base": {"model": {"hidden": 8}, "train": {"epochs": 30, "length": 40, "success_window": 10},
-             "floss": {"pre_steps": 5, "horizon": 20, "warmup": 5}},
+    "base": {
+        "model": {"hidden": 8},
+        "train": {"epochs": 30, "length": 40, "success_window": 10},
+        "floss": {"pre_steps": 5, "horizon": 20, "warmup": 5},
+    },
     "space": {"floss.mode": {"grid": ["none", "pre"]}, "task.delay": {"grid": [2, 4]}},
 }
 
@@ -81,7 +84,11 @@ def test_paper_delay_scan_is_the_papers_experiment():
     # episode of 500 steps every 100 epochs, twice; k = 75 of N = 80, Tp = 55, B = 16, T = 300
     c = sweep.trial_config({"floss.mode": "pre+during", "task.bits": 2, "task.delay": 40})
     assert (c["floss"]["pre_steps"], c["floss"]["every"], c["floss"]["steps"], c["floss"]["episodes"]) == (
-        500, 100, 500, 2)
+        500,
+        100,
+        500,
+        2,
+    )
     assert (c["floss"]["k"], c["model"]["hidden"], c["floss"]["horizon"]) == (75, 80, 55)
     assert (c["train"]["epochs"], c["train"]["batch"], c["train"]["length"]) == (3000, 16, 300)
 
@@ -95,8 +102,11 @@ def test_parity_sweep_files_state_the_delay_convention(path):
 
 
 def test_chaotic_sweep_base_defaults_to_no_flossing_and_shows_only_its_keys():
-    raw = {"name": "chaos", "base": {"task": {"name": "lorenz63", "train_steps": 4000}, "model": {"arch": "plrnn"}},
-           "space": {"task.tau": {"grid": [5, 10]}}}
+    raw = {
+        "name": "chaos",
+        "base": {"task": {"name": "lorenz63", "train_steps": 4000}, "model": {"arch": "plrnn"}},
+        "space": {"task.tau": {"grid": [5, 10]}},
+    }
     sweep = space.parse(raw)
     assert sweep.base_values()["floss"]["mode"] == "none"
     assert sweep.trial_config({"task.tau": 5})["floss"]["mode"] == "none"
@@ -134,41 +144,43 @@ def test_gpu_fraction_runs_trials_on_cuda():
 
 
 # -- refusals: one line, the dotted key, what was expected ------------------------------------------
-@pytest.mark.parametrize("changes, key, words", [
-    ({"colour": "red"}, "colour", "a sweep key"),
-    ({"name": "has space"}, "name", "letters, digits"),
-    ({"search": "bayes"}, "search", "grid, random, optuna"),
-    ({"metric": "accuracy"}, "metric", "success_rate"),
-    ({"num_samples": 0}, "num_samples", ">= 1"),
-    ({"resources": {"cpu": 1, "gpu": 1.5}}, "resources.gpu", "fraction"),
-    ({"resources": {"cpu": 1, "tpu": 1}}, "resources.tpu", "cpu or gpu"),
-    ({"scheduler": "hyperband"}, "scheduler", "asha"),
-    ({"scheduler": {"type": "asha", "grace_period": 100}}, "scheduler.grace_period", "at most the trial's epochs"),
-    ({"base__model__hiden": 8}, "base.model.hiden", "known keys under model"),
-    ({"base__train__epochs": "many"}, "base.train.epochs", "an integer"),
-    ({"base__device": "cuda"}, "resources.gpu", "> 0 when trials run on device cuda"),
-    ({"space__model__hidden": {"grid": [8]}}, "space.model", "a known config key"),
-    ({"space__task.delay": {"grid": [2, "four"]}}, "space.task.delay.grid[1]", "an integer"),
-    ({"space__task.delay": {"grid": []}}, "space.task.delay.grid", "non-empty list"),
-    ({"space__task.delay": {"grid": [2, 2]}}, "space.task.delay.grid", "distinct"),
-    ({"space__task.delay": 4}, "space.task.delay", "fixed values belong under base"),
-    ({"space__task.delay": {"range": [1, 4]}}, "space.task.delay.range", "one of grid, choice"),
-    ({"space__task.delay": {"uniform": [1, 4]}}, "space.task.delay", "randint or lograndint"),
-    ({"space__floss.mode": {"uniform": [0, 1]}}, "space.floss.mode", "grid or choice"),
-    ({"space__floss.mode": {"grid": ["none", "sometimes"]}}, "space.floss.mode.grid[1]", "one of none, pre"),
-    ({"space__model.g": {"uniform": [2.0, 1.0]}}, "space.model.g.uniform", "low < high"),
-    ({"space__floss.target": {"loguniform": [0.0, 1.0]}}, "space.floss.target.loguniform[0]", "> 0"),
-    # cross-key checks on the base merged with each corner of the space
-    ({"space__floss.k": {"grid": [1, 16]}}, "space.floss.k", "at most the state size 8"),
-    ({"space__task.bits": {"grid": [1, 3]}}, "space.task.delay", "a multiple of task.bits = 3"),
-    ({"space__task.delay": {"randint": [2, 40]}}, "space.task.delay", "less than train.length = 40"),
-    ({"space__model.hidden": {"grid": [4, 16]}, "base__floss__k": 6}, "base.floss.k",
-     "model.hidden=4"),
-    ({"space__floss.strength": {"loguniform": [0.01, 1.0]}}, "space.floss.strength", "0 when floss.mode is none"),
-    # Optuna cannot mix grids with distributions
-    ({"search": "optuna", "space__seed": {"randint": [0, 9]}}, "space.floss.mode", "under search: optuna"),
-    ({"search": "optuna", "num_samples": 3}, "num_samples", "grid sampler"),
-])
+@pytest.mark.parametrize(
+    "changes, key, words",
+    [
+        ({"colour": "red"}, "colour", "a sweep key"),
+        ({"name": "has space"}, "name", "letters, digits"),
+        ({"search": "bayes"}, "search", "grid, random, optuna"),
+        ({"metric": "accuracy"}, "metric", "success_rate"),
+        ({"num_samples": 0}, "num_samples", ">= 1"),
+        ({"resources": {"cpu": 1, "gpu": 1.5}}, "resources.gpu", "fraction"),
+        ({"resources": {"cpu": 1, "tpu": 1}}, "resources.tpu", "cpu or gpu"),
+        ({"scheduler": "hyperband"}, "scheduler", "asha"),
+        ({"scheduler": {"type": "asha", "grace_period": 100}}, "scheduler.grace_period", "at most the trial's epochs"),
+        ({"base__model__hiden": 8}, "base.model.hiden", "known keys under model"),
+        ({"base__train__epochs": "many"}, "base.train.epochs", "an integer"),
+        ({"base__device": "cuda"}, "resources.gpu", "> 0 when trials run on device cuda"),
+        ({"space__model__hidden": {"grid": [8]}}, "space.model", "a known config key"),
+        ({"space__task.delay": {"grid": [2, "four"]}}, "space.task.delay.grid[1]", "an integer"),
+        ({"space__task.delay": {"grid": []}}, "space.task.delay.grid", "non-empty list"),
+        ({"space__task.delay": {"grid": [2, 2]}}, "space.task.delay.grid", "distinct"),
+        ({"space__task.delay": 4}, "space.task.delay", "fixed values belong under base"),
+        ({"space__task.delay": {"range": [1, 4]}}, "space.task.delay.range", "one of grid, choice"),
+        ({"space__task.delay": {"uniform": [1, 4]}}, "space.task.delay", "randint or lograndint"),
+        ({"space__floss.mode": {"uniform": [0, 1]}}, "space.floss.mode", "grid or choice"),
+        ({"space__floss.mode": {"grid": ["none", "sometimes"]}}, "space.floss.mode.grid[1]", "one of none, pre"),
+        ({"space__model.g": {"uniform": [2.0, 1.0]}}, "space.model.g.uniform", "low < high"),
+        ({"space__floss.target": {"loguniform": [0.0, 1.0]}}, "space.floss.target.loguniform[0]", "> 0"),
+        # cross-key checks on the base merged with each corner of the space
+        ({"space__floss.k": {"grid": [1, 16]}}, "space.floss.k", "at most the state size 8"),
+        ({"space__task.bits": {"grid": [1, 3]}}, "space.task.delay", "a multiple of task.bits = 3"),
+        ({"space__task.delay": {"randint": [2, 40]}}, "space.task.delay", "less than train.length = 40"),
+        ({"space__model.hidden": {"grid": [4, 16]}, "base__floss__k": 6}, "base.floss.k", "model.hidden=4"),
+        ({"space__floss.strength": {"loguniform": [0.01, 1.0]}}, "space.floss.strength", "0 when floss.mode is none"),
+        # Optuna cannot mix grids with distributions
+        ({"search": "optuna", "space__seed": {"randint": [0, 9]}}, "space.floss.mode", "under search: optuna"),
+        ({"search": "optuna", "num_samples": 3}, "num_samples", "grid sampler"),
+    ],
+)
 def test_bad_sweeps_are_refused_with_the_dotted_key(changes, key, words):
     message = refused(sweep_with(**changes))
     assert message.startswith(key + ": "), message

@@ -6,15 +6,17 @@ from flosssweep import names
 from flosssweep.tracking import store
 from flosssweep.tracking.recorder import SweepRecorder, run_label
 
-BASE = {"model": {"hidden": 8}, "task": {"bits": 1, "delay": 2},
-        "train": {"epochs": 30, "length": 40, "success_window": 10}}
+BASE = {
+    "model": {"hidden": 8},
+    "task": {"bits": 1, "delay": 2},
+    "train": {"epochs": 30, "length": 40, "success_window": 10},
+}
 
 
 def test_names_lead_with_the_varied_values_words_first_numbers_under_short_unambiguous_keys():
     assert run_label({"task.delay": 24, "floss.mode": "pre"}, ["task.delay", "floss.mode"]) == "pre delay=24"
     # two keys end alike: the record column names tell them apart
-    assert run_label({"train.lr": 0.001, "floss.lr": 0.01}, ["train.lr", "floss.lr"]) == \
-        "train_lr=0.001 floss_lr=0.01"
+    assert run_label({"train.lr": 0.001, "floss.lr": 0.01}, ["train.lr", "floss.lr"]) == "train_lr=0.001 floss_lr=0.01"
 
 
 def test_child_run_name_tags_and_counters_logged_from_their_first_non_zero_value(tmp_path):
@@ -22,14 +24,31 @@ def test_child_run_name_tags_and_counters_logged_from_their_first_non_zero_value
     client = store.client(uri)
     experiment = client.create_experiment("c", artifact_location=(tmp_path / "art").as_uri())
     parent = client.create_run(experiment).info.run_id
-    recorder = SweepRecorder(uri, experiment, parent, "c", BASE, ["task.delay", "floss.mode"], flush_seconds=0,
-                             run_tags={"mlflow.source.git.commit": "abc"})
-    trial = SimpleNamespace(trial_id="t_00001", config={"task.delay": 4, "floss.mode": "none"}, last_result={},
-                            num_failures=0)
+    recorder = SweepRecorder(
+        uri,
+        experiment,
+        parent,
+        "c",
+        BASE,
+        ["task.delay", "floss.mode"],
+        flush_seconds=0,
+        run_tags={"mlflow.source.git.commit": "abc"},
+    )
+    trial = SimpleNamespace(
+        trial_id="t_00001", config={"task.delay": 4, "floss.mode": "none"}, last_result={}, num_failures=0
+    )
     recorder.trial_started(trial, [trial])
     for epoch, nonfinite in ((0, 0), (10, 0), (20, 3), (30, 0)):
-        recorder.trial_result(trial, [trial], {"epoch": epoch, "losses/task": 1.0 / (1 + epoch),
-                                               "charts/nonfinite_steps": nonfinite, "charts/diverged": 0})
+        recorder.trial_result(
+            trial,
+            [trial],
+            {
+                "epoch": epoch,
+                "losses/task": 1.0 / (1 + epoch),
+                "charts/nonfinite_steps": nonfinite,
+                "charts/diverged": 0,
+            },
+        )
     recorder.flush()
     run = client.search_runs([experiment], f"tags.`{names.PARENT}` = '{parent}'")[0]
     assert run.info.run_name == "none delay=4 (t_00001)"

@@ -23,13 +23,12 @@ def child_params(mlflow_store, base: dict, trial_config: dict) -> dict:
     recorder = SweepRecorder(uri, experiment_id, parent.info.run_id, "params", base, list(trial_config))
     trial = SimpleNamespace(trial_id="t0", config=trial_config, last_result={}, num_failures=0)
     recorder.trial_started(trial, [trial])
-    child, = client.search_runs([experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    (child,) = client.search_runs([experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     return child.data.params
 
 
 def test_chaotic_trial_params_leave_out_parity_keys(mlflow_store):
-    params = child_params(mlflow_store, {"task": {"name": "lorenz63"}, "model": {"arch": "plrnn"}},
-                          {"task.tau": 5})
+    params = child_params(mlflow_store, {"task": {"name": "lorenz63"}, "model": {"arch": "plrnn"}}, {"task.tau": 5})
     assert params["task.tau"] == "5" and params["task.name"] == "lorenz63" and params["floss.mode"] == "none"
     assert not {"task.bits", "task.delay", "train.success_threshold"} & set(params)
     assert set(params) == set(cfg.applicable_keys(cfg.resolve({"task.name": "lorenz63"})))

@@ -14,9 +14,20 @@ def sweep_records(groups: dict[str, list[int]], delays=(8, 16, 24), n=8, x="dela
     rows = []
     for mode, ks in groups.items():
         for delay, k in zip(delays, ks):
-            rows += [{"sweep": "s", "trial_id": f"{mode}-{delay}", "member": i, "seed": 0,
-                      "config_key": f"{mode}-{delay}", x: delay, "floss_mode": mode,
-                      "success": i < k, "status": "ok"} for i in range(n)]
+            rows += [
+                {
+                    "sweep": "s",
+                    "trial_id": f"{mode}-{delay}",
+                    "member": i,
+                    "seed": 0,
+                    "config_key": f"{mode}-{delay}",
+                    x: delay,
+                    "floss_mode": mode,
+                    "success": i < k,
+                    "status": "ok",
+                }
+                for i in range(n)
+            ]
     return records.to_table(rows)
 
 
@@ -57,8 +68,7 @@ def test_logged_onto_a_run_and_a_second_report_replaces_the_table(tmp_path, tabl
     experiment = client.create_experiment("s", artifact_location=(tmp_path / "art").as_uri())
     run_id = client.create_run(experiment).info.run_id
     for _ in range(2):
-        path = log_summary(client, run_id, summary_table(*tables), summary_metrics(*tables), "| md |",
-                           TABLE_ARTIFACT)
+        path = log_summary(client, run_id, summary_table(*tables), summary_metrics(*tables), "| md |", TABLE_ARTIFACT)
     run = client.get_run(run_id)
     assert run.data.metrics["t50/floss_mode.none"] == pytest.approx(13.3333)
     assert run.data.tags[NOTE] == "| md |"

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from flosssweep import chaos, models
-from flosssweep.train import chaotic as stf
 from flosssweep.config import ConfigError, resolve
 from flosssweep.records import to_table
+from flosssweep.train import chaotic as stf
 from flosssweep.train import member_generators, train
 
 ARCHS = ("plrnn", "rnn", "lstm", "gru")
@@ -34,8 +34,9 @@ def test_forcing_cuts_the_gradient_chain(arch):
     predictions, _ = stf.rollout(model, p, obs, tau, z0=z0)
     # losses after the first forcing point (predictions of x_5 onward come from states stepped after
     # z_4 was replaced by B^+ x_4) do not depend on the state before it ...
-    after = torch.autograd.grad(predictions[tau:].pow(2).sum(), z0, retain_graph=True, allow_unused=True,
-                                materialize_grads=True)[0]
+    after = torch.autograd.grad(
+        predictions[tau:].pow(2).sum(), z0, retain_graph=True, allow_unused=True, materialize_grads=True
+    )[0]
     assert torch.equal(after, torch.zeros_like(after))
     # ... while the losses before it do, and without forcing the later ones do too
     before = torch.autograd.grad(predictions[:tau].pow(2).sum(), z0)[0]
@@ -85,14 +86,22 @@ def test_plrnn_tangent_and_stepper_agree_with_its_step():
     assert torch.allclose(model.stepper(p)(z), model.step(p, z, none), atol=1e-12)
     Q = torch.randn(2, 3, 6, 2, dtype=torch.float64)
     from flosssweep.lyapunov import jvp_tangent
+
     assert torch.allclose(model.tangent(p, z, none, Q), jvp_tangent(lambda s, x: model.step(p, s, x))(z, none, Q))
 
 
 SMALL = {
     "model": {"arch": "plrnn", "hidden": 8},
     "task": {"name": "lorenz63", "tau": 5, "train_steps": 4000, "test_steps": 1500},
-    "train": {"epochs": 12, "batch": 4, "length": 20, "lr": 5e-3, "report_every": 6, "eval_trajectories": 3,
-              "eval_steps": 600},
+    "train": {
+        "epochs": 12,
+        "batch": 4,
+        "length": 20,
+        "lr": 5e-3,
+        "report_every": 6,
+        "eval_trajectories": 3,
+        "eval_steps": 600,
+    },
     "floss": {"mode": "none"},
 }
 
@@ -106,8 +115,14 @@ def test_chaotic_trial_records_and_reports():
     rows = train(small(ensemble=2, **{"train.dstsp_threshold": 1e9}), report=lambda m, e: reports.append((e, m)))
     assert [e for e, _ in reports] == [0, 6, 12]
     metrics = reports[-1][1]
-    for name in ("losses/task", "charts/success_rate", "charts/dstsp", "charts/dh", "lyapunov/lambda_1",
-                 "lyapunov/lambda_max_data_per_time"):
+    for name in (
+        "losses/task",
+        "charts/success_rate",
+        "charts/dstsp",
+        "charts/dh",
+        "lyapunov/lambda_1",
+        "lyapunov/lambda_max_data_per_time",
+    ):
         assert name in metrics
     assert len(rows) == 2
     for j, row in enumerate(rows):
@@ -151,8 +166,10 @@ def test_checkpoint_restore_continues_exactly():
 
 
 def test_flossing_toward_the_data_exponent():
-    config = small(ensemble=2, **{"floss.mode": "pre", "floss.pre_steps": 3, "floss.target": "data",
-                                  "floss.horizon": 30, "floss.warmup": 10})
+    config = small(
+        ensemble=2,
+        **{"floss.mode": "pre", "floss.pre_steps": 3, "floss.target": "data", "floss.horizon": 30, "floss.warmup": 10},
+    )
     trial = stf.ChaoticTrial(config)
     assert trial.floss_target == pytest.approx(trial.lambda_data)
     exponents = trial.flosser.spectrum()
@@ -165,8 +182,18 @@ def test_flossing_toward_the_data_exponent():
     assert rows[0]["floss_target"] == pytest.approx(rows[0]["lambda_max_data"])
     assert rows[0]["floss_mode"] == "pre"
     # the regularizer form runs through the same spectrum
-    rows = train(small(**{"floss.mode": "regularizer", "floss.strength": 0.1, "floss.target": "data",
-                          "floss.horizon": 30, "floss.warmup": 10, "train.epochs": 3}))
+    rows = train(
+        small(
+            **{
+                "floss.mode": "regularizer",
+                "floss.strength": 0.1,
+                "floss.target": "data",
+                "floss.horizon": 30,
+                "floss.warmup": 10,
+                "train.epochs": 3,
+            }
+        )
+    )
     assert rows[0]["status"] == "ok"
 
 
@@ -177,22 +204,32 @@ def test_other_architectures_train_as_generators(arch):
 
 
 def test_plrnn_also_runs_the_parity_task():
-    rows = train(resolve({"model": {"arch": "plrnn", "hidden": 8}, "task": {"delay": 2},
-                          "train": {"epochs": 3, "length": 10, "success_window": 2},
-                          "floss": {"mode": "pre", "pre_steps": 2}}))
+    rows = train(
+        resolve(
+            {
+                "model": {"arch": "plrnn", "hidden": 8},
+                "task": {"delay": 2},
+                "train": {"epochs": 3, "length": 10, "success_window": 2},
+                "floss": {"mode": "pre", "pre_steps": 2},
+            }
+        )
+    )
     assert rows[0]["status"] == "ok"
 
 
-@pytest.mark.parametrize("override, key", [
-    ({"floss.target": "data"}, "floss.target"),  # parity: no data exponent to floss toward
-    ({"task.name": "lorenz63", "model.hidden": 2}, "model.hidden"),
-    ({"task.name": "lorenz63", "task.train_steps": 100, "train.length": 100}, "train.length"),
-    ({"task.tau": 0}, "task.tau"),
-    ({"task.tau": "sometimes"}, "task.tau"),
-    ({"task.dt": -0.1}, "task.dt"),
-    ({"train.forcing": "partial"}, "train.forcing"),
-    ({"floss.target": "zero"}, "floss.target"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ({"floss.target": "data"}, "floss.target"),  # parity: no data exponent to floss toward
+        ({"task.name": "lorenz63", "model.hidden": 2}, "model.hidden"),
+        ({"task.name": "lorenz63", "task.train_steps": 100, "train.length": 100}, "train.length"),
+        ({"task.tau": 0}, "task.tau"),
+        ({"task.tau": "sometimes"}, "task.tau"),
+        ({"task.dt": -0.1}, "task.dt"),
+        ({"train.forcing": "partial"}, "train.forcing"),
+        ({"floss.target": "zero"}, "floss.target"),
+    ],
+)
 def test_bad_chaotic_config_names_the_key(override, key):
     with pytest.raises(ConfigError) as err:
         resolve(override)
@@ -200,8 +237,9 @@ def test_bad_chaotic_config_names_the_key(override, key):
 
 
 def test_chaotic_config_values():
-    config = resolve({"task.name": "roessler", "task.tau": "none", "floss.target": "data", "model.arch": "plrnn",
-                      "train.epochs": 10})
+    config = resolve(
+        {"task.name": "roessler", "task.tau": "none", "floss.target": "data", "model.arch": "plrnn", "train.epochs": 10}
+    )
     assert config["task"]["tau"] == "none" and config["floss"]["target"] == "data"
     assert resolve({"task.tau": "40"})["task"]["tau"] == 40
 
@@ -223,8 +261,21 @@ def test_report_marks_the_predicted_tau_on_the_tau_axis(tmp_path, monkeypatch):
         return plot(curves, path, *args, marker=marker, **kwargs)
 
     monkeypatch.setattr(figures, "plot_success_curves", spy)
-    assert report.main(["--from-parquet", str(tmp_path / "records.parquet"), "--x", "tau", "--n-boot", "0",
-                        "--out", str(tmp_path / "report")]) == 0
-    (value, label), = seen["marker"]
+    assert (
+        report.main(
+            [
+                "--from-parquet",
+                str(tmp_path / "records.parquet"),
+                "--x",
+                "tau",
+                "--n-boot",
+                "0",
+                "--out",
+                str(tmp_path / "report"),
+            ]
+        )
+        == 0
+    )
+    ((value, label),) = seen["marker"]
     assert value == pytest.approx(rows[0]["tau_predicted"]) and "ln 2" in label
     assert (tmp_path / "report" / "success_vs_tau.png").exists()

@@ -2,19 +2,26 @@
 
 import math
 
-
 import numpy as np
 import pytest
 import torch
 
 from flosssweep.config import resolve
-from flosssweep.train import ParityTrial as Trial, epochs_to_success, train
+from flosssweep.train import ParityTrial as Trial
+from flosssweep.train import epochs_to_success, train
 
 torch.set_num_threads(1)
 
-SMALL = {"model.hidden": 16, "train.length": 40, "train.batch": 8, "train.epochs": 30, "train.success_window": 10,
-         "floss.pre_steps": 5, "floss.horizon": 20, "floss.warmup": 5}
-
+SMALL = {
+    "model.hidden": 16,
+    "train.length": 40,
+    "train.batch": 8,
+    "train.epochs": 30,
+    "train.success_window": 10,
+    "floss.pre_steps": 5,
+    "floss.horizon": 20,
+    "floss.warmup": 5,
+}
 
 
 def test_epochs_to_success_by_hand():
@@ -43,8 +50,17 @@ def test_records_hold_the_log_condition_before_after_pre_flossing_and_at_the_end
     # Flossing all N exponents toward 0 makes every direction neutral, so the Tp-step Jacobian's condition
     # number (lambda_1 - lambda_N) * Tp must collapse; without flossing the two early stages are the same network
     # (estimated on fresh inputs each time, so equal up to the estimate's noise).
-    base = {"model.hidden": 12, "floss.k": 12, "floss.pre_steps": 300, "floss.horizon": 40, "floss.warmup": 10,
-            "train.epochs": 2, "train.success_window": 1, "train.length": 40, "ensemble": 2}
+    base = {
+        "model.hidden": 12,
+        "floss.k": 12,
+        "floss.pre_steps": 300,
+        "floss.horizon": 40,
+        "floss.warmup": 10,
+        "train.epochs": 2,
+        "train.success_window": 1,
+        "train.length": 40,
+        "ensemble": 2,
+    }
     flossed = train(resolve(base, {"floss.mode": "pre"}))
     plain = train(resolve(base, {"floss.mode": "none"}))
     for row in flossed:
@@ -55,8 +71,17 @@ def test_records_hold_the_log_condition_before_after_pre_flossing_and_at_the_end
 
 
 def test_short_delayed_copy_is_solved_by_every_member():
-    config = resolve({"task.bits": 1, "task.delay": 5, "ensemble": 4, "model.hidden": 32, "train.length": 60,
-                      "train.epochs": 200, "floss.mode": "none"})
+    config = resolve(
+        {
+            "task.bits": 1,
+            "task.delay": 5,
+            "ensemble": 4,
+            "model.hidden": 32,
+            "train.length": 60,
+            "train.epochs": 200,
+            "floss.mode": "none",
+        }
+    )
     rows = train(config)
     assert [r["success"] for r in rows] == [True] * 4
     assert all(r["status"] == "ok" and r["final_accuracy"] >= 0.95 for r in rows)
@@ -64,8 +89,11 @@ def test_short_delayed_copy_is_solved_by_every_member():
 
 
 def run_trial(**overrides):
-    trial = Trial(resolve(SMALL, {"floss.mode": "pre+during", "floss.every": 10, "floss.steps": 3,
-                                  "floss.strength": 0.1}, overrides))
+    trial = Trial(
+        resolve(
+            SMALL, {"floss.mode": "pre+during", "floss.every": 10, "floss.steps": 3, "floss.strength": 0.1}, overrides
+        )
+    )
     rows = trial.run()
     return trial, rows
 
@@ -98,13 +126,13 @@ def test_a_non_finite_member_is_marked_diverged_while_the_others_finish():
 
 
 def test_restoring_a_checkpoint_continues_the_same_trajectory():
-    config = resolve(SMALL, {"ensemble": 2, "floss.mode": "pre+during", "floss.every": 10, "floss.steps": 2,
-                             "train.report_every": 10})
+    config = resolve(
+        SMALL,
+        {"ensemble": 2, "floss.mode": "pre+during", "floss.every": 10, "floss.steps": 2, "train.report_every": 10},
+    )
     saved = {}
     uninterrupted = train(config, checkpoint=lambda state, epoch: saved.setdefault(epoch, state))
     resumed = train(config, restore=saved[10])
     for a, b in zip(uninterrupted, resumed):
         assert a["final_loss"] == pytest.approx(b["final_loss"], rel=1e-6)
         assert a["lambda_1"] == pytest.approx(b["lambda_1"], rel=1e-6)
-
-
