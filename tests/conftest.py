@@ -13,9 +13,45 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
+# A parity trial small enough for a unit test (tens of milliseconds per epoch).
+SMALL = {
+    "model.hidden": 16,
+    "train.length": 40,
+    "train.batch": 8,
+    "train.epochs": 30,
+    "train.success_window": 10,
+    "floss.pre_steps": 5,
+    "floss.horizon": 20,
+    "floss.warmup": 5,
+}
+# A sweep file of four tiny trials, as parsed YAML.
+TINY = {
+    "name": "tiny",
+    "base": {
+        "model": {"hidden": 8},
+        "train": {"epochs": 30, "length": 40, "success_window": 10},
+        "floss": {"pre_steps": 5, "horizon": 20, "warmup": 5},
+    },
+    "space": {"floss.mode": {"grid": ["none", "pre"]}, "task.delay": {"grid": [2, 4]}},
+}
+
+
+def sweep_with(**changes) -> dict:
+    raw = yaml.safe_load(yaml.safe_dump(TINY))
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split("__")
+        node = raw
+        for part in parents:
+            node = node.setdefault(part, {})
+        if value is None:
+            node.pop(leaf, None)
+        else:
+            node[leaf] = value
+    return raw
 
 
 def sweep_environment(test_dir: Path) -> dict[str, str]:

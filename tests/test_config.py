@@ -9,17 +9,6 @@ from flosssweep.records import to_table
 
 torch.set_num_threads(1)
 
-SMALL = {
-    "model.hidden": 16,
-    "train.length": 40,
-    "train.batch": 8,
-    "train.epochs": 30,
-    "train.success_window": 10,
-    "floss.pre_steps": 5,
-    "floss.horizon": 20,
-    "floss.warmup": 5,
-}
-
 
 @pytest.mark.parametrize(
     "overrides, key",

@@ -6,17 +6,6 @@ from flosssweep.optim import MemberAdam
 
 torch.set_num_threads(1)
 
-SMALL = {
-    "model.hidden": 16,
-    "train.length": 40,
-    "train.batch": 8,
-    "train.epochs": 30,
-    "train.success_window": 10,
-    "floss.pre_steps": 5,
-    "floss.horizon": 20,
-    "floss.warmup": 5,
-}
-
 
 def test_member_adam_matches_torch_adam_and_freezes_inactive_members():
     torch.manual_seed(0)

@@ -6,17 +6,6 @@ from flosssweep.tasks import parity_targets
 
 torch.set_num_threads(1)
 
-SMALL = {
-    "model.hidden": 16,
-    "train.length": 40,
-    "train.batch": 8,
-    "train.epochs": 30,
-    "train.success_window": 10,
-    "floss.pre_steps": 5,
-    "floss.horizon": 20,
-    "floss.warmup": 5,
-}
-
 
 def test_parity_targets_by_hand():
     s = torch.tensor([1, 0, 1, 1, 0, 0, 1, 0], dtype=torch.float32)

@@ -7,19 +7,9 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import SMALL
 
 torch.set_num_threads(1)
-
-SMALL = {
-    "model.hidden": 16,
-    "train.length": 40,
-    "train.batch": 8,
-    "train.epochs": 30,
-    "train.success_window": 10,
-    "floss.pre_steps": 5,
-    "floss.horizon": 20,
-    "floss.warmup": 5,
-}
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import TINY, sweep_with
 
 from flosssweep.config import ConfigError
 from flosssweep.sweep import spec as space
@@ -14,30 +15,6 @@ from flosssweep.sweep import spec as space
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "search_spaces").glob("*.yaml"))
 MINE = ["quickstart", "paper_delay_scan", "exponents", "architectures", "strength_optuna"]
-
-TINY = {
-    "name": "tiny",
-    "base": {
-        "model": {"hidden": 8},
-        "train": {"epochs": 30, "length": 40, "success_window": 10},
-        "floss": {"pre_steps": 5, "horizon": 20, "warmup": 5},
-    },
-    "space": {"floss.mode": {"grid": ["none", "pre"]}, "task.delay": {"grid": [2, 4]}},
-}
-
-
-def sweep_with(**changes) -> dict:
-    raw = yaml.safe_load(yaml.safe_dump(TINY))
-    for dotted, value in changes.items():
-        *parents, leaf = dotted.split("__")
-        node = raw
-        for part in parents:
-            node = node.setdefault(part, {})
-        if value is None:
-            node.pop(leaf, None)
-        else:
-            node[leaf] = value
-    return raw
 
 
 def refused(raw) -> str:

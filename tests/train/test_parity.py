@@ -5,23 +5,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import SMALL
 
 from flosssweep.config import resolve
 from flosssweep.train import ParityTrial as Trial
 from flosssweep.train import epochs_to_success, train
 
 torch.set_num_threads(1)
-
-SMALL = {
-    "model.hidden": 16,
-    "train.length": 40,
-    "train.batch": 8,
-    "train.epochs": 30,
-    "train.success_window": 10,
-    "floss.pre_steps": 5,
-    "floss.horizon": 20,
-    "floss.warmup": 5,
-}
 
 
 def test_epochs_to_success_by_hand():
