@@ -32,3 +32,4 @@ def test_fast_paths_where_the_architectures_have_them():
     }
     assert have["rnn"] >= {"logits", "spectrum", "tangent"}
     assert have["plrnn"] >= {"tangent", "stepper"}
+    assert have["lstm"] >= {"logits", "spectrum", "tangent"} and have["gru"] >= {"logits", "spectrum", "tangent"}
