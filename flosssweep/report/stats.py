@@ -94,9 +94,10 @@ def _first_below(below: np.ndarray, starts: np.ndarray) -> np.ndarray:
 
 
 def _interpolate(x0, x1, r0, r1, threshold):
+    # censored cells (no crossing) give NaN or inf here; `_classify` replaces them, so no warning
     with np.errstate(divide="ignore", invalid="ignore"):
         frac = (r0 - threshold) / (r0 - r1)
-    return x0 + frac * (x1 - x0)
+        return x0 + frac * (x1 - x0)
 
 
 def _classify(first, starts, ends):
