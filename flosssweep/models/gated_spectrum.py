@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from flosssweep.models.gated_kernels import _drive, _rows, _with_ones
-from flosssweep.models.kernels import qr_adjoint
+from flosssweep.models.kernels import frame_gradient, reorthonormalize
 
 
 class _LSTMSpectrum(torch.autograd.Function):
@@ -66,12 +66,7 @@ class _LSTMSpectrum(torch.autograd.Function):
             dc = torch.mul(fs[t], Q[:, N:], out=dCs[t])
             dc.add_((Kf[t][:, : 3 * N] * dG[:, : 3 * N]).view(M, 3, N, k).sum(1))
             P = torch.cat([torch.addcmul(Kf[t][:, 3 * N :] * dG[:, 3 * N :], gains[t], dc), dc], dim=1)
-            if qr:
-                Q, factors[t] = torch.linalg.qr(P)
-                if accumulate:
-                    diagonals.append(factors[t].diagonal(dim1=-2, dim2=-1))
-            else:
-                Q = P
+            Q = reorthonormalize(P, qr, accumulate, factors, t, diagonals)
             frames.append(Q)
         diagonals = torch.stack(diagonals)
         growth = diagonals.abs().clamp_min(min_diag).log().sum(0) / counted
@@ -100,12 +95,7 @@ class _LSTMSpectrum(torch.autograd.Function):
         accumulated = len(weights)
         for t in range(steps - 1, -1, -1):
             qr, accumulate = ctx.flags[t]
-            if qr:
-                if accumulate:
-                    accumulated -= 1
-                g_P = qr_adjoint(g_Q, frames[t + 1], factors[t], weights[accumulated] if accumulate else None)
-            else:
-                g_P = g_Q
+            g_P, accumulated = frame_gradient(g_Q, qr, accumulate, frames[t + 1], factors.get(t), weights, accumulated)
             if g_P is None:
                 continue
             Q, g_dh = frames[t], g_P[:, :N]
@@ -209,12 +199,7 @@ class _GRUSpectrum(torch.autograd.Function):
         for t, (qr, accumulate) in enumerate(flags):
             dG = torch.bmm(Wm, Q, out=dGs[t])
             P = (Kf[t] * dG).view(M, 3, N, k).sum(1).addcmul_(zs[t], Q)
-            if qr:
-                Q, factors[t] = torch.linalg.qr(P)
-                if accumulate:
-                    diagonals.append(factors[t].diagonal(dim1=-2, dim2=-1))
-            else:
-                Q = P
+            Q = reorthonormalize(P, qr, accumulate, factors, t, diagonals)
             frames.append(Q)
         diagonals = torch.stack(diagonals)
         growth = diagonals.abs().clamp_min(min_diag).log().sum(0) / counted
@@ -242,12 +227,7 @@ class _GRUSpectrum(torch.autograd.Function):
         accumulated = len(weights)
         for t in range(steps - 1, -1, -1):
             qr, accumulate = ctx.flags[t]
-            if qr:
-                if accumulate:
-                    accumulated -= 1
-                g_P = qr_adjoint(g_Q, frames[t + 1], factors[t], weights[accumulated] if accumulate else None)
-            else:
-                g_P = g_Q
+            g_P, accumulated = frame_gradient(g_Q, qr, accumulate, frames[t + 1], factors.get(t), weights, accumulated)
             if g_P is None:
                 continue
             Q = frames[t]

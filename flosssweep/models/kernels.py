@@ -219,12 +219,7 @@ class _TanhSpectrum(torch.autograd.Function):
             gain = torch.addcmul(one, h, h, value=-1)  # 1 - tanh^2 (never sech^2)
             P = torch.bmm(Jm, torch.mul(gain.view(M, N, 1), Q, out=scaled[t]))
             x = torch.baddbmm(d, h, JT)
-            if qr:
-                Q, factors[t] = torch.linalg.qr(P)
-                if accumulate:
-                    diagonals.append(factors[t].diagonal(dim1=-2, dim2=-1))
-            else:
-                Q = P
+            Q = reorthonormalize(P, qr, accumulate, factors, t, diagonals)
             frames.append(Q)
         diagonals = torch.stack(diagonals)
         growth = diagonals.abs().clamp_min(min_diag).log().sum(0) / counted
@@ -258,12 +253,7 @@ class _TanhSpectrum(torch.autograd.Function):
         accumulated = len(weights)
         for t in range(steps - 1, -1, -1):
             qr, accumulate = ctx.flags[t]
-            if qr:
-                if accumulate:
-                    accumulated -= 1
-                g_P = qr_adjoint(g_Q, frames[t + 1], factors[t], weights[accumulated] if accumulate else None)
-            else:
-                g_P = g_Q
+            g_P, accumulated = frame_gradient(g_Q, qr, accumulate, frames[t + 1], factors.get(t), weights, accumulated)
             gain, h = gain_steps[t], h_steps[t]
             g_h = torch.bmm(g_x, J) if g_x is not None else None  # through x_{t+1} = J h_t + ...
             if g_P is not None:
@@ -289,3 +279,26 @@ class _TanhSpectrum(torch.autograd.Function):
             g_Wb = torch.bmm(drives.transpose(1, 2), g_states.view(R, steps * Bs, N))
             g_W_in, g_b = g_Wb[:, :I].transpose(1, 2), g_Wb[:, I]
         return g_x if needs[0] else None, None, g_J, g_W_in, g_b, None, None, None, None
+
+
+def reorthonormalize(P: Tensor, qr: bool, accumulate: bool, factors: dict, t: int, diagonals: list) -> Tensor:
+    """One step of a spectrum loop's frame: on a QR step, Q R = P (R kept in `factors[t]`, its diagonal
+    appended to `diagonals` once the warmup is over); otherwise the frame is P itself."""
+    if not qr:
+        return P
+    Q, factors[t] = torch.linalg.qr(P)
+    if accumulate:
+        diagonals.append(factors[t].diagonal(dim1=-2, dim2=-1))
+    return Q
+
+
+def frame_gradient(
+    g_Q: Tensor | None, qr: bool, accumulate: bool, Q: Tensor, Rt: Tensor | None, weights: list, accumulated: int
+) -> tuple[Tensor | None, int]:
+    """`reorthonormalize` in reverse: the gradient w.r.t. P given the one w.r.t. the frame Q after the
+    step, and the count of accumulated diagonals still to walk back through."""
+    if not qr:
+        return g_Q, accumulated
+    if accumulate:
+        accumulated -= 1
+    return qr_adjoint(g_Q, Q, Rt, weights[accumulated] if accumulate else None), accumulated
