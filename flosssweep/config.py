@@ -108,7 +108,9 @@ SCHEMA: dict[str, Field] = {
     "seed": Field(0, int, "base seed; member j of seed s is seeded by (s, j) alone", minimum=0),
     "ensemble": Field(1, int, "realizations trained side by side in this trial (leading axis R)", positive=True),
     "device": Field("cpu", str, "torch device", choices=("cpu", "cuda")),
-    "threads": Field(1, int, "torch intra-op threads (1 is fastest for small RNNs)", positive=True),
+    "threads": Field(
+        1, int, "torch intra-op threads (in a sweep: resources.cpu; 1 per trial uses cores best)", positive=True
+    ),
     "model.arch": Field("rnn", str, "network: rnn (vanilla tanh), lstm, gru, plrnn (piecewise linear)", choices=ARCHS),
     "model.hidden": Field(80, int, "hidden units N", positive=True),
     "model.g": Field(1.0, float, "gain of the recurrent weights (rnn)", minimum=0),

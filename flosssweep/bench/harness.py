@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from flosssweep.bench import references
 from flosssweep.sweep import overhead
 
-SECTIONS = ("trainer", "baseline", "torch", "peak", "floss", "ray", "report")
+SECTIONS = ("trainer", "threads", "baseline", "torch", "peak", "floss", "ray", "report")
 GATED = ("lstm", "gru")
 
 FULL = {
@@ -137,7 +137,9 @@ def calibrate(run: Callable[[], None], seconds: float, device: str = "cpu", most
 
 
 # -- the trainer --------------------------------------------------------------------------------
-def trainer_config(sizes: dict, ensemble: int, flossing: bool, device: str, arch: str = "rnn") -> dict:
+def trainer_config(
+    sizes: dict, ensemble: int, flossing: bool, device: str, arch: str = "rnn", threads: int = 1
+) -> dict:
     from flosssweep.config import resolve
 
     floss = {"floss.mode": "none"}
@@ -153,7 +155,7 @@ def trainer_config(sizes: dict, ensemble: int, flossing: bool, device: str, arch
         {
             "ensemble": ensemble,
             "device": device,
-            "threads": 1,
+            "threads": threads,
             "model.arch": arch,
             "model.hidden": sizes["hidden"],
             "task.bits": 1,
@@ -167,21 +169,28 @@ def trainer_config(sizes: dict, ensemble: int, flossing: bool, device: str, arch
     )
 
 
-def bench_trainer(sizes: dict, ensemble: int, flossing: bool, device: str, repeats: int, arch: str = "rnn") -> dict:
+def bench_trainer(
+    sizes: dict, ensemble: int, flossing: bool, device: str, repeats: int, arch: str = "rnn", threads: int = 1
+) -> dict:
     from flosssweep.train import ParityTrial as Trial
 
-    trial = Trial(trainer_config(sizes, ensemble, flossing, device, arch))
+    trial = Trial(trainer_config(sizes, ensemble, flossing, device, arch, threads))
     epochs = trial.config["train"]["epochs"]
 
     def epoch() -> None:
         trial.train_step()
         trial.epoch = (trial.epoch + 1) % epochs  # steady state: the epoch counter only indexes the log
 
-    calls = calibrate(epoch, sizes["seconds"], device)
-    timing = measure(epoch, calls=calls, repeats=repeats, device=device)
+    torch.set_num_threads(threads)
+    try:
+        calls = calibrate(epoch, sizes["seconds"], device)
+        timing = measure(epoch, calls=calls, repeats=repeats, device=device)
+    finally:
+        torch.set_num_threads(1)
     return {
         "arch": arch,
         "ensemble": ensemble,
+        "threads": threads,
         "flossing": flossing,
         **timing,
         "rate": ensemble / timing["wall_best"],
@@ -413,6 +422,23 @@ def markdown(results: dict) -> str:
                 f"{_fmt(r['rate_median'])} | {_fmt(r['rate_cpu'])} | - | - | 1 |"
             )
         lines.append("")
+    two = results.get("threads")
+    if two and trainer:
+        single = {(r["arch"], r["ensemble"]): r for r in trainer if not r["flossing"]}
+        lines += [
+            "## One trial on two threads (for sweeps running fewer trials than cores: `resources: {cpu: 2}`)",
+            "",
+            "| arch | R | epoch (ms) | CPU ms | wall speed-up over 1 thread | CPU cost over 1 thread |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for r in two:
+            one_thread = single.get((r["arch"], r["ensemble"]))
+            lines.append(
+                f"| {r['arch']} | {r['ensemble']} | {_fmt(1e3 * r['wall_best'])} | {_fmt(1e3 * r['cpu_best'])} | "
+                f"{_fmt(one_thread['wall_best'] / r['wall_best']) if one_thread else '-'} | "
+                f"{_fmt(r['cpu_best'] / one_thread['cpu_best']) if one_thread else '-'} |"
+            )
+        lines.append("")
     peak = results.get("peak")
     if peak:
         lines += [
@@ -547,6 +573,17 @@ def run(args: argparse.Namespace) -> dict:
             for arch, R in runs
             for flossing in (False, True)
         ],
+    )
+    section(
+        "threads",
+        lambda: (
+            [
+                bench_trainer(sizes, max(sizes["gated_ensembles"]), False, args.device, repeats, arch, threads=2)
+                for arch in ("rnn", *GATED)
+            ]
+            if args.device == "cpu" and (os.cpu_count() or 1) >= 2
+            else []
+        ),
     )
     section("baseline", lambda: [bench_baseline(sizes, flossing, args.device, repeats) for flossing in (False, True)])
     section(

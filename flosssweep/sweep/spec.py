@@ -297,6 +297,9 @@ def parse(raw: Any) -> Sweep:
         raise ConfigError("base", "a mapping of config keys", type(base).__name__)
     if resources["gpu"] > 0 and "device" not in cfg.flatten(base):
         base = {**base, "device": "cuda"}
+    # Ray reserves resources.cpu cores for each trial; without this its torch would use one of them.
+    if resources["cpu"] >= 2 and "threads" not in cfg.flatten(base):
+        base = {**base, "threads": int(resources["cpu"])}
     base_values = merged_base(base)
 
     space_raw = raw.get("space", {})

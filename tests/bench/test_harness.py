@@ -19,6 +19,12 @@ def test_quick_benchmark_writes_json_and_markdown(tmp_path, capsys):
     assert {(r["arch"], r["ensemble"], r["flossing"]) for r in results["trainer"]} == {
         (arch, R, flossing) for arch in ("rnn", "lstm", "gru") for R in (1, 4) for flossing in (False, True)
     }
+    if results["machine"]["cores"] >= 2:
+        assert {(r["arch"], r["ensemble"], r["threads"]) for r in results["threads"]} == {
+            (arch, 4, 2) for arch in ("rnn", "lstm", "gru")
+        }
+        assert "## One trial on two threads" in (tmp_path / "bench.md").read_text()
+    assert torch.get_num_threads() == 1
     assert [r["arch"] for r in results["torch"]] == ["rnn", "lstm", "gru"]
     assert all(r["rate"] > 0 for r in results["trainer"] + results["baseline"] + results["torch"])
     assert results["peak"]["size"] == 128 and results["peak"]["gflops"] > 0

@@ -14,7 +14,7 @@ from flosssweep.sweep import spec as space
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "search_spaces").glob("*.yaml"))
-MINE = ["quickstart", "paper_delay_scan", "exponents", "architectures", "strength_optuna"]
+MINE = sorted(p.stem for p in SHIPPED)
 
 
 def refused(raw) -> str:
@@ -30,9 +30,9 @@ def refused(raw) -> str:
 def test_shipped_sweep_files_exist_and_validate(name):
     sweep = space.load(space.locate(name))
     assert sweep.num_trials() >= 1
-    head = Path(sweep.source).read_text().splitlines()[:6]
-    assert head[0].startswith("# "), "a sweep file starts with a comment"
-    text = " ".join(head).lower()
+    head = Path(sweep.source).read_text().split("\nname:")[0]
+    assert head.startswith("# "), "a sweep file starts with a comment"
+    text = head.lower()
     assert "question" in text and "cost" in text, "the opening comment says what it answers and what it costs"
 
 
@@ -118,6 +118,17 @@ def test_gpu_fraction_runs_trials_on_cuda():
     sweep = space.parse(sweep_with(resources={"cpu": 1, "gpu": 0.25}))
     assert sweep.trial_config({"floss.mode": "pre", "task.delay": 2})["device"] == "cuda"
     assert math.isclose(sweep.resources["gpu"], 0.25)
+
+
+def test_cpus_per_trial_become_its_torch_threads_unless_the_base_sets_them():
+    def threads(resources, **base):
+        sweep = space.parse(sweep_with(resources=resources, **base))
+        return sweep.trial_config({"floss.mode": "pre", "task.delay": 2})["threads"]
+
+    assert threads({"cpu": 1}) == 1
+    assert threads({"cpu": 0.5}) == 1
+    assert threads({"cpu": 2}) == 2
+    assert threads({"cpu": 2}, base__threads=1) == 1
 
 
 # -- refusals: one line, the dotted key, what was expected ------------------------------------------
