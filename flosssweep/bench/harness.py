@@ -11,6 +11,8 @@ Sections (all in one run unless --skip names some):
   clipped Adam step) for `rnn` ensembles R in {1, 4, 16, 64} and `lstm`, `gru` at R in {1, 16},
   without flossing and with a flossing loss at every epoch (floss.mode regularizer, k = 16,
   Tp = 55), N = 80, T = 300, B = 16.
+* threads: the rnn, lstm and gru trainers at R = 16 on two threads (machines with 2+ cores), for
+  sweeps that run fewer trials than cores.
 * baseline: the same rnn epochs written the way one would by hand: one realization at a time, a
   torch.nn-style module with a Python loop over time steps, flossing through `torch.func.jvp`.
   Every rnn figure is also given as a ratio against it (same flossing setting, same run).
@@ -51,6 +53,7 @@ import torch
 import torch.nn.functional as F
 
 from flosssweep.bench import references
+from flosssweep.bench.tables import markdown
 from flosssweep.sweep import overhead
 
 SECTIONS = ("trainer", "threads", "baseline", "torch", "peak", "floss", "ray", "report")
@@ -372,147 +375,6 @@ def machine(device: str) -> dict:
 
 
 # -- Markdown -----------------------------------------------------------------------------------
-def _fmt(value: float, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "-"
-    return f"{value:.{digits}g}" if abs(value) < 1000 else f"{value:,.0f}"
-
-
-def markdown(results: dict) -> str:
-    m = results["machine"]
-    sizes = results["sizes"]
-    lines = [
-        f"# flosssweep benchmark ({'quick' if results['quick'] else 'full'})",
-        "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, load average {m['load_at_start']:.2f} at start; "
-        f"torch {m['torch']}, 1 thread, device {m['device']}; commit {m['commit'] or '?'}; {m['date']}.",
-        "",
-    ]
-    trainer = results.get("trainer")
-    if trainer:
-        base = {b["flossing"]: b for b in results.get("baseline", []) if "rate" in b}
-        nets = {r["arch"]: r for r in results.get("torch", [])}
-        one = {(r["arch"], r["flossing"]): r["rate"] for r in trainer if r["ensemble"] == 1}
-        lines += [
-            f"## Trainer: realization-epochs per second (N={sizes['hidden']}, T={sizes['length']}, "
-            f"B={sizes['batch']}; flossing = regularizer k={sizes['train_k']}, Tp={sizes['horizon']})",
-            "",
-            "| arch | flossing | R | epoch (ms) | real.-epochs/s | median | per CPU-s | x R=1 | x naive | x torch.nn |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for r in trainer:
-            key = (r["arch"], r["flossing"])
-            naive = base.get(r["flossing"]) if r["arch"] == "rnn" else None
-            net = nets.get(r["arch"]) if not r["flossing"] else None
-            lines.append(
-                f"| {r['arch']} | {'yes' if r['flossing'] else 'no'} | {r['ensemble']} | "
-                f"{_fmt(1e3 * r['wall_best'])} | {_fmt(r['rate'])} | {_fmt(r['rate_median'])} | "
-                f"{_fmt(r['rate_cpu'])} | {_fmt(r['rate'] / one[key]) if key in one else '-'} | "
-                f"{_fmt(r['rate'] / naive['rate']) if naive else '-'} | "
-                f"{_fmt(r['rate'] / net['rate']) if net else '-'} |"
-            )
-        for flossing, b in sorted(base.items()):
-            lines.append(
-                f"| rnn | {'yes' if flossing else 'no'} | naive | {_fmt(1e3 * b['wall_best'])} | "
-                f"{_fmt(b['rate'])} | {_fmt(b['rate_median'])} | {_fmt(b['rate_cpu'])} | - | 1 | - |"
-            )
-        for arch, r in nets.items():
-            lines.append(
-                f"| {arch} | no | torch.nn | {_fmt(1e3 * r['wall_best'])} | {_fmt(r['rate'])} | "
-                f"{_fmt(r['rate_median'])} | {_fmt(r['rate_cpu'])} | - | - | 1 |"
-            )
-        lines.append("")
-    two = results.get("threads")
-    if two and trainer:
-        single = {(r["arch"], r["ensemble"]): r for r in trainer if not r["flossing"]}
-        lines += [
-            "## One trial on two threads (for sweeps running fewer trials than cores: `resources: {cpu: 2}`)",
-            "",
-            "| arch | R | epoch (ms) | CPU ms | wall speed-up over 1 thread | CPU cost over 1 thread |",
-            "|---|---:|---:|---:|---:|---:|",
-        ]
-        for r in two:
-            one_thread = single.get((r["arch"], r["ensemble"]))
-            lines.append(
-                f"| {r['arch']} | {r['ensemble']} | {_fmt(1e3 * r['wall_best'])} | {_fmt(1e3 * r['cpu_best'])} | "
-                f"{_fmt(one_thread['wall_best'] / r['wall_best']) if one_thread else '-'} | "
-                f"{_fmt(r['cpu_best'] / one_thread['cpu_best']) if one_thread else '-'} |"
-            )
-        lines.append("")
-    peak = results.get("peak")
-    if peak:
-        lines += [
-            f"Float32 matmul peak ({peak['size']} x {peak['size']}, one thread): {peak['gflops']:.1f} GFLOP/s "
-            f"(median {peak['gflops_median']:.1f}).",
-            "",
-        ]
-    floss = results.get("floss")
-    if floss:
-        lines += [
-            f"## One flossing step (N={sizes['hidden']}, Tp={sizes['horizon']}, R=1): forward + backward",
-            "",
-            "| arch | k | tangent | ms (best) | ms (median) | CPU ms |",
-            "|---|---:|---|---:|---:|---:|",
-        ]
-        for r in floss:
-            lines.append(
-                f"| {r['arch']} | {r['k']} | {r['tangent']} | {_fmt(1e3 * r['wall_best'])} | "
-                f"{_fmt(1e3 * r['wall_median'])} | {_fmt(1e3 * r['cpu_best'])} |"
-            )
-        lines.append("")
-    targets = results.get("ratios")
-    if targets:
-        lines += [
-            "## Ratios (same run) against the targets",
-            "",
-            "| ratio | value | from CPU times | target | met | from |",
-            "|---|---:|---:|---|---|---|",
-        ]
-        for r in targets:
-            lines.append(
-                f"| {r['name']} | {r['value']:.2f} | {r['value_cpu']:.2f} | {r['target']} | "
-                f"{'yes' if r['ok'] else 'no'} | {r['detail']} |"
-            )
-        lines.append("")
-    ray = results.get("ray")
-    if ray:
-        lines += ["## Ray Tune overhead per trial", ""]
-        if "skipped" in ray:
-            lines += [f"skipped: {ray['skipped']}", ""]
-        else:
-            lines += [
-                f"Sweeps of {' and '.join(map(str, ray['sizes']))} near-empty trials (1 epoch of a tiny "
-                "network), 2 CPUs, reuse_actors; `ray.init` took "
-                f"{ray['ray_init_seconds']:.1f} s (not included). Per trial = sweep wall time / "
-                f"{ray['trials']} trials; fixed and marginal from the two sweep sizes.",
-                "",
-                "| trainable | s per trial (best) | median | fixed s per sweep | marginal s per trial |",
-                "|---|---:|---:|---:|---:|",
-            ]
-            for name in ("minimal", "project"):
-                r = ray.get(name, {})
-                if "skipped" in r:
-                    lines.append(f"| {name} | skipped: {r['skipped']} | | | |")
-                elif r:
-                    lines.append(
-                        f"| {name} | {r['per_trial_best']:.3f} | {r['per_trial_median']:.3f} | "
-                        f"{_fmt(r.get('fixed_per_sweep'))} | {_fmt(r.get('marginal_per_trial'))} |"
-                    )
-            lines.append("")
-    rep = results.get("report")
-    if rep:
-        lines += [
-            "## Report aggregation (`report.aggregate`, default bootstrap)",
-            "",
-            "| rows | seconds (best) | median |",
-            "|---:|---:|---:|",
-        ]
-        for r in rep:
-            lines.append(f"| {r['rows']:,} | {r['seconds_best']:.3g} | {r['seconds_median']:.3g} |")
-        lines.append("")
-    return "\n".join(lines)
-
-
 # -- command line -------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
