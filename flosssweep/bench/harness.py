@@ -18,6 +18,8 @@ Sections (all in one run unless --skip names some):
   Every rnn figure is also given as a ratio against it (same flossing setting, same run).
 * torch: torch.nn.RNN / LSTM / GRU, one realization, Adam on binary cross-entropy, same sizes.
 * peak: the core's float32 matmul rate (a 1024 x 1024 product, one thread).
+* floor: the rnn R = 16 epoch with no overhead at all: its unavoidable ops (per-step products,
+  tanh, the adjoint's multiply-add, the weight-gradient product) timed alone and added up.
 * floss: one flossing step (spectrum forward + backward to the flossed weights) for N = 80,
   Tp = 55: rnn at k in {1, 16, 75}, lstm and gru at k = 16, fast path vs the generic jvp path.
 
@@ -56,7 +58,7 @@ from flosssweep.bench import references
 from flosssweep.bench.tables import markdown
 from flosssweep.sweep import overhead
 
-SECTIONS = ("trainer", "threads", "baseline", "torch", "peak", "floss", "ray", "report")
+SECTIONS = ("trainer", "threads", "baseline", "torch", "peak", "floor", "floss", "ray", "report")
 GATED = ("lstm", "gru")
 
 FULL = {
@@ -457,6 +459,10 @@ def run(args: argparse.Namespace) -> dict:
         ),
     )
     section("peak", lambda: references.bench_peak(sizes["peak_size"], measure, calibrate, sizes["seconds"], repeats))
+    section(
+        "floor",
+        lambda: references.bench_rnn_floor(sizes, max(sizes["gated_ensembles"]), measure, calibrate, repeats),
+    )
     steps = [("rnn", k) for k in sizes["floss_ks"]] + [(arch, sizes["train_k"]) for arch in GATED]
     section(
         "floss",

@@ -42,6 +42,37 @@ def bench_peak(size: int, measure: Callable, calibrate: Callable, seconds: float
     }
 
 
+def bench_rnn_floor(sizes: dict, ensemble: int, measure: Callable, calibrate: Callable, repeats: int) -> dict:
+    """The fastest an rnn ensemble epoch could be with the fused kernel's arithmetic and no overhead
+    at all: every op it cannot avoid, timed alone on cache-resident operands, added up. Per step
+    the forward needs tanh and one batched product h J^T, the backward one product a J and one
+    multiply-add with tanh'; the weight gradient is one (N x TB) @ (TB x N) product per member.
+    Against the peak this says how much of issue 12's 70% target the op costs leave."""
+    gen = torch.Generator().manual_seed(0)
+    R, N, T, B = ensemble, sizes["hidden"], sizes["length"], sizes["batch"]
+    h, a, s = (torch.randn(R, B, N, generator=gen) for _ in range(3))
+    J, out = torch.randn(R, N, N, generator=gen), torch.empty(R, B, N)
+    rows, grad = torch.randn(R, T * B, N, generator=gen), torch.empty(R, N, N)
+
+    def timed(op: Callable[[], object]) -> float:
+        return measure(op, calls=calibrate(op, sizes["seconds"] / 4), repeats=repeats)["cpu_best"]
+
+    per_step = {
+        "product": timed(lambda: torch.bmm(h, J, out=out)),
+        "tanh": timed(lambda: torch.tanh(h, out=out)),
+        "multiply_add": timed(lambda: out.addcmul_(a, s)),
+    }
+    weight_gradient = timed(lambda: torch.bmm(rows.transpose(1, 2), rows, out=grad))
+    seconds = T * (2 * per_step["product"] + per_step["tanh"] + per_step["multiply_add"]) + weight_gradient
+    return {
+        "ensemble": R,
+        "per_step_seconds": per_step,
+        "weight_gradient_seconds": weight_gradient,
+        "epoch_seconds": seconds,
+        "gflops": R * epoch_flops("rnn", sizes) / seconds / 1e9,
+    }
+
+
 def bench_torch_net(arch: str, sizes: dict, measure: Callable, calibrate: Callable, repeats: int) -> dict:
     """Realization-epochs per second of one torch.nn.RNN / LSTM / GRU with a linear readout trained
     on the same delayed-copy batches: binary cross-entropy, torch.optim.Adam, one epoch = a fresh

@@ -79,6 +79,25 @@ def markdown(results: dict) -> str:
             f"(median {peak['gflops_median']:.1f}).",
             "",
         ]
+    floor = results.get("floor")
+    if floor and peak:
+        R = floor["ensemble"]
+        ours = next((r for r in trainer or [] if (r["arch"], r["ensemble"], r["flossing"]) == ("rnn", R, False)), None)
+        peak_cpu = 2 * peak["size"] ** 3 / peak["cpu_best"] / 1e9
+        step = floor["per_step_seconds"]
+        lines += [
+            f"Floor of an rnn R={R} epoch (CPU times of its unavoidable ops, each alone: per step "
+            f"{1e6 * step['product']:.1f} us per batched product (two), {1e6 * step['tanh']:.1f} us tanh, "
+            f"{1e6 * step['multiply_add']:.1f} us multiply-add; weight gradient "
+            f"{1e3 * floor['weight_gradient_seconds']:.2f} ms): {1e3 * floor['epoch_seconds']:.1f} ms, "
+            f"{floor['gflops']:.1f} GFLOP/s = {floor['gflops'] / peak_cpu:.2f} of the peak (CPU)"
+            + (
+                f"; the trainer's epoch takes {ours['cpu_best'] / floor['epoch_seconds']:.2f}x the floor."
+                if ours
+                else "."
+            ),
+            "",
+        ]
     floss = results.get("floss")
     if floss:
         lines += [

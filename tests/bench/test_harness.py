@@ -28,6 +28,10 @@ def test_quick_benchmark_writes_json_and_markdown(tmp_path, capsys):
     assert [r["arch"] for r in results["torch"]] == ["rnn", "lstm", "gru"]
     assert all(r["rate"] > 0 for r in results["trainer"] + results["baseline"] + results["torch"])
     assert results["peak"]["size"] == 128 and results["peak"]["gflops"] > 0
+    floor, step = results["floor"], results["floor"]["per_step_seconds"]
+    by_hand = 30 * (2 * step["product"] + step["tanh"] + step["multiply_add"]) + floor["weight_gradient_seconds"]
+    assert floor["ensemble"] == 4 and floor["epoch_seconds"] == pytest.approx(by_hand)
+    assert floor["gflops"] == pytest.approx(4 * 3 * 2 * 30 * 4 * 12 * 12 / by_hand / 1e9)
     assert {(r["arch"], r["k"], r["tangent"]) for r in results["floss"]} == {
         (arch, k, tangent)
         for arch, k in (("rnn", 1), ("rnn", 2), ("lstm", 2), ("gru", 2))
