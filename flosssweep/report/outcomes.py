@@ -108,23 +108,37 @@ def plot_outcome(summary: pa.Table, column: str, x: str, path, marker: list[tupl
         groups.setdefault((r["sweep"], *(r[c] for c in by)), []).append(r)
     with style.paper_style() as plt:
         fig, ax = plt.subplots(figsize=(style.WIDTHS["single"], 2.4), layout="constrained")
+        bands = []
         for i, (key, rows) in enumerate(groups.items()):
             look = style.series_style(i)
             xs = np.array([r[x] for r in rows], dtype=float)
             med, lo, hi = (np.array([r[q] for r in rows], dtype=float) for q in ("median", "q25", "q75"))
-            name = ", ".join(f"{style.label(c)} {v}" for c, v in zip(by, key[1:])) or None
+            if len(by) == 1:
+                name = str(key[1])
+            else:
+                name = ", ".join(f"{style.label(c)} {v}" for c, v in zip(by, key[1:])) or None
             ax.plot(xs, med, label=name, **look)
-            finite_hi = np.where(np.isfinite(hi), hi, np.nanmax(np.where(np.isfinite(hi), hi, np.nan), initial=1.0))
-            ax.fill_between(xs, lo, finite_hi, alpha=0.18, color=look["color"], linewidth=0)
+            bands.append((xs, lo, hi, look["color"]))
         medians = summary["median"].to_numpy()
         medians = medians[np.isfinite(medians) & (medians > 0)]
         if medians.size and medians.max() / medians.min() > 10:
             ax.set_yscale("log")
+        # An infinite upper quartile (over a quarter never got below the threshold, or never
+        # succeeded) leaves the band open to the top of the axes rather than closing it at some value.
+        for xs, lo, hi, color in bands:
+            ends = np.column_stack([np.concatenate([xs, xs]), np.concatenate([lo, hi])])
+            ax.update_datalim(ends[np.isfinite(ends).all(axis=1)])
+        ax.autoscale_view()
+        bottom, top = ax.get_ylim()
+        for xs, lo, hi, color in bands:
+            ax.fill_between(xs, lo, np.where(np.isfinite(hi), hi, top), alpha=0.18, color=color, linewidth=0)
+        ax.set_ylim(bottom, top)
         for value, text in marker or []:
             ax.axvline(value, color="0.4", linestyle=":", linewidth=1.0, label=text)
         ax.set_xlabel(style.label(x))
-        ax.set_ylabel(f"{style.label(column)} (median, quartiles)")
+        ax.set_ylabel(f"{style.label(column)}\n(median, quartiles)")
         if len(groups) > 1 or marker:
-            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=min(3, len(groups)))
+            title = style.label(by[0]) if len(by) == 1 else None
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=min(3, len(groups)), title=title)
         fig.savefig(path)
         plt.close(fig)

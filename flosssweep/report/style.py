@@ -34,6 +34,7 @@ AXIS_LABELS = {
     "dstsp": "D_stsp",
     "dh": "D_H",
     "train_epochs": "training epochs",
+    "epochs_to_success": "epochs to success",
 }
 
 _RC = {
