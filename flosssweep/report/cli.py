@@ -17,6 +17,7 @@ from flosssweep.report import style
 from flosssweep.report.common import DEFAULT_N_BOOT, DEFAULT_THRESHOLD, DEFAULT_X, ReportError, StoreUnavailable
 from flosssweep.report.curves import aggregate, table_meta
 from flosssweep.report.figures import write_outputs
+from flosssweep.report.maps import map_caption, plot_success_map, success_map
 from flosssweep.report.outcomes import format_outcomes, outcome_summary, plot_outcome
 from flosssweep.report.sources import find_parent_run, mlflow_client, read_mlflow_records, read_parquet_records
 from flosssweep.report.summary import TABLE_ARTIFACT, summary_metrics, summary_table
@@ -158,6 +159,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     out.add_argument("--marker-label", metavar="TEXT", help="legend text of --marker")
     out.add_argument(
+        "--map",
+        metavar="X,Y",
+        help="also draw the success rate of every tested pair of these two columns as a map "
+        "(for Optuna or random searches, e.g. floss_strength,floss_k)",
+    )
+    out.add_argument(
         "--no-log",
         action="store_true",
         help="when reading from MLflow, do not log the outputs to the parent run "
@@ -210,6 +217,12 @@ def _run(args) -> int:
             raise ReportError(
                 f"unknown --by column(s): {', '.join(unknown)} (columns: {', '.join(table.column_names)})"
             )
+    cells = None
+    if args.map:
+        columns = _split_columns([args.map])
+        if len(columns) != 2:
+            raise ReportError(f"--map: expected two columns X,Y, got {args.map!r}")
+        cells = success_map(table, *columns, threshold=args.threshold)
     print(f"aggregating {table.num_rows} record row(s) from {source}", file=sys.stderr)
     curves, horizon = aggregate(table, x=args.x, by=by, threshold=args.threshold, n_boot=args.n_boot, seed=args.seed)
     if args.horizon_axis and args.horizon_axis not in table_meta(horizon)["by"]:
@@ -258,6 +271,12 @@ def _run(args) -> int:
                 if isinstance(marker, float)
                 else marker,
             )
+        if cells is not None:
+            x_map, y_map = _split_columns([args.map])
+            stem = out_dir / f"map_{x_map}_{y_map}"
+            written += plot_success_map(cells, x_map, y_map, stem, formats)
+            with open(out_dir / "report.md", "a") as report_md:
+                report_md.write(f"\n![Map]({stem.name}.{formats[0]})\n\n**Map.** {map_caption(cells, x_map, y_map)}\n")
         if args.out:
             print(f"wrote {', '.join(str(w) for w in written)}", file=sys.stderr)
         if client is not None and not args.no_log:

@@ -125,7 +125,7 @@ def plot_outcome(summary: pa.Table, column: str, x: str, path, marker: list[tupl
             ax.set_yscale("log")
         # An infinite upper quartile (over a quarter never got below the threshold, or never
         # succeeded) leaves the band open to the top of the axes rather than closing it at some value.
-        for xs, lo, hi, color in bands:
+        for xs, lo, hi, _ in bands:
             ends = np.column_stack([np.concatenate([xs, xs]), np.concatenate([lo, hi])])
             ax.update_datalim(ends[np.isfinite(ends).all(axis=1)])
         ax.autoscale_view()

@@ -35,6 +35,7 @@ AXIS_LABELS = {
     "dh": "D_H",
     "train_epochs": "training epochs",
     "epochs_to_success": "epochs to success",
+    "floss_strength": "flossing strength beta",
 }
 
 _RC = {
