@@ -106,12 +106,15 @@ def plot_outcome(summary: pa.Table, column: str, x: str, path, marker: list[tupl
     groups: dict[tuple, list[dict]] = {}
     for r in summary.to_pylist():
         groups.setdefault((r["sweep"], *(r[c] for c in by)), []).append(r)
+    # a categorical x (arch, floss_mode) is drawn at positions 0, 1, ... labelled by its values
+    levels = list(dict.fromkeys(summary[x].to_pylist()))
+    categorical = any(isinstance(v, str) for v in levels)
     with style.paper_style() as plt:
         fig, ax = plt.subplots(figsize=(style.WIDTHS["single"], 2.4), layout="constrained")
         bands = []
         for i, (key, rows) in enumerate(groups.items()):
             look = style.series_style(i)
-            xs = np.array([r[x] for r in rows], dtype=float)
+            xs = np.array([levels.index(r[x]) if categorical else r[x] for r in rows], dtype=float)
             med, lo, hi = (np.array([r[q] for r in rows], dtype=float) for q in ("median", "q25", "q75"))
             if len(by) == 1:
                 name = str(key[1])
@@ -135,6 +138,8 @@ def plot_outcome(summary: pa.Table, column: str, x: str, path, marker: list[tupl
         ax.set_ylim(bottom, top)
         for value, text in marker or []:
             ax.axvline(value, color="0.4", linestyle=":", linewidth=1.0, label=text)
+        if categorical:
+            ax.set_xticks(range(len(levels)), [str(v) for v in levels])
         ax.set_xlabel(style.label(x))
         ax.set_ylabel(f"{style.label(column)}\n(median, quartiles)")
         if len(groups) > 1 or marker:

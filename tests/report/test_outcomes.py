@@ -92,3 +92,18 @@ def test_report_cli_prints_and_writes_the_outcome_summary(tmp_path, capsys):
     assert pq.read_table(tmp_path / "out" / "outcome_dstsp.parquet").num_rows == 2
     assert (tmp_path / "out" / "dstsp_vs_tau.png").stat().st_size > 1000
     assert report.main(["--from-parquet", str(tmp_path / "r.parquet"), "--x", "tau", "--outcome", "dh"]) == 2
+
+
+def test_a_categorical_x_is_drawn_at_positions_labelled_by_its_values(tmp_path):
+    from flosssweep.report.outcomes import plot_outcome
+
+    table = pa.Table.from_pylist(
+        [
+            {"sweep": "s", "arch": a, "member": j, "final_accuracy": v, "status": "ok", "success": v > 0.9}
+            for a, values in {"lstm": [0.5, 0.6], "gru": [0.7, 0.95]}.items()
+            for j, v in enumerate(values)
+        ]
+    )
+    summary = outcome_summary(table, "final_accuracy", x="arch", by=[], thresholds=[0.9])
+    plot_outcome(summary, "final_accuracy", "arch", tmp_path / "f.png")
+    assert (tmp_path / "f.png").stat().st_size > 0
