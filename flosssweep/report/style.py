@@ -36,6 +36,7 @@ AXIS_LABELS = {
     "train_epochs": "training epochs",
     "epochs_to_success": "epochs to success",
     "floss_strength": "flossing strength beta",
+    "final_accuracy": "final accuracy",
 }
 
 _RC = {
