@@ -11,6 +11,11 @@ def _fmt(value: float, digits: int = 3) -> str:
     return f"{value:.{digits}g}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
+def _table(heading: str, header: str, rule: str, rows: list[str]) -> list[str]:
+    """A section of bench.md: its heading, a markdown table and the blank lines around them."""
+    return [heading, "", header, rule, *rows, ""]
+
+
 def markdown(results: dict) -> str:
     m = results["machine"]
     sizes = results["sizes"]
@@ -58,20 +63,20 @@ def markdown(results: dict) -> str:
     two = results.get("threads")
     if two and trainer:
         single = {(r["arch"], r["ensemble"]): r for r in trainer if not r["flossing"]}
-        lines += [
-            "## One trial on two threads (for sweeps running fewer trials than cores: `resources: {cpu: 2}`)",
-            "",
-            "| arch | R | epoch (ms) | CPU ms | wall speed-up over 1 thread | CPU cost over 1 thread |",
-            "|---|---:|---:|---:|---:|---:|",
-        ]
+        rows = []
         for r in two:
             one_thread = single.get((r["arch"], r["ensemble"]))
-            lines.append(
+            rows.append(
                 f"| {r['arch']} | {r['ensemble']} | {_fmt(1e3 * r['wall_best'])} | {_fmt(1e3 * r['cpu_best'])} | "
                 f"{_fmt(one_thread['wall_best'] / r['wall_best']) if one_thread else '-'} | "
                 f"{_fmt(r['cpu_best'] / one_thread['cpu_best']) if one_thread else '-'} |"
             )
-        lines.append("")
+        lines += _table(
+            "## One trial on two threads (for sweeps running fewer trials than cores: `resources: {cpu: 2}`)",
+            "| arch | R | epoch (ms) | CPU ms | wall speed-up over 1 thread | CPU cost over 1 thread |",
+            "|---|---:|---:|---:|---:|---:|",
+            rows,
+        )
     peak = results.get("peak")
     if peak:
         lines += [
@@ -100,32 +105,28 @@ def markdown(results: dict) -> str:
         ]
     floss = results.get("floss")
     if floss:
-        lines += [
+        lines += _table(
             f"## One flossing step (N={sizes['hidden']}, Tp={sizes['horizon']}, R=1): forward + backward",
-            "",
             "| arch | k | tangent | ms (best) | ms (median) | CPU ms |",
             "|---|---:|---|---:|---:|---:|",
-        ]
-        for r in floss:
-            lines.append(
+            [
                 f"| {r['arch']} | {r['k']} | {r['tangent']} | {_fmt(1e3 * r['wall_best'])} | "
                 f"{_fmt(1e3 * r['wall_median'])} | {_fmt(1e3 * r['cpu_best'])} |"
-            )
-        lines.append("")
+                for r in floss
+            ],
+        )
     targets = results.get("ratios")
     if targets:
-        lines += [
+        lines += _table(
             "## Ratios (same run) against the targets",
-            "",
             "| ratio | value | from CPU times | target | met | from |",
             "|---|---:|---:|---|---|---|",
-        ]
-        for r in targets:
-            lines.append(
+            [
                 f"| {r['name']} | {r['value']:.2f} | {r['value_cpu']:.2f} | {r['target']} | "
                 f"{'yes' if r['ok'] else 'no'} | {r['detail']} |"
-            )
-        lines.append("")
+                for r in targets
+            ],
+        )
     ray = results.get("ray")
     if ray:
         lines += ["## Ray Tune overhead per trial", ""]
@@ -153,13 +154,10 @@ def markdown(results: dict) -> str:
             lines.append("")
     rep = results.get("report")
     if rep:
-        lines += [
+        lines += _table(
             "## Report aggregation (`report.aggregate`, default bootstrap)",
-            "",
             "| rows | seconds (best) | median |",
             "|---:|---:|---:|",
-        ]
-        for r in rep:
-            lines.append(f"| {r['rows']:,} | {r['seconds_best']:.3g} | {r['seconds_median']:.3g} |")
-        lines.append("")
+            [f"| {r['rows']:,} | {r['seconds_best']:.3g} | {r['seconds_median']:.3g} |" for r in rep],
+        )
     return "\n".join(lines)
