@@ -1,8 +1,10 @@
-"""The names that cross module boundaries: metrics, record columns, MLflow tags and artifacts.
+"""The names that cross module or process boundaries: metrics, record columns, MLflow tags and
+artifacts, and the keys of what a trial's worker and the driver hand each other.
 
 Every writer and every reader imports these; nothing else spells them. A test runs both trainers and
 fails when one emits a metric or a record column missing here, or when a name here is emitted by
-neither (so a sweep file's `metric` can only name what some trainer reports).
+neither (so a sweep file's `metric` can only name what some trainer reports); another fails when a
+module on a process boundary reads or writes a key that is not listed here.
 """
 
 from __future__ import annotations
@@ -112,3 +114,19 @@ SUMMARY_TAGS = ("successes", "members", "diverged", "status")  # child: flossswe
 TAG_PREFIX = "flosssweep."  # also the prefix of the report's metadata in its Parquet files
 RECORDS_ARTIFACT = "records.parquet"  # per-member records, at each child run's artifact root
 REPORT_ARTIFACT_DIR = "report"  # the report's outputs, under the parent run
+
+# -- what crosses a process boundary besides the metrics (flosssweep.protocol) -------------------
+# A trial's final Ray result, worker -> driver: its records and its report history, as JSON strings
+# (Ray's loggers leave strings alone), and whether it was replayed from a finished checkpoint.
+RESULT_RECORDS = "records_json"
+RESULT_HISTORY = "history_json"
+RESULT_REPLAYED = "replayed"
+EPOCH = "epoch"  # first key of every Ray result; ASHA's time attribute
+RESULT_KEYS = (EPOCH, RESULT_RECORDS, RESULT_HISTORY, RESULT_REPLAYED)
+# meta.json of a checkpoint, worker -> the same trial's next start
+CHECKPOINT_META_KEYS = ("epoch", "done", "launch", "config", "metrics", "history")
+# the launch file in a Ray experiment directory, driver -> a later driver (--resume, --close)
+LAUNCH_KEYS = ("parent_run_id", "experiment_id", "tracking_uri", "sweep", "fingerprint", "optuna")
+# Environment, driver -> workers: the train function a trial calls ("module:function"), for tests
+# that need a trainer which fails on purpose; unset, `flosssweep.train:train`.
+TRAINER_ENV = "FLOSSSWEEP_TRAINER"

@@ -155,7 +155,7 @@ def markdown(results: dict) -> str:
     rep = results.get("report")
     if rep:
         lines += _table(
-            "## Report aggregation (`report.aggregate`, default bootstrap)",
+            "## Report aggregation (`report.aggregate`, default posterior draws)",
             "| rows | seconds (best) | median |",
             "|---:|---:|---:|",
             [f"| {r['rows']:,} | {r['seconds_best']:.3g} | {r['seconds_median']:.3g} |" for r in rep],

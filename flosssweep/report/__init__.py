@@ -2,8 +2,8 @@
 
 Reads the per-realization trial records (docs/DESIGN.md, "Records") from the sweep's MLflow runs or from Parquet
 files, and reports, per configuration group and per delay (or another x column), how many
-realizations succeeded, with a Wilson 95% interval, and the group's T50 with a bootstrap 95%
-interval (docs/DESIGN.md, "Statistics").
+realizations succeeded, with a Wilson 95% interval, and the group's T50 with a 95%
+interval from posterior draws (docs/DESIGN.md, "Statistics").
 
 Groups. Rows are grouped by the --by columns. The default is every configuration column (a key
 of the config schema) that varies across the records and is constant within each config_key,
@@ -23,18 +23,19 @@ larger x does not extend T50, because T50 is meant as the horizon the method rel
 (every x up to it succeeded). Such groups are marked with '*'. T50 needs a numeric x column; for a
 categorical one (strings such as 'none') the table still shows the success counts and T50 is 'n/a'.
 
-Interval of T50. Each resample draws every (group, x) cell's success rate from its Jeffreys
+Interval of T50. Each posterior draw takes every (group, x) cell's success rate from its Jeffreys
 posterior Beta(k + 1/2, n - k + 1/2) and recomputes T50; the 2.5th and 97.5th percentiles form the
 interval. Unlike resampling the realizations, this keeps a cell where every realization agreed
 (k = 0 or k = n) uncertain, so the interval does not shrink to a point when 8 of 8 succeeded
-(`stats` has the coverage measured on simulated sweeps). Resamples with a censored T50 are kept,
+(`stats` has the coverage measured on simulated sweeps). Draws with a censored T50 are kept,
 ordered below every x ('< x_min') or above it ('>= x_max'); an interval end that falls on one is
 reported censored. The draw is seeded (--seed), so a report is reproducible for the same records.
 
 The package, in the order the data flows: `sources` (Parquet or MLflow -> one records table),
 `curves` (records -> curves and horizon tables, using `stats`), `text` and `figures` (tables ->
-what a person reads), `cli` (`python -m flosssweep.report`); `synthetic` makes a realistic table for
-benchmarks.
+what a person reads), `make` (the report as a function: `make_report(source, settings)`), `cli`
+(`python -m flosssweep.report`, a thin front of `make_report`); `synthetic` makes a realistic table
+for benchmarks.
 """
 
 from __future__ import annotations

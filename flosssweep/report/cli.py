@@ -4,26 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-import pyarrow.parquet as pq
-
-from flosssweep.checks import OneLineParser, Unwritable, writable_directory
+from flosssweep.checks import OneLineParser
 from flosssweep.names import REPORT_ARTIFACT_DIR
 from flosssweep.report import style
-from flosssweep.report.common import DEFAULT_N_BOOT, DEFAULT_THRESHOLD, DEFAULT_X, ReportError, StoreUnavailable
-from flosssweep.report.curves import aggregate, table_meta
-from flosssweep.report.figures import write_outputs
-from flosssweep.report.maps import map_caption, plot_success_map, success_map
-from flosssweep.report.outcomes import format_outcomes, outcome_summary, plot_outcome
-from flosssweep.report.sources import find_parent_run, mlflow_client, read_mlflow_records, read_parquet_records
-from flosssweep.report.summary import TABLE_ARTIFACT, summary_metrics, summary_table
-from flosssweep.report.text import format_report
-from flosssweep.tracking.store import resolve_uri
-from flosssweep.tracking.summary import log_summary
+from flosssweep.report.common import DEFAULT_N_DRAWS, DEFAULT_THRESHOLD, DEFAULT_X, ReportError, StoreUnavailable
+from flosssweep.report.make import FromParquet, FromStore, ReportSettings, make_report
+from flosssweep.report.summary import TABLE_ARTIFACT
+from flosssweep.tracking.store import TrackingStore
 
 # --------------------------------------------------------------------------------------------
 # Command line
@@ -98,12 +88,15 @@ def _parser() -> argparse.ArgumentParser:
         help="success rate T50 is measured at, in (0, 1] (default: 0.5)",
     )
     ana.add_argument(
-        "--n-boot",
+        "--n-draws",
         type=int,
-        default=DEFAULT_N_BOOT,
+        default=DEFAULT_N_DRAWS,
         metavar="N",
-        help="bootstrap resamples for the T50 interval; 0 turns it off (default: 1000)",
+        help="draws from the cells' Beta posteriors for the T50 interval (not a bootstrap: docs/DESIGN.md, "
+        "'Statistics'); 0 turns it off (default: 1000)",
     )
+    # The old name of --n-draws, kept so that existing scripts run; it named a bootstrap this never was.
+    ana.add_argument("--n-boot", type=int, dest="n_draws", help=argparse.SUPPRESS)
     ana.add_argument(
         "--outcome",
         metavar="COLUMN",
@@ -117,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
         help="thresholds for --outcome, comma separated (default: 1,2,3)",
     )
     ana.add_argument(
-        "--seed", type=int, default=0, help="seed of the bootstrap, so the report is reproducible (default: 0)"
+        "--seed", type=int, default=0, help="seed of the posterior draws, so the report is reproducible (default: 0)"
     )
     out = p.add_argument_group("output")
     out.add_argument(
@@ -165,151 +158,67 @@ def _parser() -> argparse.ArgumentParser:
         "(for Optuna or random searches, e.g. floss_strength,floss_k)",
     )
     out.add_argument(
-        "--no-log",
+        "--log",
         action="store_true",
-        help="when reading from MLflow, do not log the outputs to the parent run "
-        "(default: they are logged under report/)",
+        help="when reading from MLflow, also log the outputs and the summary onto the sweep's parent run "
+        "(under report/, its metrics and its description); the sweep's own report at its end does this",
     )
+    # Logging used to be the default; --no-log is what every call is now.
+    out.add_argument("--no-log", action="store_true", help=argparse.SUPPRESS)
     return p
 
 
-def _check_threshold(p: argparse.ArgumentParser, args) -> None:
-    if not 0.0 < args.threshold <= 1.0:
-        p.error(f"--threshold must be in (0, 1], got {args.threshold}")
-    if args.n_boot < 0:
-        p.error(f"--n-boot must be >= 0, got {args.n_boot}")
+def settings_of(p: argparse.ArgumentParser, args: argparse.Namespace) -> ReportSettings:
     try:
-        args.thresholds = [float(t) for t in args.thresholds.split(",") if t.strip()]
+        thresholds = [float(t) for t in args.thresholds.split(",") if t.strip()]
     except ValueError:
         p.error(f"--thresholds: expected numbers separated by commas, got {args.thresholds!r}")
-
-
-def _description(curves, horizon) -> str:
-    return (
-        format_report(curves, horizon, "markdown") + f"\n\nFigures, captions and tables: artifacts under "
-        f"`{REPORT_ARTIFACT_DIR}/` (report.md, success_vs_*, horizon.*, {TABLE_ARTIFACT})."
-    )
-
-
-def _run(args) -> int:
-    by = _split_columns(args.by)
-    formats = style.parse_formats(args.figure_format)  # refused before the records are read
-    client = parent = None
-    if args.out:
-        try:
-            writable_directory(args.out, "--out")
-        except Unwritable as exc:
-            raise ReportError(str(exc)) from None
-    if args.from_parquet:
-        table = read_parquet_records(args.from_parquet, x=args.x)
-        source = ", ".join(args.from_parquet)
-    else:
-        uri = resolve_uri(args.tracking_uri, Path.cwd())
-        client = mlflow_client(uri, write=not args.no_log)
-        parent, exp_name = find_parent_run(client, args.experiment, args.run)
-        table = read_mlflow_records(client, parent, exp_name, x=args.x)
-        source = f"parent run {parent.info.run_id}"
-    if table.num_rows == 0:
-        raise ReportError(f"no records found in {source}")
-    if by:
-        unknown = [c for c in by if c not in table.column_names]
-        if unknown:
-            raise ReportError(
-                f"unknown --by column(s): {', '.join(unknown)} (columns: {', '.join(table.column_names)})"
-            )
-    cells = None
+    pair = None
     if args.map:
-        columns = _split_columns([args.map])
-        if len(columns) != 2:
+        pair = _split_columns([args.map])
+        if len(pair) != 2:
             raise ReportError(f"--map: expected two columns X,Y, got {args.map!r}")
-        cells = success_map(table, *columns, threshold=args.threshold)
-    print(f"aggregating {table.num_rows} record row(s) from {source}", file=sys.stderr)
-    curves, horizon = aggregate(table, x=args.x, by=by, threshold=args.threshold, n_boot=args.n_boot, seed=args.seed)
-    if args.horizon_axis and args.horizon_axis not in table_meta(horizon)["by"]:
-        raise ReportError(
-            f"--horizon-axis {args.horizon_axis!r} is not a grouping column "
-            f"({', '.join(table_meta(horizon)['by']) or 'none'})"
-        )
-    print(format_report(curves, horizon, args.format))
-    summary = None
-    if args.outcome:
-        summary = outcome_summary(
-            table, args.outcome, x=args.x, by=table_meta(horizon)["by"], thresholds=args.thresholds
-        )
-        print("\n" + format_outcomes(summary, args.outcome, args.x, args.thresholds))
-    marker = args.marker
-    if marker is None and args.x == "tau" and "lambda_max_data" in table.column_names:
-        # chaotic-data records: mark the forcing interval the data predict, ln 2 / lambda_max per step
-        lambdas = sorted({v for v in table["lambda_max_data"].to_pylist() if v is not None and v > 0})
-        marker = [(np.log(2.0) / v, f"ln 2 / lambda_max = {np.log(2.0) / v:.1f}") for v in lambdas] or None
-
-    need_files = args.out or (client is not None and not args.no_log)
-    if not need_files:
-        return 0
-    with tempfile.TemporaryDirectory(prefix="flosssweep-report-") as tmp:
-        out_dir = Path(args.out) if args.out else Path(tmp)
-        written = write_outputs(
-            curves,
-            horizon,
-            out_dir,
-            marker=marker,
-            marker_label=args.marker_label,
-            horizon_axis=args.horizon_axis,
-            formats=formats,
-            size=args.figure_size,
-        )
-        if summary is not None:
-            written.append(out_dir / f"outcome_{args.outcome}.parquet")
-            pq.write_table(summary, written[-1])
-            written.append(out_dir / f"{args.outcome}_vs_{args.x}.png")
-            plot_outcome(
-                summary,
-                args.outcome,
-                args.x,
-                written[-1],
-                marker=[(args.marker, args.marker_label or f"x = {args.marker:g}")]
-                if isinstance(marker, float)
-                else marker,
-            )
-        if cells is not None:
-            x_map, y_map = _split_columns([args.map])
-            stem = out_dir / f"map_{x_map}_{y_map}"
-            written += plot_success_map(cells, x_map, y_map, stem, formats)
-            with open(out_dir / "report.md", "a") as report_md:
-                report_md.write(f"\n![Map]({stem.name}.{formats[0]})\n\n**Map.** {map_caption(cells, x_map, y_map)}\n")
-        if args.out:
-            print(f"wrote {', '.join(str(w) for w in written)}", file=sys.stderr)
-        if client is not None and not args.no_log:
-            try:
-                for w in written:
-                    client.log_artifact(parent.info.run_id, str(w), REPORT_ARTIFACT_DIR)
-                log_summary(
-                    client,
-                    parent.info.run_id,
-                    summary_table(curves, horizon),
-                    summary_metrics(curves, horizon),
-                    _description(curves, horizon),
-                    TABLE_ARTIFACT,
-                )
-            except Exception as exc:  # noqa: BLE001 - the report itself is done; say why logging failed
-                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                print(f"warning: could not log the report to run {parent.info.run_id}: {first}", file=sys.stderr)
-                return 1
-            print(
-                f"logged {len(written)} file(s) to run {parent.info.run_id} under "
-                f"{REPORT_ARTIFACT_DIR}/, and the summary as its metrics, description and "
-                f"{REPORT_ARTIFACT_DIR}/{TABLE_ARTIFACT}",
-                file=sys.stderr,
-            )
-    return 0
+    return ReportSettings(
+        x=args.x,
+        by=_split_columns(args.by),
+        threshold=args.threshold,
+        n_draws=args.n_draws,
+        seed=args.seed,
+        outcome=args.outcome,
+        thresholds=thresholds,
+        format=args.format,
+        out=Path(args.out) if args.out else None,
+        figure_formats=args.figure_format.split(","),
+        figure_size=args.figure_size,
+        horizon_axis=args.horizon_axis,
+        marker=args.marker,
+        marker_label=args.marker_label,
+        map=tuple(pair) if pair else None,
+        log=args.log and not args.no_log,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    _check_threshold(parser, args)
     try:
-        return _run(args)
+        settings = settings_of(parser, args)
+        if args.from_parquet:
+            source = FromParquet(args.from_parquet)
+        else:
+            store = TrackingStore.resolve(args.tracking_uri, Path.cwd())
+            source = FromStore(store, args.experiment, args.run)
+        report = make_report(source, settings)
     except ReportError as exc:
         print(f"flosssweep.report: error: {exc}", file=sys.stderr)
         return 3 if isinstance(exc, StoreUnavailable) else 2
+    if report.log_error:
+        print(f"warning: could not log the report to its parent run: {report.log_error}", file=sys.stderr)
+        return 1
+    if report.logged_to:
+        print(
+            f"logged {len(report.written)} file(s) to run {report.logged_to} under {REPORT_ARTIFACT_DIR}/, and "
+            f"the summary as its metrics, description and {REPORT_ARTIFACT_DIR}/{TABLE_ARTIFACT}",
+            file=sys.stderr,
+        )
+    return 0

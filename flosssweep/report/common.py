@@ -6,7 +6,7 @@ from flosssweep.config import FLOSS_MODES
 
 DEFAULT_X = "delay"
 DEFAULT_THRESHOLD = 0.5
-DEFAULT_N_BOOT = 1000
+DEFAULT_N_DRAWS = 1000
 REQUIRED_COLUMNS = ("success",)
 # x columns the report computes from record columns: the input spacing d / bits of a parity task,
 # the reference implementation's "delay" (docs/DESIGN.md, "Tasks"). The first column named is the one

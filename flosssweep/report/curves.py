@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 from flosssweep.names import IDENTITY_COLUMNS, OUTCOME_COLUMNS, OUTCOME_PREFIXES, TAG_PREFIX
 from flosssweep.report import stats
 from flosssweep.report.common import (
-    DEFAULT_N_BOOT,
+    DEFAULT_N_DRAWS,
     DEFAULT_THRESHOLD,
     DEFAULT_X,
     DERIVED_X,
@@ -201,7 +201,7 @@ def aggregate(
     x: str = DEFAULT_X,
     by: Sequence[str] | None = None,
     threshold: float = DEFAULT_THRESHOLD,
-    n_boot: int = DEFAULT_N_BOOT,
+    n_draws: int = DEFAULT_N_DRAWS,
     seed: int = 0,
     confidence: float = 0.95,
 ) -> tuple[pa.Table, pa.Table]:
@@ -220,7 +220,7 @@ def aggregate(
       ``n_x``, ``x_min``, ``x_max``, ``n``, ``n_error``, ``t50``, ``t50_relation``, ``t50_lo``,
       ``t50_lo_relation``, ``t50_hi``, ``t50_hi_relation`` and ``nonmonotone``. A relation is
       '=' (a value), '>=' (censored at x_max), '<' (censored at x_min) or 'n/a' (x not numeric,
-      no realizations, or no bootstrap).
+      no realizations, or no posterior draws).
 
     Both carry the settings (x, by, keys, threshold, ...) in their schema metadata.
     """
@@ -277,7 +277,7 @@ def aggregate(
         "by": list(by),
         "keys": keys,
         "threshold": threshold,
-        "n_boot": int(n_boot),
+        "n_draws": int(n_draws),
         "seed": int(seed),
         "confidence": confidence,
     }
@@ -287,7 +287,7 @@ def aggregate(
 def pool(curves: pa.Table, by: Sequence[str]) -> tuple[pa.Table, pa.Table]:
     """Curves and horizon of the groups formed by ``by`` alone, from an aggregated curves table:
     the counts of the groups that differ only in the other axes are added up (exactly what
-    :func:`aggregate` with this ``by`` gives). Settings (x, threshold, bootstrap) are kept."""
+    :func:`aggregate` with this ``by`` gives). Settings (x, threshold, posterior draws) are kept."""
     meta = dict(table_meta(curves))
     x = meta.get("x", DEFAULT_X)
     unknown = [c for c in by if c not in meta.get("by", [])]
@@ -315,7 +315,7 @@ def pool(curves: pa.Table, by: Sequence[str]) -> tuple[pa.Table, pa.Table]:
 def _summarize(cells: pa.Table, meta: dict) -> tuple[pa.Table, pa.Table]:
     """Curves and horizon tables from cells (key columns, __x, n, k, n_error; any order)."""
     x, by, keys = meta["x"], meta["by"], meta["keys"]
-    threshold, n_boot, seed = meta["threshold"], meta["n_boot"], meta["seed"]
+    threshold, n_draws, seed = meta["threshold"], meta["n_draws"], meta["seed"]
     confidence = meta["confidence"]
     categorical = not is_numeric(cells.schema.field("__x").type)
     meta = {**meta, "x_categorical": categorical}
@@ -384,8 +384,8 @@ def _summarize(cells: pa.Table, meta: dict) -> tuple[pa.Table, pa.Table]:
             vstarts = np.flatnonzero(np.r_[True, gv[1:] != gv[:-1]])
             vg = gv[vstarts]
             point, mono_flag = stats.t50_point(xv, kv / nv, vstarts, threshold)
-            blo, bhi = stats.t50_bootstrap(
-                xv, kv, nv, vstarts, threshold, n_boot=n_boot, seed=seed, confidence=confidence
+            blo, bhi = stats.t50_posterior_draws(
+                xv, kv, nv, vstarts, threshold, n_draws=n_draws, seed=seed, confidence=confidence
             )
             t50[vg], t_lo[vg], t_hi[vg], nonmono[vg] = point, blo, bhi, mono_flag
             x_min[vg] = xv[vstarts]

@@ -292,7 +292,7 @@ def plot_horizon(
     size: str = "auto",
     formats: Sequence[str] | None = None,
 ) -> Path | None:
-    """T50 with its bootstrap interval against one grouping axis (default:
+    """T50 with its posterior interval against one grouping axis (default:
     :func:`most_important_axis`); one series per combination of the other axes, one panel per
     sweep; no title (see :func:`horizon_caption`). A censored T50 is drawn hollow at its bound with
     an arrow pointing past the tested range; an interval end beyond that range runs on past the
@@ -406,7 +406,7 @@ def horizon_caption(horizon: pa.Table, *, axis: str | None = None, note: str | N
     if rest:
         text += f", one series per {', '.join(style.label(c) for c in rest)}"
     rows = [r for r in horizon.to_pylist() if r["t50_relation"] != "n/a" and r["t50"] is not None]
-    text += ". Bars: 95% bootstrap intervals; dashed lines: the smallest and largest value tested."
+    text += ". Bars: 95% posterior intervals; dashed lines: the smallest and largest value tested."
     if any(r["t50_relation"] != "=" for r in rows):
         text += (
             " Hollow markers with an arrow: T50 censored at a tested bound (the rate never fell below the "

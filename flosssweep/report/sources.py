@@ -13,11 +13,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from flosssweep.names import PARENT, RECORDS_ARTIFACT, ROLE
+from flosssweep.names import RECORDS_ARTIFACT, ROLE
 from flosssweep.records import RecordConflict, deduplicate
 from flosssweep.report.common import DEFAULT_X, ReportError, StoreUnavailable
 from flosssweep.report.curves import missing_columns
-from flosssweep.tracking import store
+from flosssweep.tracking.store import TrackingStore, TrackingUnavailable
 
 # --------------------------------------------------------------------------------------------
 # Reading records
@@ -82,34 +82,27 @@ def read_parquet_records(paths: Iterable[str | os.PathLike], x: str = DEFAULT_X)
     return _concat(tables, [str(f) for f in files])
 
 
-def _check_store(uri: str) -> None:
-    if uri.startswith("sqlite:///"):
-        path = uri[len("sqlite:///") :]
-        if path and path != ":memory:" and not Path(path).exists():
-            raise ReportError(f"no MLflow tracking store at {path} (pass --tracking-uri, or --from-parquet)")
-
-
-def mlflow_client(uri: str, write: bool = True):
-    """A client of a store that answers (in seconds, or ReportError); `write`: the report will log
-    its outputs there."""
-    _check_store(uri)
+def open_store(store: TrackingStore, write: bool = False) -> TrackingStore:
+    """The store, once it answers (in seconds, or ReportError); a SQLite store must exist already.
+    `write`: the report will log its outputs there."""
+    if store.database is not None and not store.database.exists():
+        raise ReportError(f"no MLflow tracking store at {store.database} (pass --tracking-uri, or --from-parquet)")
     try:
-        store.check_reachable(uri, write=write)
-    except store.TrackingUnavailable as exc:
+        store.check(write=write)
+    except TrackingUnavailable as exc:
         raise (StoreUnavailable if exc.code == 3 else ReportError)(str(exc)) from None
 
     # Our own progress line says what is read; one bar per child run would drown it.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    return store
 
-    return store.client(uri)
 
-
-def find_parent_run(client, experiment: str | None = None, run_id: str | None = None):
+def find_parent_run(store: TrackingStore, experiment: str | None = None, run_id: str | None = None):
     """The parent run of a sweep launch: ``run_id``, else the latest in ``experiment``, else the
     latest parent run in the whole store. Returns ``(run, experiment_name)``."""
     from mlflow.exceptions import MlflowException
 
-    uri = client.tracking_uri if hasattr(client, "tracking_uri") else ""
+    client, uri = store.client, store.uri
     if run_id:
         try:
             run = client.get_run(run_id)
@@ -126,22 +119,22 @@ def find_parent_run(client, experiment: str | None = None, run_id: str | None = 
             known = sorted(e.name for e in client.search_experiments())
             hint = f" (known: {', '.join(known[:10])}{', ...' if len(known) > 10 else ''})" if known else ""
             raise ReportError(f"unknown experiment {experiment!r} in {uri}{hint}")
-        return _latest_launch(client, [exp.experiment_id], f"experiment {experiment!r}"), exp.name
+        return _latest_launch(store, [exp.experiment_id], f"experiment {experiment!r}"), exp.name
     exps = client.search_experiments()
-    run = _latest_launch(client, [e.experiment_id for e in exps], uri)
+    run = _latest_launch(store, [e.experiment_id for e in exps], uri)
     return run, client.get_experiment(run.info.experiment_id).name
 
 
-def _latest_launch(client, experiment_ids: list[str], where: str):
+def _latest_launch(store: TrackingStore, experiment_ids: list[str], where: str):
     """The most recent parent run that has a child run: a launch refused or killed before its
     first trial started is no sweep to report."""
     parents = (
-        store.search_all(client, experiment_ids, f"tags.`{ROLE}` = 'parent'", ["attributes.start_time DESC"])
+        store.search_all(experiment_ids, f"tags.`{ROLE}` = 'parent'", ["attributes.start_time DESC"])
         if experiment_ids
         else []
     )
     for run in parents:
-        if store.search_all(client, [run.info.experiment_id], f"tags.`{PARENT}` = '{run.info.run_id}'", max_results=1):
+        if store.children(run.info.experiment_id, run.info.run_id, max_results=1):
             return run
     if not parents:
         raise ReportError(f"no sweep found in {where}: no run tagged {ROLE}=parent")
@@ -151,13 +144,13 @@ def _latest_launch(client, experiment_ids: list[str], where: str):
     )
 
 
-def read_mlflow_records(client, parent, experiment_name: str, x: str = DEFAULT_X) -> pa.Table:
+def read_mlflow_records(store: TrackingStore, parent, experiment_name: str, x: str = DEFAULT_X) -> pa.Table:
     """Download and concatenate the records.parquet of every child run of ``parent``."""
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
 
     pid = parent.info.run_id
-    children = store.search_all(client, [parent.info.experiment_id], f"tags.`{PARENT}` = '{pid}'")
+    children = store.children(parent.info.experiment_id, pid)
     children = [c for c in children if c.data.tags.get(ROLE, "child") == "child"]
     if not children:
         raise ReportError(f"no child runs found under parent run {pid} (experiment {experiment_name!r})")
@@ -176,7 +169,7 @@ def read_mlflow_records(client, parent, experiment_name: str, x: str = DEFAULT_X
                     run_id=child.info.run_id,
                     artifact_path=RECORDS_ARTIFACT,
                     dst_path=os.path.join(tmp, child.info.run_id),
-                    tracking_uri=client.tracking_uri,
+                    tracking_uri=store.uri,
                 )
                 t = pq.read_table(local)
             except (MlflowException, OSError, pa.ArrowInvalid):

@@ -3,8 +3,8 @@
 
 Everything here works on *cells* (one configuration group at one x value, usually a delay) laid out
 ragged: the cells of a group are contiguous and sorted by x, and ``starts`` gives the index of each
-group's first cell. Nothing loops over rows, groups or resamples in Python; the bootstrap loops only
-over chunks of resamples, to bound memory.
+group's first cell. Nothing loops over rows, groups or draws in Python; the posterior draw loops only
+over chunks of draws, to bound memory.
 
 Definitions
 -----------
@@ -25,8 +25,8 @@ T50 (largest bridgeable horizon)
     recovery is usually noise, and taking the last crossing instead would report a horizon across a
     delay that mostly failed. Such groups are flagged ``nonmonotone`` so a reader can look at them.
 
-Interval for T50 (posterior bootstrap)
-    Each resample draws every cell's success rate from its Jeffreys posterior,
+Interval for T50 (posterior draws; not a bootstrap)
+    Each draw takes every cell's success rate from its Jeffreys posterior,
     Beta(k + 1/2, n - k + 1/2), and recomputes T50 from the drawn rates; the 2.5th and 97.5th
     percentiles of those T50s form the interval. Resampling the realizations instead (a count from
     Binomial(n, k/n)) cannot move a cell with k = 0 or k = n, so when every realization agrees at
@@ -38,10 +38,10 @@ Interval for T50 (posterior bootstrap)
     counts the sampling noise twice and over-covers (99-100%, intervals up to twice as wide), so
     the drawn rate is used as it is. ``tests/report/test_stats.py`` holds the simulation.
 
-    Censored resamples are kept, ordered as -inf (``< x_min``) and +inf (``>= x_max``), so they
-    weigh on the percentiles like any other resample instead of being dropped (which would pull the
+    Censored draws are kept, ordered as -inf (``< x_min``) and +inf (``>= x_max``), so they
+    weigh on the percentiles like any other draw instead of being dropped (which would pull the
     interval toward the middle of the tested range). An interval end that lands on a censored
-    resample is reported censored.
+    draw is reported censored.
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ __all__ = [
     "Z95",
     "wilson_interval",
     "t50_point",
-    "t50_bootstrap",
-    "t50_bootstrap_samples",
+    "t50_posterior_draws",
+    "t50_posterior_samples",
 ]
 
 
@@ -138,17 +138,17 @@ def t50_point(x, rate, starts, threshold: float = 0.5):
     return t50, nonmonotone
 
 
-def t50_bootstrap_samples(
+def t50_posterior_samples(
     x,
     k,
     n,
     starts,
     threshold: float = 0.5,
-    n_boot: int = 1000,
+    n_draws: int = 1000,
     seed: int = 0,
     max_chunk_cells: int = 4_000_000,
 ):
-    """T50 of every posterior resample, shape (G, n_boot), censored ones as -inf/+inf.
+    """T50 of every posterior draw, shape (G, n_draws), censored ones as -inf/+inf.
 
     ``x``, ``k``, ``n`` (C,) with n > 0 and groups laid out as for :func:`t50_point`. The result
     depends only on the input and ``seed``: chunking draws the same stream one large draw would.
@@ -158,7 +158,7 @@ def t50_bootstrap_samples(
     n = np.asarray(n, dtype=np.int64)
     starts = np.asarray(starts, dtype=np.int64)
     groups = starts.size
-    if groups == 0 or n_boot <= 0:
+    if groups == 0 or n_draws <= 0:
         return np.empty((groups, 0))
     size = n.size
     ends = _segment_ends(starts, size)
@@ -166,10 +166,10 @@ def t50_bootstrap_samples(
     post_a, post_b = k + prior, n - k + prior
 
     rng = np.random.default_rng(seed)
-    chunk = int(max(1, min(n_boot, max_chunk_cells // max(size, 1))))
-    out = np.empty((n_boot, groups), dtype=np.float64)
-    for s in range(0, n_boot, chunk):
-        rate = rng.beta(post_a, post_b, size=(min(chunk, n_boot - s), size))
+    chunk = int(max(1, min(n_draws, max_chunk_cells // max(size, 1))))
+    out = np.empty((n_draws, groups), dtype=np.float64)
+    for s in range(0, n_draws, chunk):
+        rate = rng.beta(post_a, post_b, size=(min(chunk, n_draws - s), size))
         first = _first_below(rate < threshold, starts)  # (b, G)
         left, right, interior = _classify(first, starts[None, :], ends[None, :])
         t = out[s : s + rate.shape[0]]
@@ -185,30 +185,30 @@ def t50_bootstrap_samples(
     return np.ascontiguousarray(out.T)
 
 
-def t50_bootstrap(
+def t50_posterior_draws(
     x,
     k,
     n,
     starts,
     threshold: float = 0.5,
-    n_boot: int = 1000,
+    n_draws: int = 1000,
     seed: int = 0,
     confidence: float = 0.95,
     max_chunk_cells: int = 4_000_000,
 ):
-    """Percentile interval of T50 per group from its posterior resamples (module docstring).
+    """Percentile interval of T50 per group from its posterior draws (module docstring).
 
-    Arguments as for :func:`t50_bootstrap_samples`. Returns ``(lo, hi)`` floats, ``-inf``/``+inf``
-    meaning censored ``< x_min``/``>= x_max``; NaN for every group when ``n_boot`` is 0. The
+    Arguments as for :func:`t50_posterior_samples`. Returns ``(lo, hi)`` floats, ``-inf``/``+inf``
+    meaning censored ``< x_min``/``>= x_max``; NaN for every group when ``n_draws`` is 0. The
     percentiles are order statistics (no interpolation, which is undefined next to an infinite
     value), rounded outward.
     """
-    out = t50_bootstrap_samples(x, k, n, starts, threshold, n_boot, seed, max_chunk_cells)
+    out = t50_posterior_samples(x, k, n, starts, threshold, n_draws, seed, max_chunk_cells)
     if out.shape[1] == 0:
         nan = np.full(out.shape[0], np.nan)
         return nan, nan.copy()
     alpha = 1.0 - confidence
-    i_lo = int(np.floor(alpha / 2 * (n_boot - 1)))
-    i_hi = int(np.ceil((1 - alpha / 2) * (n_boot - 1)))
+    i_lo = int(np.floor(alpha / 2 * (n_draws - 1)))
+    i_hi = int(np.ceil((1 - alpha / 2) * (n_draws - 1)))
     part = np.partition(out, [i_lo, i_hi], axis=1)
     return part[:, i_lo], part[:, i_hi]

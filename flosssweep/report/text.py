@@ -89,8 +89,8 @@ def _summary_line(name, rows, meta) -> str:
     if err:
         parts.append(f"{err} row(s) with status 'error' excluded from n (column 'errors')")
     parts.append(f"threshold {meta.get('threshold', DEFAULT_THRESHOLD):g}")
-    if meta.get("n_boot", 0) > 0:
-        parts.append(f"{meta['n_boot']} bootstrap resamples, seed {meta.get('seed', 0)}")
+    if meta.get("n_draws", 0) > 0:
+        parts.append(f"{meta['n_draws']} posterior draws, seed {meta.get('seed', 0)}")
     title = f"sweep {name}" if name is not None else "records"
     return f"{title}: " + ", ".join(parts)
 
@@ -98,7 +98,7 @@ def _summary_line(name, rows, meta) -> str:
 def _wide_rows(rows, xvals, kn, meta, *, for_csv: bool):
     by = meta.get("by", [])
     x = meta.get("x", DEFAULT_X)
-    with_ci = meta.get("n_boot", 0) > 0
+    with_ci = meta.get("n_draws", 0) > 0
     any_err = any(r["n_error"] for r in rows)
     header = list(by) + [f"{x} {cell_text(v)}" for v in xvals]
     if for_csv:
@@ -252,7 +252,7 @@ def _format_json(curves: pa.Table, horizon: pa.Table, meta: dict) -> str:
         "by": by,
         "threshold": meta.get("threshold"),
         "confidence": meta.get("confidence"),
-        "n_boot": meta.get("n_boot"),
+        "n_draws": meta.get("n_draws"),
         "seed": meta.get("seed"),
         "sweeps": [{"sweep": k, "groups": [group(r) for r in v]} for k, v in sweeps.items()],
     }

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 from ray.tune import Callback
 
+from flosssweep.names import EPOCH
+from flosssweep.protocol import FinalResult
 from flosssweep.tracking.recorder import SweepRecorder, short_value, trial_summary
 
 
@@ -70,17 +71,18 @@ class TerminalProgress(Callback):
         return 1 + sum(t.status in ("TERMINATED", "ERROR") for t in trials if t is not trial)
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        epoch = (trial.last_result or {}).get("epoch")
+        epoch = (trial.last_result or {}).get(EPOCH)
         print(f"started  {self._label(trial)}" + (f" (from epoch {epoch})" if epoch else ""), flush=True)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        result = trial.last_result or {}
+        final = FinalResult.of(trial.last_result)
         done = f"[{self._finished(trials, trial)}/{self._total}]"
-        if "records_json" not in result:
-            print(f"{done} stopped early {self._label(trial)} at epoch {result.get('epoch')}", flush=True)
+        if final is None:
+            epoch = (trial.last_result or {}).get(EPOCH)
+            print(f"{done} stopped early {self._label(trial)} at epoch {epoch}", flush=True)
             return
-        summary = trial_summary(json.loads(result["records_json"]))
-        earlier = " (before the interruption)" if result.get("replayed") else ""
+        summary = trial_summary(final.records)
+        earlier = " (before the interruption)" if final.replayed else ""
         print(
             f"{done} finished{earlier} {self._label(trial)}: {summary['successes']}/{summary['members']} "
             f"succeeded" + (f", {summary['diverged']} diverged" if summary["diverged"] else ""),
@@ -105,7 +107,7 @@ class TerminalProgress(Callback):
         for t in trials:
             counts[t.status] = counts.get(t.status, 0) + 1
         running = [t for t in trials if t.status == "RUNNING"]
-        epochs = ", ".join(f"{t.trial_id} epoch {(t.last_result or {}).get('epoch', 0)}" for t in running[:6])
+        epochs = ", ".join(f"{t.trial_id} epoch {(t.last_result or {}).get(EPOCH, 0)}" for t in running[:6])
         elapsed = (time.monotonic() - self._start) / 60
         print(
             f"-- {elapsed:.1f} min: "

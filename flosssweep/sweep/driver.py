@@ -23,15 +23,17 @@ import json
 import logging
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from flosssweep.checks import OneLineParser
 from flosssweep.config import ConfigError
 from flosssweep.names import END_REASON, TAG_PREFIX
+from flosssweep.protocol import LaunchFile
 from flosssweep.sweep import preflight, spec
 from flosssweep.sweep import storage as storage_paths
-from flosssweep.sweep.worker import TRAIN, run_trial
-from flosssweep.tracking import store
+from flosssweep.sweep.worker import run_trial
+from flosssweep.tracking.store import TrackingStore, TrackingUnavailable
 
 LAUNCH_FILE = "flosssweep-launch.json"  # in the Ray experiment directory: what --resume needs
 EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE = 1, 2, 3
@@ -99,6 +101,26 @@ def _refuse(message: str, code: int = EXIT_INVALID) -> int:
     return code
 
 
+@dataclass
+class Launch:
+    """One launch of a sweep as the driver runs it: where it is tracked and stored, its parent run,
+    and, for --resume, the launch file it continues. Made once in `main`, handed to what follows."""
+
+    sweep: spec.Sweep
+    store: TrackingStore
+    storage: str
+    experiment_dir: str
+    resumed: LaunchFile | None = None
+    experiment_id: str = ""
+    parent_run_id: str = ""
+    verbose: bool = False
+
+    def file(self, study: dict | None) -> LaunchFile:
+        return LaunchFile(
+            self.parent_run_id, self.experiment_id, self.store.uri, self.sweep.source, self.sweep.fingerprint(), study
+        )
+
+
 def _filesystem(path: str):
     import pyarrow.fs
 
@@ -107,18 +129,18 @@ def _filesystem(path: str):
     return pyarrow.fs.LocalFileSystem(), path
 
 
-def _write_launch(experiment_dir: str, launch: dict) -> None:
+def _write_launch(experiment_dir: str, launch: LaunchFile) -> None:
     fs, path = _filesystem(experiment_dir)
     fs.create_dir(path)
     with fs.open_output_stream(f"{path}/{LAUNCH_FILE}") as out:
-        out.write(json.dumps(launch, indent=1).encode())
+        out.write(launch.dumps().encode())
 
 
-def _read_launch(experiment_dir: str) -> dict | None:
+def _read_launch(experiment_dir: str) -> LaunchFile | None:
     fs, path = _filesystem(experiment_dir)
     try:
         with fs.open_input_stream(f"{path}/{LAUNCH_FILE}") as stream:
-            return json.loads(stream.read().decode())
+            return LaunchFile.loads(stream.read().decode())
     except (FileNotFoundError, OSError):
         return None
 
@@ -139,7 +161,7 @@ def _init_ray(args: argparse.Namespace) -> None:
         ray.init(address=args.address, **options)
 
 
-def trainable(sweep, launch: str, train_ref: str = TRAIN):
+def trainable(sweep, launch: str):
     """The trial function with what every trial shares; `launch` (the parent run id) tells a
     trial's checkpoints from those an earlier launch of the same sweep left in the experiment."""
     from ray import tune
@@ -152,15 +174,12 @@ def trainable(sweep, launch: str, train_ref: str = TRAIN):
         sweep_name=sweep.name,
         launch=launch,
         checkpoint_seconds=sweep.checkpoint_seconds,
-        train_ref=train_ref,
         provenance=provenance.collect(),
     )
     return tune.with_resources(function, {"cpu": sweep.resources["cpu"], "gpu": sweep.resources["gpu"]})
 
 
-def build_tuner(
-    sweep, storage: str, callback, launch: str, train_ref: str = TRAIN, study: dict | None = None, verbose: int = 0
-):
+def build_tuner(sweep, storage: str, callback, launch: str, study: dict | None = None, verbose: int = 0):
     """`study`: where an Optuna search keeps its study (`storage`, `study_name`), see `search.searcher`."""
     from ray import tune
 
@@ -184,30 +203,34 @@ def build_tuner(
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
     )  # see _Checkpoints
     return tune.Tuner(
-        trainable(sweep, launch, train_ref),
+        trainable(sweep, launch),
         param_space=search.param_space(sweep),
         tune_config=tune_config,
         run_config=run_config,
     )
 
 
-def _tuner(args, sweep, launch, uri, storage, experiment_dir, experiment_id, parent_run_id, train_ref):
+def _tuner(launch: Launch, max_concurrent_flag: bool):
     """The Tuner of a new launch (its launch file written), or of the one being resumed."""
     from ray import tune
 
+    sweep = launch.sweep
     # Trials bring their own history; Ray's warning about result files an interrupted driver never
     # wrote is no news here.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    if launch is not None:
-        print(f"resuming sweep {sweep.name} from {experiment_dir} (MLflow parent run {parent_run_id})", flush=True)
-        if args.max_concurrent is not None:
+    if launch.resumed is not None:
+        print(
+            f"resuming sweep {sweep.name} from {launch.experiment_dir} (MLflow parent run {launch.parent_run_id})",
+            flush=True,
+        )
+        if max_concurrent_flag:
             print(
                 "note: --max-concurrent does not change a resumed launch (Ray restores its search as it was)",
                 flush=True,
             )
         return tune.Tuner.restore(
-            experiment_dir,
-            trainable=trainable(sweep, parent_run_id, train_ref),
+            launch.experiment_dir,
+            trainable=trainable(sweep, launch.parent_run_id),
             resume_unfinished=True,
             resume_errored=True,
         )
@@ -217,31 +240,21 @@ def _tuner(args, sweep, launch, uri, storage, experiment_dir, experiment_id, par
 
     callback = MLflowCallback(
         SweepRecorder(
-            uri,
-            experiment_id,
-            parent_run_id,
+            launch.store,
+            launch.experiment_id,
+            launch.parent_run_id,
             sweep.name,
             sweep.base,
             list(sweep.space),
             run_tags=provenance.mlflow_source_tags(provenance.collect()),
         )
     )
-    study = _study(sweep, uri, experiment_dir, parent_run_id)
-    tuner = build_tuner(sweep, storage, callback, parent_run_id, train_ref, study, verbose=int(args.verbose))
-    _write_launch(
-        experiment_dir,
-        {
-            "parent_run_id": parent_run_id,
-            "experiment_id": experiment_id,
-            "tracking_uri": uri,
-            "sweep": sweep.source,
-            "fingerprint": sweep.fingerprint(),
-            "optuna": study,
-        },
-    )
+    study = _study(launch)
+    tuner = build_tuner(sweep, launch.storage, callback, launch.parent_run_id, study, verbose=int(launch.verbose))
+    _write_launch(launch.experiment_dir, launch.file(study))
     print(
-        f"sweep {sweep.name}: {sweep.num_trials()} trials, MLflow {uri} "
-        f"(experiment {sweep.name}, parent run {parent_run_id})",
+        f"sweep {sweep.name}: {sweep.num_trials()} trials, MLflow {launch.store.uri} "
+        f"(experiment {sweep.name}, parent run {launch.parent_run_id})",
         flush=True,
     )
     return tuner
@@ -261,14 +274,15 @@ def _resolved_base(sweep) -> str:
     return "  base of every trial (* = not the default):\n" + "\n".join(lines)
 
 
-def _study(sweep, uri: str, experiment_dir: str, parent_run_id: str) -> dict | None:
+def _study(launch: Launch) -> dict | None:
     """An Optuna search's study, one per launch, kept next to the tracking store (None otherwise)."""
     from flosssweep.names import OPTUNA_STORAGE, OPTUNA_STUDY
     from flosssweep.sweep import search
 
+    sweep = launch.sweep
     if sweep.search != "optuna":
         return None
-    where = search.study_storage(uri, experiment_dir)
+    where = search.study_storage(launch.store, launch.experiment_dir)
     if where is None:
         print(
             "note: the Optuna study stays in memory (a tracking server and remote Ray storage leave no "
@@ -276,33 +290,39 @@ def _study(sweep, uri: str, experiment_dir: str, parent_run_id: str) -> dict | N
             flush=True,
         )
         return None
-    study = {"storage": where, "study_name": f"{sweep.name} {parent_run_id}"}
-    store.tag_run(uri, parent_run_id, {OPTUNA_STORAGE: where, OPTUNA_STUDY: study["study_name"]})
+    study = {"storage": where, "study_name": f"{sweep.name} {launch.parent_run_id}"}
+    launch.store.tag_run(launch.parent_run_id, {OPTUNA_STORAGE: where, OPTUNA_STUDY: study["study_name"]})
     print(f"Optuna study '{study['study_name']}' in {where}  (browse: optuna-dashboard {where})", flush=True)
     return study
 
 
-def _report(uri: str, parent_run_id: str, sweep) -> None:
+def _report(launch: Launch) -> None:
     """The sweep's report onto its parent run (tables, figures, summary), against the forcing
     interval for a sweep over task.tau, else the delay; a report that cannot be made is a note, not a
     failed sweep."""
     from flosssweep.config import column_name
-    from flosssweep.report import main as report_main
+    from flosssweep.report.common import ReportError
+    from flosssweep.report.make import FromStore, ReportSettings, make_report
 
-    x = column_name("task.tau" if "task.tau" in sweep.space else "task.delay")
+    x = column_name("task.tau" if "task.tau" in launch.sweep.space else "task.delay")
     print("", flush=True)
-    if report_main(["--run", parent_run_id, "--tracking-uri", uri, "--x", x]) != 0:
-        print("note: the report could not be completed (see above); the sweep itself is recorded", flush=True)
+    try:
+        report = make_report(FromStore(launch.store, run_id=launch.parent_run_id), ReportSettings(x=x, log=True))
+    except ReportError as err:
+        print(f"note: the report could not be completed ({err}); the sweep itself is recorded", flush=True)
+        return
+    if report.log_error:
+        print(f"note: the report could not be logged to the parent run ({report.log_error})", flush=True)
 
 
 def _close(args, sweep, launch_dir: Path, experiment_dir: str) -> int:
     launch = _read_launch(experiment_dir)
-    uri = launch["tracking_uri"] if launch else store.resolve_uri(args.tracking_uri, launch_dir)
+    store = TrackingStore(launch.tracking_uri) if launch else TrackingStore.resolve(args.tracking_uri, launch_dir)
     try:
-        store.check_reachable(uri)
-    except store.TrackingUnavailable as err:
+        store.check()
+    except TrackingUnavailable as err:
         return _refuse(str(err), err.code)
-    closed = preflight.close(uri, sweep.name, experiment_dir)
+    closed = store.close_launches(sweep.name, experiment_dir)
     print(
         f"closed {len(closed)} unfinished launch(es) of sweep {sweep.name} in {experiment_dir}"
         + (f": parent run(s) {', '.join(closed)}" if closed else "")
@@ -310,7 +330,7 @@ def _close(args, sweep, launch_dir: Path, experiment_dir: str) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None, *, train_ref: str = TRAIN, prog: str = "python -m flosssweep.run") -> int:
+def main(argv: list[str] | None = None, *, prog: str = "python -m flosssweep.run") -> int:
     args = parse_args(argv, prog)
     launch_dir = Path.cwd().resolve()
     try:
@@ -334,38 +354,38 @@ def main(argv: list[str] | None = None, *, train_ref: str = TRAIN, prog: str = "
 
     storage = storage_paths.resolve(args.storage_path, launch_dir)
     experiment_dir = f"{storage}/{sweep.name}"
-    launch = None
     if args.close:
         return _close(args, sweep, launch_dir, experiment_dir)
+    store = TrackingStore.resolve(args.tracking_uri, launch_dir)
+    resumed = None
     if args.resume:
-        launch = _read_launch(experiment_dir)
-        if launch is None:
+        resumed = _read_launch(experiment_dir)
+        if resumed is None:
             return _refuse(
                 f"--resume: no launch of sweep {sweep.name} under {storage} "
                 "(start it without --resume, or pass the --storage-path it ran with)"
             )
-        if launch["fingerprint"] != json.loads(json.dumps(sweep.fingerprint())):
+        if resumed.fingerprint != json.loads(json.dumps(sweep.fingerprint())):
             return _refuse(
                 f"--resume: {sweep.source} changed since the launch being resumed "
                 "(restore the file, or start a new launch without --resume)"
             )
-        uri = launch["tracking_uri"]
-        if args.tracking_uri and store.absolute_uri(args.tracking_uri, launch_dir) != uri:
+        if args.tracking_uri and store.uri != resumed.tracking_uri:
             return _refuse(
-                f"--tracking-uri: expected {uri}, where this launch started (a resumed sweep "
+                f"--tracking-uri: expected {resumed.tracking_uri}, where this launch started (a resumed sweep "
                 "keeps writing to its parent run)"
             )
-    else:
-        uri = store.resolve_uri(args.tracking_uri, launch_dir)
+        store = TrackingStore(resumed.tracking_uri)
+    launch = Launch(sweep, store, storage, experiment_dir, resumed, verbose=args.verbose)
     try:
         preflight.check_storage(storage)
         preflight.check_ray_address(args.address)
-        store.check_reachable(uri)
-        if launch is None:
+        store.check()
+        if resumed is None:
             preflight.check_earlier_launch(_read_launch(experiment_dir), experiment_dir, args.sweep)
         else:
-            preflight.check_resumable(launch)
-    except store.TrackingUnavailable as err:
+            preflight.check_resumable(resumed, store)
+    except TrackingUnavailable as err:
         return _refuse(str(err), err.code)
     except preflight.Refused as err:
         return _refuse(str(err), err.code)
@@ -388,30 +408,29 @@ def main(argv: list[str] | None = None, *, train_ref: str = TRAIN, prog: str = "
         return _refuse(str(err), err.code)
     if note:
         print(note, flush=True)
-    if launch is not None:
+    if resumed is not None:
         if not tune.Tuner.can_restore(experiment_dir):
             return _refuse(
                 f"--resume: {experiment_dir} holds no Ray experiment to resume (end that launch with --close)"
             )
-        parent_run_id, experiment_id = launch["parent_run_id"], launch["experiment_id"]
+        launch.parent_run_id, launch.experiment_id = resumed.parent_run_id, resumed.experiment_id
         try:
-            store.reopen_parent(uri, parent_run_id)
-        except store.TrackingUnavailable as err:
+            store.reopen_parent(launch.parent_run_id)
+        except TrackingUnavailable as err:
             return _refuse(str(err), EXIT_UNAVAILABLE)
     else:
-        experiment_id, parent_run_id = store.start_parent(uri, sweep, experiment_dir)
+        launch.experiment_id, launch.parent_run_id = store.start_parent(sweep, experiment_dir)
     # From here on the parent run is RUNNING: whatever happens, it is closed below.
     reason = None
     try:
-        tuner = _tuner(args, sweep, launch, uri, storage, experiment_dir, experiment_id, parent_run_id, train_ref)
-        tuner.fit()
+        _tuner(launch, args.max_concurrent is not None).fit()
     except KeyboardInterrupt:
         reason = "interrupted"
     except BaseException as err:
         reason = f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
         raise
     finally:
-        ended = store.outcome(uri, experiment_id, parent_run_id)
+        ended = store.outcome(launch.experiment_id, launch.parent_run_id)
         finished = ended["recorded"] + ended["stopped"]
         complete = finished + ended["error"] >= sweep.num_trials() and not ended["open"] and reason is None
         tags = {f"{TAG_PREFIX}{k}": str(v) for k, v in ended.items()}
@@ -420,7 +439,7 @@ def main(argv: list[str] | None = None, *, train_ref: str = TRAIN, prog: str = "
         else:
             status = "KILLED" if reason in (None, "interrupted") else "FAILED"
             tags[END_REASON] = reason or "interrupted"
-        store.end_parent(uri, parent_run_id, status, tags)
+        store.end_parent(launch.parent_run_id, status, tags)
     minutes = (time.monotonic() - started) / 60
     print(
         f"\nsweep {sweep.name}: {finished} of {sweep.num_trials()} trials finished"
@@ -433,14 +452,14 @@ def main(argv: list[str] | None = None, *, train_ref: str = TRAIN, prog: str = "
             + (f" --storage-path {storage}" if args.storage_path else "")
         )
     elif not args.no_report and finished:
-        _report(uri, parent_run_id, sweep)
-    env = "" if uri == store.default_uri(launch_dir) else f"MLFLOW_TRACKING_URI={uri} "
-    print(f"report:  {env}python -m flosssweep.report --run {parent_run_id}")
+        _report(launch)
+    env = "" if store == TrackingStore.default(launch_dir) else f"MLFLOW_TRACKING_URI={store.uri} "
+    print(f"report:  {env}python -m flosssweep.report --run {launch.parent_run_id}")
     # MLflow 3.x's UI opens experiments in its GenAI view unless the address asks for the other one.
-    page = f"#/experiments/{experiment_id}?workflowType=machine_learning"
+    page = f"#/experiments/{launch.experiment_id}?workflowType=machine_learning"
     print(
-        f"browse:  mlflow ui --backend-store-uri {uri}   then http://127.0.0.1:5000/{page}"
-        if uri.startswith("sqlite")
-        else f"browse:  {uri.rstrip('/')}/{page}"
+        f"browse:  {store.uri.rstrip('/')}/{page}"
+        if store.is_server
+        else f"browse:  mlflow ui --backend-store-uri {store.uri}   then http://127.0.0.1:5000/{page}"
     )
     return 0 if complete and not ended["error"] else EXIT_FAILED

@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from flosssweep.tracking.store import sqlite_uri
+
 
 class OverheadUnavailable(Exception):
     """The project's sweep path could not run; the benchmark reports the section as skipped."""
@@ -124,7 +126,7 @@ def _project_sweep(tmp: str, trials: int, i: int) -> float:
     argv = [
         str(sweep_file),
         "--tracking-uri",
-        f"sqlite:///{tmp}/mlflow-{trials}-{i}.db",
+        sqlite_uri(f"{tmp}/mlflow-{trials}-{i}.db"),
         "--storage-path",
         str(Path(tmp, f"ray-{trials}-{i}")),
         "--address",

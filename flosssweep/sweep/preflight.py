@@ -5,8 +5,8 @@ cluster that does not answer would keep `ray.init` retrying for minutes), an ear
 same sweep in the same folder that could still be resumed. Once Ray is up: whether any node can
 ever hold one trial. Each refusal is a `Refused` with one line and its exit status.
 
-And around the launch: SIGTERM is turned into the Ctrl-C that Ray Tune stops cleanly on, and
-`close` ends a launch that can no longer be resumed (its driver died, its storage was deleted).
+And around the launch: SIGTERM is turned into the Ctrl-C that Ray Tune stops cleanly on (a launch
+that can no longer be resumed is ended by `TrackingStore.close_launches`).
 """
 
 from __future__ import annotations
@@ -19,12 +19,10 @@ import time
 import uuid
 
 from flosssweep.checks import EXIT_INVALID, Unwritable, writable_directory
-from flosssweep.names import END_REASON, PARENT, RAY_PATH, RECORDED, ROLE, STATUS
-from flosssweep.tracking import store
+from flosssweep.protocol import LaunchFile
+from flosssweep.tracking.store import CLOSED, RESUMABLE, TrackingStore
 
 EXIT_UNAVAILABLE = 3
-RESUMABLE = ("RUNNING", "KILLED")  # parent statuses of a launch that --resume can continue
-CLOSED = "closed with --close"
 
 
 class Refused(Exception):
@@ -94,41 +92,31 @@ def check_ray_address(address: str | None, timeout: float = 5.0, attempts: int =
     )
 
 
-def check_earlier_launch(launch: dict | None, experiment_dir: str, sweep_arg: str) -> None:
+def check_earlier_launch(launch: LaunchFile | None, experiment_dir: str, sweep_arg: str) -> None:
     """Refuse a new launch over one that is still running or resumable in the same folder: the two
     would share the Ray experiment and the launch file, and the first could be neither resumed nor
     closed any more."""
     if launch is None:
         return
-    status = parent_status(launch)
+    status = TrackingStore(launch.tracking_uri).parent_status(launch.parent_run_id)
     if status is None:
         return  # its tracking store or parent run is gone: nothing left to resume
     run_status, reason = status
     if run_status in RESUMABLE and reason != CLOSED:
         raise Refused(
-            f"sweep {launch.get('sweep', sweep_arg)} has an unfinished launch in {experiment_dir} "
-            f"(MLflow parent run {launch['parent_run_id']}, {run_status}): continue it with "
+            f"sweep {launch.sweep or sweep_arg} has an unfinished launch in {experiment_dir} "
+            f"(MLflow parent run {launch.parent_run_id}, {run_status}): continue it with "
             f"--resume, end it with --close, or pass another --storage-path"
         )
 
 
-def check_resumable(launch: dict) -> None:
-    status = parent_status(launch)
+def check_resumable(launch: LaunchFile, store: TrackingStore) -> None:
+    status = store.parent_status(launch.parent_run_id)
     if status is not None and status[1] == CLOSED:
         raise Refused(
-            f"--resume: the launch of MLflow parent run {launch['parent_run_id']} was {CLOSED} "
+            f"--resume: the launch of MLflow parent run {launch.parent_run_id} was {CLOSED} "
             "(start a new launch without --resume)"
         )
-
-
-def parent_status(launch: dict) -> tuple[str, str | None] | None:
-    """(status, end reason) of a launch's parent run, or None when its store or run is gone."""
-    try:
-        store.check_reachable(launch["tracking_uri"], write=False)  # in seconds, not MLflow's minutes
-        run = store.client(launch["tracking_uri"]).get_run(launch["parent_run_id"])
-    except Exception:  # noqa: BLE001 - an unreadable store or a deleted run: no launch to protect
-        return None
-    return run.info.status, run.data.tags.get(END_REASON)
 
 
 # -- once Ray is up ------------------------------------------------------------------------------
@@ -182,25 +170,3 @@ def stop_on_sigterm() -> None:
     left to Ray's own handler the driver aborts with a C++ stack dump."""
     if threading.current_thread() is threading.main_thread():  # the only thread that may set handlers
         signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
-
-
-def close(uri: str, sweep_name: str, experiment_dir: str) -> list[str]:
-    """End the launches of the sweep in `experiment_dir` that are still RUNNING or resumable: the
-    parent and every open child run KILLED, the parent tagged closed. Needs MLflow only (the
-    storage folder may be gone). Returns the parent run ids it closed."""
-    c = store.client(uri)
-    experiment = c.get_experiment_by_name(sweep_name)
-    if experiment is None:
-        return []
-    parents = store.search_all(c, [experiment.experiment_id], f"tags.`{ROLE}` = 'parent'")
-    closed = []
-    for run in parents:
-        tags = run.data.tags
-        if run.info.status not in RESUMABLE or tags.get(END_REASON) == CLOSED or tags.get(RAY_PATH) != experiment_dir:
-            continue
-        for child in store.search_all(c, [experiment.experiment_id], f"tags.`{PARENT}` = '{run.info.run_id}'"):
-            if child.data.tags.get(RECORDED) != "true" and STATUS not in child.data.tags:
-                c.set_tag(child.info.run_id, STATUS, "abandoned")
-        store.end_parent(uri, run.info.run_id, "KILLED", {END_REASON: CLOSED})
-        closed.append(run.info.run_id)
-    return closed

@@ -12,6 +12,7 @@ from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from flosssweep.sweep.spec import DISCRETE, Axis, Sweep
+from flosssweep.tracking.store import TrackingStore, sqlite_uri
 
 STUDY_FILE = "optuna.db"
 
@@ -68,15 +69,16 @@ class StoredOptunaSearch(OptunaSearch):
         super().on_trial_complete(trial_id, result, error)
 
 
-def study_storage(tracking_uri: str, experiment_dir: str) -> str | None:
+def study_storage(store: TrackingStore, experiment_dir: str) -> str | None:
     """Where an Optuna search keeps its study: `optuna.db` next to a SQLite tracking store, else in
     a local Ray experiment directory; None (in memory) when both are remote, since SQLite needs a
     local file and a tracking server gives none."""
-    if tracking_uri.startswith("sqlite:///"):
-        return "sqlite:///" + str(Path(tracking_uri[len("sqlite:///") :]).parent / STUDY_FILE)
+    beside = store.beside(STUDY_FILE)
+    if beside is not None:
+        return sqlite_uri(beside)
     if "://" not in experiment_dir:
         Path(experiment_dir).mkdir(parents=True, exist_ok=True)
-        return "sqlite:///" + str(Path(experiment_dir) / STUDY_FILE)
+        return sqlite_uri(Path(experiment_dir) / STUDY_FILE)
     return None
 
 

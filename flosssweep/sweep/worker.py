@@ -5,16 +5,18 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
 from flosssweep.config import resolve
-from flosssweep.names import RECORDS_ARTIFACT, RESTORED_FROM
+from flosssweep.names import EPOCH, RECORDS_ARTIFACT, RESTORED_FROM, SUCCESS_RATE, TRAINER_ENV
+from flosssweep.protocol import CheckpointMeta, FinalResult
 from flosssweep.records import write as write_records
 
 TRAIN = "flosssweep.train:train"
-STATE_FILE = "state.pt"  # trainer state, in all but a finished trial's checkpoints
-META_FILE = "meta.json"  # {"epoch": e, "done": bool, "metrics": {...}}, in every checkpoint
+STATE_FILE = "state.pt"  # trainer state (`Trial.state_dict`), in all but a finished trial's checkpoints
+META_FILE = "meta.json"  # a `protocol.CheckpointMeta`, in every checkpoint
 KEEP_STATES = 2  # checkpoints of a trial that keep their (large) state file
 
 
@@ -59,10 +61,10 @@ class _Checkpoints:
         ]
         return cls(config, launch, fs, sorted(set(directories) | {own}))
 
-    def meta(self, epoch: int, done: bool, **more) -> str:
-        return json.dumps({"epoch": epoch, "done": done, "launch": self.launch, "config": self.config, **more})
+    def meta(self, epoch: int, done: bool, metrics: dict | None = None, history: list | None = None) -> str:
+        return CheckpointMeta(epoch, done, self.launch, self.config, metrics or {}, history or []).dumps()
 
-    def _scan(self) -> list[tuple[tuple, str, dict]]:
+    def _scan(self) -> list[tuple[tuple, str, CheckpointMeta]]:
         """(sort key, path, meta) of every checkpoint of this trial with something to restore."""
         import pyarrow.fs as pafs
 
@@ -73,14 +75,14 @@ class _Checkpoints:
                     continue
                 try:
                     with self.fs.open_input_stream(f"{info.path}/{META_FILE}") as stream:
-                        meta = json.loads(stream.read().decode())
-                except (OSError, ValueError):
+                        meta = CheckpointMeta.loads(stream.read().decode())
+                except (OSError, ValueError, TypeError):
                     continue
-                if meta.get("config") != self.config or meta.get("launch") != self.launch:
+                if meta.config != self.config or meta.launch != self.launch:
                     continue
                 has_state = self.fs.get_file_info(f"{info.path}/{STATE_FILE}").type == pafs.FileType.File
-                if meta.get("done") or has_state:
-                    found.append(((bool(meta.get("done")), meta.get("epoch", -1)), info.path, meta))
+                if meta.done or has_state:
+                    found.append(((bool(meta.done), meta.epoch), info.path, meta))
         return sorted(found)
 
     def newest(self):
@@ -95,7 +97,7 @@ class _Checkpoints:
         if self.fs is None:
             return
         for _, path, meta in self._scan()[:-KEEP_STATES]:
-            if not meta.get("done"):
+            if not meta.done:
                 try:
                     self.fs.delete_file(f"{path}/{STATE_FILE}")
                 except OSError:
@@ -173,42 +175,38 @@ class _Progress:
     def finish(self, records: list[dict]) -> None:
         metrics, epoch = self.held if self.held is not None else ({}, self.final_epoch)
         self.held = None
-        _final_report(self.checkpoints, {"epoch": epoch, "metrics": metrics, "history": self.history}, records)
+        _final_report(self.checkpoints, epoch, metrics, FinalResult(records, self.history))
 
 
 def _result(metrics: dict, epoch: int) -> dict:
     """`epoch` first: Ray's status table shows the first few numbers of a result."""
-    first = ("charts/success_rate", "charts/accuracy", "losses/task")
-    result = {"epoch": int(epoch)}
+    first = (SUCCESS_RATE, "charts/accuracy", "losses/task")
+    result = {EPOCH: int(epoch)}
     result.update({k: metrics[k] for k in first if k in metrics})
     result.update({k: v for k, v in metrics.items() if k not in result})
     return result
 
 
-def _final_report(checkpoints: _Checkpoints, meta: dict, records: list[dict], replayed: bool = False) -> None:
-    """The trial's last result: its metrics, the success rate over members, the records and the
-    metric history (JSON, so that Ray's loggers leave them alone), with a checkpoint that marks the
-    trial done. `replayed`: the trial had finished before an interrupted driver saw it."""
+def _final_report(checkpoints: _Checkpoints, epoch: int, metrics: dict, final: FinalResult) -> None:
+    """The trial's last result: its metrics, the success rate over members and the `FinalResult`,
+    with a checkpoint that marks the trial done."""
     import tempfile
 
     from ray import tune
 
-    result = _result(meta["metrics"], meta["epoch"])
-    if records:
-        result["charts/success_rate"] = sum(bool(r["success"]) for r in records) / len(records)
-    result["records_json"] = json.dumps(records)
-    result["history_json"] = json.dumps(meta["history"])
-    result["replayed"] = int(replayed)
+    result = _result(metrics, epoch)
+    if final.records:
+        result[SUCCESS_RATE] = sum(bool(r["success"]) for r in final.records) / len(final.records)
+    result.update(final.to_result())
     with tempfile.TemporaryDirectory() as tmp:
-        write_records(records, Path(tmp, RECORDS_ARTIFACT))
-        Path(tmp, META_FILE).write_text(
-            checkpoints.meta(meta["epoch"], True, metrics=meta["metrics"], history=meta["history"])
-        )
+        write_records(final.records, Path(tmp, RECORDS_ARTIFACT))
+        Path(tmp, META_FILE).write_text(checkpoints.meta(epoch, True, metrics=metrics, history=final.history))
         tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
-def _load_train(reference: str):
-    module, _, name = reference.partition(":")
+def _load_train():
+    """The train function: `flosssweep.train:train`, or the one TRAINER_ENV names (tests only)."""
+    module, _, name = (os.environ.get(TRAINER_ENV) or TRAIN).partition(":")
     return getattr(importlib.import_module(module), name)
 
 
@@ -219,7 +217,6 @@ def run_trial(
     sweep_name: str,
     launch: str,
     checkpoint_seconds: float = 60.0,
-    train_ref: str = TRAIN,
     provenance: dict | None = None,
 ) -> None:
     """Ray Tune function trainable: one trial of the sweep (its dotted values over the base).
@@ -237,16 +234,14 @@ def run_trial(
     newest = checkpoints.newest()
     if newest is not None:
         with newest.as_directory() as directory:
-            meta = json.loads(Path(directory, META_FILE).read_text())
-            if meta.get("done"):  # finished before the driver went away: report, do not retrain
+            meta = CheckpointMeta.loads(Path(directory, META_FILE).read_text())
+            if meta.done:  # finished before the driver went away: report, do not retrain
                 records = pq.read_table(Path(directory, RECORDS_ARTIFACT)).to_pylist()
                 records = [{**r, "trial_id": trial_id} for r in records]  # this trial's id, if Ray gave a new one
-                _final_report(checkpoints, meta, records, replayed=True)
+                _final_report(checkpoints, meta.epoch, meta.metrics, FinalResult(records, meta.history, replayed=True))
                 return
             restore = torch.load(Path(directory, STATE_FILE), weights_only=False)
-            history, restored_from = meta.get("history", []), int(meta["epoch"])
+            history, restored_from = meta.history, int(meta.epoch)
     progress = _Progress(trial_config["train"]["epochs"], checkpoint_seconds, checkpoints, history, restored_from)
-    records = _load_train(train_ref)(
-        trial_config, report=progress.report, checkpoint=progress.checkpoint, restore=restore
-    )
+    records = _load_train()(trial_config, report=progress.report, checkpoint=progress.checkpoint, restore=restore)
     progress.finish([{"sweep": sweep_name, "trial_id": trial_id, **r, **(provenance or {})} for r in records])

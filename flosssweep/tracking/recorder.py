@@ -14,6 +14,7 @@ from flosssweep import config as cfg
 from flosssweep.names import (
     CONFIG_KEY,
     ENDED_STATUSES,
+    EPOCH,
     PARENT,
     RECORDED,
     RECORDS_ARTIFACT,
@@ -27,8 +28,9 @@ from flosssweep.names import (
     TRIAL_ID,
     ZERO_UNTIL_RAISED,
 )
+from flosssweep.protocol import FinalResult
 from flosssweep.records import write as write_records
-from flosssweep.tracking import store
+from flosssweep.tracking.store import TrackingStore
 
 FLUSH_SECONDS = 5.0
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit per log_batch call
@@ -71,15 +73,15 @@ class SweepRecorder:
     `sweep.callbacks.MLflowCallback`; a `trial` is anything with Ray's trial attributes (`trial_id`,
     `config`, `last_result`, `num_failures`), so this module needs no Ray.
 
-    Pickled into the Ray experiment (so that a resumed sweep gets it back); holds no live client
-    while pickled. On a resumed launch it starts from the child runs MLflow already has: a trial
+    Pickled into the Ray experiment (so that a resumed sweep gets it back); its `TrackingStore`
+    pickles as its URI alone. On a resumed launch it starts from the child runs MLflow already has: a trial
     Ray restores, or creates again from an older snapshot (under Optuna with a new trial id, found
     by its configuration), continues its own child run, so no trial is recorded twice.
     """
 
     def __init__(
         self,
-        uri: str,
+        store: TrackingStore,
         experiment_id: str,
         parent_run_id: str,
         sweep_name: str,
@@ -90,7 +92,7 @@ class SweepRecorder:
     ):
         """`run_tags`: more tags of every child run (the provenance MLflow's UI shows as Source)."""
         self.run_tags = dict(run_tags or {})
-        self.uri = uri
+        self.store = store
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.sweep_name = sweep_name
@@ -100,7 +102,6 @@ class SweepRecorder:
         self._reset()
 
     def _reset(self) -> None:
-        self._client = None
         self._children: list[_Child] = []
         self._of_trial: dict[str, _Child] = {}  # Ray trial id -> its child run
         self._buffer: dict[str, list] = {}  # run id -> pending Metric objects
@@ -116,9 +117,7 @@ class SweepRecorder:
 
     @property
     def client(self):
-        if self._client is None:
-            self._client = store.client(self.uri)
-        return self._client
+        return self.store.client
 
     # -- what the driver's hooks call ------------------------------------------------------------
     def trial_started(self, trial, trials) -> None:
@@ -128,7 +127,7 @@ class SweepRecorder:
             self.client.update_run(child.run_id, status="RUNNING")
 
     def trial_result(self, trial, trials, result: dict) -> None:
-        epoch = result.get("epoch")
+        epoch = result.get(EPOCH)
         if isinstance(epoch, int):
             self._buffer_epoch(self._child(trial, trials), epoch, result, result.get("timestamp"))
         self.flush_if_due()
@@ -158,10 +157,7 @@ class SweepRecorder:
     # -- pieces ---------------------------------------------------------------------------------
     def load_existing(self) -> None:
         """Child runs this parent already has (a resumed launch)."""
-        runs = store.search_all(
-            self.client, [self.experiment_id], f"tags.`{PARENT}` = '{self.parent_run_id}'", deleted_too=True
-        )
-        for run in runs:
+        for run in self.store.children(self.experiment_id, self.parent_run_id, deleted_too=True):
             tags = run.data.tags
             if TRIAL_ID not in tags:
                 continue
@@ -189,8 +185,6 @@ class SweepRecorder:
             if child.trial_config == key and id(child) not in held and not child.ended:
                 self._of_trial[trial.trial_id] = child
                 return child
-        from mlflow.entities import Param
-
         config = cfg.resolve(self.base, trial.config)
         label = run_label(trial.config, self.varied)
         run = self.client.create_run(
@@ -206,9 +200,7 @@ class SweepRecorder:
                 **self.run_tags,
             },
         )
-        params = [Param(k, str(cfg.get_dotted(config, k))) for k in cfg.applicable_keys(config)]
-        for i in range(0, len(params), store.MAX_PARAMS_PER_BATCH):
-            self.client.log_batch(run.info.run_id, params=params[i : i + store.MAX_PARAMS_PER_BATCH])
+        self.store.log_params(run.info.run_id, {k: cfg.get_dotted(config, k) for k in cfg.applicable_keys(config)})
         child = _Child(run.info.run_id, trial.trial_id, key)
         self._children.append(child)
         self._of_trial[trial.trial_id] = child
@@ -257,18 +249,17 @@ class SweepRecorder:
 
         if child.recorded:
             return
-        result = trial.last_result or {}
-        for epoch, metrics in json.loads(result.get("history_json") or "[]"):
+        final = FinalResult.of(trial.last_result)
+        for epoch, metrics in final.history if final else []:
             self._buffer_epoch(child, epoch, metrics)  # epochs that never reached MLflow
         self.flush(child.run_id)
-        records_json = result.get("records_json")
         c = self.client
-        if failed or not records_json:
+        if failed or final is None:
             c.log_batch(child.run_id, tags=[RunTag(STATUS, "error" if failed else "stopped")])
             c.set_terminated(child.run_id, status="FAILED" if failed else "FINISHED")
             child.ended = True
             return
-        records = [{**r, "sweep": self.sweep_name, "trial_id": child.trial_id} for r in json.loads(records_json)]
+        records = [{**r, "sweep": self.sweep_name, "trial_id": child.trial_id} for r in final.records]
         summary = trial_summary(records)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp, RECORDS_ARTIFACT)

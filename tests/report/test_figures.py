@@ -47,7 +47,7 @@ def sweep_records(groups: dict[str, list[int]], delays=(8, 16, 24), n=8):
 @pytest.fixture(scope="module")
 def two_groups():
     # none: T50 between 8 and 16; pre: never below 0.5 -> censored '>= 24'
-    return report.aggregate(sweep_records({"none": [8, 1, 0], "pre": [8, 8, 7]}), n_boot=100, seed=0)
+    return report.aggregate(sweep_records({"none": [8, 1, 0], "pre": [8, 8, 7]}), n_draws=100, seed=0)
 
 
 def svg_text(path) -> str:
@@ -136,7 +136,7 @@ def test_bad_figure_format_is_one_line_exit_2(tmp_path, capsys):
     assert len(err) == 1 and "--figure-format" in err[0] and "jpg" in err[0]
     assert (
         report.main(
-            ["--from-parquet", str(path), "--out", str(tmp_path / "o"), "--figure-format", "pdf", "--n-boot", "0"]
+            ["--from-parquet", str(path), "--out", str(tmp_path / "o"), "--figure-format", "pdf", "--n-draws", "0"]
         )
         == 0
     )

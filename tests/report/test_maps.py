@@ -47,7 +47,7 @@ def test_bad_columns_are_one_clear_error(columns, words):
 
 def test_report_cli_writes_the_map_and_its_caption(tmp_path, capsys):
     pq.write_table(records(), tmp_path / "r.parquet")
-    argv = ["--from-parquet", str(tmp_path / "r.parquet"), "--n-boot", "0", "--figure-format", "png"]
+    argv = ["--from-parquet", str(tmp_path / "r.parquet"), "--n-draws", "0", "--figure-format", "png"]
     assert report.main([*argv, "--out", str(tmp_path / "out"), "--map", "floss_strength,floss_k"]) == 0
     assert (tmp_path / "out" / "map_floss_strength_floss_k.png").stat().st_size > 0
     assert "**Map.** Success rate of each tested pair" in (tmp_path / "out" / "report.md").read_text()

@@ -79,7 +79,7 @@ def test_report_cli_prints_and_writes_the_outcome_summary(tmp_path, capsys):
                 "dstsp",
                 "--thresholds",
                 "2",
-                "--n-boot",
+                "--n-draws",
                 "0",
                 "--out",
                 str(tmp_path / "out"),

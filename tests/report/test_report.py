@@ -79,7 +79,7 @@ def horizon_row(horizon, arch, mode):
 
 @pytest.fixture(scope="module")
 def aggregated():
-    return report.aggregate(make_records(GROUPS), n_boot=400, seed=0)
+    return report.aggregate(make_records(GROUPS), n_draws=400, seed=0)
 
 
 # --- aggregation ---------------------------------------------------------------------------
@@ -153,7 +153,7 @@ def test_error_rows_are_excluded_and_counted_diverged_rows_fail():
         "success",
         pc.if_else(pc.equal(table["status"], "diverged"), True, table["success"]),
     )
-    curves, horizon = report.aggregate(table, n_boot=0)
+    curves, horizon = report.aggregate(table, n_draws=0)
     rows = {r["delay"]: r for r in curves.to_pylist() if r["floss_mode"] == "none"}
     assert (rows[20]["k"], rows[20]["n"], rows[20]["n_error"]) == (7, 8, 2)
     assert (rows[30]["k"], rows[30]["n"], rows[30]["n_error"]) == (3, 10, 0)
@@ -167,7 +167,7 @@ def test_error_rows_are_excluded_and_counted_diverged_rows_fail():
 
 
 def test_explicit_by_pools_other_columns():
-    curves, horizon = report.aggregate(make_records(GROUPS), by=["floss_mode"], n_boot=0)
+    curves, horizon = report.aggregate(make_records(GROUPS), by=["floss_mode"], n_draws=0)
     assert horizon.num_rows == 2
     none = [r for r in curves.to_pylist() if r["floss_mode"] == "none"]
     assert [(r["k"], r["n"]) for r in none] == [(14, 20), (10, 20), (5, 20), (0, 20)]
@@ -175,7 +175,7 @@ def test_explicit_by_pools_other_columns():
 
 def test_by_none_pools_everything_and_sweeps_stay_apart():
     t = pa.concat_tables([make_records(GROUPS, sweep="a"), make_records(GROUPS, sweep="b")])
-    curves, horizon = report.aggregate(t, by=[], n_boot=0)
+    curves, horizon = report.aggregate(t, by=[], n_draws=0)
     assert horizon["sweep"].to_pylist() == ["a", "b"]
     assert curves.filter(pc.equal(curves["sweep"], "a"))["n"].to_pylist() == [40] * 4
     text = report.format_report(curves, horizon)
@@ -193,7 +193,7 @@ def test_x_column_is_a_parameter_and_categorical_x_does_not_crash():
         "config_key",
         pc.binary_join_element_wise(t["arch"], t["floss_mode"], t["tau"], "-"),
     )
-    curves, horizon = report.aggregate(t, x="tau", n_boot=50)
+    curves, horizon = report.aggregate(t, x="tau", n_draws=50)
     assert set(horizon["t50_relation"].to_pylist()) == {"n/a"}
     r = [c for c in curves.to_pylist() if c["arch"] == "rnn" and c["floss_mode"] == "none"]
     assert [c["tau"] for c in r] == ["10", "20", "30", "none"]  # numbers first, by value
@@ -201,7 +201,7 @@ def test_x_column_is_a_parameter_and_categorical_x_does_not_crash():
     assert "tau none" in text and "not numeric" in text
     # Numeric tau works like delay.
     t2 = make_records(GROUPS).rename_columns(["tau" if c == "delay" else c for c in make_records(GROUPS).column_names])
-    _, h2 = report.aggregate(t2, x="tau", n_boot=0)
+    _, h2 = report.aggregate(t2, x="tau", n_draws=0)
     assert horizon_row(h2, "rnn", "none")["t50"] == pytest.approx(27.5)
 
 
@@ -250,7 +250,7 @@ def parity_and_chaotic_records(n=4):
 
 
 def test_spacing_axis_is_delay_over_bits():
-    curves, horizon = report.aggregate(parity_and_chaotic_records(), x="spacing", n_boot=0)
+    curves, horizon = report.aggregate(parity_and_chaotic_records(), x="spacing", n_draws=0)
     meta = table_meta(horizon)
     # delay is what spacing replaces, not a grouping axis; the chaotic rows have no spacing
     assert meta["x"] == "spacing" and meta["by"] == ["bits"]
@@ -260,7 +260,7 @@ def test_spacing_axis_is_delay_over_bits():
     # copy: 0.75 at 30, 0.25 at 40: 30 + 0.25 / 0.5 * 10 = 35. XOR: 0.75 at 20, 0.25 at 30: 25
     # (in delay, 50 = 2 x 25).
     assert t50 == {1: pytest.approx(35.0), 2: pytest.approx(25.0)}
-    _, by_delay = report.aggregate(parity_and_chaotic_records(), n_boot=0)
+    _, by_delay = report.aggregate(parity_and_chaotic_records(), n_draws=0)
     assert dict(zip(by_delay["bits"].to_pylist(), by_delay["t50"].to_pylist())) == {
         1: pytest.approx(35.0),
         2: pytest.approx(50.0),
@@ -275,14 +275,14 @@ def test_spacing_needs_delay_and_bits(tmp_path, capsys):
     path = tmp_path / "r.parquet"
     pq.write_table(parity_and_chaotic_records(), path)
     out = tmp_path / "out"
-    assert report.main(["--from-parquet", str(path), "--x", "spacing", "--n-boot", "50", "--out", str(out)]) == 0
+    assert report.main(["--from-parquet", str(path), "--x", "spacing", "--n-draws", "50", "--out", str(out)]) == 0
     assert "spacing" in capsys.readouterr().out
     assert (out / "success_vs_spacing.png").read_bytes()[:8] == PNG_MAGIC
 
 
 def test_records_of_one_group_without_a_sweep_column():
     t = parity_and_chaotic_records().drop_columns(["sweep"]).filter(pc.equal(pc.field("bits"), 2))
-    _, horizon = report.aggregate(t, n_boot=20)
+    _, horizon = report.aggregate(t, n_draws=20)
     assert horizon["group"].to_pylist() == ["all"] and horizon["t50"].to_pylist() == [pytest.approx(50.0)]
 
 
@@ -298,8 +298,8 @@ def test_missing_columns_and_bad_settings_raise_report_error():
 
 def test_aggregate_is_reproducible_for_a_seed():
     t = make_records(GROUPS)
-    a = report.aggregate(t, n_boot=200, seed=3)[1]
-    b = report.aggregate(t, n_boot=200, seed=3)[1]
+    a = report.aggregate(t, n_draws=200, seed=3)[1]
+    b = report.aggregate(t, n_draws=200, seed=3)[1]
     assert a.equals(b)
 
 
@@ -308,7 +308,7 @@ def test_synthetic_records_for_the_benchmark():
     assert t.num_rows == 10_000
     for c in records.SCHEMA.names + ["train_epochs", "model_g", "floss_pre_steps", "ensemble"]:
         assert c in t.column_names
-    curves, horizon = report.aggregate(t, n_boot=100)
+    curves, horizon = report.aggregate(t, n_draws=100)
     assert curves["n"].to_numpy().max() <= 16
     assert horizon.num_rows == -(-10_000 // 96)
     assert "delay" not in table_meta(horizon)["by"]
@@ -365,7 +365,7 @@ def test_figures_are_written(tmp_path, aggregated):
 
 def test_crowded_curve_figure_is_split_into_panels(tmp_path):
     t = report.synthetic_records(96 * 24, seed=2)
-    curves, horizon = report.aggregate(t, n_boot=50)
+    curves, horizon = report.aggregate(t, n_draws=50)
     assert report.plot_success_curves(curves, tmp_path / "c.png").stat().st_size > 10_000
     assert report.plot_horizon(horizon, tmp_path / "h.png").stat().st_size > 10_000
 
@@ -374,7 +374,7 @@ def test_pool_equals_aggregating_with_fewer_axes(aggregated):
     curves, _ = aggregated
     t = make_records(GROUPS)
     pooled_c, pooled_h = report.pool(curves, ["floss_mode"])
-    direct_c, direct_h = report.aggregate(t, by=["floss_mode"], n_boot=400, seed=0)
+    direct_c, direct_h = report.aggregate(t, by=["floss_mode"], n_draws=400, seed=0)
     for col in ("floss_mode", "delay", "n", "k", "n_error", "wilson_lo"):
         assert pooled_c[col].to_pylist() == direct_c[col].to_pylist()
     for col in ("t50", "t50_relation", "t50_lo", "t50_hi", "nonmonotone"):
@@ -385,7 +385,7 @@ def test_pool_equals_aggregating_with_fewer_axes(aggregated):
 
 def test_figures_of_many_groups_pool_the_least_important_axes(tmp_path, capsys):
     t = report.synthetic_records(96 * 60, seed=4)  # 60 groups over arch, hidden, bits, floss_mode
-    curves, horizon = report.aggregate(t, n_boot=50)
+    curves, horizon = report.aggregate(t, n_draws=50)
     shown = figures.figure_axes(horizon)
     assert 0 < len(shown) < len(table_meta(horizon)["by"])
     assert report.pool(curves, shown)[1].num_rows <= common.FIGURE_GROUP_LIMIT
@@ -398,7 +398,7 @@ def test_figures_of_many_groups_pool_the_least_important_axes(tmp_path, capsys):
 def test_horizon_figure_skipped_for_categorical_x(tmp_path):
     t = make_records(GROUPS)
     t = t.append_column("tau", pc.cast(t["delay"], pa.string())).drop_columns(["delay"])
-    curves, horizon = report.aggregate(t, x="tau", by=["arch", "floss_mode"], n_boot=0)
+    curves, horizon = report.aggregate(t, x="tau", by=["arch", "floss_mode"], n_draws=0)
     assert report.plot_horizon(horizon, tmp_path / "h.png") is None
     assert report.plot_success_curves(curves, tmp_path / "c.png").exists()
 
@@ -415,7 +415,7 @@ def records_file(tmp_path):
 
 def test_cli_from_parquet_writes_all_outputs(tmp_path, records_file, capsys):
     out = tmp_path / "out"
-    rc = report.main(["--from-parquet", str(records_file), "--out", str(out), "--n-boot", "200"])
+    rc = report.main(["--from-parquet", str(records_file), "--out", str(out), "--n-draws", "200"])
     captured = capsys.readouterr()
     assert rc == 0
     assert "27.5 [" in captured.out
@@ -439,7 +439,7 @@ def test_cli_by_threshold_and_format(records_file, capsys):
             "0.8",
             "--format",
             "json",
-            "--n-boot",
+            "--n-draws",
             "0",
         ]
     )
@@ -506,7 +506,7 @@ def test_cli_help_explains_flags_and_the_rule():
         "--format",
         "--out",
         "--x",
-        "--n-boot",
+        "--n-draws",
         "--seed",
         "--marker",
     ):
@@ -574,7 +574,7 @@ def store(tmp_path_factory):
 
 
 def test_mlflow_experiment_report_is_logged_to_parent(store, capsys):
-    rc = report.main(["--tracking-uri", store["uri"], "--experiment", "delay-scan", "--n-boot", "100"])
+    rc = report.main(["--tracking-uri", store["uri"], "--experiment", "delay-scan", "--n-draws", "100", "--log"])
     captured = capsys.readouterr()
     assert rc == 0
     assert "27.5 [" in captured.out
@@ -586,7 +586,7 @@ def test_mlflow_experiment_report_is_logged_to_parent(store, capsys):
 
 def test_mlflow_default_is_most_recent_sweep_and_env_uri(store, capsys, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store["uri"])
-    assert report.main(["--no-log", "--n-boot", "0"]) == 0
+    assert report.main(["--no-log", "--n-draws", "0"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("sweep latest-sweep:")
     assert "10/10" in out and "2/10" in out
@@ -594,7 +594,7 @@ def test_mlflow_default_is_most_recent_sweep_and_env_uri(store, capsys, monkeypa
 
 def test_mlflow_by_run_id(store, capsys, tmp_path):
     rc = report.main(
-        ["--tracking-uri", store["uri"], "--run", store["older"], "--no-log", "--out", str(tmp_path), "--n-boot", "0"]
+        ["--tracking-uri", store["uri"], "--run", store["older"], "--no-log", "--out", str(tmp_path), "--n-draws", "0"]
     )
     assert rc == 0
     assert capsys.readouterr().out.startswith("sweep older-sweep:")

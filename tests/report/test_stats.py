@@ -110,7 +110,7 @@ def test_t50_single_delay_group():
 
 
 def boot(k, n, x=X, **kw):
-    lo, hi = stats.t50_bootstrap(x, np.asarray(k), np.asarray(n), np.array([0]), **kw)
+    lo, hi = stats.t50_posterior_draws(x, np.asarray(k), np.asarray(n), np.array([0]), **kw)
     return lo[0], hi[0]
 
 
@@ -134,10 +134,10 @@ def test_bootstrap_interval_shrinks_with_more_realizations():
 
 def test_bootstrap_is_reproducible_and_independent_of_chunking():
     k, n = np.array([9, 7, 4, 1]), np.full(4, 10)
-    a = stats.t50_bootstrap_samples(X, k, n, np.array([0]), n_boot=500, seed=7)
-    b = stats.t50_bootstrap_samples(X, k, n, np.array([0]), n_boot=500, seed=7, max_chunk_cells=8)
+    a = stats.t50_posterior_samples(X, k, n, np.array([0]), n_draws=500, seed=7)
+    b = stats.t50_posterior_samples(X, k, n, np.array([0]), n_draws=500, seed=7, max_chunk_cells=8)
     assert np.array_equal(a, b)
-    c = stats.t50_bootstrap_samples(X, k, n, np.array([0]), n_boot=500, seed=8)
+    c = stats.t50_posterior_samples(X, k, n, np.array([0]), n_draws=500, seed=8)
     assert not np.array_equal(a, c)
 
 
@@ -154,7 +154,7 @@ def test_bootstrap_censored_resamples():
 
 
 def test_bootstrap_disabled():
-    lo, hi = boot(np.array([10, 8, 4, 0]), np.full(4, 10), n_boot=0)
+    lo, hi = boot(np.array([10, 8, 4, 0]), np.full(4, 10), n_draws=0)
     assert np.isnan(lo) and np.isnan(hi)
 
 
@@ -166,8 +166,8 @@ def test_bootstrap_draws_each_rate_from_its_jeffreys_posterior():
     # = 1/4 - 1/pi^2 = 0.14868, and otherwise interpolated. Swapping the two rates for one minus
     # the other maps the interpolation fraction f to 1 - f, so those T50s have median 15.
     B = 40000
-    t = stats.t50_bootstrap_samples(
-        np.array([10.0, 20.0]), np.array([1, 0]), np.array([1, 1]), np.array([0]), n_boot=B, seed=3
+    t = stats.t50_posterior_samples(
+        np.array([10.0, 20.0]), np.array([1, 0]), np.array([1, 1]), np.array([0]), n_draws=B, seed=3
     )[0]
     assert np.mean(t == -np.inf) == pytest.approx(0.5 - 1 / np.pi, abs=0.006)
     assert np.mean(t == np.inf) == pytest.approx(0.25 - 1 / np.pi**2, abs=0.006)
@@ -206,8 +206,8 @@ def coverage_by_curve(n, seed):
     assert np.isfinite(truth).all()  # every curve crosses inside the grid
     k = rng.binomial(n, p[:, None, :], size=(len(CURVES), SWEEPS, c))  # every sweep is one group
     groups = len(CURVES) * SWEEPS
-    lo, hi = stats.t50_bootstrap(
-        np.tile(GRID, groups), k.ravel(), np.full(k.size, n), np.arange(0, k.size, c), n_boot=500, seed=seed
+    lo, hi = stats.t50_posterior_draws(
+        np.tile(GRID, groups), k.ravel(), np.full(k.size, n), np.arange(0, k.size, c), n_draws=500, seed=seed
     )
     want = np.repeat(truth, SWEEPS)
     return ((lo <= want) & (want <= hi)).reshape(len(CURVES), SWEEPS).mean(axis=1)

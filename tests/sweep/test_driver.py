@@ -19,7 +19,7 @@ from conftest import ROOT, sweep_environment
 
 from flosssweep import names, run
 from flosssweep.sweep import driver
-from flosssweep.tracking import store
+from flosssweep.tracking.store import TrackingStore
 
 TINY_BASE = {
     "model": {"hidden": 8},
@@ -65,12 +65,15 @@ def records_of(uri: str, run_id: str, into: Path):
     return pq.read_table(path)
 
 
-def sweep_command(*args: str, train_ref: str | None = None) -> list[str]:
-    """A sweep driver in its own process (as a user starts it), optionally with a test trainer."""
-    if train_ref is None:
-        return [sys.executable, "-m", "flosssweep.run", *args]
-    code = f"import sys; from flosssweep.run import main; sys.exit(main(sys.argv[1:], train_ref={train_ref!r}))"
-    return [sys.executable, "-c", code, *args]
+def sweep_command(*args: str) -> list[str]:
+    """A sweep driver in its own process, as a user starts it."""
+    return [sys.executable, "-m", "flosssweep.run", *args]
+
+
+def with_trainer(env: dict[str, str], trainer: str) -> dict[str, str]:
+    """The environment of a driver whose Ray workers call a test trainer (`conftest:<name>`) instead
+    of the real one: the worker alone reads it, no production signature carries it."""
+    return {**env, names.TRAINER_ENV: trainer}
 
 
 # -- a real sweep, read back from MLflow -----------------------------------------------------------------
@@ -193,15 +196,22 @@ def test_optuna_sweep_runs_seeded_trials(ray_local, tmp_path, monkeypatch, capsy
 
 
 @pytest.mark.slow
-def test_a_trial_whose_worker_dies_is_retried(ray_local, tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
+def test_a_trial_whose_worker_dies_is_retried(tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     path = write_sweep(tmp_path, "tiny-dies", space={"task.delay": {"grid": [2]}})
-    code = run.main(
-        [str(path), "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray")], train_ref="conftest:die_once_train"
+    args = [str(path), "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray"), "--address", "local"]
+    driver = subprocess.run(
+        sweep_command(*args, "--num-cpus", "2"),
+        cwd=tmp_path,
+        env=with_trainer(sweep_environment(marks), "conftest:die_once_train"),
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
-    out = capsys.readouterr().out
-    assert code == 0, out
+    code, out = driver.returncode, driver.stdout
+    assert code == 0, out + driver.stderr
     assert "retrying" in out
     _, children = runs_of(uri, "tiny-dies")
     assert len(children) == 1
@@ -253,9 +263,9 @@ def test_a_killed_sweep_resumes_without_rerunning_or_duplicating_trials(tmp_path
     ]
 
     driver = subprocess.Popen(
-        sweep_command(*args, train_ref="conftest:logged_train"),
+        sweep_command(*args),
         cwd=tmp_path,
-        env=env,
+        env=with_trainer(env, "conftest:logged_train"),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -282,9 +292,9 @@ def test_a_killed_sweep_resumes_without_rerunning_or_duplicating_trials(tmp_path
     starts_before = (marks / "starts.log").read_text().splitlines()
 
     resumed = subprocess.run(
-        sweep_command(*args, "--resume", train_ref="conftest:logged_train"),
+        sweep_command(*args, "--resume"),
         cwd=tmp_path,
-        env=env,
+        env=with_trainer(env, "conftest:logged_train"),
         capture_output=True,
         text=True,
         timeout=240,
@@ -417,9 +427,10 @@ def test_run_py_works_as_a_lone_file_like_ray_submit_runs_it(tmp_path):
 # -- tracking URI ---------------------------------------------------------------------------------------
 def test_tracking_uri_precedence_and_absolute_paths(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert store.resolve_uri(None, tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    resolve_uri = lambda flag, where: TrackingStore.resolve(flag, where).uri
+    assert resolve_uri(None, tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
-    assert store.resolve_uri(None, tmp_path) == "http://mlflow.example:5000"
-    assert store.resolve_uri("sqlite:///runs/m.db", tmp_path) == f"sqlite:///{tmp_path.resolve()}/runs/m.db"
-    assert store.resolve_uri("sqlite:////abs/m.db", tmp_path) == "sqlite:////abs/m.db"
-    assert store.resolve_uri("mlruns", tmp_path) == (tmp_path / "mlruns").resolve().as_uri()
+    assert resolve_uri(None, tmp_path) == "http://mlflow.example:5000"
+    assert resolve_uri("sqlite:///runs/m.db", tmp_path) == f"sqlite:///{tmp_path.resolve()}/runs/m.db"
+    assert resolve_uri("sqlite:////abs/m.db", tmp_path) == "sqlite:////abs/m.db"
+    assert resolve_uri("mlruns", tmp_path) == (tmp_path / "mlruns").resolve().as_uri()

@@ -5,15 +5,15 @@ import pytest
 from ray import tune
 
 from flosssweep.sweep.search import StoredOptunaSearch, study_storage
+from flosssweep.tracking.store import TrackingStore
 
 
 def test_the_study_lives_next_to_a_sqlite_store_else_in_a_local_experiment_directory(tmp_path):
-    assert study_storage(f"sqlite:///{tmp_path}/m/mlflow.db", "s3://b/x") == f"sqlite:///{tmp_path}/m/optuna.db"
-    assert (
-        study_storage("http://127.0.0.1:5000", str(tmp_path / "ray" / "s")) == f"sqlite:///{tmp_path}/ray/s/optuna.db"
-    )
+    sqlite, server = TrackingStore(f"sqlite:///{tmp_path}/m/mlflow.db"), TrackingStore("http://127.0.0.1:5000")
+    assert study_storage(sqlite, "s3://b/x") == f"sqlite:///{tmp_path}/m/optuna.db"
+    assert study_storage(server, str(tmp_path / "ray" / "s")) == f"sqlite:///{tmp_path}/ray/s/optuna.db"
     assert (tmp_path / "ray" / "s").is_dir()
-    assert study_storage("http://127.0.0.1:5000", "s3://bucket/ray/s") is None
+    assert study_storage(server, "s3://bucket/ray/s") is None
 
 
 def searcher(url: str) -> StoredOptunaSearch:

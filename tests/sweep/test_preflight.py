@@ -21,8 +21,9 @@ from conftest import sweep_environment
 from sweep.test_driver import TINY_BASE, runs_of, sweep_command, write_sweep
 
 from flosssweep import names, run
+from flosssweep.protocol import LaunchFile
 from flosssweep.sweep import preflight
-from flosssweep.tracking import store
+from flosssweep.tracking.store import TrackingStore
 
 
 def run_cli(*args, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -74,14 +75,14 @@ def test_bad_input_refused_in_seconds_before_ray_starts(tmp_path, args, code, fi
 def test_fault_two_sweeps_creating_one_database_together(tmp_path):
     """The first connection to a new SQLite store migrates its schema; two at once must both work."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    code = f"from flosssweep.tracking import store; store.check_reachable({uri!r})"
+    code = f"from flosssweep.tracking.store import TrackingStore; TrackingStore({uri!r}).check()"
     env = sweep_environment(tmp_path)
     both = [
         subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)
     ]
     errors = [p.communicate(timeout=120)[1] for p in both]
     assert [p.returncode for p in both] == [0, 0], errors
-    store.check_reachable(uri)
+    TrackingStore(uri).check()
 
 
 # -- once Ray is up: trials no node can hold --------------------------------------------------------
@@ -103,7 +104,7 @@ def test_bad_input_trials_no_node_can_hold(ray_local, tmp_path, monkeypatch, cap
     assert code == 2 and time.monotonic() - started < 30
     assert err.startswith(f"flosssweep.run: error: {first}") and err.count("\n") == 1
     assert "gpu: 0 on a machine without a GPU" in err
-    assert store.client(uri).get_experiment_by_name("too-big") is None, "refused before any run was opened"
+    assert TrackingStore(uri).client.get_experiment_by_name("too-big") is None, "refused before any run was opened"
 
 
 # -- stopped, refused again, resumed; dead and closed -------------------------------------------------
@@ -154,10 +155,10 @@ def test_fault_sigterm_stops_cleanly_a_second_launch_is_refused_and_the_first_re
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert sorted(c.data.tags.get(names.RECORDED) for c in children) == ["true", "true"]
     nothing_running(uri, "term")
-    from flosssweep.report.sources import find_parent_run, mlflow_client, read_mlflow_records
+    from flosssweep.report.sources import find_parent_run, open_store, read_mlflow_records
 
-    client = mlflow_client(uri, write=False)
-    assert read_mlflow_records(client, *find_parent_run(client, "term")).num_rows == 4, "2 trials x 2 members"
+    tracking = open_store(TrackingStore(uri))
+    assert read_mlflow_records(tracking, *find_parent_run(tracking, "term")).num_rows == 4, "2 trials x 2 members"
 
 
 def test_fault_a_dead_launch_whose_storage_is_gone_is_closed(tmp_path):
@@ -168,11 +169,12 @@ def test_fault_a_dead_launch_whose_storage_is_gone_is_closed(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     path = write_sweep(tmp_path, "dead")
     experiment_dir = f"{tmp_path}/ray_results/dead"
-    experiment_id, parent_id = store.start_parent(uri, spec.load(path), experiment_dir)
-    client = store.client(uri)
+    tracking = TrackingStore(uri)
+    experiment_id, parent_id = tracking.start_parent(spec.load(path), experiment_dir)
+    client = tracking.client
     for trial in ("a", "b"):
         client.create_run(experiment_id, tags={names.PARENT: parent_id, names.ROLE: "child", names.TRIAL_ID: trial})
-    other_id = store.start_parent(uri, spec.load(path), f"{tmp_path}/elsewhere/dead")[1]  # another folder
+    other_id = tracking.start_parent(spec.load(path), f"{tmp_path}/elsewhere/dead")[1]  # another folder
 
     refused(run_cli(str(path), "--tracking-uri", uri, "--resume", cwd=tmp_path), 2, "--resume: no launch of sweep dead")
     closed = run_cli(str(path), "--tracking-uri", uri, "--close", cwd=tmp_path)
@@ -185,6 +187,7 @@ def test_fault_a_dead_launch_whose_storage_is_gone_is_closed(tmp_path):
     assert all(c.data.tags.get(names.STATUS) == "abandoned" for c in children)
     assert client.get_run(other_id).info.status == "RUNNING", "a launch in another folder is not touched"
     # a closed launch no longer stands in the way of a new one
-    preflight.check_earlier_launch({"parent_run_id": parent_id, "tracking_uri": uri}, experiment_dir, str(path))
+    launch_of = lambda parent: LaunchFile(parent, experiment_id, uri, str(path), None)
+    preflight.check_earlier_launch(launch_of(parent_id), experiment_dir, str(path))
     with pytest.raises(preflight.Refused):
-        preflight.check_earlier_launch({"parent_run_id": other_id, "tracking_uri": uri}, experiment_dir, str(path))
+        preflight.check_earlier_launch(launch_of(other_id), experiment_dir, str(path))

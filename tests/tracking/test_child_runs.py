@@ -3,8 +3,8 @@
 from types import SimpleNamespace
 
 from flosssweep import names
-from flosssweep.tracking import store
 from flosssweep.tracking.recorder import SweepRecorder, run_label
+from flosssweep.tracking.store import TrackingStore
 
 BASE = {
     "model": {"hidden": 8},
@@ -21,11 +21,12 @@ def test_names_lead_with_the_varied_values_words_first_numbers_under_short_unamb
 
 def test_child_run_name_tags_and_counters_logged_from_their_first_non_zero_value(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    client = store.client(uri)
+    tracking = TrackingStore(uri)
+    client = tracking.client
     experiment = client.create_experiment("c", artifact_location=(tmp_path / "art").as_uri())
     parent = client.create_run(experiment).info.run_id
     recorder = SweepRecorder(
-        uri,
+        tracking,
         experiment,
         parent,
         "c",

@@ -5,22 +5,22 @@ from types import SimpleNamespace
 import pytest
 
 from flosssweep import config as cfg
-from flosssweep.tracking import store
 from flosssweep.tracking.recorder import SweepRecorder
+from flosssweep.tracking.store import TrackingStore
 
 
 @pytest.fixture(scope="module")
 def mlflow_store(tmp_path_factory):
     uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow')}/mlflow.db"
-    client = store.client(uri)
-    experiment_id = client.create_experiment("params")
-    return uri, client, experiment_id
+    tracking = TrackingStore(uri)
+    experiment_id = tracking.client.create_experiment("params")
+    return tracking, tracking.client, experiment_id
 
 
 def child_params(mlflow_store, base: dict, trial_config: dict) -> dict:
-    uri, client, experiment_id = mlflow_store
+    tracking, client, experiment_id = mlflow_store
     parent = client.create_run(experiment_id)
-    recorder = SweepRecorder(uri, experiment_id, parent.info.run_id, "params", base, list(trial_config))
+    recorder = SweepRecorder(tracking, experiment_id, parent.info.run_id, "params", base, list(trial_config))
     trial = SimpleNamespace(trial_id="t0", config=trial_config, last_result={}, num_failures=0)
     recorder.trial_started(trial, [trial])
     (child,) = client.search_runs([experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")

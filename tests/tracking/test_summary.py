@@ -6,7 +6,7 @@ import pytest
 
 from flosssweep import records, report
 from flosssweep.report.summary import TABLE_ARTIFACT, summary_metrics, summary_table
-from flosssweep.tracking import store
+from flosssweep.tracking.store import TrackingStore
 from flosssweep.tracking.summary import LOGGED_ARTIFACTS, NOTE, log_summary
 
 
@@ -34,7 +34,7 @@ def sweep_records(groups: dict[str, list[int]], delays=(8, 16, 24), n=8, x="dela
 @pytest.fixture(scope="module")
 def tables():
     # none falls below 0.5 between delay 8 and 16; pre never does (T50 censored at 24)
-    return report.aggregate(sweep_records({"none": [8, 2, 0], "pre": [8, 8, 8]}), n_boot=0)
+    return report.aggregate(sweep_records({"none": [8, 2, 0], "pre": [8, 8, 8]}), n_draws=0)
 
 
 def test_table_rows_are_the_groups_with_counts_and_t50(tables):
@@ -58,13 +58,13 @@ def test_metrics_name_the_group_and_say_when_t50_is_censored(tables):
 
 def test_non_integer_x_gives_no_curve_metrics():
     t = sweep_records({"none": [8, 2, 0], "pre": [8, 8, 2]}, delays=(0.5, 1.0, 1.5), x="model_g")
-    names = {name for name, _, _ in summary_metrics(*report.aggregate(t, x="model_g", n_boot=0))}
+    names = {name for name, _, _ in summary_metrics(*report.aggregate(t, x="model_g", n_draws=0))}
     assert names == {"t50/floss_mode.none", "t50/floss_mode.pre"}
 
 
 def test_logged_onto_a_run_and_a_second_report_replaces_the_table(tmp_path, tables, monkeypatch):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    client = store.client(uri)
+    client = TrackingStore(uri).client
     experiment = client.create_experiment("s", artifact_location=(tmp_path / "art").as_uri())
     run_id = client.create_run(experiment).info.run_id
     for _ in range(2):

@@ -268,7 +268,7 @@ def test_report_marks_the_predicted_tau_on_the_tau_axis(tmp_path, monkeypatch):
                 str(tmp_path / "records.parquet"),
                 "--x",
                 "tau",
-                "--n-boot",
+                "--n-draws",
                 "0",
                 "--out",
                 str(tmp_path / "report"),

@@ -1,0 +1,204 @@
+"""The report as a function: `make_report(source, settings)` reads the records, aggregates them,
+prints and writes what the settings ask for, and logs it onto the sweep's parent run when asked.
+
+The command line (`report.cli`) and the sweep driver both call it; neither builds the other's
+arguments. Every refusal is a `ReportError` with one line.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from flosssweep.checks import Unwritable, writable_directory
+from flosssweep.names import REPORT_ARTIFACT_DIR
+from flosssweep.report import style
+from flosssweep.report.common import DEFAULT_N_DRAWS, DEFAULT_THRESHOLD, DEFAULT_X, ReportError
+from flosssweep.report.curves import aggregate, table_meta
+from flosssweep.report.figures import write_outputs
+from flosssweep.report.maps import map_caption, plot_success_map, success_map
+from flosssweep.report.outcomes import format_outcomes, outcome_summary, plot_outcome
+from flosssweep.report.sources import find_parent_run, open_store, read_mlflow_records, read_parquet_records
+from flosssweep.report.summary import TABLE_ARTIFACT, summary_metrics, summary_table
+from flosssweep.report.text import format_report
+from flosssweep.tracking.store import TrackingStore
+from flosssweep.tracking.summary import log_summary
+
+
+@dataclass
+class FromStore:
+    """Records of one launch in a tracking store: `run_id` (a parent run), else the latest launch of
+    `experiment`, else the latest launch in the store."""
+
+    store: TrackingStore
+    experiment: str | None = None
+    run_id: str | None = None
+
+
+@dataclass
+class FromParquet:
+    """Record files, or directories of them."""
+
+    paths: list[str]
+
+
+@dataclass
+class ReportSettings:
+    """What a report computes, prints and writes. The command line's flags, one field each."""
+
+    x: str = DEFAULT_X  # column scanned for the success curve and T50
+    by: list[str] | None = None  # grouping columns; None: every configuration column that varies
+    threshold: float = DEFAULT_THRESHOLD  # success rate T50 is measured at
+    n_draws: int = DEFAULT_N_DRAWS  # posterior draws for the T50 interval; 0 turns it off
+    seed: int = 0  # seed of those draws
+    outcome: str | None = None  # a numeric record column also summarized against x
+    thresholds: list[float] = field(default_factory=lambda: [1.0, 2.0, 3.0])  # ... and its thresholds
+    format: str | None = "table"  # what is printed on stdout (table, markdown, csv, json); None: nothing
+    out: Path | None = None  # directory of the Parquet tables, report.md and figures
+    figure_formats: list[str] = field(default_factory=lambda: list(style.FORMATS))
+    figure_size: str = "auto"
+    horizon_axis: str | None = None  # grouping column on the horizontal axis of the horizon figure
+    marker: float | None = None  # a vertical line in the success-curve figure
+    marker_label: str | None = None
+    map: tuple[str, str] | None = None  # two columns whose tested pairs are drawn as a map
+    log: bool = False  # log the outputs and the summary onto the parent run (records from MLflow only)
+
+
+@dataclass
+class Report:
+    """What `make_report` made: the aggregate, the files written (in `settings.out`, or a temporary
+    folder that is gone once they are logged), the parent run they were logged to, and why logging
+    failed, if it did."""
+
+    curves: pa.Table
+    horizon: pa.Table
+    source: str
+    written: list[Path]
+    logged_to: str | None = None
+    log_error: str | None = None
+
+
+def make_report(source: FromStore | FromParquet | pa.Table, settings: ReportSettings) -> Report:
+    s = settings
+    if not 0.0 < s.threshold <= 1.0:
+        raise ReportError(f"--threshold must be in (0, 1], got {s.threshold}")
+    if s.n_draws < 0:
+        raise ReportError(f"--n-draws must be >= 0, got {s.n_draws}")
+    formats = style.parse_formats(",".join(s.figure_formats))  # refused before the records are read
+    if s.out is not None:
+        try:
+            writable_directory(s.out, "--out")
+        except Unwritable as exc:
+            raise ReportError(str(exc)) from None
+    store = parent = None
+    if isinstance(source, FromStore):
+        store = open_store(source.store, write=s.log)
+        parent, experiment = find_parent_run(store, source.experiment, source.run_id)
+        table = read_mlflow_records(store, parent, experiment, x=s.x)
+        where = f"parent run {parent.info.run_id}"
+    elif isinstance(source, FromParquet):
+        table, where = read_parquet_records(source.paths, x=s.x), ", ".join(source.paths)
+    else:
+        table, where = source, "a records table"
+    if table.num_rows == 0:
+        raise ReportError(f"no records found in {where}")
+    unknown = [c for c in s.by or [] if c not in table.column_names]
+    if unknown:
+        raise ReportError(f"unknown --by column(s): {', '.join(unknown)} (columns: {', '.join(table.column_names)})")
+    cells = success_map(table, *s.map, threshold=s.threshold) if s.map else None
+    print(f"aggregating {table.num_rows} record row(s) from {where}", file=sys.stderr)
+    curves, horizon = aggregate(table, x=s.x, by=s.by, threshold=s.threshold, n_draws=s.n_draws, seed=s.seed)
+    by = table_meta(horizon)["by"]
+    if s.horizon_axis and s.horizon_axis not in by:
+        raise ReportError(f"--horizon-axis {s.horizon_axis!r} is not a grouping column ({', '.join(by) or 'none'})")
+    if s.format:
+        print(format_report(curves, horizon, s.format))
+    outcomes = None
+    if s.outcome:
+        outcomes = outcome_summary(table, s.outcome, x=s.x, by=by, thresholds=s.thresholds)
+        if s.format:
+            print("\n" + format_outcomes(outcomes, s.outcome, s.x, s.thresholds))
+    marker = _markers(table, s)
+    report = Report(curves, horizon, where, [])
+    log = s.log and parent is not None
+    if s.out is None and not log:
+        return report
+    with tempfile.TemporaryDirectory(prefix="flosssweep-report-") as tmp:
+        out_dir = Path(s.out) if s.out is not None else Path(tmp)
+        report.written = write_outputs(
+            curves,
+            horizon,
+            out_dir,
+            marker=marker,
+            marker_label=s.marker_label,
+            horizon_axis=s.horizon_axis,
+            formats=formats,
+            size=s.figure_size,
+        )
+        if outcomes is not None:
+            report.written += _write_outcome(outcomes, s, out_dir, marker)
+        if cells is not None:
+            report.written += _write_map(cells, s, out_dir, formats)
+        if s.out is not None:
+            print(f"wrote {', '.join(str(w) for w in report.written)}", file=sys.stderr)
+        if log:
+            _log(store, parent.info.run_id, report)
+    return report
+
+
+def _markers(table: pa.Table, s: ReportSettings):
+    """The vertical lines of the success-curve figure: the given one, else, on a tau axis of
+    chaotic-data records, the forcing interval the data predict (ln 2 / lambda_max per step)."""
+    if s.marker is not None or s.x != "tau" or "lambda_max_data" not in table.column_names:
+        return s.marker
+    lambdas = sorted({v for v in table["lambda_max_data"].to_pylist() if v is not None and v > 0})
+    return [(np.log(2.0) / v, f"ln 2 / lambda_max = {np.log(2.0) / v:.1f}") for v in lambdas] or None
+
+
+def _write_outcome(outcomes: pa.Table, s: ReportSettings, out_dir: Path, marker) -> list[Path]:
+    table_path, figure_path = out_dir / f"outcome_{s.outcome}.parquet", out_dir / f"{s.outcome}_vs_{s.x}.png"
+    pq.write_table(outcomes, table_path)
+    if isinstance(marker, float):
+        marker = [(marker, s.marker_label or f"x = {marker:g}")]
+    plot_outcome(outcomes, s.outcome, s.x, figure_path, marker=marker)
+    return [table_path, figure_path]
+
+
+def _write_map(cells: pa.Table, s: ReportSettings, out_dir: Path, formats: list[str]) -> list[Path]:
+    x_map, y_map = s.map
+    stem = out_dir / f"map_{x_map}_{y_map}"
+    written = plot_success_map(cells, x_map, y_map, stem, formats)
+    with open(out_dir / "report.md", "a") as report_md:
+        report_md.write(f"\n![Map]({stem.name}.{formats[0]})\n\n**Map.** {map_caption(cells, x_map, y_map)}\n")
+    return written
+
+
+def _description(curves: pa.Table, horizon: pa.Table) -> str:
+    return (
+        format_report(curves, horizon, "markdown") + f"\n\nFigures, captions and tables: artifacts under "
+        f"`{REPORT_ARTIFACT_DIR}/` (report.md, success_vs_*, horizon.*, {TABLE_ARTIFACT})."
+    )
+
+
+def _log(store: TrackingStore, run_id: str, report: Report) -> None:
+    try:
+        for path in report.written:
+            store.client.log_artifact(run_id, str(path), REPORT_ARTIFACT_DIR)
+        log_summary(
+            store.client,
+            run_id,
+            summary_table(report.curves, report.horizon),
+            summary_metrics(report.curves, report.horizon),
+            _description(report.curves, report.horizon),
+            TABLE_ARTIFACT,
+        )
+    except Exception as exc:  # noqa: BLE001 - the report itself is done; say why logging failed
+        report.log_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return
+    report.logged_to = run_id
