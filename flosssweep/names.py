@@ -127,6 +127,10 @@ RESULT_KEYS = (EPOCH, RESULT_RECORDS, RESULT_HISTORY, RESULT_REPLAYED)
 CHECKPOINT_META_KEYS = ("epoch", "done", "launch", "config", "metrics", "history")
 # the launch file in a Ray experiment directory, driver -> a later driver (--resume, --close)
 LAUNCH_KEYS = ("parent_run_id", "experiment_id", "tracking_uri", "sweep", "fingerprint", "optuna")
+OPTUNA_STUDY_KEYS = ("storage", "study_name")  # its `optuna` entry: where an Optuna search keeps its study
+# How the child runs of a launch ended, counted into the parent's tags (flosssweep.<count>).
+OUTCOME_COUNTS = ("recorded", "stopped", "error", "abandoned", "open")
+RAY_RESULT_KEYS = ("timestamp",)  # Ray's own keys of every result that the driver reads
 # Environment, driver -> workers: the train function a trial calls ("module:function"), for tests
 # that need a trainer which fails on purpose; unset, `flosssweep.train:train`.
 TRAINER_ENV = "FLOSSSWEEP_TRAINER"

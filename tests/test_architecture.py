@@ -134,3 +134,21 @@ def test_nothing_cites_a_design_file_outside_the_repository():
         if "shared/DESIGN" in (text := p.read_text(errors="ignore")) or "DESIGN " in text.replace("DESIGN.md", "")
     ]
     assert not citing
+
+
+def sqlite_literals(path: Path) -> list[int]:
+    """Lines of a module with a string literal or f-string that starts with a SQLite URI's scheme."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.JoinedStr) and node.values:
+            node = node.values[0]
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("sqlite:"):
+            found.append(node.lineno)
+    return found
+
+
+def test_only_the_tracking_store_spells_a_sqlite_uri():
+    store = MODULES["flosssweep.tracking.store"]
+    assert sqlite_literals(store), "the store itself must be found, or this test finds nothing"
+    spelled = {name: lines for name, path in MODULES.items() if path != store and (lines := sqlite_literals(path))}
+    assert not spelled, f"sqlite:/// handled outside tracking/store.py: {spelled}"

@@ -56,6 +56,7 @@ TOP_KEYS = {
     "space": "dotted keys to vary",
 }
 ASHA_KEYS = ("type", "grace_period", "reduction_factor")
+RESOURCE_KEYS = ("cpu", "gpu")  # of `resources`: what one trial asks Ray for
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # Above this many corners the cross-key checks fall back to varying one axis at a time.
 MAX_CORNERS = 5000
@@ -372,7 +373,7 @@ def _resources(raw: Any) -> dict[str, float]:
     if not isinstance(raw, dict):
         raise ConfigError("resources", "a mapping {cpu: n, gpu: fraction}", raw)
     for key in raw:
-        if key not in ("cpu", "gpu"):
+        if key not in RESOURCE_KEYS:
             raise ConfigError(f"resources.{key}", "cpu or gpu", show_got=False)
     cpu = _number("resources.cpu", raw.get("cpu", 1))
     gpu = _number("resources.gpu", raw.get("gpu", 0))

@@ -29,6 +29,7 @@ from flosssweep.names import (
     END_REASON,
     ENDED_STATUSES,
     EXPERIMENT_KIND,
+    OUTCOME_COUNTS,
     PARENT,
     RAY_PATH,
     RECORDED,
@@ -299,7 +300,7 @@ class TrackingStore:
         records), `stopped` (by the scheduler), `error` (failed after its retries), `abandoned` (under
         way when a driver died, and not part of the resumed experiment), `open` (under way when the
         driver stopped: resumable)."""
-        counts = {"recorded": 0, "stopped": 0, "error": 0, "abandoned": 0, "open": 0}
+        counts = dict.fromkeys(OUTCOME_COUNTS, 0)
         for run in self.children(experiment_id, parent_run_id, deleted_too=True):
             tags = run.data.tags
             if tags.get(RECORDED) == "true":

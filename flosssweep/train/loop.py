@@ -45,7 +45,8 @@ def nanmean(values: Tensor) -> float:
 class Trial:
     """One configuration trained as `ensemble` realizations. Subclasses provide:
 
-    - `make_model()` -> (model, inputs, outputs) is called first; `make_flosser()` after the params exist;
+    - the input and output sizes, passed to `__init__` (the model is built from the config with them);
+    - optionally `make_flosser()`, called once the params exist (the default flosses the model's own dynamics);
     - `batch_loss()` -> (loss (R,), accuracy (R,) or None) on a fresh batch, differentiable;
     - `task_metrics()`, the task's own metrics (merged over the shared ones);
     - `outcome(j)`, the task's own record columns of member j;
