@@ -111,9 +111,11 @@ STATUS = "flosssweep.status"  # child: stopped, error or abandoned when it has n
 ENDED_STATUSES = ("stopped", "error", "abandoned")
 RETRIES = "flosssweep.retries"
 SUMMARY_TAGS = ("successes", "members", "diverged", "status")  # child: flosssweep.<name>
-TAG_PREFIX = "flosssweep."  # also the prefix of the report's metadata in its Parquet files
+TAG_PREFIX = "flosssweep."  # of every tag above, and of the counts and summary tags
 RECORDS_ARTIFACT = "records.parquet"  # per-member records, at each child run's artifact root
 REPORT_ARTIFACT_DIR = "report"  # the report's outputs, under the parent run
+# Schema metadata of the report's success_curves.parquet and horizon.parquet: the settings that made them.
+REPORT_SETTINGS = "flosssweep.report_settings"
 
 # -- what crosses a process boundary besides the metrics (flosssweep.protocol) -------------------
 # A trial's final Ray result, worker -> driver: its records and its report history, as JSON strings

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flosssweep.names import IDENTITY_COLUMNS, OUTCOME_COLUMNS, OUTCOME_PREFIXES, TAG_PREFIX
+from flosssweep.names import IDENTITY_COLUMNS, OUTCOME_COLUMNS, OUTCOME_PREFIXES, REPORT_SETTINGS
 from flosssweep.report import stats
 from flosssweep.report.common import (
     DEFAULT_N_DRAWS,
@@ -150,39 +151,51 @@ def _group_labels(keys_table: pa.Table, by: Sequence[str]) -> pa.Array:
     return pc.binary_join_element_wise(*parts, ", ")
 
 
-def _with_meta(table: pa.Table, meta: dict) -> pa.Table:
-    md = {f"{TAG_PREFIX}{k}".encode(): json.dumps(v).encode() for k, v in meta.items()}
-    return table.replace_schema_metadata(md)
+@dataclass(frozen=True)
+class Settings:
+    """How an aggregate was made; every table, text and figure of a report reads them here."""
+
+    x: str  # the column scanned for the success curve and T50
+    by: list[str]  # grouping columns
+    keys: list[str]  # columns that separate groups: `sweep` (records of several sweeps), then `by`
+    threshold: float  # success rate T50 is read at
+    n_draws: int  # posterior draws behind the T50 interval (0: none)
+    seed: int
+    confidence: float
+    x_categorical: bool = False  # x holds text: success counts only, T50 n/a
+
+    def attach(self, table: pa.Table) -> pa.Table:
+        """`table` carrying these settings in its schema metadata, so that a written curves or horizon
+        file says how it was made (read back with `Settings.of`)."""
+        return table.replace_schema_metadata({REPORT_SETTINGS: json.dumps(asdict(self)).encode()})
+
+    @classmethod
+    def of(cls, table: pa.Table) -> Settings:
+        """The settings a written curves or horizon table carries."""
+        raw = (table.schema.metadata or {}).get(REPORT_SETTINGS.encode())
+        if raw is None:
+            raise ReportError("the table carries no report settings (not written by flosssweep.report)")
+        return cls(**json.loads(raw))
 
 
-def table_meta(table: pa.Table) -> dict:
-    """The aggregation settings stored in a curves or horizon table's schema metadata."""
-    md = table.schema.metadata or {}
-    out = {}
-    for k, v in md.items():
-        k = k.decode()
-        if k.startswith(TAG_PREFIX):
-            out[k[len(TAG_PREFIX) :]] = json.loads(v.decode())
-    return out
+@dataclass(frozen=True)
+class Aggregate:
+    """Success-rate curves (one row per group and x), the horizon (one row per group) and the
+    settings that made them."""
+
+    curves: pa.Table
+    horizon: pa.Table
+    settings: Settings
 
 
-def split_by_sweep(items, meta: dict, row_of=lambda item: item) -> dict:
+def split_by_sweep(items, settings: Settings, row_of=lambda item: item) -> dict:
     """Items grouped by their row's sweep, in first-seen order; one group (key None) when the
     records came from a single sweep and carry no sweep key."""
-    keyed = "sweep" in meta.get("keys", [])
+    keyed = "sweep" in settings.keys
     sweeps: dict = {}
     for item in items:
         sweeps.setdefault(row_of(item)["sweep"] if keyed else None, []).append(item)
     return sweeps
-
-
-def plot_settings(table: pa.Table, x: str | None, threshold: float | None):
-    """The metadata of a curves or horizon table, and the x column and threshold a figure uses:
-    the given ones, else those :func:`aggregate` stored."""
-    meta = table_meta(table)
-    x = x or meta.get("x", DEFAULT_X)
-    threshold = meta.get("threshold", DEFAULT_THRESHOLD) if threshold is None else threshold
-    return meta, x, threshold, list(meta.get("by", []))
 
 
 def with_x(table: pa.Table, x: str) -> pa.Table:
@@ -204,14 +217,14 @@ def aggregate(
     n_draws: int = DEFAULT_N_DRAWS,
     seed: int = 0,
     confidence: float = 0.95,
-) -> tuple[pa.Table, pa.Table]:
+) -> Aggregate:
     """Success-rate curves and T50 per group from a records table.
 
     ``x`` is the column along which success is scanned (``delay``, the longest lag; ``spacing``,
     computed as delay / bits; ``tau`` for chaotic-data sweeps). Rows without an x value (a
     chaotic trial has no delay) are left out. ``by`` the grouping columns (``None``:
-    :func:`default_by`). A ``sweep`` column, when present, always separates groups. Returns
-    ``(curves, horizon)``:
+    :func:`default_by`). A ``sweep`` column, when present, always separates groups. Returns an
+    `Aggregate` of:
 
     * curves: one row per group and x value with the key columns, ``x``, ``n`` (realizations,
       'error' rows excluded), ``k`` (successes), ``n_error``, ``rate``, ``wilson_lo``,
@@ -222,7 +235,7 @@ def aggregate(
       '=' (a value), '>=' (censored at x_max), '<' (censored at x_min) or 'n/a' (x not numeric,
       no realizations, or no posterior draws).
 
-    Both carry the settings (x, by, keys, threshold, ...) in their schema metadata.
+    and the `Settings` that made them.
     """
     if not 0.0 < threshold <= 1.0:
         raise ReportError(f"threshold must be in (0, 1], got {threshold}")
@@ -272,28 +285,20 @@ def aggregate(
             "n_error": pc.subtract(cells["__ok_count"], n),
         }
     )
-    meta = {
-        "x": x,
-        "by": list(by),
-        "keys": keys,
-        "threshold": threshold,
-        "n_draws": int(n_draws),
-        "seed": int(seed),
-        "confidence": confidence,
-    }
-    return _summarize(cells, meta)
+    settings = Settings(x, list(by), keys, threshold, int(n_draws), int(seed), confidence)
+    return _summarize(cells, settings)
 
 
-def pool(curves: pa.Table, by: Sequence[str]) -> tuple[pa.Table, pa.Table]:
-    """Curves and horizon of the groups formed by ``by`` alone, from an aggregated curves table:
-    the counts of the groups that differ only in the other axes are added up (exactly what
-    :func:`aggregate` with this ``by`` gives). Settings (x, threshold, posterior draws) are kept."""
-    meta = dict(table_meta(curves))
-    x = meta.get("x", DEFAULT_X)
-    unknown = [c for c in by if c not in meta.get("by", [])]
+def pool(aggregated: Aggregate, by: Sequence[str]) -> Aggregate:
+    """The aggregate of the groups formed by ``by`` alone: the counts of the groups that differ only
+    in the other axes are added up (exactly what :func:`aggregate` with this ``by`` gives). Settings
+    (x, threshold, posterior draws) are kept."""
+    settings, curves = aggregated.settings, aggregated.curves
+    x = settings.x
+    unknown = [c for c in by if c not in settings.by]
     if unknown:
         raise ReportError(f"cannot pool by {', '.join(unknown)}: not a grouping column")
-    keys = [c for c in meta.get("keys", []) if c == "sweep" and c not in meta.get("by", [])] + list(by)
+    keys = [c for c in settings.keys if c == "sweep" and c not in settings.by] + list(by)
     cells = (
         pa.table(
             {
@@ -308,17 +313,16 @@ def pool(curves: pa.Table, by: Sequence[str]) -> tuple[pa.Table, pa.Table]:
         .aggregate([("n", "sum"), ("k", "sum"), ("n_error", "sum")])
         .rename_columns(keys + ["__x", "n", "k", "n_error"])
     )
-    meta.update(by=list(by), keys=keys)
-    return _summarize(cells, meta)
+    return _summarize(cells, replace(settings, by=list(by), keys=keys))
 
 
-def _summarize(cells: pa.Table, meta: dict) -> tuple[pa.Table, pa.Table]:
-    """Curves and horizon tables from cells (key columns, __x, n, k, n_error; any order)."""
-    x, by, keys = meta["x"], meta["by"], meta["keys"]
-    threshold, n_draws, seed = meta["threshold"], meta["n_draws"], meta["seed"]
-    confidence = meta["confidence"]
+def _summarize(cells: pa.Table, settings: Settings) -> Aggregate:
+    """The aggregate of cells (key columns, __x, n, k, n_error; any order)."""
+    x, by, keys = settings.x, settings.by, settings.keys
+    threshold, n_draws, seed = settings.threshold, settings.n_draws, settings.seed
+    confidence = settings.confidence
     categorical = not is_numeric(cells.schema.field("__x").type)
-    meta = {**meta, "x_categorical": categorical}
+    settings = replace(settings, x_categorical=categorical)
     if categorical:
         xs = cells["__x"].combine_chunks()
         cells = cells.append_column("__rank", _natural_rank(xs))
@@ -420,4 +424,4 @@ def _summarize(cells: pa.Table, meta: dict) -> tuple[pa.Table, pa.Table]:
             "nonmonotone": pa.array(nonmono),
         }
     )
-    return _with_meta(curves, meta), _with_meta(horizon, meta)
+    return Aggregate(curves, horizon, settings)

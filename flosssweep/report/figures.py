@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flosssweep.report import style
-from flosssweep.report.common import DEFAULT_X, FIGURE_GROUP_LIMIT, LEVEL_ORDER, ReportError
-from flosssweep.report.curves import is_numeric, plot_settings, pool, split_by_sweep, table_meta
+from flosssweep.report.common import FIGURE_GROUP_LIMIT, LEVEL_ORDER, ReportError
+from flosssweep.report.curves import Aggregate, is_numeric, pool, split_by_sweep
 from flosssweep.report.text import cell_text, format_report, num_text
 
 # --------------------------------------------------------------------------------------------
@@ -89,11 +89,9 @@ def _legend(fig, handles: dict, title: str | None, inches: float) -> None:
 
 
 def plot_success_curves(
-    curves: pa.Table,
+    aggregated: Aggregate,
     path: str | os.PathLike,
     *,
-    x: str | None = None,
-    threshold: float | None = None,
     marker=None,
     marker_label: str | None = None,
     size: str = "auto",
@@ -105,19 +103,19 @@ def plot_success_curves(
     One panel per sweep; a sweep with more than 8 groups is split into panels by one grouping
     axis (at most 6 panels), with the style of a line fixed by the remaining axes. ``marker``:
     optional vertical line(s), e.g. a predicted value: a number (labelled ``marker_label``), or a
-    sequence of numbers or ``(value, label)`` pairs. ``x`` and ``threshold`` default to the values
-    that :func:`aggregate` stored in the table. ``size``: single (3.4 in) or double (7 in) column
+    sequence of numbers or ``(value, label)`` pairs. ``size``: single (3.4 in) or double (7 in) column
     wide, auto = single for one panel. Saved to ``path`` (its suffix is the format), or once per
     entry of ``formats`` next to it; returns the first file.
     """
-    meta, x, threshold, by = plot_settings(curves, x, threshold)
-    categorical = bool(meta.get("x_categorical")) or not is_numeric(curves.schema.field(x).type)
+    curves, settings = aggregated.curves, aggregated.settings
+    x, threshold, by = settings.x, settings.threshold, settings.by
+    categorical = settings.x_categorical or not is_numeric(curves.schema.field(x).type)
     markers = _normalize_markers(marker, marker_label, x) if not categorical else []
 
     points: dict = {}
     for r in curves.to_pylist():
         points.setdefault(r["group_id"], []).append(r)
-    sweeps = split_by_sweep(points.values(), meta, row_of=lambda pts: pts[0])
+    sweeps = split_by_sweep(points.values(), settings, row_of=lambda pts: pts[0])
 
     # Panels: (sweep, facet title, list of groups); lines styled by the axes that are not the facet.
     panels = []
@@ -203,10 +201,11 @@ def plot_success_curves(
     return written[0]
 
 
-def success_caption(curves: pa.Table, *, note: str | None = None, marker=None) -> str:
+def success_caption(aggregated: Aggregate, *, note: str | None = None, marker=None) -> str:
     """What :func:`plot_success_curves` draws, in words (the figure carries no title)."""
-    meta, x, threshold, by = plot_settings(curves, None, None)
-    sweeps = list(split_by_sweep(curves.to_pylist(), meta))
+    settings = aggregated.settings
+    x, threshold, by = settings.x, settings.threshold, settings.by
+    sweeps = list(split_by_sweep(aggregated.curves.to_pylist(), settings))
     lines = f"one line per {', '.join(style.label(c) for c in by)}" if by else "all realizations pooled"
     text = (
         f"Success rate (fraction of realizations that succeeded) against {style.label(x)}; {lines}. "
@@ -244,26 +243,24 @@ def _axis_shares(horizon: pa.Table, by: Sequence[str]) -> dict[str, tuple[float,
     return out
 
 
-def most_important_axis(horizon: pa.Table, by: Sequence[str] | None = None) -> str | None:
+def most_important_axis(aggregated: Aggregate, by: Sequence[str] | None = None) -> str | None:
     """The grouping axis whose levels explain the largest share of the variance of T50.
 
     Censored values count at their bound. Ties (and the case of no variance at all) go to the axis
     with more levels, then to the earlier one in ``by``. ``None`` when there is no varied axis.
     """
-    meta = table_meta(horizon)
-    by = list(by if by is not None else meta.get("by", []))
-    shares = _axis_shares(horizon, by)
+    by = list(by if by is not None else aggregated.settings.by)
+    shares = _axis_shares(aggregated.horizon, by)
     ranked = [(shares[c][0], shares[c][1], -i, c) for i, c in enumerate(by) if shares[c][1] > 1]
     return max(ranked)[3] if ranked else None
 
 
-def figure_axes(horizon: pa.Table, limit: int = FIGURE_GROUP_LIMIT) -> list[str]:
+def figure_axes(aggregated: Aggregate, limit: int = FIGURE_GROUP_LIMIT) -> list[str]:
     """The grouping axes a figure can show readably: all of them when no sweep has more than
     ``limit`` groups; otherwise the most important axes (see :func:`most_important_axis`; on a
     tie the one with fewer levels) whose level combinations stay within ``limit`` per sweep."""
-    meta = table_meta(horizon)
-    by = list(meta.get("by", []))
-    has_sweep = "sweep" in meta.get("keys", [])
+    horizon, by = aggregated.horizon, list(aggregated.settings.by)
+    has_sweep = "sweep" in aggregated.settings.keys
     rows = horizon.to_pylist()
 
     def most_groups(axes):
@@ -283,12 +280,10 @@ def figure_axes(horizon: pa.Table, limit: int = FIGURE_GROUP_LIMIT) -> list[str]
 
 
 def plot_horizon(
-    horizon: pa.Table,
+    aggregated: Aggregate,
     path: str | os.PathLike,
     *,
     axis: str | None = None,
-    x: str | None = None,
-    threshold: float | None = None,
     size: str = "auto",
     formats: Sequence[str] | None = None,
 ) -> Path | None:
@@ -300,15 +295,16 @@ def plot_horizon(
     success rate recovers after the first crossing. Returns ``None`` and draws nothing when no group
     has a T50 (e.g. a categorical x column). ``size`` and ``formats``: as in
     :func:`plot_success_curves`."""
-    meta, x, threshold, by = plot_settings(horizon, x, threshold)
-    rows = [r for r in horizon.to_pylist() if r["t50_relation"] != "n/a" and r["t50"] is not None]
+    settings = aggregated.settings
+    x, by = settings.x, settings.by
+    rows = [r for r in aggregated.horizon.to_pylist() if r["t50_relation"] != "n/a" and r["t50"] is not None]
     if not rows:
         return None
-    axis = axis or most_important_axis(horizon, by)
+    axis = axis or most_important_axis(aggregated, by)
     if axis is not None and axis not in by:
         raise ReportError(f"--horizon-axis {axis!r} is not a grouping column ({', '.join(by) or 'none'})")
     rest = [c for c in by if c != axis]
-    sweeps = split_by_sweep(rows, meta)
+    sweeps = split_by_sweep(rows, settings)
     series_keys = list(dict.fromkeys(tuple(r[c] for c in rest) for r in rows))
 
     inches = style.width(size, len(sweeps))
@@ -394,10 +390,11 @@ def _draw_horizon_panel(ax, rs: list[dict], axis: str | None, rest: list[str], s
     ax.grid(True, axis="y", alpha=0.3)
 
 
-def horizon_caption(horizon: pa.Table, *, axis: str | None = None, note: str | None = None) -> str:
+def horizon_caption(aggregated: Aggregate, *, axis: str | None = None, note: str | None = None) -> str:
     """What :func:`plot_horizon` draws, in words."""
-    meta, x, threshold, by = plot_settings(horizon, None, None)
-    axis = axis or most_important_axis(horizon, by)
+    x, threshold, by = aggregated.settings.x, aggregated.settings.threshold, aggregated.settings.by
+    horizon = aggregated.horizon
+    axis = axis or most_important_axis(aggregated, by)
     rest = [c for c in by if c != axis]
     text = (
         f"T50, the {style.label(x)} at which the success rate falls below {threshold:g} (linear "
@@ -424,8 +421,7 @@ def horizon_caption(horizon: pa.Table, *, axis: str | None = None, note: str | N
 
 
 def write_outputs(
-    curves: pa.Table,
-    horizon: pa.Table,
+    aggregated: Aggregate,
     out_dir: str | os.PathLike,
     *,
     marker=None,
@@ -439,15 +435,15 @@ def write_outputs(
     ``out_dir``; return the paths written."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    x = table_meta(curves).get("x", DEFAULT_X)
-    pq.write_table(curves, out / "success_curves.parquet")
-    pq.write_table(horizon, out / "horizon.parquet")
+    curves, horizon, x = aggregated.curves, aggregated.horizon, aggregated.settings.x
+    pq.write_table(aggregated.settings.attach(curves), out / "success_curves.parquet")
+    pq.write_table(aggregated.settings.attach(horizon), out / "horizon.parquet")
     written = [out / "success_curves.parquet", out / "horizon.parquet"]
     # Figures with more groups than a reader can tell apart pool over the least important axes.
-    by = table_meta(horizon).get("by", [])
-    shown = figure_axes(horizon)
+    by = aggregated.settings.by
+    shown = figure_axes(aggregated)
     note = None
-    fig_curves, fig_horizon = curves, horizon
+    drawn = aggregated
     if shown != by:
         pooled = [c for c in by if c not in shown]
         note = "pooled over " + ", ".join(pooled)
@@ -456,16 +452,16 @@ def write_outputs(
             f"{', '.join(pooled)} (the tables do not; pick the axes with --by)",
             file=sys.stderr,
         )
-        fig_curves, fig_horizon = pool(curves, shown)
+        drawn = pool(aggregated, shown)
     if horizon_axis is not None and horizon_axis not in shown:
         horizon_axis = None
     figures = []
     stem = out / f"success_vs_{x}"
-    plot_success_curves(fig_curves, stem, marker=marker, marker_label=marker_label, size=size, formats=formats)
-    figures.append((stem, success_caption(fig_curves, note=note, marker=marker)))
-    if plot_horizon(fig_horizon, out / "horizon", axis=horizon_axis, size=size, formats=formats) is not None:
-        figures.append((out / "horizon", horizon_caption(fig_horizon, axis=horizon_axis, note=note)))
-    text = format_report(curves, horizon, "markdown")
+    plot_success_curves(drawn, stem, marker=marker, marker_label=marker_label, size=size, formats=formats)
+    figures.append((stem, success_caption(drawn, note=note, marker=marker)))
+    if plot_horizon(drawn, out / "horizon", axis=horizon_axis, size=size, formats=formats) is not None:
+        figures.append((out / "horizon", horizon_caption(drawn, axis=horizon_axis, note=note)))
+    text = format_report(aggregated, "markdown")
     shown_as = formats[0]
     for i, (path, caption) in enumerate(figures, 1):
         text += f"\n\n![Figure {i}]({path.name}.{shown_as})\n\n**Figure {i}.** {caption}"

@@ -20,7 +20,7 @@ from flosssweep.checks import Unwritable, writable_directory
 from flosssweep.names import REPORT_ARTIFACT_DIR
 from flosssweep.report import style
 from flosssweep.report.common import DEFAULT_N_DRAWS, DEFAULT_THRESHOLD, DEFAULT_X, ReportError
-from flosssweep.report.curves import aggregate, table_meta
+from flosssweep.report.curves import Aggregate, aggregate
 from flosssweep.report.figures import write_outputs
 from flosssweep.report.maps import map_caption, plot_success_map, success_map
 from flosssweep.report.outcomes import format_outcomes, outcome_summary, plot_outcome
@@ -76,8 +76,7 @@ class Report:
     folder that is gone once they are logged), the parent run they were logged to, and why logging
     failed, if it did."""
 
-    curves: pa.Table
-    horizon: pa.Table
+    aggregate: Aggregate
     source: str
     written: list[Path]
     logged_to: str | None = None
@@ -113,27 +112,26 @@ def make_report(source: FromStore | FromParquet | pa.Table, settings: ReportSett
         raise ReportError(f"unknown --by column(s): {', '.join(unknown)} (columns: {', '.join(table.column_names)})")
     cells = success_map(table, *s.map, threshold=s.threshold) if s.map else None
     print(f"aggregating {table.num_rows} record row(s) from {where}", file=sys.stderr)
-    curves, horizon = aggregate(table, x=s.x, by=s.by, threshold=s.threshold, n_draws=s.n_draws, seed=s.seed)
-    by = table_meta(horizon)["by"]
+    aggregated = aggregate(table, x=s.x, by=s.by, threshold=s.threshold, n_draws=s.n_draws, seed=s.seed)
+    by = aggregated.settings.by
     if s.horizon_axis and s.horizon_axis not in by:
         raise ReportError(f"--horizon-axis {s.horizon_axis!r} is not a grouping column ({', '.join(by) or 'none'})")
     if s.format:
-        print(format_report(curves, horizon, s.format))
+        print(format_report(aggregated, s.format))
     outcomes = None
     if s.outcome:
         outcomes = outcome_summary(table, s.outcome, x=s.x, by=by, thresholds=s.thresholds)
         if s.format:
             print("\n" + format_outcomes(outcomes, s.outcome, s.x, s.thresholds))
     marker = _markers(table, s)
-    report = Report(curves, horizon, where, [])
+    report = Report(aggregated, where, [])
     log = s.log and parent is not None
     if s.out is None and not log:
         return report
     with tempfile.TemporaryDirectory(prefix="flosssweep-report-") as tmp:
         out_dir = Path(s.out) if s.out is not None else Path(tmp)
         report.written = write_outputs(
-            curves,
-            horizon,
+            aggregated,
             out_dir,
             marker=marker,
             marker_label=s.marker_label,
@@ -179,9 +177,9 @@ def _write_map(cells: pa.Table, s: ReportSettings, out_dir: Path, formats: list[
     return written
 
 
-def _description(curves: pa.Table, horizon: pa.Table) -> str:
+def _description(aggregated: Aggregate) -> str:
     return (
-        format_report(curves, horizon, "markdown") + f"\n\nFigures, captions and tables: artifacts under "
+        format_report(aggregated, "markdown") + f"\n\nFigures, captions and tables: artifacts under "
         f"`{REPORT_ARTIFACT_DIR}/` (report.md, success_vs_*, horizon.*, {TABLE_ARTIFACT})."
     )
 
@@ -193,9 +191,9 @@ def _log(store: TrackingStore, run_id: str, report: Report) -> None:
         log_summary(
             store.client,
             run_id,
-            summary_table(report.curves, report.horizon),
-            summary_metrics(report.curves, report.horizon),
-            _description(report.curves, report.horizon),
+            summary_table(report.aggregate),
+            summary_metrics(report.aggregate),
+            _description(report.aggregate),
             TABLE_ARTIFACT,
         )
     except Exception as exc:  # noqa: BLE001 - the report itself is done; say why logging failed

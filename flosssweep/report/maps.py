@@ -22,7 +22,7 @@ def success_map(table: pa.Table, x: str, y: str, threshold: float) -> pa.Table:
             raise ReportError(f"--map: unknown column {column!r} (columns: {', '.join(table.column_names)})")
     if x == y:
         raise ReportError(f"--map: expected two different columns, got {x!r} twice")
-    cells, _ = aggregate(table, x=x, by=[y], threshold=threshold, n_draws=0)
+    cells = aggregate(table, x=x, by=[y], threshold=threshold, n_draws=0).curves
     return cells
 
 

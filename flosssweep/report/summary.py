@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import re
 
-import pyarrow as pa
-
-from flosssweep.report.curves import split_by_sweep, table_meta
+from flosssweep.report.curves import Aggregate, split_by_sweep
 from flosssweep.report.text import cell_text, num_text
 
 TABLE_ARTIFACT = "summary.json"  # under the parent's report/ directory
@@ -36,12 +34,12 @@ def group_label(row: dict, by: list[str], sweep=None) -> str:
     return _metric_key((f"{sweep} " if sweep is not None else "") + " ".join(parts))
 
 
-def summary_table(curves: pa.Table, horizon: pa.Table) -> dict[str, list]:
+def summary_table(aggregated: Aggregate) -> dict[str, list]:
     """One row per group: its axes, realizations, k/n per x, T50 and its 95% interval (as text, so a
     censored value reads '>= 24')."""
-    meta = table_meta(horizon)
-    x, by = meta["x"], list(meta.get("by", []))
-    keyed = "sweep" in meta.get("keys", [])
+    curves, horizon, settings = aggregated.curves, aggregated.horizon, aggregated.settings
+    x, by = settings.x, settings.by
+    keyed = "sweep" in settings.keys
     counts: dict = {}
     for r in curves.to_pylist():
         counts.setdefault(r["group_id"], {})[r[x]] = f"{r['k']}/{r['n']}"
@@ -61,12 +59,12 @@ def summary_table(curves: pa.Table, horizon: pa.Table) -> dict[str, list]:
     return columns
 
 
-def summary_metrics(curves: pa.Table, horizon: pa.Table) -> list[tuple[str, float, int]]:
+def summary_metrics(aggregated: Aggregate) -> list[tuple[str, float, int]]:
     """(name, value, step) per group: T50 (step 0), and the success rate at each x (step = x)
     when every x is an integer."""
-    meta = table_meta(horizon)
-    x, by = meta["x"], list(meta.get("by", []))
-    keyed = len(split_by_sweep(horizon.to_pylist(), meta)) > 1
+    curves, horizon, settings = aggregated.curves, aggregated.horizon, aggregated.settings
+    x, by = settings.x, settings.by
+    keyed = len(split_by_sweep(horizon.to_pylist(), settings)) > 1
     label = {r["group_id"]: group_label(r, by, r["sweep"] if keyed else None) for r in horizon.to_pylist()}
     metrics = [
         (f"{_T50_METRIC[r['t50_relation']]}/{label[r['group_id']]}", round(float(r["t50"]), 4), 0)

@@ -7,10 +7,9 @@ import io
 import json
 
 import numpy as np
-import pyarrow as pa
 
-from flosssweep.report.common import DEFAULT_THRESHOLD, DEFAULT_X, ReportError
-from flosssweep.report.curves import split_by_sweep, table_meta
+from flosssweep.report.common import ReportError
+from flosssweep.report.curves import Aggregate, Settings, split_by_sweep
 
 # --------------------------------------------------------------------------------------------
 # Text output
@@ -55,10 +54,10 @@ def cell_text(v) -> str:
     return str(v)
 
 
-def _sweep_views(curves: pa.Table, horizon: pa.Table):
+def _sweep_views(aggregated: Aggregate):
     """Per sweep: (name, horizon rows, x values, k/n matrix as {group_id: {x: text}})."""
-    meta = table_meta(horizon)
-    x = meta.get("x", DEFAULT_X)
+    curves, horizon, settings = aggregated.curves, aggregated.horizon, aggregated.settings
+    x = settings.x
     hrows = horizon.to_pylist()
     k = curves["k"].to_numpy()
     n = curves["n"].to_numpy()
@@ -67,7 +66,7 @@ def _sweep_views(curves: pa.Table, horizon: pa.Table):
     kn: dict[int, dict] = {}
     for g, xv, kk, nn in zip(gid.tolist(), xs, k.tolist(), n.tolist()):
         kn.setdefault(g, {})[xv] = f"{kk}/{nn}"
-    sweeps = split_by_sweep(hrows, meta)
+    sweeps = split_by_sweep(hrows, settings)
     views = []
     for name, rows in sweeps.items():
         ids = {r["group_id"] for r in rows}
@@ -76,29 +75,28 @@ def _sweep_views(curves: pa.Table, horizon: pa.Table):
             if g in ids and xv not in xorder:
                 xorder[xv] = None
         xvals = list(xorder)
-        if not meta.get("x_categorical"):
+        if not settings.x_categorical:
             xvals.sort(key=lambda v: (v is None, v if v is not None else 0))
         views.append((name, rows, xvals, kn))
     return views
 
 
-def _summary_line(name, rows, meta) -> str:
+def _summary_line(name, rows, settings: Settings) -> str:
     n = sum(r["n"] for r in rows)
     err = sum(r["n_error"] for r in rows)
     parts = [f"{len(rows)} group(s)", f"{n} realization(s)"]
     if err:
         parts.append(f"{err} row(s) with status 'error' excluded from n (column 'errors')")
-    parts.append(f"threshold {meta.get('threshold', DEFAULT_THRESHOLD):g}")
-    if meta.get("n_draws", 0) > 0:
-        parts.append(f"{meta['n_draws']} posterior draws, seed {meta.get('seed', 0)}")
+    parts.append(f"threshold {settings.threshold:g}")
+    if settings.n_draws > 0:
+        parts.append(f"{settings.n_draws} posterior draws, seed {settings.seed}")
     title = f"sweep {name}" if name is not None else "records"
     return f"{title}: " + ", ".join(parts)
 
 
-def _wide_rows(rows, xvals, kn, meta, *, for_csv: bool):
-    by = meta.get("by", [])
-    x = meta.get("x", DEFAULT_X)
-    with_ci = meta.get("n_draws", 0) > 0
+def _wide_rows(rows, xvals, kn, settings: Settings, *, for_csv: bool):
+    by, x = settings.by, settings.x
+    with_ci = settings.n_draws > 0
     any_err = any(r["n_error"] for r in rows)
     header = list(by) + [f"{x} {cell_text(v)}" for v in xvals]
     if for_csv:
@@ -160,31 +158,31 @@ def _align(header, body, markdown: bool) -> str:
     return "\n".join(out)
 
 
-def _footnotes(rows, meta) -> list[str]:
+def _footnotes(rows, settings: Settings) -> list[str]:
     notes = []
-    x = meta.get("x", DEFAULT_X)
+    x = settings.x
     if any(r["nonmonotone"] for r in rows):
         notes.append(
-            f"* success rate is back at or above {meta.get('threshold', DEFAULT_THRESHOLD):g} after "
+            f"* success rate is back at or above {settings.threshold:g} after "
             f"the first crossing; T50 uses the first crossing (see --help)"
         )
-    if meta.get("x_categorical"):
+    if settings.x_categorical:
         notes.append(f"T50 is n/a: the x column {x!r} is not numeric")
     return notes
 
 
-def format_report(curves: pa.Table, horizon: pa.Table, fmt: str = "table") -> str:
+def format_report(aggregated: Aggregate, fmt: str = "table") -> str:
     """The report as text: 'table' (aligned, for a terminal), 'markdown', 'csv' or 'json'."""
-    meta = table_meta(horizon)
-    views = _sweep_views(curves, horizon)
+    settings = aggregated.settings
+    views = _sweep_views(aggregated)
     if fmt == "json":
-        return _format_json(curves, horizon, meta)
+        return _format_json(aggregated)
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        has_sweep = "sweep" in meta.get("keys", [])
+        has_sweep = "sweep" in settings.keys
         for i, (name, rows, xvals, kn) in enumerate(views):
-            header, body = _wide_rows(rows, xvals, kn, meta, for_csv=True)
+            header, body = _wide_rows(rows, xvals, kn, settings, for_csv=True)
             if has_sweep:
                 header = ["sweep"] + header
                 body = [[name] + b for b in body]
@@ -198,11 +196,11 @@ def format_report(curves: pa.Table, horizon: pa.Table, fmt: str = "table") -> st
     md = fmt == "markdown"
     blocks = []
     for name, rows, xvals, kn in views:
-        header, body = _wide_rows(rows, xvals, kn, meta, for_csv=False)
-        title = _summary_line(name, rows, meta)
+        header, body = _wide_rows(rows, xvals, kn, settings, for_csv=False)
+        title = _summary_line(name, rows, settings)
         lines = [f"### {title}" if md else title, ""]
         lines.append(_align(header, body, md))
-        notes = _footnotes(rows, meta)
+        notes = _footnotes(rows, settings)
         if notes:
             lines.append("")
             lines += notes
@@ -212,9 +210,9 @@ def format_report(curves: pa.Table, horizon: pa.Table, fmt: str = "table") -> st
     return "\n\n".join(blocks)
 
 
-def _format_json(curves: pa.Table, horizon: pa.Table, meta: dict) -> str:
-    x = meta.get("x", DEFAULT_X)
-    by = meta.get("by", [])
+def _format_json(aggregated: Aggregate) -> str:
+    curves, horizon, settings = aggregated.curves, aggregated.horizon, aggregated.settings
+    x, by = settings.x, settings.by
     points: dict[int, list] = {}
     for r in curves.to_pylist():
         points.setdefault(r["group_id"], []).append(
@@ -246,14 +244,14 @@ def _format_json(curves: pa.Table, horizon: pa.Table, meta: dict) -> str:
             "curve": points.get(r["group_id"], []),
         }
 
-    sweeps = split_by_sweep(horizon.to_pylist(), meta)
+    sweeps = split_by_sweep(horizon.to_pylist(), settings)
     doc = {
         "x": x,
         "by": by,
-        "threshold": meta.get("threshold"),
-        "confidence": meta.get("confidence"),
-        "n_draws": meta.get("n_draws"),
-        "seed": meta.get("seed"),
+        "threshold": settings.threshold,
+        "confidence": settings.confidence,
+        "n_draws": settings.n_draws,
+        "seed": settings.seed,
         "sweeps": [{"sweep": k, "groups": [group(r) for r in v]} for k, v in sweeps.items()],
     }
     return json.dumps(doc, indent=2, default=str)

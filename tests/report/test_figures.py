@@ -59,8 +59,7 @@ def svg_text(path) -> str:
 def test_every_format_is_written_and_opens(tmp_path, two_groups):
     import matplotlib.image
 
-    curves, horizon = two_groups
-    written = report.write_outputs(curves, horizon, tmp_path)
+    written = report.write_outputs(two_groups, tmp_path)
     names = {p.name for p in written}
     for stem in ("success_vs_delay", "horizon"):
         assert {f"{stem}.png", f"{stem}.pdf", f"{stem}.svg"} <= names
@@ -75,8 +74,7 @@ def test_every_format_is_written_and_opens(tmp_path, two_groups):
 
 
 def test_only_the_asked_formats_are_written(tmp_path, two_groups):
-    curves, horizon = two_groups
-    written = report.write_outputs(curves, horizon, tmp_path, formats=["svg"])
+    written = report.write_outputs(two_groups, tmp_path, formats=["svg"])
     assert {p.suffix for p in written if "parquet" not in p.name and p.suffix != ".md"} == {".svg"}
     assert not list(tmp_path.glob("*.png")) and not list(tmp_path.glob("*.pdf"))
 
@@ -84,14 +82,12 @@ def test_only_the_asked_formats_are_written(tmp_path, two_groups):
 def test_double_column_size(tmp_path, two_groups):
     import matplotlib.image
 
-    curves, _ = two_groups
-    path = report.plot_success_curves(curves, tmp_path / "wide.png", size="double")
+    path = report.plot_success_curves(two_groups, tmp_path / "wide.png", size="double")
     assert 6.5 * style.DPI <= matplotlib.image.imread(path).shape[1] <= 7.1 * style.DPI
 
 
 def test_no_title_labels_from_the_schema_fonts_at_least_8_pt(tmp_path, two_groups):
-    curves, horizon = two_groups
-    report.write_outputs(curves, horizon, tmp_path, formats=["svg"])
+    report.write_outputs(two_groups, tmp_path, formats=["svg"])
     for name in ("success_vs_delay.svg", "horizon.svg"):
         text = svg_text(tmp_path / name)
         sizes = [float(s) for s in re.findall(r"font-size: ([0-9.]+)px", text)]  # SVG user unit = 1 pt
@@ -106,9 +102,8 @@ def test_no_title_labels_from_the_schema_fonts_at_least_8_pt(tmp_path, two_group
 
 
 def test_legends_only_for_what_is_drawn(tmp_path, two_groups):
-    curves, horizon = two_groups
-    report.plot_success_curves(curves, tmp_path / "c.svg")
-    report.plot_horizon(horizon, tmp_path / "h.svg")
+    report.plot_success_curves(two_groups, tmp_path / "c.svg")
+    report.plot_horizon(two_groups, tmp_path / "h.svg")
     curve_svg, horizon_svg = svg_text(tmp_path / "c.svg"), svg_text(tmp_path / "h.svg")
     assert 'id="legend_1"' in curve_svg and "threshold" not in curve_svg
     assert 'id="legend_1"' not in horizon_svg  # one series on the floss_mode axis: nothing to tell apart

@@ -14,7 +14,7 @@ import pytest
 
 from flosssweep import records, report
 from flosssweep.report import common, figures, style
-from flosssweep.report.curves import table_meta
+from flosssweep.report.curves import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -86,12 +86,12 @@ def aggregated():
 
 
 def test_default_grouping_is_the_varied_config_columns(aggregated):
-    curves, horizon = aggregated
-    meta = table_meta(horizon)
+    curves, horizon = aggregated.curves, aggregated.horizon
+    meta = aggregated.settings
     # seed, member, trial_id, config_key, delay, outcomes and 'device' (differs between the
     # realizations of one configuration) are not axes; constant columns are not either.
-    assert meta["by"] == ["arch", "floss_mode"]
-    assert meta["keys"] == ["sweep", "arch", "floss_mode"]
+    assert meta.by == ["arch", "floss_mode"]
+    assert meta.keys == ["sweep", "arch", "floss_mode"]
     assert horizon.num_rows == 4
     assert curves.num_rows == 16
 
@@ -109,7 +109,7 @@ def test_default_grouping_ignores_per_trial_outcomes_with_one_trial_per_config()
 
 
 def test_curves_hold_counts_rates_and_wilson(aggregated):
-    curves, _ = aggregated
+    curves = aggregated.curves
     rows = [r for r in curves.to_pylist() if r["arch"] == "rnn" and r["floss_mode"] == "none"]
     assert [r["delay"] for r in rows] == [10, 20, 30, 40]
     assert [(r["k"], r["n"]) for r in rows] == [(10, 10), (8, 10), (4, 10), (0, 10)]
@@ -119,7 +119,7 @@ def test_curves_hold_counts_rates_and_wilson(aggregated):
 
 
 def test_horizon_values_and_censoring(aggregated):
-    _, horizon = aggregated
+    horizon = aggregated.horizon
     r = horizon_row(horizon, "rnn", "none")
     assert (r["t50"], r["t50_relation"]) == (pytest.approx(27.5), "=")
     assert r["t50_lo"] <= 27.5 <= r["t50_hi"]
@@ -133,7 +133,7 @@ def test_horizon_values_and_censoring(aggregated):
 
 
 def test_non_monotone_group_uses_first_crossing(aggregated):
-    _, horizon = aggregated
+    horizon = aggregated.horizon
     r = horizon_row(horizon, "lstm", "pre")
     assert r["t50"] == pytest.approx(10 + 50 / 7)
     assert r["nonmonotone"] is True
@@ -153,7 +153,8 @@ def test_error_rows_are_excluded_and_counted_diverged_rows_fail():
         "success",
         pc.if_else(pc.equal(table["status"], "diverged"), True, table["success"]),
     )
-    curves, horizon = report.aggregate(table, n_draws=0)
+    aggregated = report.aggregate(table, n_draws=0)
+    curves, horizon = aggregated.curves, aggregated.horizon
     rows = {r["delay"]: r for r in curves.to_pylist() if r["floss_mode"] == "none"}
     assert (rows[20]["k"], rows[20]["n"], rows[20]["n_error"]) == (7, 8, 2)
     assert (rows[30]["k"], rows[30]["n"], rows[30]["n_error"]) == (3, 10, 0)
@@ -161,13 +162,14 @@ def test_error_rows_are_excluded_and_counted_diverged_rows_fail():
     assert r["n_error"] == 2 and r["n"] == 38
     # 7/8 at 20, 3/10 at 30: 20 + (0.875 - 0.5) / (0.875 - 0.3) * 10
     assert r["t50"] == pytest.approx(20 + 0.375 / 0.575 * 10)
-    text = report.format_report(curves, horizon)
+    text = report.format_report(aggregated)
     assert "2 row(s) with status 'error' excluded from n" in text
     assert "7/8" in text and "errors" in text
 
 
 def test_explicit_by_pools_other_columns():
-    curves, horizon = report.aggregate(make_records(GROUPS), by=["floss_mode"], n_draws=0)
+    aggregated = report.aggregate(make_records(GROUPS), by=["floss_mode"], n_draws=0)
+    curves, horizon = aggregated.curves, aggregated.horizon
     assert horizon.num_rows == 2
     none = [r for r in curves.to_pylist() if r["floss_mode"] == "none"]
     assert [(r["k"], r["n"]) for r in none] == [(14, 20), (10, 20), (5, 20), (0, 20)]
@@ -175,10 +177,11 @@ def test_explicit_by_pools_other_columns():
 
 def test_by_none_pools_everything_and_sweeps_stay_apart():
     t = pa.concat_tables([make_records(GROUPS, sweep="a"), make_records(GROUPS, sweep="b")])
-    curves, horizon = report.aggregate(t, by=[], n_draws=0)
+    aggregated = report.aggregate(t, by=[], n_draws=0)
+    curves, horizon = aggregated.curves, aggregated.horizon
     assert horizon["sweep"].to_pylist() == ["a", "b"]
     assert curves.filter(pc.equal(curves["sweep"], "a"))["n"].to_pylist() == [40] * 4
-    text = report.format_report(curves, horizon)
+    text = report.format_report(aggregated)
     assert "sweep a:" in text and "sweep b:" in text
 
 
@@ -193,15 +196,16 @@ def test_x_column_is_a_parameter_and_categorical_x_does_not_crash():
         "config_key",
         pc.binary_join_element_wise(t["arch"], t["floss_mode"], t["tau"], "-"),
     )
-    curves, horizon = report.aggregate(t, x="tau", n_draws=50)
+    aggregated = report.aggregate(t, x="tau", n_draws=50)
+    curves, horizon = aggregated.curves, aggregated.horizon
     assert set(horizon["t50_relation"].to_pylist()) == {"n/a"}
     r = [c for c in curves.to_pylist() if c["arch"] == "rnn" and c["floss_mode"] == "none"]
     assert [c["tau"] for c in r] == ["10", "20", "30", "none"]  # numbers first, by value
-    text = report.format_report(curves, horizon)
+    text = report.format_report(aggregated)
     assert "tau none" in text and "not numeric" in text
     # Numeric tau works like delay.
     t2 = make_records(GROUPS).rename_columns(["tau" if c == "delay" else c for c in make_records(GROUPS).column_names])
-    _, h2 = report.aggregate(t2, x="tau", n_draws=0)
+    h2 = report.aggregate(t2, x="tau", n_draws=0).horizon
     assert horizon_row(h2, "rnn", "none")["t50"] == pytest.approx(27.5)
 
 
@@ -250,17 +254,17 @@ def parity_and_chaotic_records(n=4):
 
 
 def test_spacing_axis_is_delay_over_bits():
-    curves, horizon = report.aggregate(parity_and_chaotic_records(), x="spacing", n_draws=0)
-    meta = table_meta(horizon)
+    aggregated = report.aggregate(parity_and_chaotic_records(), x="spacing", n_draws=0)
+    curves, horizon, meta = aggregated.curves, aggregated.horizon, aggregated.settings
     # delay is what spacing replaces, not a grouping axis; the chaotic rows have no spacing
-    assert meta["x"] == "spacing" and meta["by"] == ["bits"]
+    assert meta.x == "spacing" and meta.by == ["bits"]
     assert curves["spacing"].to_pylist() == [10, 20, 30, 40] * 2
     assert curves["k"].to_pylist() == [4, 4, 3, 1, 4, 3, 1, 0]
     t50 = dict(zip(horizon["bits"].to_pylist(), horizon["t50"].to_pylist()))
     # copy: 0.75 at 30, 0.25 at 40: 30 + 0.25 / 0.5 * 10 = 35. XOR: 0.75 at 20, 0.25 at 30: 25
     # (in delay, 50 = 2 x 25).
     assert t50 == {1: pytest.approx(35.0), 2: pytest.approx(25.0)}
-    _, by_delay = report.aggregate(parity_and_chaotic_records(), n_draws=0)
+    by_delay = report.aggregate(parity_and_chaotic_records(), n_draws=0).horizon
     assert dict(zip(by_delay["bits"].to_pylist(), by_delay["t50"].to_pylist())) == {
         1: pytest.approx(35.0),
         2: pytest.approx(50.0),
@@ -282,7 +286,7 @@ def test_spacing_needs_delay_and_bits(tmp_path, capsys):
 
 def test_records_of_one_group_without_a_sweep_column():
     t = parity_and_chaotic_records().drop_columns(["sweep"]).filter(pc.equal(pc.field("bits"), 2))
-    _, horizon = report.aggregate(t, n_draws=20)
+    horizon = report.aggregate(t, n_draws=20).horizon
     assert horizon["group"].to_pylist() == ["all"] and horizon["t50"].to_pylist() == [pytest.approx(50.0)]
 
 
@@ -298,8 +302,8 @@ def test_missing_columns_and_bad_settings_raise_report_error():
 
 def test_aggregate_is_reproducible_for_a_seed():
     t = make_records(GROUPS)
-    a = report.aggregate(t, n_draws=200, seed=3)[1]
-    b = report.aggregate(t, n_draws=200, seed=3)[1]
+    a = report.aggregate(t, n_draws=200, seed=3).horizon
+    b = report.aggregate(t, n_draws=200, seed=3).horizon
     assert a.equals(b)
 
 
@@ -308,10 +312,11 @@ def test_synthetic_records_for_the_benchmark():
     assert t.num_rows == 10_000
     for c in records.SCHEMA.names + ["train_epochs", "model_g", "floss_pre_steps", "ensemble"]:
         assert c in t.column_names
-    curves, horizon = report.aggregate(t, n_draws=100)
+    aggregated = report.aggregate(t, n_draws=100)
+    curves, horizon = aggregated.curves, aggregated.horizon
     assert curves["n"].to_numpy().max() <= 16
     assert horizon.num_rows == -(-10_000 // 96)
-    assert "delay" not in table_meta(horizon)["by"]
+    assert "delay" not in aggregated.settings.by
     assert 0 < pc.sum(curves["n_error"]).as_py() < 100
 
 
@@ -319,7 +324,7 @@ def test_synthetic_records_for_the_benchmark():
 
 
 def test_table_format_shows_counts_and_censoring(aggregated):
-    text = report.format_report(*aggregated, fmt="table")
+    text = report.format_report(aggregated, fmt="table")
     lines = text.splitlines()
     assert lines[0].startswith("sweep delay-scan: 4 group(s), 160 realization(s)")
     header = lines[2]
@@ -337,14 +342,14 @@ def test_table_format_shows_counts_and_censoring(aggregated):
 
 
 def test_markdown_csv_and_json_formats(aggregated):
-    md = report.format_report(*aggregated, fmt="markdown")
+    md = report.format_report(aggregated, fmt="markdown")
     assert "| arch | floss_mode |" in md.replace("  ", " ") or "| arch " in md
     assert md.splitlines()[3].startswith("| -")
-    rows = list(csv.DictReader(io.StringIO(report.format_report(*aggregated, fmt="csv"))))
+    rows = list(csv.DictReader(io.StringIO(report.format_report(aggregated, fmt="csv"))))
     assert len(rows) == 4
     r = next(r for r in rows if r["arch"] == "rnn" and r["floss_mode"] == "none")
     assert r["delay 20"] == "8/10" and float(r["t50"]) == pytest.approx(27.5) and r["t50_relation"] == "="
-    doc = json.loads(report.format_report(*aggregated, fmt="json"))
+    doc = json.loads(report.format_report(aggregated, fmt="json"))
     assert doc["x"] == "delay" and doc["threshold"] == 0.5
     g = next(g for g in doc["sweeps"][0]["groups"] if g["axes"] == {"arch": "lstm", "floss_mode": "none"})
     assert g["t50"]["relation"] == "<" and g["t50"]["value"] == 10
@@ -355,41 +360,40 @@ def test_markdown_csv_and_json_formats(aggregated):
 
 
 def test_figures_are_written(tmp_path, aggregated):
-    curves, horizon = aggregated
-    p = report.plot_success_curves(curves, tmp_path / "c.png", marker=[(25.0, "predicted T50")])
+    p = report.plot_success_curves(aggregated, tmp_path / "c.png", marker=[(25.0, "predicted T50")])
     assert p.read_bytes()[:8] == PNG_MAGIC
-    h = report.plot_horizon(horizon, tmp_path / "h.png")
+    h = report.plot_horizon(aggregated, tmp_path / "h.png")
     assert h.read_bytes()[:8] == PNG_MAGIC
-    assert figures.most_important_axis(horizon) in ("arch", "floss_mode")
+    assert figures.most_important_axis(aggregated) in ("arch", "floss_mode")
 
 
 def test_crowded_curve_figure_is_split_into_panels(tmp_path):
     t = report.synthetic_records(96 * 24, seed=2)
-    curves, horizon = report.aggregate(t, n_draws=50)
-    assert report.plot_success_curves(curves, tmp_path / "c.png").stat().st_size > 10_000
-    assert report.plot_horizon(horizon, tmp_path / "h.png").stat().st_size > 10_000
+    aggregated = report.aggregate(t, n_draws=50)
+    assert report.plot_success_curves(aggregated, tmp_path / "c.png").stat().st_size > 10_000
+    assert report.plot_horizon(aggregated, tmp_path / "h.png").stat().st_size > 10_000
 
 
 def test_pool_equals_aggregating_with_fewer_axes(aggregated):
-    curves, _ = aggregated
     t = make_records(GROUPS)
-    pooled_c, pooled_h = report.pool(curves, ["floss_mode"])
-    direct_c, direct_h = report.aggregate(t, by=["floss_mode"], n_draws=400, seed=0)
+    pooled = report.pool(aggregated, ["floss_mode"])
+    direct = report.aggregate(t, by=["floss_mode"], n_draws=400, seed=0)
+    pooled_c, pooled_h, direct_c, direct_h = pooled.curves, pooled.horizon, direct.curves, direct.horizon
     for col in ("floss_mode", "delay", "n", "k", "n_error", "wilson_lo"):
         assert pooled_c[col].to_pylist() == direct_c[col].to_pylist()
     for col in ("t50", "t50_relation", "t50_lo", "t50_hi", "nonmonotone"):
         assert pooled_h[col].to_pylist() == direct_h[col].to_pylist()
     with pytest.raises(report.ReportError, match="hidden"):
-        report.pool(curves, ["hidden"])
+        report.pool(aggregated, ["hidden"])
 
 
 def test_figures_of_many_groups_pool_the_least_important_axes(tmp_path, capsys):
     t = report.synthetic_records(96 * 60, seed=4)  # 60 groups over arch, hidden, bits, floss_mode
-    curves, horizon = report.aggregate(t, n_draws=50)
-    shown = figures.figure_axes(horizon)
-    assert 0 < len(shown) < len(table_meta(horizon)["by"])
-    assert report.pool(curves, shown)[1].num_rows <= common.FIGURE_GROUP_LIMIT
-    written = report.write_outputs(curves, horizon, tmp_path)
+    aggregated = report.aggregate(t, n_draws=50)
+    shown = figures.figure_axes(aggregated)
+    assert 0 < len(shown) < len(aggregated.settings.by)
+    assert report.pool(aggregated, shown).horizon.num_rows <= common.FIGURE_GROUP_LIMIT
+    written = report.write_outputs(aggregated, tmp_path)
     assert {p.name for p in written} >= {"success_vs_delay.png", "horizon.png", "horizon.parquet"}
     assert "figures pool over" in capsys.readouterr().err
     assert pq.read_table(tmp_path / "horizon.parquet").num_rows == 60  # tables are not pooled
@@ -398,9 +402,9 @@ def test_figures_of_many_groups_pool_the_least_important_axes(tmp_path, capsys):
 def test_horizon_figure_skipped_for_categorical_x(tmp_path):
     t = make_records(GROUPS)
     t = t.append_column("tau", pc.cast(t["delay"], pa.string())).drop_columns(["delay"])
-    curves, horizon = report.aggregate(t, x="tau", by=["arch", "floss_mode"], n_draws=0)
-    assert report.plot_horizon(horizon, tmp_path / "h.png") is None
-    assert report.plot_success_curves(curves, tmp_path / "c.png").exists()
+    aggregated = report.aggregate(t, x="tau", by=["arch", "floss_mode"], n_draws=0)
+    assert report.plot_horizon(aggregated, tmp_path / "h.png") is None
+    assert report.plot_success_curves(aggregated, tmp_path / "c.png").exists()
 
 
 # --- command line: Parquet source and bad input ------------------------------------------------
@@ -424,7 +428,7 @@ def test_cli_from_parquet_writes_all_outputs(tmp_path, records_file, capsys):
         assert (out / name).exists(), name
     assert (out / "success_vs_delay.png").read_bytes()[:8] == PNG_MAGIC
     h = pq.read_table(out / "horizon.parquet")
-    assert table_meta(h)["by"] == ["arch", "floss_mode"]
+    assert Settings.of(h).by == ["arch", "floss_mode"]
     assert pq.read_table(out / "success_curves.parquet").num_rows == 16
 
 

@@ -38,7 +38,7 @@ def tables():
 
 
 def test_table_rows_are_the_groups_with_counts_and_t50(tables):
-    table = summary_table(*tables)
+    table = summary_table(tables)
     assert table["floss_mode"] == ["none", "pre"]
     assert table["realizations"] == [24, 24]
     assert table["delay 8"] == ["8/8", "8/8"] and table["delay 16"] == ["2/8", "8/8"]
@@ -48,7 +48,7 @@ def test_table_rows_are_the_groups_with_counts_and_t50(tables):
 
 
 def test_metrics_name_the_group_and_say_when_t50_is_censored(tables):
-    metrics = {(name, step): value for name, value, step in summary_metrics(*tables)}
+    metrics = {(name, step): value for name, value, step in summary_metrics(tables)}
     assert metrics[("t50/floss_mode.none", 0)] == pytest.approx(8 + 8 * 0.5 / 0.75, abs=1e-4)
     assert metrics[("t50_at_least/floss_mode.pre", 0)] == 24
     assert ("t50/floss_mode.pre", 0) not in metrics
@@ -58,7 +58,7 @@ def test_metrics_name_the_group_and_say_when_t50_is_censored(tables):
 
 def test_non_integer_x_gives_no_curve_metrics():
     t = sweep_records({"none": [8, 2, 0], "pre": [8, 8, 2]}, delays=(0.5, 1.0, 1.5), x="model_g")
-    names = {name for name, _, _ in summary_metrics(*report.aggregate(t, x="model_g", n_draws=0))}
+    names = {name for name, _, _ in summary_metrics(report.aggregate(t, x="model_g", n_draws=0))}
     assert names == {"t50/floss_mode.none", "t50/floss_mode.pre"}
 
 
@@ -68,7 +68,7 @@ def test_logged_onto_a_run_and_a_second_report_replaces_the_table(tmp_path, tabl
     experiment = client.create_experiment("s", artifact_location=(tmp_path / "art").as_uri())
     run_id = client.create_run(experiment).info.run_id
     for _ in range(2):
-        path = log_summary(client, run_id, summary_table(*tables), summary_metrics(*tables), "| md |", TABLE_ARTIFACT)
+        path = log_summary(client, run_id, summary_table(tables), summary_metrics(tables), "| md |", TABLE_ARTIFACT)
     run = client.get_run(run_id)
     assert run.data.metrics["t50/floss_mode.none"] == pytest.approx(13.3333)
     assert run.data.tags[NOTE] == "| md |"
