@@ -375,8 +375,14 @@ def validate(config: dict) -> None:
         raise ConfigError("floss.warmup", f"less than floss.horizon = {floss['horizon']}", floss["warmup"])
     if floss["mode"] == "regularizer" and floss["strength"] <= 0:
         raise ConfigError("floss.strength", "> 0 when floss.mode is regularizer", floss["strength"])
-    if floss["mode"] == "none" and floss["strength"] > 0:
-        raise ConfigError("floss.strength", "0 when floss.mode is none (use mode regularizer)", floss["strength"])
+    if floss["mode"] != "regularizer" and floss["strength"] > 0:
+        # Otherwise a `pre` trial with a strength would floss on both schedules and be recorded as `pre`.
+        raise ConfigError(
+            "floss.strength",
+            f"0 when floss.mode is {floss['mode']} (a strength adds the flossing loss at every step: that is "
+            "floss.mode regularizer)",
+            floss["strength"],
+        )
     if not chaotic and train["success_window"] > train["epochs"]:
         raise ConfigError("train.success_window", f"at most train.epochs = {train['epochs']}", train["success_window"])
     if train["success_threshold"] > 1:

@@ -7,7 +7,9 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import SMALL
+from conftest import SMALL, in_process
+
+from flosssweep import trial
 
 torch.set_num_threads(1)
 
@@ -23,9 +25,15 @@ torch.set_num_threads(1)
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_2(args, words):
-    done = subprocess.run([sys.executable, "-m", "flosssweep.trial", *args], capture_output=True, text=True)
+    done = in_process(trial.main, *args)
     assert done.returncode == 2
     assert words in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+def test_cli_bad_input_in_its_own_process_leaves_no_traceback():
+    done = subprocess.run([sys.executable, "-m", "flosssweep.trial", "task.dleay=3"], capture_output=True, text=True)
+    assert done.returncode == 2 and "task.dleay" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
 
 
@@ -73,10 +81,8 @@ def test_cli_runs_a_trial_and_writes_records(tmp_path):
 
 
 # -- faults and bad input (counted with tests/sweep/test_preflight.py and tests/report/test_sources.py) --------
-def trial_cli(*args, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "flosssweep.trial", *args], capture_output=True, text=True, timeout=timeout
-    )
+def trial_cli(*args) -> subprocess.CompletedProcess:
+    return in_process(trial.main, *args)
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import in_process
 
 from flosssweep import records, report
 
@@ -42,9 +43,13 @@ def rows(sweep="dup", delays=(2, 4), members=4, wins=None, trial="t"):
     return out
 
 
-def report_cli(*args, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+def report_cli(*args, cwd: Path) -> subprocess.CompletedProcess:
+    return in_process(report.main, *args, cwd=cwd)
+
+
+def report_process(*args, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "flosssweep.report", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "flosssweep.report", *args], cwd=cwd, capture_output=True, text=True, timeout=60
     )
 
 
@@ -99,7 +104,7 @@ def test_bad_input_conflicting_records_are_refused_naming_them(tmp_path):
     changed = rows()
     changed[5] = {**changed[5], "success": False}  # delay 4, member 1: another outcome
     records.write(changed, tmp_path / "b.parquet")
-    result = report_cli("--from-parquet", "a.parquet", "b.parquet", cwd=tmp_path)
+    result = report_process("--from-parquet", "a.parquet", "b.parquet", cwd=tmp_path)  # in its own process
     assert result.returncode == 2 and "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(
@@ -157,7 +162,7 @@ def test_bad_input_out_that_cannot_be_written(tmp_path, out, first):
 def test_bad_input_store_and_options_fail_in_seconds(tmp_path, args, code, first):
     (tmp_path / "notes.db").write_text("these are notes, not a database\n")
     started = time.monotonic()
-    result = report_cli(*args, cwd=tmp_path, timeout=30)
+    result = report_cli(*args, cwd=tmp_path)
     assert time.monotonic() - started < 30
     refused(result, code, first.replace("NOTES", str(tmp_path)))
 

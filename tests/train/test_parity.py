@@ -79,11 +79,7 @@ def test_short_delayed_copy_is_solved_by_every_member():
 
 
 def run_trial(**overrides):
-    trial = Trial(
-        resolve(
-            SMALL, {"floss.mode": "pre+during", "floss.every": 10, "floss.steps": 3, "floss.strength": 0.1}, overrides
-        )
-    )
+    trial = Trial(resolve(SMALL, {"floss.mode": "pre+during", "floss.every": 10, "floss.steps": 3}, overrides))
     rows = trial.run()
     return trial, rows
 
