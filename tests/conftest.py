@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import yaml
@@ -57,18 +59,49 @@ def sweep_with(**changes) -> dict:
     return raw
 
 
-def in_process(main, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def in_process(main, *args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     """A command's `main(argv)` run in this process, as its process would end: exit status (argparse's
-    refusals exit through SystemExit) and what it printed. A refusal checked this way takes
-    milliseconds instead of a fresh interpreter's seconds; each command keeps one test in a real
-    process for what only a process shows (no traceback on the way out)."""
+    refusals exit through SystemExit) and what it printed; `env`, the whole environment meanwhile.
+    A refusal checked this way takes milliseconds instead of a fresh interpreter's seconds; each
+    command keeps one test in a real process for what only a process shows (no traceback on the way
+    out)."""
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.chdir(cwd or Path.cwd()), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    environment = mock.patch.dict(os.environ, env, clear=True) if env is not None else contextlib.nullcontext()
+    with (
+        environment,
+        contextlib.chdir(cwd or Path.cwd()),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
         try:
             code = main(list(args))
         except SystemExit as stop:
             code = stop.code
     return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture(scope="session")
+def migrated_store(tmp_path_factory) -> Path:
+    """An empty MLflow SQLite database, made once per session: creating one (its schema migrations)
+    costs about 3 s of CPU, a copy of it milliseconds. Tests of the creation itself make their own."""
+    from flosssweep.tracking.store import TrackingStore, sqlite_uri
+
+    path = tmp_path_factory.mktemp("migrated") / "mlflow.db"
+    TrackingStore(sqlite_uri(path)).check()
+    return path
+
+
+def fresh_store(migrated: Path, database: Path) -> str:
+    """A copy of the migrated empty store at `database`; returns its tracking URI."""
+    database.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(migrated, database)
+    return f"sqlite:///{database}"
+
+
+@pytest.fixture
+def mlflow_uri(tmp_path, migrated_store) -> str:
+    """A fresh, empty SQLite tracking store at tmp_path/mlflow.db."""
+    return fresh_store(migrated_store, tmp_path / "mlflow.db")
 
 
 def sweep_environment(test_dir: Path) -> dict[str, str]:

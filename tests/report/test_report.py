@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from conftest import fresh_store
 
 from flosssweep import records, report
 from flosssweep.report import common, figures, style
@@ -551,11 +552,11 @@ def split_trials(table):
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
+def store(tmp_path_factory, migrated_store):
     from mlflow.tracking import MlflowClient
 
     root = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
+    uri = fresh_store(migrated_store, root / "mlflow.db")
     client = MlflowClient(tracking_uri=uri)
     older = log_sweep(
         client, "older-sweep", split_trials(make_records({("rnn", "none"): [9, 9, 9, 9]}, sweep="older-sweep")), root
@@ -621,10 +622,10 @@ def test_mlflow_bad_input_exit_2(store, capsys, args, expect):
     assert expect in err[-1] and err[-1].startswith("flosssweep.report: error: ")
 
 
-def test_mlflow_children_without_records(tmp_path, capsys):
+def test_mlflow_children_without_records(tmp_path, capsys, mlflow_uri):
     from mlflow.tracking import MlflowClient
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_uri
     client = MlflowClient(tracking_uri=uri)
     # A store with no sweep at all.
     client.create_experiment("nothing", artifact_location=(tmp_path / "a").as_uri())

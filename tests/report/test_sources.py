@@ -168,10 +168,10 @@ def test_bad_input_store_and_options_fail_in_seconds(tmp_path, args, code, first
 
 
 # -- the latest sweep is one that ran ------------------------------------------------------------------
-def test_fault_a_launch_without_trials_is_not_the_latest_sweep(tmp_path, capsys):
+def test_fault_a_launch_without_trials_is_not_the_latest_sweep(tmp_path, capsys, mlflow_uri):
     from mlflow import MlflowClient
 
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = mlflow_uri
     client = MlflowClient(uri)
     experiment = client.create_experiment("ran", artifact_location=(tmp_path / "art").as_uri())
     parent = client.create_run(experiment, tags={"flosssweep.role": "parent", "flosssweep.sweep": "ran"})

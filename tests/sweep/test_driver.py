@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import ROOT, sweep_environment
+from conftest import ROOT, in_process, sweep_environment
 
 from flosssweep import names, run
 from flosssweep.sweep import driver
@@ -339,10 +339,18 @@ def test_a_killed_sweep_resumes_without_rerunning_or_duplicating_trials(tmp_path
 
 
 # -- refusals before anything starts ---------------------------------------------------------------------
-def run_cli(*args, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        sweep_command(*args), cwd=cwd, env=env or sweep_environment(cwd), capture_output=True, text=True, timeout=120
+def run_cli(*args, cwd: Path) -> subprocess.CompletedProcess:
+    """The sweep command in this process (a refusal, a dry run: nothing that starts Ray)."""
+    return in_process(run.main, *args, cwd=cwd, env=sweep_environment(cwd))
+
+
+def test_invalid_sweep_in_its_own_process_leaves_no_traceback(tmp_path):
+    path = write_sweep(tmp_path, "bad", space={"model.widht": {"grid": [8]}})
+    result = subprocess.run(
+        sweep_command(str(path)), cwd=tmp_path, env=sweep_environment(tmp_path), capture_output=True, text=True
     )
+    assert result.returncode == 2 and result.stderr.startswith("flosssweep.run: error: space.model.widht: expected")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import sweep_environment
+from conftest import in_process, sweep_environment
 from sweep.test_driver import TINY_BASE, runs_of, sweep_command, write_sweep
 
 from flosssweep import names, run
@@ -30,6 +30,11 @@ def run_cli(*args, cwd: Path, timeout: float = 60) -> subprocess.CompletedProces
     return subprocess.run(
         sweep_command(*args), cwd=cwd, env=sweep_environment(cwd), capture_output=True, text=True, timeout=timeout
     )
+
+
+def run_in_process(*args, cwd: Path) -> subprocess.CompletedProcess:
+    """The sweep command in this process: for refusals, which must come before Ray starts."""
+    return in_process(run.main, *args, cwd=cwd, env=sweep_environment(cwd))
 
 
 def refused(result, code: int, first: str) -> None:
@@ -65,13 +70,14 @@ def test_bad_input_refused_in_seconds_before_ray_starts(tmp_path, args, code, fi
     (tmp_path / "afile").write_text("x")
     (tmp_path / "notes.db").write_text("notes, not a database\n")
     started = time.monotonic()
-    result = run_cli(str(path), *args, cwd=tmp_path, timeout=30)
+    result = run_in_process(str(path), *args, cwd=tmp_path)
     assert time.monotonic() - started < 30
     refused(result, code, first.replace("TMP", str(tmp_path)))
     assert "Started a local Ray instance" not in result.stderr + result.stdout
     assert not (tmp_path / "ray_results").exists()
 
 
+@pytest.mark.slow
 def test_fault_two_sweeps_creating_one_database_together(tmp_path):
     """The first connection to a new SQLite store migrates its schema; two at once must both work."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
@@ -161,12 +167,12 @@ def test_fault_sigterm_stops_cleanly_a_second_launch_is_refused_and_the_first_re
     assert read_mlflow_records(tracking, *find_parent_run(tracking, "term")).num_rows == 4, "2 trials x 2 members"
 
 
-def test_fault_a_dead_launch_whose_storage_is_gone_is_closed(tmp_path):
+def test_fault_a_dead_launch_whose_storage_is_gone_is_closed(tmp_path, mlflow_uri):
     """A driver killed outright (SIGKILL, a lost node) leaves its runs RUNNING; with its storage
     folder deleted it cannot be resumed, and --close ends it from MLflow alone."""
     from flosssweep.sweep import spec
 
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = mlflow_uri
     path = write_sweep(tmp_path, "dead")
     experiment_dir = f"{tmp_path}/ray_results/dead"
     tracking = TrackingStore(uri)
@@ -176,8 +182,9 @@ def test_fault_a_dead_launch_whose_storage_is_gone_is_closed(tmp_path):
         client.create_run(experiment_id, tags={names.PARENT: parent_id, names.ROLE: "child", names.TRIAL_ID: trial})
     other_id = tracking.start_parent(spec.load(path), f"{tmp_path}/elsewhere/dead")[1]  # another folder
 
-    refused(run_cli(str(path), "--tracking-uri", uri, "--resume", cwd=tmp_path), 2, "--resume: no launch of sweep dead")
-    closed = run_cli(str(path), "--tracking-uri", uri, "--close", cwd=tmp_path)
+    resume = run_in_process(str(path), "--tracking-uri", uri, "--resume", cwd=tmp_path)
+    refused(resume, 2, "--resume: no launch of sweep dead")
+    closed = run_in_process(str(path), "--tracking-uri", uri, "--close", cwd=tmp_path)
     assert closed.returncode == 0 and "closed 1 unfinished launch(es) of sweep dead" in closed.stdout
     assert parent_id in closed.stdout
     parents, children = runs_of(uri, "dead")

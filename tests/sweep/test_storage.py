@@ -33,11 +33,13 @@ def test_object_stores(path, expected):
     assert storage.is_object_store(path) is expected
 
 
+@pytest.mark.slow
 def test_one_node_with_cpus_needs_nothing_shared(ray_local, tmp_path):
     storage.check(str(tmp_path / "ray"))
     assert not (tmp_path / "ray").exists(), "nothing probed, nothing written"
 
 
+@pytest.mark.slow
 def test_which_clusters_need_shared_storage(ray_local):
     import ray
 

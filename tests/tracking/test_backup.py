@@ -7,13 +7,15 @@ import sqlite3
 import subprocess
 import sys
 
+from conftest import fresh_store
+
 from flosssweep.tracking import backup
 
 
-def make_store(path):
+def make_store(path, migrated):
     from mlflow import MlflowClient
 
-    client = MlflowClient(f"sqlite:///{path}")
+    client = MlflowClient(fresh_store(migrated, path))
     experiment = client.create_experiment("kept", artifact_location=(path.parent / "artifacts").as_uri())
     run = client.create_run(experiment, tags={"flosssweep.role": "parent"})
     for step in range(3):
@@ -22,12 +24,12 @@ def make_store(path):
     return run.info.run_id
 
 
-def test_saved_store_restores_with_its_runs(tmp_path):
+def test_saved_store_restores_with_its_runs(tmp_path, migrated_store):
     from mlflow import MlflowClient
 
     head = tmp_path / "head"
     head.mkdir()
-    run_id = make_store(head / "mlflow.db")
+    run_id = make_store(head / "mlflow.db", migrated_store)
     bucket = tmp_path / "bucket" / "mlflow" / "mlflow.db"
     assert backup.save(head / "mlflow.db", str(bucket)) == bucket.stat().st_size > 0
 

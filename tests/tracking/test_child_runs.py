@@ -19,8 +19,8 @@ def test_names_lead_with_the_varied_values_words_first_numbers_under_short_unamb
     assert run_label({"train.lr": 0.001, "floss.lr": 0.01}, ["train.lr", "floss.lr"]) == "train_lr=0.001 floss_lr=0.01"
 
 
-def test_child_run_name_tags_and_counters_logged_from_their_first_non_zero_value(tmp_path):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+def test_child_run_name_tags_and_counters_logged_from_their_first_non_zero_value(tmp_path, mlflow_uri):
+    uri = mlflow_uri
     tracking = TrackingStore(uri)
     client = tracking.client
     experiment = client.create_experiment("c", artifact_location=(tmp_path / "art").as_uri())

@@ -3,6 +3,7 @@
 from types import SimpleNamespace
 
 import pytest
+from conftest import fresh_store
 
 from flosssweep import config as cfg
 from flosssweep.tracking.recorder import SweepRecorder
@@ -10,8 +11,8 @@ from flosssweep.tracking.store import TrackingStore
 
 
 @pytest.fixture(scope="module")
-def mlflow_store(tmp_path_factory):
-    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow')}/mlflow.db"
+def mlflow_store(tmp_path_factory, migrated_store):
+    uri = fresh_store(migrated_store, tmp_path_factory.mktemp("mlflow") / "mlflow.db")
     tracking = TrackingStore(uri)
     experiment_id = tracking.client.create_experiment("params")
     return tracking, tracking.client, experiment_id

@@ -62,8 +62,8 @@ def test_non_integer_x_gives_no_curve_metrics():
     assert names == {"t50/floss_mode.none", "t50/floss_mode.pre"}
 
 
-def test_logged_onto_a_run_and_a_second_report_replaces_the_table(tmp_path, tables, monkeypatch):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+def test_logged_onto_a_run_and_a_second_report_replaces_the_table(tmp_path, tables, monkeypatch, mlflow_uri):
+    uri = mlflow_uri
     client = TrackingStore(uri).client
     experiment = client.create_experiment("s", artifact_location=(tmp_path / "art").as_uri())
     run_id = client.create_run(experiment).info.run_id
