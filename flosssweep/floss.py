@@ -43,11 +43,11 @@ def exponents_of(
     tangent = None
     if analytic and model.tangent is not None:
 
-        def tangent(s, x, Q):
-            return model.tangent(p, s, x, Q)
+        def tangent(z, s, Q):
+            return model.tangent(p, z, s, Q)
 
     return lyapunov_spectrum(
-        lambda s, x: model.step(p, s, x), state, inputs, k, warmup=warmup, qr_every=qr_every, tangent=tangent
+        lambda z, s: model.step(p, z, s), state, inputs, k, warmup=warmup, qr_every=qr_every, tangent=tangent
     )
 
 

@@ -14,15 +14,15 @@ Advance = Callable[[Tensor, object, Tensor], tuple[Tensor, Tensor]]
 
 
 def jvp_tangent(step: Step) -> Tangent:
-    """Tangent propagation `(state, x, Q) -> D Q` for any step, by forward-mode autodiff: one
+    """Tangent propagation `(state, s, Q) -> D Q` for any step, by forward-mode autodiff: one
     Jacobian-vector product per column of Q, vectorised with vmap. The result stays differentiable
     by ordinary (reverse-mode) autograd, which is what flossing backpropagates through."""
 
-    def tangent(state: Tensor, x, Q: Tensor) -> Tensor:
+    def tangent(state: Tensor, s, Q: Tensor) -> Tensor:
         state = state.contiguous()  # forward-mode duals refuse broadcast (expanded) views
 
         def push(q: Tensor) -> Tensor:
-            return torch.func.jvp(lambda s: step(s, x), (state,), (q,))[1]
+            return torch.func.jvp(lambda z: step(z, s), (state,), (q,))[1]
 
         return torch.func.vmap(push, in_dims=-1, out_dims=-1)(Q)
 
@@ -91,7 +91,7 @@ def lyapunov_spectrum(
     quantity gradient flossing (Engelken, NeurIPS 2023) pushes toward zero.
 
     Args:
-        step: `step(state, x) -> next_state`, any differentiable torch function.
+        step: `step(state, s) -> next_state` (s the input), any differentiable torch function.
         state: initial state, shape (..., S); leading dims are independent trajectories (batched QR).
             The loop runs in this tensor's dtype: pass float64 (and a step that computes in float64)
             for a float64 tangent loop.
@@ -102,13 +102,13 @@ def lyapunov_spectrum(
             directions. Default `10 + ceil(Tp / 10)` (16 for the flossing horizon Tp = 55).
         qr_every: steps between re-orthonormalisations (m); default 1. Larger m is cheaper but lets
             the columns of Q collapse onto the leading direction when exponents differ a lot.
-        tangent: `tangent(state, x, Q) -> D Q` evaluated at the state before the step, shape
+        tangent: `tangent(state, s, Q) -> D Q` evaluated at the state before the step, shape
             (..., S, k). Default: forward-mode autodiff of `step` (`jvp_tangent`); models with a
             known Jacobian pass a hand-written one (faster, same numbers).
         q0: initial frame (S, k) or (..., S, k); default a fixed seeded orthonormal frame.
         min_diag: floor on |R_ii| before the log, so a collapsed direction gives a large negative
             exponent instead of -inf (and a finite gradient).
-        advance: `advance(state, x, Q) -> (next_state, D Q)`, the step and its tangent in one call,
+        advance: `advance(state, s, Q) -> (next_state, D Q)`, the step and its tangent in one call,
             for models whose tangent reuses the step's intermediates (the gates of LSTM and GRU);
             replaces `step` and `tangent`.
 
@@ -128,12 +128,12 @@ def lyapunov_spectrum(
         inputs = inputs.unbind(0)  # one backward node instead of one per indexed step
     log_growth = state.new_zeros(*state.shape[:-1], k)
     flags, counted = qr_schedule(steps, warmup, qr_every)
-    for x, (qr, accumulate) in zip(inputs, flags):
+    for s, (qr, accumulate) in zip(inputs, flags):
         if advance is None:
-            Q = tangent(state, x, Q)
-            state = step(state, x)
+            Q = tangent(state, s, Q)
+            state = step(state, s)
         else:
-            state, Q = advance(state, x, Q)
+            state, Q = advance(state, s, Q)
         if qr:
             Q, R = torch.linalg.qr(Q)
             if accumulate:

@@ -25,7 +25,7 @@ class GatedCell(Model):
     flossed = ("W_ih", "W_hh", "b_ih", "b_hh")
     gates = 0
     advance: ClassVar[Callable[[Params], Advance]]  # params -> (state, input, Q) -> (next state, D Q)
-    fused_spectrum: ClassVar[Callable[..., Tensor]]  # (p, x, inputs, k, q0, flags, counted, min_diag) -> exponents
+    fused_spectrum: ClassVar[Callable[..., Tensor]]  # (p, z, inputs, k, q0, flags, counted, min_diag) -> exponents
 
     def __init__(self, hidden: int, inputs: int = 1, outputs: int = 1, **_ignored):
         self.hidden, self.inputs, self.outputs = hidden, inputs, outputs
@@ -49,14 +49,14 @@ class GatedCell(Model):
     def initial_state(self, p: Params, batch: int) -> Tensor:
         return p["x0"].unsqueeze(1).expand(-1, batch, -1)
 
-    def tangent(self, p: Params, x: Tensor, s: Tensor, Q: Tensor) -> Tensor:
-        """D Q, the step's Jacobian at state x applied to the frame Q (R, B, S, k)."""
-        return self.advance(p)(x, s, Q)[1]
+    def tangent(self, p: Params, z: Tensor, s: Tensor, Q: Tensor) -> Tensor:
+        """D Q, the step's Jacobian at state z applied to the frame Q (R, B, S, k)."""
+        return self.advance(p)(z, s, Q)[1]
 
     def spectrum(
         self,
         p: Params,
-        x: Tensor,
+        z: Tensor,
         inputs,
         k: int,
         *,
@@ -65,20 +65,20 @@ class GatedCell(Model):
         q0: Tensor | None = None,
         min_diag: float = 1e-30,
     ) -> Tensor:
-        """`lyapunov_spectrum(step, x, inputs, k, tangent=self.tangent, ...)` as one autograd node
+        """`lyapunov_spectrum(step, z, inputs, k, tangent=self.tangent, ...)` as one autograd node
         with a hand-written backward (`gated_spectrum`): the same numbers up to round-off; gradients
-        reach W_ih, W_hh, b_ih, b_hh and x (not q0). x (R, B, S), inputs (Tp, R, B, I) -> (R, B, k).
+        reach W_ih, W_hh, b_ih, b_hh and z (not q0). z (R, B, S), inputs (Tp, R, B, I) -> (R, B, k).
         Inputs that are not one tensor go through the loop with the step and tangent sharing the
         gates (`advance`), differentiated by autograd."""
         if not isinstance(inputs, Tensor):
             return lyapunov_spectrum(
-                None, x, inputs, k, warmup=warmup, qr_every=qr_every, q0=q0, min_diag=min_diag, advance=self.advance(p)
+                None, z, inputs, k, warmup=warmup, qr_every=qr_every, q0=q0, min_diag=min_diag, advance=self.advance(p)
             )
         warmup = check_arguments(self.state_size, inputs.shape[0], k, warmup, qr_every)
         flags, counted = qr_schedule(inputs.shape[0], warmup, qr_every)
         if q0 is None:
-            q0 = initial_frame(self.state_size, k, dtype=x.dtype, device=x.device)
-        return self.fused_spectrum(p, x, inputs, k, q0, flags, counted, min_diag)
+            q0 = initial_frame(self.state_size, k, dtype=z.dtype, device=z.device)
+        return self.fused_spectrum(p, z, inputs, k, q0, flags, counted, min_diag)
 
     def readout(self, p: Params, states: Tensor) -> Tensor:
         h = states[..., : self.hidden]
@@ -98,8 +98,8 @@ class LSTM(GatedCell):
         super().__init__(hidden, **kwargs)
         self.state_size = 2 * hidden
 
-    def step(self, p: Params, x: Tensor, s: Tensor) -> Tensor:
-        h, c = x[..., : self.hidden], x[..., self.hidden :]
+    def step(self, p: Params, z: Tensor, s: Tensor) -> Tensor:
+        h, c = z[..., : self.hidden], z[..., self.hidden :]
         gi, gh = self._preactivations(p, h, s)
         i, f, g, o = (gi + gh).chunk(4, dim=-1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
@@ -109,14 +109,14 @@ class LSTM(GatedCell):
     advance = staticmethod(lstm_advance)
     fused_spectrum = staticmethod(lstm_spectrum)
 
-    def run(self, p: Params, x: Tensor, inputs: Tensor) -> Tensor:
+    def run(self, p: Params, z: Tensor, inputs: Tensor) -> Tensor:
         """States [h, c] after each input, (T, R, B, 2N), by the fused recurrence."""
-        hidden, cells = lstm_states(p, x, inputs, _Fresh)
+        hidden, cells = lstm_states(p, z, inputs, _Fresh)
         return torch.cat([hidden.transpose(0, 1), cells], dim=-1)
 
-    def logits(self, p: Params, x: Tensor, inputs: Tensor, workspace: Workspace | None = None) -> Tensor:
-        """`readout(run(x, inputs))` by the fused recurrence and one readout matmul: (T, R, B, O)."""
-        return readout_rows(p, lstm_states(p, x, inputs, workspace or _Fresh)[0])
+    def logits(self, p: Params, z: Tensor, inputs: Tensor, workspace: Workspace | None = None) -> Tensor:
+        """`readout(run(z, inputs))` by the fused recurrence and one readout matmul: (T, R, B, O)."""
+        return readout_rows(p, lstm_states(p, z, inputs, workspace or _Fresh)[0])
 
 
 class GRU(GatedCell):
@@ -129,21 +129,21 @@ class GRU(GatedCell):
         super().__init__(hidden, **kwargs)
         self.state_size = hidden
 
-    def step(self, p: Params, x: Tensor, s: Tensor) -> Tensor:
-        gi, gh = self._preactivations(p, x, s)
+    def step(self, p: Params, z: Tensor, s: Tensor) -> Tensor:
+        gi, gh = self._preactivations(p, z, s)
         ir, iz, in_ = gi.chunk(3, dim=-1)
         hr, hz, hn = gh.chunk(3, dim=-1)
-        r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
+        r, u = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
         n = torch.tanh(in_ + r * hn)
-        return (1 - z) * n + z * x
+        return (1 - u) * n + u * z
 
     advance = staticmethod(gru_advance)
     fused_spectrum = staticmethod(gru_spectrum)
 
-    def run(self, p: Params, x: Tensor, inputs: Tensor) -> Tensor:
+    def run(self, p: Params, z: Tensor, inputs: Tensor) -> Tensor:
         """States after each input, (T, R, B, N), by the fused recurrence."""
-        return gru_states(p, x, inputs, _Fresh).transpose(0, 1)
+        return gru_states(p, z, inputs, _Fresh).transpose(0, 1)
 
-    def logits(self, p: Params, x: Tensor, inputs: Tensor, workspace: Workspace | None = None) -> Tensor:
-        """`readout(run(x, inputs))` by the fused recurrence and one readout matmul: (T, R, B, O)."""
-        return readout_rows(p, gru_states(p, x, inputs, workspace or _Fresh))
+    def logits(self, p: Params, z: Tensor, inputs: Tensor, workspace: Workspace | None = None) -> Tensor:
+        """`readout(run(z, inputs))` by the fused recurrence and one readout matmul: (T, R, B, O)."""
+        return readout_rows(p, gru_states(p, z, inputs, workspace or _Fresh))

@@ -151,7 +151,8 @@ class _LSTMRecurrence(torch.autograd.Function):
 
 
 class _GRURecurrence(torch.autograd.Function):
-    """torch.nn.GRUCell over T steps for R members (gates in torch's order r, z, n).
+    """torch.nn.GRUCell over T steps for R members (gates in torch's order r, z, n; the update gate z is
+    `u` in the code, z being the state).
 
     Forward, per step t: [r, z] = sigmoid(b_ih + W_ih s + b_hh + W_hh h)_{r,z} (the input part
     precomputed per chunk), hn = b_hn + W_hn h, n = tanh((b_in + W_in s) + r hn),
@@ -213,12 +214,12 @@ class _GRURecurrence(torch.autograd.Function):
         for k, (t0, t1) in enumerate(reversed(chunks)):
             C = t1 - t0
             dG_c, A_c, kh, kn, dn_c = dGh[k % 2][:, :C], A[k % 2][:, :C], KH[:C], KN[:C], dn[:, :C]
-            (r, z), n = RZ[t0:t1].split(N, dim=-1), NS[t0:t1]
+            (r, u), n = RZ[t0:t1].split(N, dim=-1), NS[t0:t1]
             # in place on scratch: chunk-sized temporaries would be fresh pages every chunk
             kr, kz, khn = kh.unbind(-2)
-            torch.addcmul(one, n, n, value=-1, out=kn).addcmul_(kn, z, value=-1)
+            torch.addcmul(one, n, n, value=-1, out=kn).addcmul_(kn, u, value=-1)
             torch.addcmul(r, r, r, value=-1, out=kr).mul_(HN[t0:t1]).mul_(kn)
-            torch.sub(H[:, t0:t1].transpose(0, 1), n, out=kz).mul_(z).addcmul_(kz, z, value=-1)
+            torch.sub(H[:, t0:t1].transpose(0, 1), n, out=kz).mul_(u).addcmul_(kz, u, value=-1)
             torch.mul(kn, r, out=khn)
             if grad_h is None:
                 A_c.zero_()
@@ -243,11 +244,11 @@ class _GRURecurrence(torch.autograd.Function):
         return (g_h0, None, g_W_ih, g_W_hh if needs[3] else None, g_b_ih, g_Wbh[:, I] if needs[5] else None, None)
 
 
-def lstm_states(p: Params, x: Tensor, inputs: Tensor, workspace) -> tuple[Tensor, Tensor]:
+def lstm_states(p: Params, z: Tensor, inputs: Tensor, workspace) -> tuple[Tensor, Tensor]:
     """Hidden states (R, T, B, N) and cell states (T, R, B, N) after each input, from the state
-    x = [h, c] (R, B, 2N); parameters in torch's gate order."""
+    z = [h, c] (R, B, 2N); parameters in torch's gate order."""
     N = p["W_hh"].shape[-1]
-    scale = torch.ones(4 * N, 1, dtype=x.dtype, device=x.device)
+    scale = torch.ones(4 * N, 1, dtype=z.dtype, device=z.device)
     scale[3 * N :] = 2
 
     def roll(w: Tensor) -> Tensor:  # (i, f, g, o) -> (o, i, f, 2 g)
@@ -255,13 +256,13 @@ def lstm_states(p: Params, x: Tensor, inputs: Tensor, workspace) -> tuple[Tensor
         return rolled * (scale if rolled.dim() == 3 else scale[:, 0])
 
     return _LSTMRecurrence.apply(
-        x[..., :N], x[..., N:], inputs, roll(p["W_ih"]), roll(p["W_hh"]), roll(p["b_ih"] + p["b_hh"]), workspace
+        z[..., :N], z[..., N:], inputs, roll(p["W_ih"]), roll(p["W_hh"]), roll(p["b_ih"] + p["b_hh"]), workspace
     )
 
 
-def gru_states(p: Params, x: Tensor, inputs: Tensor, workspace) -> Tensor:
-    """Hidden states (R, T, B, N) after each input, from the state x (R, B, N)."""
-    return _GRURecurrence.apply(x, inputs, p["W_ih"], p["W_hh"], p["b_ih"], p["b_hh"], workspace)
+def gru_states(p: Params, z: Tensor, inputs: Tensor, workspace) -> Tensor:
+    """Hidden states (R, T, B, N) after each input, from the state z (R, B, N)."""
+    return _GRURecurrence.apply(z, inputs, p["W_ih"], p["W_hh"], p["b_ih"], p["b_hh"], workspace)
 
 
 def readout_rows(p: Params, hidden: Tensor) -> Tensor:
@@ -281,7 +282,7 @@ def _gate_sum(K: Tensor, dG: Tensor, N: int) -> Tensor:
 
 
 def lstm_advance(p: Params) -> Advance:
-    """The LSTM step and its tangent from one evaluation of the gates, at state x = [h, c]:
+    """The LSTM step and its tangent from one evaluation of the gates, at state z = [h, c]:
     dc' = f dc + g i(1-i) dG_i + c f(1-f) dG_f + i (1-g^2) dG_g with dG = W_hh dh,
     dh' = tanh(c') o(1-o) dG_o + o (1 - tanh^2 c') dc'."""
     W_hh = p["W_hh"]
@@ -289,8 +290,8 @@ def lstm_advance(p: Params) -> Advance:
     W_ihT, W_hhT, W_q = p["W_ih"].transpose(1, 2), W_hh.transpose(1, 2), W_hh.unsqueeze(1)
     b = (p["b_ih"] + p["b_hh"]).unsqueeze(1)
 
-    def advance(x: Tensor, s: Tensor, Q: Tensor) -> tuple[Tensor, Tensor]:
-        h, c = x[..., :N], x[..., N:]
+    def advance(z: Tensor, s: Tensor, Q: Tensor) -> tuple[Tensor, Tensor]:
+        h, c = z[..., :N], z[..., N:]
         pre = torch.baddbmm(torch.baddbmm(b, s, W_ihT), h, W_hhT)
         a = torch.sigmoid(pre)  # the g part is unused: g = tanh
         g = torch.tanh(pre[..., 2 * N : 3 * N])
@@ -318,12 +319,12 @@ def gru_advance(p: Params) -> Advance:
     def advance(h: Tensor, s: Tensor, Q: Tensor) -> tuple[Tensor, Tensor]:
         gi, gh = torch.baddbmm(b_ih, s, W_ihT), torch.baddbmm(b_hh, h, W_hhT)
         rz = torch.sigmoid(gi[..., : 2 * N] + gh[..., : 2 * N])
-        r, z, hn = rz[..., :N], rz[..., N:], gh[..., 2 * N :]
+        r, u, hn = rz[..., :N], rz[..., N:], gh[..., 2 * N :]
         n = torch.tanh(torch.addcmul(gi[..., 2 * N :], r, hn))
         diff = h - n
         slope = torch.addcmul(rz, rz, rz, value=-1)
-        kn = (1 - z) * (1 - n * n)
+        kn = (1 - u) * (1 - n * n)
         K = torch.cat([kn * hn * slope[..., :N], diff * slope[..., N:], kn * r], dim=-1)
-        return torch.addcmul(n, z, diff), torch.addcmul(_gate_sum(K, W_q @ Q, N), _col(z), Q)
+        return torch.addcmul(n, u, diff), torch.addcmul(_gate_sum(K, W_q @ Q, N), _col(u), Q)
 
     return advance

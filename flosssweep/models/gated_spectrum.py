@@ -187,18 +187,18 @@ class _GRUSpectrum(torch.autograd.Function):
             r = torch.add(GI[t][..., : 2 * N], gh[..., : 2 * N], out=RZ[t]).sigmoid_()[..., :N]
             n = torch.addcmul(GI[t][..., 2 * N :], r, gh[..., 2 * N :], out=NS[t]).tanh_()
             torch.addcmul(n, RZ[t][..., N:], H[:, t] - n, out=H[:, t + 1])
-        r, z = RZ.split(N, dim=-1)
+        r, u = RZ.split(N, dim=-1)
         hn, n, h = GH[..., 2 * N :], NS, H[:, :steps].transpose(0, 1)
-        kn = (1 - z) * (1 - n * n)
-        K = torch.cat([kn * hn * (r - r * r), (h - n) * (z - z * z), kn * r], dim=-1)
-        Kf, zs = K.view(steps, M, 3 * N, 1), z.reshape(steps, M, N, 1)
+        kn = (1 - u) * (1 - n * n)
+        K = torch.cat([kn * hn * (r - r * r), (h - n) * (u - u * u), kn * r], dim=-1)
+        Kf, us = K.view(steps, M, 3 * N, 1), u.reshape(steps, M, N, 1)
         Wm = W_hh if Bs == 1 else W_hh.repeat_interleave(Bs, dim=0)
         dGs = W_hh.new_empty(steps, M, 3 * N, k)
         frames, factors, diagonals = [q0.expand(M, N, k)], {}, []
         Q = frames[0]
         for t, (qr, accumulate) in enumerate(flags):
             dG = torch.bmm(Wm, Q, out=dGs[t])
-            P = (Kf[t] * dG).view(M, 3, N, k).sum(1).addcmul_(zs[t], Q)
+            P = (Kf[t] * dG).view(M, 3, N, k).sum(1).addcmul_(us[t], Q)
             Q = reorthonormalize(P, qr, accumulate, factors, t, diagonals)
             frames.append(Q)
         diagonals = torch.stack(diagonals)
@@ -219,8 +219,8 @@ class _GRUSpectrum(torch.autograd.Function):
         Wm = W_hh if Bs == 1 else W_hh.repeat_interleave(Bs, dim=0)
         WmT = Wm.transpose(1, 2).contiguous()
         g_Wm = torch.zeros_like(Wm)
-        r, z = RZ.split(N, dim=-1)
-        Kf, zs = K.view(steps, M, 3 * N, 1), z.reshape(steps, M, N, 1)
+        r, u = RZ.split(N, dim=-1)
+        Kf, us = K.view(steps, M, 3 * N, 1), u.reshape(steps, M, N, 1)
         g_K, g_z = torch.zeros_like(K), torch.zeros_like(NS)  # w.r.t. the coefficients K and z
         g_Kf, g_zs = g_K.view(steps, M, 3 * N), g_z.view(steps, M, N)
         g_Q = None
@@ -236,13 +236,13 @@ class _GRUSpectrum(torch.autograd.Function):
             g_dG.mul_(Kf[t])
             torch.sum(g_P * Q, -1, out=g_zs[t])
             g_Wm.baddbmm_(g_dG, Q.transpose(1, 2))
-            g_Q = torch.baddbmm(g_P * zs[t], WmT, g_dG)
+            g_Q = torch.baddbmm(g_P * us[t], WmT, g_dG)
         # the coefficients' gradients through the gates, all steps at once
         hn, n, h = GH[..., 2 * N :], NS, H[:, :steps].transpose(0, 1)
-        sr, sz, sn = r - r * r, z - z * z, 1 - n * n
+        sr, sz, sn = r - r * r, u - u * u, 1 - n * n
         k_r, k_z, k_n = g_K.split(N, dim=-1)
-        c_z = g_z - sn * (k_r * hn * sr + k_n * r) + k_z * (h - n) * (1 - 2 * z)
-        c_n = -2 * n * (1 - z) * (k_r * hn * sr + k_n * r) - k_z * sz
+        c_z = g_z - sn * (k_r * hn * sr + k_n * r) + k_z * (h - n) * (1 - 2 * u)
+        c_n = -2 * n * (1 - u) * (k_r * hn * sr + k_n * r) - k_z * sz
         g_an_K = c_n * sn  # w.r.t. the pre-activation of n
         g_pre_K = torch.cat(
             [(k_r * kn * hn * (1 - 2 * r) + k_n * kn + g_an_K * hn) * sr, c_z * sz, k_r * kn * sr + g_an_K * r], dim=-1
@@ -266,7 +266,7 @@ class _GRUSpectrum(torch.autograd.Function):
                 out=gp.unflatten(-1, (3, N)),
             )
             torch.addcmul(g_an_K[t], g_h, kn[t], out=g_an[:, t])
-            g_h = torch.baddbmm(torch.addcmul(g_h_K[t], g_h, z[t]), gp, W_hh)
+            g_h = torch.baddbmm(torch.addcmul(g_h_K[t], g_h, u[t]), gp, W_hh)
         needs = ctx.needs_input_grad
         g_W_hh = g_Wm if Bs == 1 else g_Wm.view(R, Bs, 3 * N, N).sum(1)
         rows = _rows(g_pre)
@@ -287,18 +287,18 @@ class _GRUSpectrum(torch.autograd.Function):
 
 
 def lstm_spectrum(
-    p: dict, x: Tensor, inputs: Tensor, k: int, q0: Tensor, flags, counted: int, min_diag: float
+    p: dict, z: Tensor, inputs: Tensor, k: int, q0: Tensor, flags, counted: int, min_diag: float
 ) -> Tensor:
-    """Exponents (R, B, k) of the LSTM from the state x = [h, c] (R, B, 2N); arguments checked and
+    """Exponents (R, B, k) of the LSTM from the state z = [h, c] (R, B, 2N); arguments checked and
     the schedule made by the caller (`GatedCell.spectrum`)."""
     N = p["W_hh"].shape[-1]
     return _LSTMSpectrum.apply(
-        x[..., :N], x[..., N:], inputs, p["W_ih"], p["W_hh"], p["b_ih"] + p["b_hh"], q0, flags, counted, min_diag
+        z[..., :N], z[..., N:], inputs, p["W_ih"], p["W_hh"], p["b_ih"] + p["b_hh"], q0, flags, counted, min_diag
     )
 
 
 def gru_spectrum(
-    p: dict, x: Tensor, inputs: Tensor, k: int, q0: Tensor, flags, counted: int, min_diag: float
+    p: dict, z: Tensor, inputs: Tensor, k: int, q0: Tensor, flags, counted: int, min_diag: float
 ) -> Tensor:
-    """Exponents (R, B, k) of the GRU from the state x (R, B, N), as `lstm_spectrum`."""
-    return _GRUSpectrum.apply(x, inputs, p["W_ih"], p["W_hh"], p["b_ih"], p["b_hh"], q0, flags, counted, min_diag)
+    """Exponents (R, B, k) of the GRU from the state z (R, B, N), as `lstm_spectrum`."""
+    return _GRUSpectrum.apply(z, inputs, p["W_ih"], p["W_hh"], p["b_ih"], p["b_hh"], q0, flags, counted, min_diag)

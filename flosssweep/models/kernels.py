@@ -49,11 +49,11 @@ def _chunks(T: int, R: int, B: int, N: int, element_size: int) -> list[tuple[int
 class _TanhRecurrence(torch.autograd.Function):
     """The whole RNN forward pass over T steps as one autograd node, with a hand-written backward.
 
-    Forward: x_{t+1} = J tanh(x_t) + W_in s_{t+1} + b for all members at once (two ops a step: tanh
+    Forward: z_{t+1} = J tanh(z_t) + W_in s_{t+1} + b for all members at once (two ops a step: tanh
     into the saved buffer H, an in-place batched multiply-add onto the input drive), and, if
     `w_out` is given, the readout.
-    Backward (backpropagation through time): a_t = g_t + (a_{t+1} J) * (1 - tanh(x_{t+1})^2), again
-    two ops a step, and the weight gradients as large matmuls (dJ = sum_t a_t^T tanh(x_t) is an
+    Backward (backpropagation through time): a_t = g_t + (a_{t+1} J) * (1 - tanh(z_{t+1})^2), again
+    two ops a step, and the weight gradients as large matmuls (dJ = sum_t a_t^T tanh(z_t) is an
     (N x CB) @ (CB x N) product per member and chunk of C steps). Autograd would instead record
     four nodes per step and accumulate dJ with T small products and T additions.
 
@@ -62,38 +62,38 @@ class _TanhRecurrence(torch.autograd.Function):
     each had their own. So everything that is not a per-step op runs chunk by chunk on small
     scratch buffers that stay in cache, right next to the steps that produce or use them; only H
     (tanh of the states, which the backward needs) goes through memory, once each way. With the
-    readout fused, the states themselves are never stored: dw_out = sum_t g_t x_{t+1}^T is
-    expanded through x_{t+1} = b + W_in s_t + J h_t into sums over g, s and h.
+    readout fused, the states themselves are never stored: dw_out = sum_t g_t z_{t+1}^T is
+    expanded through z_{t+1} = b + W_in s_t + J h_t into sums over g, s and h.
     Same arithmetic up to float round-off (summation order).
     """
 
     @staticmethod
-    def forward(ctx, x0, inputs, J, W_in, b, w_out, c, workspace):
+    def forward(ctx, z0, inputs, J, W_in, b, w_out, c, workspace):
         T, R, B, I = inputs.shape
         N = J.shape[-1]
         readout = w_out is not None
         chunks = _chunks(T, R, B, N, J.element_size())
         steps = max(t1 - t0 for t0, t1 in chunks)
-        H = workspace.get("H", (R, T, B, N), J)  # tanh(x_0) .. tanh(x_{T-1}); member-major for dJ
+        H = workspace.get("H", (R, T, B, N), J)  # tanh(z_0) .. tanh(z_{T-1}); member-major for dJ
         Hs = H.unbind(1)
-        if readout:  # states x_{t+1} live in two alternating chunk buffers
+        if readout:  # states z_{t+1} live in two alternating chunk buffers
             X = [workspace.get(f"X{i}", (steps, R, B, N), J) for i in (0, 1)]
             logits = J.new_empty(T, R, w_out.shape[1], B)
             w_out_b = w_out.unsqueeze(0)
         else:
             X_all = J.new_empty(T, R, B, N)
         JT = J.transpose(1, 2).contiguous()
-        x = x0
+        z = z0
         for k, (t0, t1) in enumerate(chunks):
             X_c = X[k % 2][: t1 - t0] if readout else X_all[t0:t1]
-            # the input drive b + W_in s of these steps, then the steps adding J tanh(x) onto it
+            # the input drive b + W_in s of these steps, then the steps adding J tanh(z) onto it
             torch.addcmul(b.unsqueeze(1), inputs[t0:t1, ..., :1], W_in[:, :, 0].unsqueeze(1), out=X_c)
             for i in range(1, I):
                 X_c.addcmul_(inputs[t0:t1, ..., i : i + 1], W_in[:, :, i].unsqueeze(1))
-            for t, x_next in enumerate(X_c.unbind(0), start=t0):
-                torch.tanh(x, out=Hs[t])
-                x = x_next.baddbmm_(Hs[t], JT)
-            if readout:  # (C, R, O, B) = w_out (1, R, O, N) @ x^T (C, R, N, B)
+            for t, z_next in enumerate(X_c.unbind(0), start=t0):
+                torch.tanh(z, out=Hs[t])
+                z = z_next.baddbmm_(Hs[t], JT)
+            if readout:  # (C, R, O, B) = w_out (1, R, O, N) @ z^T (C, R, N, B)
                 torch.matmul(w_out_b, X_c.transpose(-1, -2), out=logits[t0:t1])
         ctx.workspace, ctx.readout, ctx.chunks = workspace, readout, chunks
         ctx.save_for_backward(inputs, J, W_in, b, H, w_out)
@@ -110,8 +110,8 @@ class _TanhRecurrence(torch.autograd.Function):
         needs = ctx.needs_input_grad
         steps = max(t1 - t0 for t0, t1 in chunks)
         grad = grad.contiguous()  # (T, R, B, O) with the readout, else (T, R, B, N)
-        # A: a_t, the total gradient of the loss w.r.t. x_{t+1}, chunk by chunk in two alternating
-        # buffers (a chunk's first step needs a_{t+1} from the chunk before); S: tanh'(x_{t+1})
+        # A: a_t, the total gradient of the loss w.r.t. z_{t+1}, chunk by chunk in two alternating
+        # buffers (a chunk's first step needs a_{t+1} from the chunk before); S: tanh'(z_{t+1})
         A = [workspace.get(f"A{i}", (R, steps, B, N), J) for i in (0, 1)]
         S = workspace.get("S", (R, steps, B, N), J)
         one, pulled = H.new_ones(()), H.new_empty(R, B, N)
@@ -126,14 +126,14 @@ class _TanhRecurrence(torch.autograd.Function):
         for k, (t0, t1) in enumerate(reversed(chunks)):
             C = t1 - t0
             A_c, H_c = A[k % 2][:, :C], H[:, t0:t1]
-            # the gradient reaching x_{t+1} directly
+            # the gradient reaching z_{t+1} directly
             if not readout:
                 A_c.transpose(0, 1).copy_(grad[t0:t1])
             elif O == 1:
                 torch.mul(grad[t0:t1], w_out, out=A_c.transpose(0, 1))
             else:
                 A_c.transpose(0, 1).copy_(torch.matmul(grad[t0:t1], w_out))
-            # tanh'(x_{t+1}) for t = t0 .. t1 - 1 (1 - tanh^2, never sech^2, which underflows)
+            # tanh'(z_{t+1}) for t = t0 .. t1 - 1 (1 - tanh^2, never sech^2, which underflows)
             S_c = S[:, : min(t1 + 1, T) - t0 - 1]
             torch.addcmul(one, H[:, t0 + 1 : t1 + 1], H[:, t0 + 1 : t1 + 1], value=-1, out=S_c)
             A_steps, S_steps = A_c.unbind(1), S_c.unbind(1)
@@ -152,7 +152,7 @@ class _TanhRecurrence(torch.autograd.Function):
         g_w_out = g_c = None
         if readout:
             g_c = grad_rows.sum(dim=1)  # (R, O)
-            if needs[5]:  # sum_t g_t x_{t+1}^T with x_{t+1} = b + W_in s_t + J h_t
+            if needs[5]:  # sum_t g_t z_{t+1}^T with z_{t+1} = b + W_in s_t + J h_t
                 g_w_out = torch.baddbmm(
                     g_c.unsqueeze(2) * b.unsqueeze(1),
                     torch.bmm(grad_rows.transpose(1, 2), drives[..., :I]),
@@ -190,8 +190,8 @@ class _TanhSpectrum(torch.autograd.Function):
     """The Lyapunov spectrum loop of `lyapunov.lyapunov_spectrum` for the tanh RNN with its
     analytic tangent, as one autograd node with a hand-written backward.
 
-    Forward, per step: h = tanh(x_t); the frame scaled by tanh' (saved), P = J (tanh' * Q);
-    x_{t+1} = J h + b + W_in s; then on re-orthonormalisation steps Q, R = qr(P). The logs of
+    Forward, per step: h = tanh(z_t); the frame scaled by tanh' (saved), P = J (tanh' * Q);
+    z_{t+1} = J h + b + W_in s; then on re-orthonormalisation steps Q, R = qr(P). The logs of
     |diag R| are summed once at the end.
     Backward, per step in reverse: the reduced-QR adjoint (`qr_adjoint`), then through the tangent and the
     state update by the chain rule, with dJ, dW_in, db of the state path as single matmuls over
@@ -209,16 +209,16 @@ class _TanhSpectrum(torch.autograd.Function):
             drive.addcmul_(inputs[..., i : i + 1], W_in[:, :, i].unsqueeze(1))
         JT = J.transpose(1, 2).contiguous()
         Jm = J if Bs == 1 else J.repeat_interleave(Bs, dim=0)  # (M, N, N)
-        H = J.new_empty(R, steps, Bs, N)  # tanh(x_t), member-major for the final dJ product
-        scaled = J.new_empty(steps, M, N, k)  # tanh'(x_t) * Q_t, the right factor of dJ
+        H = J.new_empty(R, steps, Bs, N)  # tanh(z_t), member-major for the final dJ product
+        scaled = J.new_empty(steps, M, N, k)  # tanh'(z_t) * Q_t, the right factor of dJ
         frames, factors, diagonals = [q0.expand(M, N, k)], {}, []
         one = J.new_ones(())
-        Q, x = frames[0], state
+        Q, z = frames[0], state
         for t, (h, d, (qr, accumulate)) in enumerate(zip(H.unbind(1), drive.unbind(0), flags)):
-            torch.tanh(x, out=h)
+            torch.tanh(z, out=h)
             gain = torch.addcmul(one, h, h, value=-1)  # 1 - tanh^2 (never sech^2)
             P = torch.bmm(Jm, torch.mul(gain.view(M, N, 1), Q, out=scaled[t]))
-            x = torch.baddbmm(d, h, JT)
+            z = torch.baddbmm(d, h, JT)
             Q = reorthonormalize(P, qr, accumulate, factors, t, diagonals)
             frames.append(Q)
         diagonals = torch.stack(diagonals)
@@ -247,15 +247,15 @@ class _TanhSpectrum(torch.autograd.Function):
         Jm = J if Bs == 1 else J.repeat_interleave(Bs, dim=0)
         JmT = Jm.transpose(1, 2).contiguous()
         g_Jm = torch.zeros_like(Jm)
-        g_states = J.new_zeros(R, steps, Bs, N)  # gradient w.r.t. x_{t+1}, paired with h_t and s_t
+        g_states = J.new_zeros(R, steps, Bs, N)  # gradient w.r.t. z_{t+1}, paired with h_t and s_t
         g_x_steps = g_states.unbind(1)
-        g_Q = g_x = None  # gradients w.r.t. the frame after step t and the state x_{t+1}
+        g_Q = g_z = None  # gradients w.r.t. the frame after step t and the state z_{t+1}
         accumulated = len(weights)
         for t in range(steps - 1, -1, -1):
             qr, accumulate = ctx.flags[t]
             g_P, accumulated = frame_gradient(g_Q, qr, accumulate, frames[t + 1], factors.get(t), weights, accumulated)
             gain, h = gain_steps[t], h_steps[t]
-            g_h = torch.bmm(g_x, J) if g_x is not None else None  # through x_{t+1} = J h_t + ...
+            g_h = torch.bmm(g_z, J) if g_z is not None else None  # through z_{t+1} = J h_t + ...
             if g_P is not None:
                 g_Jm.baddbmm_(g_P, scaled[t].transpose(1, 2))
                 g_scaled = torch.bmm(JmT, g_P)
@@ -263,11 +263,11 @@ class _TanhSpectrum(torch.autograd.Function):
                 g_gain = (g_scaled * frames[t]).sum(-1).view(R, Bs, N)
                 g_h = g_gain.mul_(h).mul_(-2) if g_h is None else g_h.addcmul_(g_gain, h, value=-2)
             if g_h is None:
-                g_x = None
+                g_z = None
             elif t > 0:
-                g_x = torch.mul(g_h, gain, out=g_x_steps[t - 1])
+                g_z = torch.mul(g_h, gain, out=g_x_steps[t - 1])
             else:
-                g_x = g_h * gain
+                g_z = g_h * gain
         g_J = g_W_in = g_b = None
         if needs[2]:
             g_J = g_Jm if Bs == 1 else g_Jm.view(R, Bs, N, N).sum(1)
@@ -278,7 +278,7 @@ class _TanhSpectrum(torch.autograd.Function):
             )
             g_Wb = torch.bmm(drives.transpose(1, 2), g_states.view(R, steps * Bs, N))
             g_W_in, g_b = g_Wb[:, :I].transpose(1, 2), g_Wb[:, I]
-        return g_x if needs[0] else None, None, g_J, g_W_in, g_b, None, None, None, None
+        return g_z if needs[0] else None, None, g_J, g_W_in, g_b, None, None, None, None
 
 
 def reorthonormalize(P: Tensor, qr: bool, accumulate: bool, factors: dict, t: int, diagonals: list) -> Tensor:

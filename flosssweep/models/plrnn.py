@@ -74,8 +74,8 @@ class PLRNN(Model):
 
         return step
 
-    def run(self, p: Params, x: Tensor, inputs: Tensor) -> Tensor:
-        return unroll(self.step, p, x, inputs)
+    def run(self, p: Params, z: Tensor, inputs: Tensor) -> Tensor:
+        return unroll(self.step, p, z, inputs)
 
     def tangent(self, p: Params, z: Tensor, s: Tensor, Q: Tensor) -> Tensor:
         """D Q with D = diag(A) + W diag(relu'(z)); Q (R, B, S, k)."""

@@ -1,7 +1,7 @@
 """What a model is: the `Model` protocol, its parameter dict, and the plain pieces every step is made of.
 
 Models are functional: parameters live in a dict of tensors whose first axis is the member index R,
-and `step(params, state, x)` maps a state of shape (R, B, S) and an input (R, B, I) to the next state.
+and `step(params, z, s)` maps a state of shape (R, B, S) and an input (R, B, I) to the next state.
 Keeping parameters outside the model lets the trainer cast them (float64 tangent loops), stack them
 (one Adam for R independent members) and close over them (the Lyapunov spectrum of any step).
 Member j is initialised from its own generator, so it is the same network whatever R is.
@@ -40,8 +40,8 @@ class Model(Protocol):
 
     def init_member(self, gen: torch.Generator) -> Params: ...
     def initial_state(self, p: Params, batch: int) -> Tensor: ...
-    def step(self, p: Params, x: Tensor, s: Tensor) -> Tensor: ...
-    def run(self, p: Params, x: Tensor, inputs: Tensor) -> Tensor: ...
+    def step(self, p: Params, z: Tensor, s: Tensor) -> Tensor: ...
+    def run(self, p: Params, z: Tensor, inputs: Tensor) -> Tensor: ...
     def readout(self, p: Params, states: Tensor) -> Tensor: ...
 
     # Optional fast paths; None where the architecture has none.
@@ -51,16 +51,16 @@ class Model(Protocol):
     stepper: AutonomousStepper | None = None  # fast input-free step for long free runs
 
 
-def bmm_t(x: Tensor, weight: Tensor) -> Tensor:
-    """x (R, B, M) times weight (R, N, M) transposed -> (R, B, N)."""
-    return torch.bmm(x, weight.transpose(1, 2))
+def bmm_t(a: Tensor, weight: Tensor) -> Tensor:
+    """a (R, B, M) times weight (R, N, M) transposed -> (R, B, N)."""
+    return torch.bmm(a, weight.transpose(1, 2))
 
 
-def unroll(step, p: Params, x: Tensor, inputs: Tensor) -> Tensor:
+def unroll(step, p: Params, z: Tensor, inputs: Tensor) -> Tensor:
     """States after each input, by a plain time loop: inputs (T, R, B, I) -> states (T, R, B, S).
     `unbind` gives one backward node where indexing inputs[t] would give T of them."""
     states = []
     for s in inputs.unbind(0):
-        x = step(p, x, s)
-        states.append(x)
+        z = step(p, z, s)
+        states.append(z)
     return torch.stack(states)

@@ -13,9 +13,9 @@ from flosssweep.models.protocol import Model, Params, bmm_t
 
 
 class RNN(Model):
-    """The vanilla network of the flossing paper; the state x is the pre-activation.
+    """The vanilla network of the flossing paper; the state z is the pre-activation.
 
-    x_next = J tanh(x) + b + W_in s_next,   logit = w_out . x + c
+    z_next = J tanh(z) + b + W_in s_next,   logit = w_out . z + c
     """
 
     arch = "rnn"
@@ -44,43 +44,43 @@ class RNN(Model):
         W_in = torch.randn(n, self.inputs, generator=gen, dtype=torch.float64)
         w_out = torch.randn(self.outputs, n, generator=gen, dtype=torch.float64)
         b = 0.1 * torch.rand(n, generator=gen, dtype=torch.float64)
-        x0 = torch.randn(n, generator=gen, dtype=torch.float64)
+        z0 = torch.randn(n, generator=gen, dtype=torch.float64)
         for _ in range(self.relax_steps):
-            x0 = J @ torch.tanh(x0) + b
+            z0 = J @ torch.tanh(z0) + b
         c = torch.full((self.outputs,), 0.001, dtype=torch.float64)
-        return {"J": J, "W_in": W_in, "b": b, "w_out": w_out, "c": c, "x0": x0}
+        return {"J": J, "W_in": W_in, "b": b, "w_out": w_out, "c": c, "x0": z0}
 
     def initial_state(self, p: Params, batch: int) -> Tensor:
         return p["x0"].unsqueeze(1).expand(-1, batch, -1)
 
-    def step(self, p: Params, x: Tensor, s: Tensor) -> Tensor:
-        return torch.baddbmm(p["b"].unsqueeze(1) + bmm_t(s, p["W_in"]), torch.tanh(x), p["J"].transpose(1, 2))
+    def step(self, p: Params, z: Tensor, s: Tensor) -> Tensor:
+        return torch.baddbmm(p["b"].unsqueeze(1) + bmm_t(s, p["W_in"]), torch.tanh(z), p["J"].transpose(1, 2))
 
-    def tangent(self, p: Params, x: Tensor, s: Tensor, Q: Tensor) -> Tensor:
-        """D Q with D = J diag(1 - tanh(x)^2); 1 - tanh^2 rather than sech^2, which underflows."""
-        gain = 1 - torch.tanh(x) ** 2
+    def tangent(self, p: Params, z: Tensor, s: Tensor, Q: Tensor) -> Tensor:
+        """D Q with D = J diag(1 - tanh(z)^2); 1 - tanh^2 rather than sech^2, which underflows."""
+        gain = 1 - torch.tanh(z) ** 2
         return p["J"].unsqueeze(1) @ (gain.unsqueeze(-1) * Q)
 
-    def run(self, p: Params, x: Tensor, inputs: Tensor) -> Tensor:
+    def run(self, p: Params, z: Tensor, inputs: Tensor) -> Tensor:
         """States after each input; inputs (T, R, B, I) -> states (T, R, B, S), one autograd node
         with a hand-written backward (`_TanhRecurrence`)."""
-        return _TanhRecurrence.apply(x, inputs, p["J"], p["W_in"], p["b"], None, None, _Fresh)
+        return _TanhRecurrence.apply(z, inputs, p["J"], p["W_in"], p["b"], None, None, _Fresh)
 
     def readout(self, p: Params, states: Tensor) -> Tensor:
         """states (..., R, B, S) -> outputs (..., R, B, O)."""
         return torch.einsum("...rbs,ros->...rbo", states, p["w_out"]) + p["c"].unsqueeze(1)
 
-    def logits(self, p: Params, x: Tensor, inputs: Tensor, workspace: Workspace | None = None) -> Tensor:
-        """`readout(run(x, inputs))` fused, the trainer's forward pass: outputs (T, R, B, O). The
+    def logits(self, p: Params, z: Tensor, inputs: Tensor, workspace: Workspace | None = None) -> Tensor:
+        """`readout(run(z, inputs))` fused, the trainer's forward pass: outputs (T, R, B, O). The
         states stay in (reused) scratch memory; pass a `Workspace` to keep it between calls."""
         return _TanhRecurrence.apply(
-            x, inputs, p["J"], p["W_in"], p["b"], p["w_out"], p["c"], workspace if workspace is not None else _Fresh
+            z, inputs, p["J"], p["W_in"], p["b"], p["w_out"], p["c"], workspace if workspace is not None else _Fresh
         )
 
     def spectrum(
         self,
         p: Params,
-        x: Tensor,
+        z: Tensor,
         inputs: Tensor,
         k: int,
         *,
@@ -89,13 +89,13 @@ class RNN(Model):
         q0: Tensor | None = None,
         min_diag: float = 1e-30,
     ) -> Tensor:
-        """`lyapunov_spectrum(step, x, inputs, k, tangent=self.tangent, ...)` as one autograd node
+        """`lyapunov_spectrum(step, z, inputs, k, tangent=self.tangent, ...)` as one autograd node
         with a hand-written backward (`_TanhSpectrum`): same arguments and numbers (up to float
         round-off); forward + backward 2.4-2.8x faster for k <= 16, 1.4x at k = 75 (where
-        LAPACK's QR is the largest part). x (R, B, S), inputs (Tp, R, B, I) -> (R, B, k);
-        gradients reach J, W_in, b and x (not q0)."""
+        LAPACK's QR is the largest part). z (R, B, S), inputs (Tp, R, B, I) -> (R, B, k);
+        gradients reach J, W_in, b and z (not q0)."""
         warmup = check_arguments(self.state_size, inputs.shape[0], k, warmup, qr_every)
         flags, counted = qr_schedule(inputs.shape[0], warmup, qr_every)
         if q0 is None:
-            q0 = initial_frame(self.state_size, k, dtype=x.dtype, device=x.device)
-        return _TanhSpectrum.apply(x, inputs, p["J"], p["W_in"], p["b"], q0, flags, counted, min_diag)
+            q0 = initial_frame(self.state_size, k, dtype=z.dtype, device=z.device)
+        return _TanhSpectrum.apply(z, inputs, p["J"], p["W_in"], p["b"], q0, flags, counted, min_diag)
