@@ -189,7 +189,9 @@ class Trial:
 
     # -- checkpoints -----------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        """A snapshot (copies, not views of live tensors) from which `load_state_dict` continues."""
+        """A snapshot (copies, not views of live tensors) from which `load_state_dict` continues: every
+        attribute `run`, `metrics` and `records` read, so a resumed trial reports what an uninterrupted
+        one would (docs/DESIGN.md, "Corridors")."""
         return copy.deepcopy(
             {
                 "epoch": self.epoch,
@@ -204,6 +206,8 @@ class Trial:
                 "active": self.active,
                 "nonfinite": self.nonfinite,
                 "consecutive_nonfinite": self.consecutive_nonfinite,
+                "grad_norm": self.grad_norm,
+                "floss_value": self.floss_value,
                 "stages": self.stages,
             }
         )
@@ -221,6 +225,9 @@ class Trial:
             gen.set_state(saved)
         for name in ("accuracy", "loss", "active", "nonfinite", "consecutive_nonfinite"):
             getattr(self, name).copy_(state[name])
+        for name in ("grad_norm", "floss_value"):  # absent from checkpoints of flosssweep before 0.2
+            if name in state:
+                getattr(self, name).copy_(state[name])
         self.stages = dict(state.get("stages", {}))
 
     # -- what a task provides ----------------------------------------------------------------------
