@@ -33,7 +33,11 @@ RESTORED_FROM = "trial/restored_from_epoch"
 
 # -- record columns: one row per realization --------------------------------------------------
 # Who a row is. (The configuration columns come from the config schema: see config.column_name.)
-IDENTITY_COLUMNS = ("sweep", "trial_id", "member", "seed", "config_key")
+# A realization is fixed by its sweep, its configuration (config_key leaves out operational keys), the
+# base seed and the member index (member j of seed s is seeded by (s, j) alone): one row per key.
+REALIZATION_KEY = ("sweep", "config_key", "seed", "member")
+# The key and the trial's id, a label only (a trial Ray re-creates after a resume has a new id).
+IDENTITY_COLUMNS = REALIZATION_KEY + ("trial_id",)
 # What happened to it, on every task.
 COMMON_OUTCOMES = (
     "success",

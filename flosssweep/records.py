@@ -12,11 +12,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from flosssweep.names import OUTCOME_COLUMNS, OUTCOME_PREFIXES
+from flosssweep.names import OUTCOME_COLUMNS, OUTCOME_PREFIXES, REALIZATION_KEY
 
 # Types of the main columns; every other column takes the type of its values. A record holds only
 # the config columns of its task (a chaotic trial has no bits or delay), so a column may be absent.
-SCHEMA = pa.schema(
+RECORD_SCHEMA = pa.schema(
     [
         ("sweep", pa.string()),
         ("trial_id", pa.string()),
@@ -46,13 +46,13 @@ def to_table(records: list[dict]) -> pa.Table:
     """Rows to a table: the main columns that some row has first, with fixed types (so tables of
     many trials concatenate), then every other column in the order it first appears; a row without
     a column holds null there."""
-    names = [f.name for f in SCHEMA if any(f.name in row for row in records)]
+    names = [f.name for f in RECORD_SCHEMA if any(f.name in row for row in records)]
     for row in records:
         names += [name for name in row if name not in names]
     columns = {}
     for name in names:
         values = [row.get(name) for row in records]
-        typ = SCHEMA.field(name).type if name in SCHEMA.names else None
+        typ = RECORD_SCHEMA.field(name).type if name in RECORD_SCHEMA.names else None
         columns[name] = pa.array(values, type=typ)
     return pa.table(columns)
 
@@ -64,12 +64,7 @@ def write(records: list[dict], path: str | Path) -> Path:
     return path
 
 
-# -- identity: which realization a row is --------------------------------------------------------
-# A realization is fixed by its sweep, its configuration (config_key leaves out operational keys),
-# the base seed and the member index (member j of seed s is seeded by (s, j) alone). The trial id
-# is a label, not part of it: a trial that Ray re-creates under a new id after a resume replays
-# the same realizations.
-IDENTITY = ("sweep", "config_key", "seed", "member")
+# -- identity: which realization a row is (names.REALIZATION_KEY) ----------------------------------
 UNCOMPARED = ("train_seconds",)  # outcomes that differ between two runs of the same computation
 
 
@@ -81,7 +76,7 @@ def identity_columns(table: pa.Table) -> list[str] | None:
     """The identity columns present in `table` (trial_id standing in for a missing config_key),
     or None when rows cannot be told apart (no member column, or neither key)."""
     have = set(table.column_names)
-    key = [c for c in IDENTITY if c in have]
+    key = [c for c in REALIZATION_KEY if c in have]
     if "config_key" not in have and "trial_id" in have:
         key.append("trial_id")
     if "member" not in have or not {"config_key", "trial_id"} & have:

@@ -11,8 +11,8 @@ from flosssweep.checks import OneLineParser
 from flosssweep.names import REPORT_ARTIFACT_DIR
 from flosssweep.report import style
 from flosssweep.report.common import DEFAULT_N_DRAWS, DEFAULT_THRESHOLD, DEFAULT_X, ReportError, StoreUnavailable
+from flosssweep.report.headline import TABLE_ARTIFACT
 from flosssweep.report.make import FromParquet, FromStore, ReportSettings, make_report
-from flosssweep.report.summary import TABLE_ARTIFACT
 from flosssweep.tracking.store import TrackingStore
 
 # --------------------------------------------------------------------------------------------

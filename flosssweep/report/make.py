@@ -22,10 +22,10 @@ from flosssweep.report import style
 from flosssweep.report.common import DEFAULT_N_DRAWS, DEFAULT_THRESHOLD, DEFAULT_X, ReportError
 from flosssweep.report.curves import Aggregate, aggregate
 from flosssweep.report.figures import write_outputs
+from flosssweep.report.headline import TABLE_ARTIFACT, summary_metrics, summary_table
 from flosssweep.report.maps import map_caption, plot_success_map, success_map
 from flosssweep.report.outcomes import format_outcomes, outcome_summary, plot_outcome
 from flosssweep.report.sources import find_parent_run, open_store, read_mlflow_records, read_parquet_records
-from flosssweep.report.summary import TABLE_ARTIFACT, summary_metrics, summary_table
 from flosssweep.report.text import format_report
 from flosssweep.tracking.store import TrackingStore
 from flosssweep.tracking.summary import log_summary

@@ -311,7 +311,7 @@ def test_aggregate_is_reproducible_for_a_seed():
 def test_synthetic_records_for_the_benchmark():
     t = report.synthetic_records(10_000, seed=1)
     assert t.num_rows == 10_000
-    for c in records.SCHEMA.names + ["train_epochs", "model_g", "floss_pre_steps", "ensemble"]:
+    for c in records.RECORD_SCHEMA.names + ["train_epochs", "model_g", "floss_pre_steps", "ensemble"]:
         assert c in t.column_names
     aggregated = report.aggregate(t, n_draws=100)
     curves, horizon = aggregated.curves, aggregated.horizon

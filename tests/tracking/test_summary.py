@@ -5,7 +5,7 @@ import json
 import pytest
 
 from flosssweep import records, report
-from flosssweep.report.summary import TABLE_ARTIFACT, summary_metrics, summary_table
+from flosssweep.report.headline import TABLE_ARTIFACT, summary_metrics, summary_table
 from flosssweep.tracking.store import TrackingStore
 from flosssweep.tracking.summary import LOGGED_ARTIFACTS, NOTE, log_summary
 

@@ -1,4 +1,5 @@
-"""The sweep's result on its parent run: a table, metrics and a description MLflow's UI shows as they are.
+"""The headline of a sweep for its parent run: a table, metrics and a description MLflow's UI shows as
+they are (`flosssweep.tracking.summary` writes them there).
 
 Per group: its success counts per x and its T50 with the interval, as a table (the format of
 `MlflowClient.log_table`, read back by `load_table`); the same numbers as metrics of the parent run
