@@ -589,6 +589,19 @@ def test_mlflow_experiment_report_is_logged_to_parent(store, capsys):
         assert f"report/{name}" in logged
 
 
+def test_a_report_without_log_leaves_the_parent_run_as_the_sweep_left_it(store, capsys):
+    """The sweep's own report is logged; an exploratory one with another --by must not replace the
+    parent's description or add metrics to it."""
+    client, parent = store["client"], store["main"]
+    assert report.main(["--tracking-uri", store["uri"], "--run", parent, "--n-draws", "0", "--log"]) == 0
+    logged = client.get_run(parent).data
+    assert report.main(["--tracking-uri", store["uri"], "--run", parent, "--n-draws", "0", "--by", "none"]) == 0
+    assert "1 group(s)" in capsys.readouterr().out, "the pooled table was printed"
+    after = client.get_run(parent).data
+    assert after.tags["mlflow.note.content"] == logged.tags["mlflow.note.content"]
+    assert after.metrics == logged.metrics and not any(name.endswith("/all") for name in after.metrics)
+
+
 def test_mlflow_default_is_most_recent_sweep_and_env_uri(store, capsys, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store["uri"])
     assert report.main(["--no-log", "--n-draws", "0"]) == 0
