@@ -86,6 +86,11 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m flosssweep.
     )
     parser.add_argument("--num-cpus", type=int, metavar="N", help="CPUs of a new local Ray instance")
     parser.add_argument(
+        "--report-out",
+        metavar="DIR",
+        help="also write the end-of-sweep report's tables and figures into DIR (as `flosssweep report --out DIR`)",
+    )
+    parser.add_argument(
         "--no-report",
         action="store_true",
         help="do not make the report at the end (python -m flosssweep.report makes it later)",
@@ -296,7 +301,7 @@ def _study(launch: Launch) -> dict | None:
     return study
 
 
-def _report(launch: Launch) -> None:
+def _report(launch: Launch, out: str | None) -> None:
     """The sweep's report onto its parent run (tables, figures, summary), against the forcing
     interval for a sweep over task.tau, else the delay; a report that cannot be made is a note, not a
     failed sweep."""
@@ -307,7 +312,8 @@ def _report(launch: Launch) -> None:
     x = column_name("task.tau" if "task.tau" in launch.sweep.space else "task.delay")
     print("", flush=True)
     try:
-        report = make_report(FromStore(launch.store, run_id=launch.parent_run_id), ReportSettings(x=x, log=True))
+        settings = ReportSettings(x=x, log=True, out=Path(out) if out else None)
+        report = make_report(FromStore(launch.store, run_id=launch.parent_run_id), settings)
     except ReportError as err:
         print(f"note: the report could not be completed ({err}); the sweep itself is recorded", flush=True)
         return
@@ -452,7 +458,7 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m flosssweep.run
             + (f" --storage-path {storage}" if args.storage_path else "")
         )
     elif not args.no_report and finished:
-        _report(launch)
+        _report(launch, args.report_out)
     env = "" if store == TrackingStore.default(launch_dir) else f"MLFLOW_TRACKING_URI={store.uri} "
     print(f"report:  {env}python -m flosssweep.report --run {launch.parent_run_id}")
     # MLflow 3.x's UI opens experiments in its GenAI view unless the address asks for the other one.

@@ -35,6 +35,13 @@ class Refused(Exception):
 def check_options(args) -> None:
     if args.num_cpus is not None and args.num_cpus < 1:
         raise Refused(f"--num-cpus: expected an integer >= 1, got {args.num_cpus}")
+    if args.report_out is not None:
+        if args.no_report:
+            raise Refused("--report-out: not with --no-report (there is no report to write)")
+        try:
+            writable_directory(args.report_out, "--report-out")
+        except Unwritable as err:
+            raise Refused(str(err)) from None
 
 
 def check_storage(storage: str) -> None:

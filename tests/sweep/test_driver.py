@@ -82,9 +82,11 @@ def test_grid_sweep_records_every_trial_in_mlflow(ray_local, tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     path = write_sweep(tmp_path, "tiny-grid")
-    code = run.main([str(path), "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray")])
+    args = [str(path), "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray")]
+    code = run.main([*args, "--report-out", str(tmp_path / "report")])
     out = capsys.readouterr().out
     assert code == 0, out
+    assert (tmp_path / "report" / "horizon.png").stat().st_size > 0, "the sweep's one report, also on disk"
 
     # the terminal: one line per finished trial with its varied keys and k/n
     finished = [line for line in out.splitlines() if " finished " in line and "succeeded" in line]

@@ -54,6 +54,8 @@ def nothing_running(uri: str, experiment: str) -> None:
     "args, code, first",
     [
         (["--num-cpus", "0"], 2, "--num-cpus: expected an integer >= 1, got 0"),
+        (["--report-out", "/proc/flosssweep-report"], 2, "--report-out: cannot write /proc/flosssweep-report"),
+        (["--report-out", "r", "--no-report"], 2, "--report-out: not with --no-report"),
         (["--storage-path", "/proc/flosssweep-ray"], 2, "--storage-path: cannot write /proc/flosssweep-ray"),
         (["--storage-path", "afile/ray"], 2, "--storage-path: expected a directory, TMP/afile is a file"),
         (["--storage-path", "foo://bucket/ray"], 2, "--storage-path foo://bucket/ray: not a storage URI"),
