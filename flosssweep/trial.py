@@ -108,9 +108,10 @@ def member_table(rows: list[dict]) -> str:
     )
     lines = [header]
     for r in rows:
-        reached = "-" if r["epochs_to_success"] is None else str(r["epochs_to_success"])
+        # chaotic data has neither an accuracy nor an epoch of success: those columns show "-"
+        reached = "-" if r.get("epochs_to_success") is None else str(r["epochs_to_success"])
         lines.append(
-            f"{r['member']:>6} {r['status']:>8} {str(r['success']):>7} {_number(r['final_accuracy'], 8, 3)} "
+            f"{r['member']:>6} {r['status']:>8} {str(r['success']):>7} {_number(r.get('final_accuracy'), 8, 3)} "
             f"{_number(r['final_loss'], 8, 4)} {reached:>17} {_number(r['lambda_1'], 9, 4, '+')} "
             f"{_number(r['lambda_k'], 9, 4, '+')}"
         )

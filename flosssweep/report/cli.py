@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from flosssweep.checks import OneLineParser, Unwritable, writable_directory
 from flosssweep.names import REPORT_ARTIFACT_DIR
 from flosssweep.report import style
-from flosssweep.report.common import DEFAULT_N_BOOT, DEFAULT_THRESHOLD, DEFAULT_X, ReportError, StoreUnavailable
+from flosssweep.report.common import DEFAULT_N_BOOT, DEFAULT_THRESHOLD, ReportError, StoreUnavailable, default_x
 from flosssweep.report.curves import aggregate, table_meta
 from flosssweep.report.figures import write_outputs
 from flosssweep.report.maps import map_caption, plot_success_map, success_map
@@ -76,7 +76,6 @@ def _parser() -> argparse.ArgumentParser:
     ana = p.add_argument_group("analysis")
     ana.add_argument(
         "--x",
-        default=DEFAULT_X,
         metavar="COLUMN",
         help="column scanned for the success curve and T50 (default: delay, the longest "
         "lag d; spacing = delay / bits, the spacing of the parity inputs, which the "
@@ -211,6 +210,7 @@ def _run(args) -> int:
         source = f"parent run {parent.info.run_id}"
     if table.num_rows == 0:
         raise ReportError(f"no records found in {source}")
+    args.x = args.x or default_x(table.column_names)
     if by:
         unknown = [c for c in by if c not in table.column_names]
         if unknown:

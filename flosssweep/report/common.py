@@ -5,6 +5,7 @@ from __future__ import annotations
 from flosssweep.config import FLOSS_MODES
 
 DEFAULT_X = "delay"
+CHAOTIC_X = "tau"  # records of chaotic data have no delay: their natural axis is the forcing interval
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_N_BOOT = 1000
 REQUIRED_COLUMNS = ("success",)
@@ -17,6 +18,11 @@ LEVEL_ORDER = {"floss_mode": list(FLOSS_MODES)}
 FIGURE_GROUP_LIMIT = 30  # groups per sweep that a figure can show one by one
 
 RELATIONS = ["=", ">=", "<", "n/a"]
+
+
+def default_x(columns) -> str:
+    """The x column when none is asked for: delay, or tau for records that have a tau and no delay."""
+    return CHAOTIC_X if DEFAULT_X not in columns and CHAOTIC_X in columns else DEFAULT_X
 
 
 class ReportError(Exception):

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from flosssweep.names import PARENT, RECORDS_ARTIFACT, ROLE
 from flosssweep.records import RecordConflict, deduplicate
-from flosssweep.report.common import DEFAULT_X, ReportError, StoreUnavailable
+from flosssweep.report.common import DEFAULT_X, ReportError, StoreUnavailable, default_x
 from flosssweep.report.curves import missing_columns
 from flosssweep.tracking import store
 
@@ -44,8 +44,8 @@ def _concat(tables: list[pa.Table], origins: list[str]) -> pa.Table:
     return table
 
 
-def _check_records(t: pa.Table, where: str, x: str) -> None:
-    missing = missing_columns(t, x)
+def _check_records(t: pa.Table, where: str, x: str | None) -> None:
+    missing = missing_columns(t, x or default_x(t.column_names))
     if missing:
         raise ReportError(f"{where}: missing required column(s): {', '.join(missing)}")
     kind = t.schema.field("success").type
@@ -53,7 +53,7 @@ def _check_records(t: pa.Table, where: str, x: str) -> None:
         raise ReportError(f"{where}: column success: expected true/false values, got {kind}")
 
 
-def read_parquet_records(paths: Iterable[str | os.PathLike], x: str = DEFAULT_X) -> pa.Table:
+def read_parquet_records(paths: Iterable[str | os.PathLike], x: str | None = DEFAULT_X) -> pa.Table:
     """Concatenate record files (a directory means every ``*.parquet`` below it)."""
     files: list[Path] = []
     for p in dict.fromkeys(Path(p).resolve() for p in paths):
@@ -151,7 +151,7 @@ def _latest_launch(client, experiment_ids: list[str], where: str):
     )
 
 
-def read_mlflow_records(client, parent, experiment_name: str, x: str = DEFAULT_X) -> pa.Table:
+def read_mlflow_records(client, parent, experiment_name: str, x: str | None = DEFAULT_X) -> pa.Table:
     """Download and concatenate the records.parquet of every child run of ``parent``."""
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
