@@ -11,9 +11,8 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
-from flosssweep import provenance, records
+from flosssweep import provenance, records, yamlio
 from flosssweep.checks import OneLineParser, Unwritable, writable_file
 from flosssweep.config import SCHEMA, ConfigError, parse_override, resolve
 from flosssweep.train import train
@@ -58,12 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def load_config(args: argparse.Namespace) -> dict:
     layers = []
     if args.config:
-        try:
-            layer = yaml.safe_load(args.config.read_text())
-        except (OSError, yaml.YAMLError) as err:
-            raise ConfigError(
-                str(args.config), f"a readable YAML file ({type(err).__name__})", show_got=False
-            ) from None
+        layer, _ = yamlio.load_file(args.config)
         if not isinstance(layer, dict):
             raise ConfigError(str(args.config), "a YAML mapping of config keys", layer)
         layers.append(layer)

@@ -14,7 +14,16 @@ import pyarrow.parquet as pq
 from flosssweep.checks import OneLineParser, Unwritable, writable_directory
 from flosssweep.names import REPORT_ARTIFACT_DIR
 from flosssweep.report import style
-from flosssweep.report.common import DEFAULT_N_BOOT, DEFAULT_THRESHOLD, ReportError, StoreUnavailable, default_x
+from flosssweep.report.common import (
+    DEFAULT_N_BOOT,
+    DEFAULT_THRESHOLD,
+    MAX_N_BOOT,
+    MAX_SEED,
+    ReportError,
+    StoreUnavailable,
+    check_finite_x,
+    default_x,
+)
 from flosssweep.report.curves import aggregate, table_meta
 from flosssweep.report.figures import write_outputs
 from flosssweep.report.maps import map_caption, plot_success_map, success_map
@@ -175,8 +184,12 @@ def _parser() -> argparse.ArgumentParser:
 def _check_threshold(p: argparse.ArgumentParser, args) -> None:
     if not 0.0 < args.threshold <= 1.0:
         p.error(f"--threshold must be in (0, 1], got {args.threshold}")
-    if args.n_boot < 0:
-        p.error(f"--n-boot must be >= 0, got {args.n_boot}")
+    if not 0 <= args.n_boot <= MAX_N_BOOT:
+        p.error(f"--n-boot must be in 0..{MAX_N_BOOT}, got {args.n_boot}")
+    if not 0 <= args.seed <= MAX_SEED:
+        p.error(f"--seed must be in 0..{MAX_SEED}, got {args.seed}")
+    if args.marker is not None and not np.isfinite(args.marker):
+        p.error(f"--marker must be a finite number, got {args.marker}")
     try:
         args.thresholds = [float(t) for t in args.thresholds.split(",") if t.strip()]
     except ValueError:
@@ -211,6 +224,7 @@ def _run(args) -> int:
     if table.num_rows == 0:
         raise ReportError(f"no records found in {source}")
     args.x = args.x or default_x(table.column_names)
+    check_finite_x(table, args.x)
     if by:
         unknown = [c for c in by if c not in table.column_names]
         if unknown:

@@ -8,6 +8,8 @@ DEFAULT_X = "delay"
 CHAOTIC_X = "tau"  # records of chaotic data have no delay: their natural axis is the forcing interval
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_N_BOOT = 1000
+MAX_N_BOOT = 100_000  # resamples: the interval's digits settle long before; more only costs memory and time
+MAX_SEED = 2**63 - 1
 REQUIRED_COLUMNS = ("success",)
 # x columns the report computes from record columns: the input spacing d / bits of a parity task,
 # the reference implementation's "delay" (docs/DESIGN.md, "Tasks"). The first column named is the one
@@ -27,6 +29,18 @@ def default_x(columns) -> str:
 
 class ReportError(Exception):
     """Bad input. The message is one line that names the offending thing."""
+
+
+def check_finite_x(table, x: str) -> None:
+    """ReportError naming the x column when it holds an infinite or NaN value (no curve has a place for it)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if x not in table.column_names or not pa.types.is_floating(table[x].type):
+        return
+    bad = pc.sum(pc.invert(pc.is_finite(table[x]))).as_py() or 0
+    if bad:
+        raise ReportError(f"column {x}: expected finite numbers as x, {bad} row(s) hold inf or nan")
 
 
 class StoreUnavailable(ReportError):
