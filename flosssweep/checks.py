@@ -8,10 +8,25 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import tempfile
 from pathlib import Path
 
 EXIT_INVALID = 2
+# scheme://user:password@ (or scheme://token@): the part before @ is a credential
+CREDENTIALS = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/@\s:]*)(?P<password>:[^/@\s]*)?@")
+
+
+def redact(text: str) -> str:
+    """`text` with the password of every URI in it replaced by *** (a lone token: the token), so a
+    URI can be printed or stored: scheme://user:***@host."""
+    return CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@" if m["password"] else f"{m['scheme']}***@", text)
+
+
+def private_files() -> None:
+    """Files and folders this process creates from now on are its user's alone (0600/0700): records,
+    databases and launch files hold results and tracking URIs (docs/DESIGN.md, "Faults and refusals")."""
+    os.umask(os.umask(0) | 0o077)
 
 
 class OneLineParser(argparse.ArgumentParser):

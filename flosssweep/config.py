@@ -15,21 +15,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from flosssweep import footprint
+from flosssweep import footprint, yamlio
+from flosssweep.errors import ConfigError
 from flosssweep.names import CONFIG_COLUMNS
-
-
-class ConfigError(ValueError):
-    """A configuration value that cannot be used; `key` is the dotted path of the offender."""
-
-    def __init__(self, key: str, expected: str, got: Any = None, *, show_got: bool = True):
-        self.key = key
-        self.expected = expected
-        message = f"{key}: expected {expected}"
-        if show_got:
-            message += f", got {got!r}"
-        super().__init__(message)
-
 
 FLOSS_MODES = ("none", "pre", "during", "pre+during", "regularizer")
 ARCHS = ("rnn", "lstm", "gru", "plrnn")
@@ -331,8 +319,6 @@ def flatten(config: dict, prefix: str = "") -> dict[str, Any]:
 
 def parse_override(text: str) -> tuple[str, Any]:
     """`a.b=value` from a command line; the value is read as YAML (`5` int, `none` string)."""
-    from flosssweep import yamlio  # which reads YAML with this module's ConfigError
-
     if any(ord(c) < 32 or ord(c) == 127 for c in text):  # would garble the one line that names it
         raise ConfigError(repr(text), "an override without control characters", show_got=False)
     key, sep, raw = text.partition("=")

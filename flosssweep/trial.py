@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from flosssweep import provenance, records, yamlio
-from flosssweep.checks import OneLineParser, Unwritable, writable_file
+from flosssweep.checks import OneLineParser, Unwritable, private_files, writable_file
 from flosssweep.config import SCHEMA, ConfigError, parse_override, resolve
 from flosssweep.train import train
 
@@ -123,6 +123,7 @@ def member_table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    private_files()
     try:
         config = load_config(args)
     except ConfigError as err:

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from flosssweep.config import ConfigError
+from flosssweep.errors import ConfigError
 
 MAX_FILE_BYTES = 1 << 20  # 1 MiB: the largest shipped sweep file is under 4 KiB
 MAX_NODES = 100_000  # scalars, lists and mappings after aliases are expanded

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from flosssweep.checks import OneLineParser, Unwritable, writable_directory
+from flosssweep.checks import OneLineParser, Unwritable, private_files, redact, writable_directory
 from flosssweep.names import REPORT_ARTIFACT_DIR
 from flosssweep.report import style
 from flosssweep.report.common import (
@@ -322,8 +322,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     _check_threshold(parser, args)
+    private_files()
     try:
         return _run(args)
     except ReportError as exc:
-        print(f"flosssweep.report: error: {exc}", file=sys.stderr)
+        print(f"flosssweep.report: error: {redact(str(exc))}", file=sys.stderr)
         return 3 if isinstance(exc, StoreUnavailable) else 2

@@ -17,7 +17,7 @@ from flosssweep.names import PARENT, RECORDS_ARTIFACT, ROLE
 from flosssweep.records import RecordConflict, deduplicate
 from flosssweep.report.common import DEFAULT_X, ReportError, StoreUnavailable, default_x
 from flosssweep.report.curves import missing_columns
-from flosssweep.tracking import store
+from flosssweep.tracking import store, uris
 
 # --------------------------------------------------------------------------------------------
 # Reading records
@@ -83,10 +83,11 @@ def read_parquet_records(paths: Iterable[str | os.PathLike], x: str | None = DEF
 
 
 def _check_store(uri: str) -> None:
-    if uri.startswith("sqlite:///"):
-        path = uri[len("sqlite:///") :]
-        if path and path != ":memory:" and not Path(path).exists():
-            raise ReportError(f"no MLflow tracking store at {path} (pass --tracking-uri, or --from-parquet)")
+    """A report reads: it never creates or migrates a database (uris.check_readable_store)."""
+    try:
+        uris.check_readable_store(uri)
+    except uris.URIProblem as err:
+        raise ReportError(str(err)) from None
 
 
 def mlflow_client(uri: str, write: bool = True):

@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from flosssweep.checks import OneLineParser
+from flosssweep.checks import OneLineParser, private_files, redact
 from flosssweep.config import ConfigError
 from flosssweep.names import END_REASON, TAG_PREFIX
 from flosssweep.sweep import preflight, spec
@@ -95,7 +95,7 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m flosssweep.
 
 
 def _refuse(message: str, code: int = EXIT_INVALID) -> int:
-    print(f"flosssweep.run: error: {message}", file=sys.stderr, flush=True)
+    print(f"flosssweep.run: error: {redact(message)}", file=sys.stderr, flush=True)
     return code
 
 
@@ -240,7 +240,7 @@ def _tuner(args, sweep, launch, uri, storage, experiment_dir, experiment_id, par
         },
     )
     print(
-        f"sweep {sweep.name}: {sweep.num_trials()} trials, MLflow {uri} "
+        f"sweep {sweep.name}: {sweep.num_trials()} trials, MLflow {redact(uri)} "
         f"(experiment {sweep.name}, parent run {parent_run_id})",
         flush=True,
     )
@@ -312,6 +312,7 @@ def _close(args, sweep, launch_dir: Path, experiment_dir: str) -> int:
 
 def main(argv: list[str] | None = None, *, train_ref: str = TRAIN, prog: str = "python -m flosssweep.run") -> int:
     args = parse_args(argv, prog)
+    private_files()  # the database, artifacts and launch file hold results and the tracking URI
     launch_dir = Path.cwd().resolve()
     try:
         sweep = spec.load(spec.locate(args.sweep))
@@ -434,13 +435,13 @@ def main(argv: list[str] | None = None, *, train_ref: str = TRAIN, prog: str = "
         )
     elif not args.no_report and finished:
         _report(uri, parent_run_id, sweep)
-    env = "" if uri == store.default_uri(launch_dir) else f"MLFLOW_TRACKING_URI={uri} "
+    env = "" if uri == store.default_uri(launch_dir) else f"MLFLOW_TRACKING_URI={redact(uri)} "
     print(f"report:  {env}python -m flosssweep.report --run {parent_run_id}")
     # MLflow 3.x's UI opens experiments in its GenAI view unless the address asks for the other one.
     page = f"#/experiments/{experiment_id}?workflowType=machine_learning"
     print(
         f"browse:  mlflow ui --backend-store-uri {uri}   then http://127.0.0.1:5000/{page}"
         if uri.startswith("sqlite")
-        else f"browse:  {uri.rstrip('/')}/{page}"
+        else f"browse:  {redact(uri).rstrip('/')}/{page}"
     )
     return 0 if complete and not ended["error"] else EXIT_FAILED

@@ -77,7 +77,7 @@ def check_ray_address(address: str | None, timeout: float = 5.0, attempts: int =
         return
     target = address.split("://", 1)[-1].rstrip("/")
     host, _, port = target.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise Refused(f"--address: expected host:port, ray://host:port, auto or local, got {address!r}")
     reason = None
     for attempt in range(attempts):

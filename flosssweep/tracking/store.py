@@ -22,7 +22,7 @@ from pathlib import Path
 
 from flosssweep import config as cfg
 from flosssweep import provenance
-from flosssweep.checks import Unwritable, writable_directory
+from flosssweep.checks import redact
 from flosssweep.names import (
     ENDED_STATUSES,
     EXPERIMENT_KIND,
@@ -36,6 +36,7 @@ from flosssweep.names import (
     TAG_PREFIX,
     TRIALS,
 )
+from flosssweep.tracking import uris
 
 MAX_PARAMS_PER_BATCH = 100  # MLflow's limit per log_batch call
 PAGE = 1000  # runs per search_runs page
@@ -74,6 +75,9 @@ class TrackingUnavailable(RuntimeError):
 
     code = 3
 
+    def __init__(self, message: str):
+        super().__init__(redact(message))  # the line is printed: a URI's password is not
+
 
 class TrackingURIInvalid(TrackingUnavailable):
     code = 2
@@ -97,20 +101,13 @@ def check_reachable(uri: str, timeout: float = 5.0, attempts: int = 2, write: bo
     seconds (MLflow's own client retries for minutes): before any work starts. `write`: the caller
     will write there too."""
     quiet_mlflow_logs()
+    try:
+        uris.check(uri, write)
+    except uris.URIProblem as err:
+        raise TrackingURIInvalid(str(err)) from None
     if uri.startswith(("http://", "https://")):
         _check_server(uri, timeout, attempts)
-    elif uri.startswith("sqlite:///"):
-        database = Path(uri[len("sqlite:///") :])
-        if write:
-            try:
-                writable_directory(database.parent, "tracking URI")
-            except Unwritable:
-                raise TrackingUnavailable(
-                    f"cannot write the MLflow database in {database.parent} (tracking URI {uri})"
-                ) from None
-        if database.is_file() and database.stat().st_size and database.read_bytes()[:16] != b"SQLite format 3\0":
-            raise TrackingURIInvalid(f"{database} is not an SQLite database (tracking URI {uri})")
-    elif "://" in uri and not uri.startswith("file:"):
+    elif "://" in uri and not uri.startswith(("file:", uris.SQLITE)):
         raise TrackingURIInvalid(
             f"tracking URI {uri}: expected http://, https://, sqlite:/// or file: (or a directory)"
         )
@@ -126,7 +123,7 @@ def _check_server(uri: str, timeout: float, attempts: int) -> None:
     reason = None
     for attempt in range(attempts):
         try:
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as reply:
+            with urllib.request.urlopen(uris.health_request(uri), timeout=timeout) as reply:
                 if reply.status == 200:
                     return
                 reason = f"it answered {reply.status} on /health"
