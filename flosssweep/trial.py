@@ -142,7 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = [{**row, **made_by} for row in train(config, report=report)]
     print(member_table(rows))
     if out:
-        print(f"records written to {records.write(rows, out)}")
+        try:
+            print(f"records written to {records.write_or_keep(rows, out)}")
+        except records.NotWritten as err:
+            print(f"flosssweep.trial: error: {err}", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from flosssweep.checks import OneLineParser, Unwritable, private_files, redact, writable_directory
+from flosssweep.checks import OneLineParser, Unwritable, os_problem, private_files, redact, writable_directory
 from flosssweep.names import REPORT_ARTIFACT_DIR
 from flosssweep.report import style
 from flosssweep.report.common import (
@@ -328,3 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReportError as exc:
         print(f"flosssweep.report: error: {redact(str(exc))}", file=sys.stderr)
         return 3 if isinstance(exc, StoreUnavailable) else 2
+    except OSError as exc:  # --out filled up or went away while the files were written
+        where = args.out or "a temporary directory"
+        print(f"flosssweep.report: error: cannot write the report to {where}: {os_problem(exc)}", file=sys.stderr)
+        return 2
