@@ -25,10 +25,10 @@ import sys
 import time
 from pathlib import Path
 
-from flosssweep.checks import OneLineParser, private_files, redact
+from flosssweep.checks import OneLineParser, one_line, private_files, redact
 from flosssweep.config import ConfigError
 from flosssweep.names import END_REASON, TAG_PREFIX
-from flosssweep.sweep import preflight, spec
+from flosssweep.sweep import lease, preflight, spec
 from flosssweep.sweep import storage as storage_paths
 from flosssweep.sweep.worker import TRAIN, run_trial
 from flosssweep.tracking import store
@@ -95,7 +95,7 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m flosssweep.
 
 
 def _refuse(message: str, code: int = EXIT_INVALID) -> int:
-    print(f"flosssweep.run: error: {redact(message)}", file=sys.stderr, flush=True)
+    print(f"flosssweep.run: error: {one_line(message)}", file=sys.stderr, flush=True)
     return code
 
 
@@ -299,6 +299,10 @@ def _close(args, sweep, launch_dir: Path, experiment_dir: str) -> int:
     launch = _read_launch(experiment_dir)
     uri = launch["tracking_uri"] if launch else store.resolve_uri(args.tracking_uri, launch_dir)
     try:
+        lease.check_free(experiment_dir, "--close")
+    except preflight.Refused as err:
+        return _refuse(str(err), err.code)
+    try:
         store.check_reachable(uri)
     except store.TrackingUnavailable as err:
         return _refuse(str(err), err.code)
@@ -365,7 +369,9 @@ def main(argv: list[str] | None = None, *, train_ref: str = TRAIN, prog: str = "
         if launch is None:
             preflight.check_earlier_launch(_read_launch(experiment_dir), experiment_dir, args.sweep)
         else:
+            lease.check_free(experiment_dir, "--resume")
             preflight.check_resumable(launch)
+            preflight.check_experiment_state(experiment_dir)
     except store.TrackingUnavailable as err:
         return _refuse(str(err), err.code)
     except preflight.Refused as err:
@@ -376,6 +382,8 @@ def main(argv: list[str] | None = None, *, train_ref: str = TRAIN, prog: str = "
         _init_ray(args)
     except (ConnectionError, ValueError, RuntimeError) as err:
         return _refuse(f"Ray: {str(err).splitlines()[0]}", EXIT_UNAVAILABLE)
+    except KeyboardInterrupt:  # nothing was opened yet: nothing to close
+        return _refuse("interrupted while Ray was starting (nothing was launched)", EXIT_FAILED)
     try:
         storage_paths.check(storage)
     except storage_paths.StorageUnreachable as err:
@@ -403,7 +411,9 @@ def main(argv: list[str] | None = None, *, train_ref: str = TRAIN, prog: str = "
         experiment_id, parent_run_id = store.start_parent(uri, sweep, experiment_dir)
     # From here on the parent run is RUNNING: whatever happens, it is closed below.
     reason = None
+    held = lease.Lease(experiment_dir, parent_run_id)  # --resume and --close refuse the launch while held
     try:
+        held.acquire()
         tuner = _tuner(args, sweep, launch, uri, storage, experiment_dir, experiment_id, parent_run_id, train_ref)
         tuner.fit()
     except KeyboardInterrupt:
@@ -422,6 +432,7 @@ def main(argv: list[str] | None = None, *, train_ref: str = TRAIN, prog: str = "
             status = "KILLED" if reason in (None, "interrupted") else "FAILED"
             tags[END_REASON] = reason or "interrupted"
         store.end_parent(uri, parent_run_id, status, tags)
+        held.release()
     minutes = (time.monotonic() - started) / 60
     print(
         f"\nsweep {sweep.name}: {finished} of {sweep.num_trials()} trials finished"

@@ -11,6 +11,7 @@ And around the launch: SIGTERM is turned into the Ctrl-C that Ray Tune stops cle
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -121,6 +122,38 @@ def check_resumable(launch: dict) -> None:
         )
 
 
+def check_experiment_state(experiment_dir: str) -> None:
+    """Ray's files of the experiment to resume can be read: its newest experiment state (JSON) and its
+    pickled Tuner. Ray's own restore fails on them with a traceback, after the parent run was reopened,
+    and every later --resume would fail the same way."""
+    import pickle
+
+    import pyarrow.fs
+
+    fs, path = pyarrow.fs.FileSystem.from_uri(experiment_dir) if "://" in experiment_dir else (None, experiment_dir)
+    fs = fs or pyarrow.fs.LocalFileSystem()
+    way_out = "end that launch with --close, then start a new launch without --resume"
+    try:
+        listing = fs.get_file_info(pyarrow.fs.FileSelector(path))
+    except OSError:
+        return  # no folder: Ray's can_restore says so in its own words
+    states = sorted(
+        i.path for i in listing if i.base_name.startswith("experiment_state") and i.base_name.endswith(".json")
+    )
+    for name, read in ((states[-1] if states else None, json.loads), (f"{path}/tuner.pkl", pickle.loads)):
+        if name is None:
+            continue
+        try:
+            with fs.open_input_stream(name) as stream:
+                read(stream.read())
+        except FileNotFoundError:
+            continue
+        except Exception as err:  # noqa: BLE001 - whatever a corrupt file raises, the answer is the same
+            raise Refused(
+                f"--resume: Ray's experiment state {name} cannot be read ({type(err).__name__}); {way_out}"
+            ) from None
+
+
 def parent_status(launch: dict) -> tuple[str, str | None] | None:
     """(status, end reason) of a launch's parent run, or None when its store or run is gone."""
     try:
@@ -176,12 +209,17 @@ def ray_state():
 
 
 # -- around the launch ---------------------------------------------------------------------------
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
 def stop_on_sigterm() -> None:
-    """SIGTERM (a scheduler, `kill`, a closing terminal) as SIGINT: Ray Tune then stops the trials,
-    saves the experiment and returns, so the parent run is closed and the launch stays resumable;
-    left to Ray's own handler the driver aborts with a C++ stack dump."""
+    """SIGTERM (a scheduler, `kill`), SIGHUP (a closing terminal) and SIGQUIT (Ctrl-\\) as SIGINT: Ray
+    Tune then stops the trials, saves the experiment and returns, so the parent run is closed and the
+    launch stays resumable; left to the default handlers the driver dies with its runs RUNNING (or,
+    under Ray's own handler, aborts with a C++ stack dump)."""
     if threading.current_thread() is threading.main_thread():  # the only thread that may set handlers
-        signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
+        for number in STOP_SIGNALS:
+            signal.signal(number, lambda signum, frame: signal.raise_signal(signal.SIGINT))
 
 
 def close(uri: str, sweep_name: str, experiment_dir: str) -> list[str]:
