@@ -26,6 +26,12 @@ def redact(text: str) -> str:
     return CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@" if m["password"] else f"{m['scheme']}***@", text)
 
 
+def one_line(text: str) -> str:
+    """`text` fit for one line of a terminal: redacted, and every character that is not printable (a
+    newline, an escape sequence, a C1 line break such as U+0085 in a key someone typed) escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in redact(text))
+
+
 def private_files() -> None:
     """Files and folders this process creates from now on are its user's alone (0600/0700): records,
     databases and launch files hold results and tracking URIs (docs/DESIGN.md, "Faults and refusals")."""
@@ -38,7 +44,7 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         name = self.prog.split()[-1]  # "python -m flosssweep.run" -> flosssweep.run
-        self.exit(EXIT_INVALID, f"{name}: error: {message} (see --help)\n")
+        self.exit(EXIT_INVALID, f"{name}: error: {one_line(message)} (see --help)\n")
 
 
 class Unwritable(ValueError):

@@ -319,7 +319,7 @@ def flatten(config: dict, prefix: str = "") -> dict[str, Any]:
 
 def parse_override(text: str) -> tuple[str, Any]:
     """`a.b=value` from a command line; the value is read as YAML (`5` int, `none` string)."""
-    if any(ord(c) < 32 or ord(c) == 127 for c in text):  # would garble the one line that names it
+    if not text.isprintable():  # control characters and line breaks would garble the one line that names it
         raise ConfigError(repr(text), "an override without control characters", show_got=False)
     key, sep, raw = text.partition("=")
     if not sep or not key:

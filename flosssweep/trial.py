@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-from flosssweep import provenance, records, yamlio
-from flosssweep.checks import OneLineParser, Unwritable, private_files, writable_file
-from flosssweep.config import SCHEMA, ConfigError, parse_override, resolve
+from flosssweep import footprint, provenance, records, yamlio
+from flosssweep.checks import OneLineParser, Unwritable, one_line, private_files, writable_file
+from flosssweep.config import CHAOTIC_TASKS, SCHEMA, ConfigError, applicable_keys, flatten, parse_override, resolve
 from flosssweep.train import train
 
 
@@ -51,6 +51,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", type=Path, help="YAML file with a (nested or dotted) config")
     parser.add_argument("--out", type=Path, help="write the per-member records to this Parquet file")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="check the config and --out, print the config and its memory estimate"
+    )
     return parser.parse_intermixed_args(argv)  # overrides may come after a flag too
 
 
@@ -127,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args)
     except ConfigError as err:
-        print(f"flosssweep.trial: error: {err}", file=sys.stderr)
+        print(f"flosssweep.trial: error: {one_line(str(err))}", file=sys.stderr)
         return 2
     if config["device"] == "cuda" and not torch.cuda.is_available():
         print("flosssweep.trial: error: device: expected cpu, CUDA is not available on this machine", file=sys.stderr)
@@ -135,8 +138,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = writable_file(args.out, "--out") if args.out else None
     except Unwritable as err:
-        print(f"flosssweep.trial: error: {err}", file=sys.stderr)
+        print(f"flosssweep.trial: error: {one_line(str(err))}", file=sys.stderr)
         return 2
+    if args.dry_run:
+        flat = flatten(config)
+        print("\n".join(f"{key} = {flat[key]!r}" for key in applicable_keys(config)))
+        chaotic = config["task"]["name"] in CHAOTIC_TASKS
+        print(f"estimated memory: {sum(size for size, _, _ in footprint.terms(config, chaotic)) / 2**20:.1f} MiB")
+        return 0
     report = None if args.quiet else progress_printer(config["train"]["epochs"])
     made_by = provenance.collect()
     rows = [{**row, **made_by} for row in train(config, report=report)]
@@ -145,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             print(f"records written to {records.write_or_keep(rows, out)}")
         except records.NotWritten as err:
-            print(f"flosssweep.trial: error: {err}", file=sys.stderr)
+            print(f"flosssweep.trial: error: {one_line(str(err))}", file=sys.stderr)
             return 1
     return 0
 

@@ -105,6 +105,7 @@ def test_non_utf8_file_refused(tmp_path, capsys):
         ("task.delay=2\x01", "expected an override without control characters"),
         ("task.del\x1bay=2", "expected an override without control characters"),
         ("task.delay=&a [*a]", "aliases that do not refer"),
+        ("0\x850=null", "expected an override without control characters"),  # found by the fuzzer
     ],
 )
 def test_override_invalid_yaml_refused(override, words, capsys):

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from flosssweep.checks import OneLineParser, Unwritable, os_problem, private_files, redact, writable_directory
+from flosssweep.checks import OneLineParser, Unwritable, one_line, os_problem, private_files, writable_directory
 from flosssweep.names import REPORT_ARTIFACT_DIR
 from flosssweep.report import style
 from flosssweep.report.common import (
@@ -326,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(args)
     except ReportError as exc:
-        print(f"flosssweep.report: error: {redact(str(exc))}", file=sys.stderr)
+        print(f"flosssweep.report: error: {one_line(str(exc))}", file=sys.stderr)
         return 3 if isinstance(exc, StoreUnavailable) else 2
     except OSError as exc:  # --out filled up or went away while the files were written
         where = args.out or "a temporary directory"
