@@ -330,11 +330,16 @@ def parse_override(text: str) -> tuple[str, Any]:
 def resolve(*layers: dict) -> dict:
     """The task's defaults, then each layer (nested or dotted dicts) on top; validated. Raises
     ConfigError."""
-    config = defaults(task_of(*layers))
+    task = task_of(*layers)
+    config = defaults(task)
     for layer in layers:
         for key, value in flatten(layer).items():
             if key not in SCHEMA:
                 raise ConfigError(key, "a known key (" + _closest(key) + ")", show_got=False)
+            if task not in SCHEMA[key].tasks:  # it would be ignored: trials differing only there are one trial
+                raise ConfigError(
+                    key, f"a key that {task} trials use (it applies to {', '.join(SCHEMA[key].tasks)})", show_got=False
+                )
             set_dotted(config, key, SCHEMA[key].coerce(key, value))
     validate(config)
     return config

@@ -196,3 +196,22 @@ def test_yaml_loader_is_the_one_used_everywhere():
     users = [p for p in root.rglob("*.py") if "yaml.safe_load" in p.read_text() or "yaml.load(" in p.read_text()]
     assert users == [], users
     assert yaml  # imported for the fixtures' readers only
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["task.name=lorenz63", "task.delay=3"], "task.delay: expected a key that lorenz63 trials use"),
+        (["task.tau=3"], "task.tau: expected a key that parity trials use"),
+    ],
+)
+def test_key_the_task_ignores_refused(args, words, capsys):
+    """A value the task never reads would make trials that differ only there one trial run twice."""
+    assert trial.main([*args, "--dry-run"]) == 2
+    one_line(capsys, words)
+
+
+def test_axis_the_task_ignores_refused(tmp_path, capsys):
+    text = "name: ig\nbase: {task: {name: lorenz63}}\nspace:\n  task.delay: {grid: [2, 4]}\n"
+    assert dry_run(sweep_file(tmp_path, text)) == 2
+    one_line(capsys, "space.task.delay: expected a key that lorenz63 trials use")
