@@ -28,7 +28,7 @@ from pathlib import Path
 from flosssweep.checks import OneLineParser, one_line, private_files, redact
 from flosssweep.config import ConfigError
 from flosssweep.names import END_REASON, TAG_PREFIX
-from flosssweep.sweep import lease, preflight, spec
+from flosssweep.sweep import lease, preflight, spec, watchdog
 from flosssweep.sweep import storage as storage_paths
 from flosssweep.sweep.worker import TRAIN, run_trial
 from flosssweep.tracking import store
@@ -295,6 +295,18 @@ def _report(uri: str, parent_run_id: str, sweep) -> None:
         print("note: the report could not be completed (see above); the sweep itself is recorded", flush=True)
 
 
+def _gcs_address() -> str:
+    import ray
+
+    return ray.get_runtime_context().gcs_address
+
+
+def _close_dead(uri: str, parent_run_id: str, held, why: str) -> None:
+    """What the watchdog does first when Ray died under the launch: runs closed, resumable, lease gone."""
+    store.end_parent(uri, parent_run_id, "KILLED", {END_REASON: why})
+    held.release()
+
+
 def _close(args, sweep, launch_dir: Path, experiment_dir: str) -> int:
     launch = _read_launch(experiment_dir)
     uri = launch["tracking_uri"] if launch else store.resolve_uri(args.tracking_uri, launch_dir)
@@ -412,8 +424,10 @@ def main(argv: list[str] | None = None, *, train_ref: str = TRAIN, prog: str = "
     # From here on the parent run is RUNNING: whatever happens, it is closed below.
     reason = None
     held = lease.Lease(experiment_dir, parent_run_id)  # --resume and --close refuse the launch while held
+    watch = watchdog.Watchdog(_gcs_address(), lambda why: _close_dead(uri, parent_run_id, held, why))
     try:
         held.acquire()
+        watch.start()
         tuner = _tuner(args, sweep, launch, uri, storage, experiment_dir, experiment_id, parent_run_id, train_ref)
         tuner.fit()
     except KeyboardInterrupt:
@@ -431,6 +445,7 @@ def main(argv: list[str] | None = None, *, train_ref: str = TRAIN, prog: str = "
         else:
             status = "KILLED" if reason in (None, "interrupted") else "FAILED"
             tags[END_REASON] = reason or "interrupted"
+        watch.stop()
         store.end_parent(uri, parent_run_id, status, tags)
         held.release()
     minutes = (time.monotonic() - started) / 60

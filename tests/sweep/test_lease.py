@@ -155,3 +155,44 @@ def test_a_hung_up_driver_closes_its_runs_and_a_second_driver_is_refused_meanwhi
     assert [p.info.status for p in parents] == ["KILLED"], "".join(lines) + rest
     assert all(c.info.status != "RUNNING" for c in children)
     assert not held.exists()
+
+
+@pytest.mark.slow
+def test_gcs_death_is_noticed_in_seconds_runs_closed_and_workers_stopped(tmp_path):
+    from flosssweep.sweep import watchdog
+
+    env = sweep_environment(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    base = copy.deepcopy(TINY_BASE)
+    base["train"].update({"epochs": 3000, "report_every": 50})
+    path = write_sweep(tmp_path, "gcs-death", base=base, max_concurrent=2)
+    args = [str(path), "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray"), "--address", "local"]
+    driver_ = subprocess.Popen(
+        [*sweep_command(*args), "--num-cpus", "2"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    for line in driver_.stdout:
+        lines.append(line)
+        if line.startswith("started") or len(lines) > 40:
+            break
+    time.sleep(3)  # the trials get going
+    ours = watchdog.descendants(driver_.pid)
+    gcs = [pid for pid in ours if Path(f"/proc/{pid}/comm").read_text().strip() == "gcs_server"]
+    assert gcs, "".join(lines)
+    killed_at = time.monotonic()
+    subprocess.run(["kill", "-KILL", str(gcs[0])], check=True)
+    rest, _ = driver_.communicate(timeout=120)
+    assert driver_.returncode == 3, "".join(lines) + rest
+    assert time.monotonic() - killed_at < 30
+    assert "stopped answering; the launch was closed" in rest and "Traceback" not in rest
+    parents, children = runs_of(uri, "gcs-death")
+    assert [p.info.status for p in parents] == ["KILLED"]
+    assert children and all(c.info.status != "RUNNING" for c in children)
+    time.sleep(1)
+    left = [pid for pid, started in ours.items() if watchdog._start_time(pid) == started]
+    assert left == [], "no Ray process of the driver outlives it"
