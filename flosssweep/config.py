@@ -15,28 +15,19 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
+from flosssweep import footprint, yamlio
+from flosssweep.errors import ConfigError
 from flosssweep.names import CONFIG_COLUMNS
-
-
-class ConfigError(ValueError):
-    """A configuration value that cannot be used; `key` is the dotted path of the offender."""
-
-    def __init__(self, key: str, expected: str, got: Any = None, *, show_got: bool = True):
-        self.key = key
-        self.expected = expected
-        message = f"{key}: expected {expected}"
-        if show_got:
-            message += f", got {got!r}"
-        super().__init__(message)
-
 
 FLOSS_MODES = ("none", "pre", "during", "pre+during", "regularizer")
 ARCHS = ("rnn", "lstm", "gru", "plrnn")
 PARITY_TASKS = ("parity",)  # trained by flosssweep.train.parity on generated bit sequences
 CHAOTIC_TASKS = ("lorenz63", "roessler")  # trained by flosssweep.train.chaotic (sparse teacher forcing)
 TASKS = PARITY_TASKS + CHAOTIC_TASKS
+# Every integer key is at most this unless its field says less: records keep integers as int64, and
+# a count beyond it is a typo, not a plan.
+INT_LIMIT = 2**31 - 1
+SEED_LIMIT = 2**32 - 1  # what numpy's and torch's seeding take without folding
 
 
 @dataclass(frozen=True)
@@ -47,6 +38,7 @@ class Field:
     choices: tuple | None = None  # allowed values (for str fields, or extra words for numbers)
     minimum: float | None = None
     positive: bool = False
+    maximum: float | None = None  # None: INT_LIMIT for integers, none for other kinds
     tasks: tuple[str, ...] = TASKS  # the task names whose trials use this key at all
     # (task names, default) for tasks whose sensible default differs from `default`
     task_default: tuple[tuple[str, ...], Any] | None = None
@@ -56,6 +48,10 @@ class Field:
             return self.task_default[1]
         return self.default
 
+    @property
+    def upper(self) -> float | None:
+        return INT_LIMIT if self.maximum is None and self.kind is int else self.maximum
+
     def expected(self) -> str:
         name = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[self.kind]
         if self.kind is str and self.choices:
@@ -64,6 +60,8 @@ class Field:
             name += " > 0"
         elif self.minimum is not None:
             name += f" >= {self.minimum:g}"
+        if self.upper is not None:
+            name += f" and <= {self.upper:d}" if self.kind is int else f" and <= {self.upper:g}"
         if self.choices:
             name += " or one of " + ", ".join(map(str, self.choices))
         return name
@@ -101,18 +99,22 @@ class Field:
             value = float(value)
         if (self.positive and value <= 0) or (self.minimum is not None and value < self.minimum):
             raise ConfigError(key, self.expected(), value)
+        if self.upper is not None and value > self.upper:
+            raise ConfigError(key, self.expected(), value)
         return value
 
 
 SCHEMA: dict[str, Field] = {
-    "seed": Field(0, int, "base seed; member j of seed s is seeded by (s, j) alone", minimum=0),
-    "ensemble": Field(1, int, "realizations trained side by side in this trial (leading axis R)", positive=True),
+    "seed": Field(0, int, "base seed; member j of seed s is seeded by (s, j) alone", minimum=0, maximum=SEED_LIMIT),
+    "ensemble": Field(
+        1, int, "realizations trained side by side in this trial (leading axis R)", positive=True, maximum=100_000
+    ),
     "device": Field("cpu", str, "torch device", choices=("cpu", "cuda")),
     "threads": Field(
         1, int, "torch intra-op threads (in a sweep: resources.cpu; 1 per trial uses cores best)", positive=True
     ),
     "model.arch": Field("rnn", str, "network: rnn (vanilla tanh), lstm, gru, plrnn (piecewise linear)", choices=ARCHS),
-    "model.hidden": Field(80, int, "hidden units N", positive=True),
+    "model.hidden": Field(80, int, "hidden units N", positive=True, maximum=1_000_000),
     "model.g": Field(1.0, float, "gain of the recurrent weights (rnn)", minimum=0),
     "model.init": Field(
         "gaussian",
@@ -164,6 +166,7 @@ SCHEMA: dict[str, Field] = {
         int,
         "chaotic data: seed of the initial condition (same data for every member)",
         minimum=0,
+        maximum=SEED_LIMIT,
         tasks=CHAOTIC_TASKS,
     ),
     "train.epochs": Field(3000, int, "epochs; one fresh batch and one optimizer step each", positive=True),
@@ -207,7 +210,12 @@ SCHEMA: dict[str, Field] = {
         tasks=CHAOTIC_TASKS,
     ),
     "train.dstsp_bins": Field(
-        30, int, "chaotic data: bins per dimension of the D_stsp occupancy", positive=True, tasks=CHAOTIC_TASKS
+        30,
+        int,
+        "chaotic data: bins per dimension of the D_stsp occupancy",
+        positive=True,
+        maximum=1000,
+        tasks=CHAOTIC_TASKS,
     ),
     "train.eval_trajectories": Field(
         20,
@@ -311,20 +319,27 @@ def flatten(config: dict, prefix: str = "") -> dict[str, Any]:
 
 def parse_override(text: str) -> tuple[str, Any]:
     """`a.b=value` from a command line; the value is read as YAML (`5` int, `none` string)."""
+    if not text.isprintable():  # control characters and line breaks would garble the one line that names it
+        raise ConfigError(repr(text), "an override without control characters", show_got=False)
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise ConfigError(text, "an override of the form dotted.key=value", show_got=False)
-    return key.strip(), yaml.safe_load(raw) if raw.strip() else raw
+    return key.strip(), yamlio.load_value(raw, key.strip()) if raw.strip() else raw
 
 
 def resolve(*layers: dict) -> dict:
     """The task's defaults, then each layer (nested or dotted dicts) on top; validated. Raises
     ConfigError."""
-    config = defaults(task_of(*layers))
+    task = task_of(*layers)
+    config = defaults(task)
     for layer in layers:
         for key, value in flatten(layer).items():
             if key not in SCHEMA:
                 raise ConfigError(key, "a known key (" + _closest(key) + ")", show_got=False)
+            if task not in SCHEMA[key].tasks:  # it would be ignored: trials differing only there are one trial
+                raise ConfigError(
+                    key, f"a key that {task} trials use (it applies to {', '.join(SCHEMA[key].tasks)})", show_got=False
+                )
             set_dotted(config, key, SCHEMA[key].coerce(key, value))
     validate(config)
     return config
@@ -387,6 +402,10 @@ def validate(config: dict) -> None:
         raise ConfigError("train.success_window", f"at most train.epochs = {train['epochs']}", train["success_window"])
     if train["success_threshold"] > 1:
         raise ConfigError("train.success_threshold", "an accuracy in (0, 1]", train["success_threshold"])
+    too_big = footprint.refusal(config, chaotic)
+    if too_big:
+        key, expected = too_big
+        raise ConfigError(key, expected, get_dotted(config, key))
 
 
 def config_key(config: dict) -> str:

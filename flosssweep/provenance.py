@@ -14,6 +14,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from flosssweep.checks import redact
 from flosssweep.names import PROVENANCE_COLUMNS
 
 LIBRARIES = ("torch", "ray", "mlflow", "optuna")
@@ -57,9 +58,30 @@ def collect(argv: list[str] | None = None) -> dict:
     commit, dirty = git_state()
     values = {"code_commit": commit, "code_dirty": dirty, "flosssweep_version": __version__}
     values.update({f"{lib}_version": version(lib) for lib in LIBRARIES})
-    values["command"] = shlex.join(sys.argv if argv is None else argv)
+    values["command"] = command_line(sys.argv if argv is None else argv)
     assert tuple(values) == PROVENANCE_COLUMNS, "names.PROVENANCE_COLUMNS and collect() disagree"
     return values
+
+
+SECRET_WORDS = ("password", "passwd", "secret", "token", "key")
+
+
+def command_line(argv: list[str]) -> str:
+    """The command as typed, for every run and record, less what it would be wrong to keep with each
+    result: URI passwords (`user:***@`) and the value of any option or KEY=value whose name says
+    secret (--password, AWS_SECRET_ACCESS_KEY=..., token=...)."""
+    words, hide_next = [], False
+    for word in map(redact, argv):
+        name, sep, _ = word.partition("=")
+        secret = any(s in name.lower() for s in SECRET_WORDS)
+        if hide_next:
+            word, hide_next = "***", False
+        elif secret and sep:
+            word = f"{name}=***"
+        elif secret and word.startswith("--"):
+            hide_next = True
+        words.append(word)
+    return shlex.join(words)
 
 
 def _tag_text(value) -> str:

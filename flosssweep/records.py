@@ -4,6 +4,9 @@ and which realization a row is."""
 from __future__ import annotations
 
 import math
+import os
+import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from flosssweep.checks import os_problem
 from flosssweep.names import OUTCOME_COLUMNS, OUTCOME_PREFIXES, REALIZATION_KEY
 
 # Types of the main columns; every other column takes the type of its values. A record holds only
@@ -62,6 +66,31 @@ def write(records: list[dict], path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(to_table(records), path)
     return path
+
+
+class NotWritten(OSError):
+    """Records that could not go where they were asked to; the message names where they went instead."""
+
+
+def write_or_keep(records: list[dict], path: str | Path) -> Path:
+    """`write`, or when that fails (a disk that filled during training), the records in a fallback
+    file in the working directory, the temporary directory or the home directory, and NotWritten
+    naming both paths: work done is never lost to a failed write."""
+    path = Path(path)
+    try:
+        return write(records, path)
+    except (OSError, pa.ArrowException) as err:
+        reason = os_problem(err, path)
+        path.unlink(missing_ok=True)  # a truncated Parquet file would be read as a broken one
+    name = f"flosssweep-records-{os.getpid()}-{time.strftime('%Y%m%d-%H%M%S')}.parquet"
+    for directory in (Path.cwd(), Path(tempfile.gettempdir()), Path.home()):
+        try:
+            kept = write(records, directory / name)
+        except (OSError, pa.ArrowException):
+            (directory / name).unlink(missing_ok=True)
+            continue
+        raise NotWritten(f"cannot write the records to {path} ({reason}); they are kept in {kept}")
+    raise NotWritten(f"cannot write the records to {path} ({reason}), nor to a fallback file {name}")
 
 
 # -- identity: which realization a row is (names.REALIZATION_KEY) ----------------------------------

@@ -11,11 +11,10 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
-from flosssweep import provenance, records
-from flosssweep.checks import OneLineParser, Unwritable, writable_file
-from flosssweep.config import SCHEMA, ConfigError, parse_override, resolve
+from flosssweep import footprint, provenance, records, yamlio
+from flosssweep.checks import OneLineParser, Unwritable, one_line, private_files, writable_file
+from flosssweep.config import CHAOTIC_TASKS, SCHEMA, ConfigError, applicable_keys, flatten, parse_override, resolve
 from flosssweep.train import train
 
 
@@ -52,18 +51,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", type=Path, help="YAML file with a (nested or dotted) config")
     parser.add_argument("--out", type=Path, help="write the per-member records to this Parquet file")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="check the config and --out, print the config and its memory estimate"
+    )
     return parser.parse_intermixed_args(argv)  # overrides may come after a flag too
 
 
 def load_config(args: argparse.Namespace) -> dict:
     layers = []
     if args.config:
-        try:
-            layer = yaml.safe_load(args.config.read_text())
-        except (OSError, yaml.YAMLError) as err:
-            raise ConfigError(
-                str(args.config), f"a readable YAML file ({type(err).__name__})", show_got=False
-            ) from None
+        layer, _ = yamlio.load_file(args.config)
         if not isinstance(layer, dict):
             raise ConfigError(str(args.config), "a YAML mapping of config keys", layer)
         layers.append(layer)
@@ -108,9 +105,10 @@ def member_table(rows: list[dict]) -> str:
     )
     lines = [header]
     for r in rows:
-        reached = "-" if r["epochs_to_success"] is None else str(r["epochs_to_success"])
+        # chaotic data has neither an accuracy nor an epoch of success: those columns show "-"
+        reached = "-" if r.get("epochs_to_success") is None else str(r["epochs_to_success"])
         lines.append(
-            f"{r['member']:>6} {r['status']:>8} {str(r['success']):>7} {_number(r['final_accuracy'], 8, 3)} "
+            f"{r['member']:>6} {r['status']:>8} {str(r['success']):>7} {_number(r.get('final_accuracy'), 8, 3)} "
             f"{_number(r['final_loss'], 8, 4)} {reached:>17} {_number(r['lambda_1'], 9, 4, '+')} "
             f"{_number(r['lambda_k'], 9, 4, '+')}"
         )
@@ -128,10 +126,11 @@ def member_table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    private_files()
     try:
         config = load_config(args)
     except ConfigError as err:
-        print(f"flosssweep.trial: error: {err}", file=sys.stderr)
+        print(f"flosssweep.trial: error: {one_line(str(err))}", file=sys.stderr)
         return 2
     if config["device"] == "cuda" and not torch.cuda.is_available():
         print("flosssweep.trial: error: device: expected cpu, CUDA is not available on this machine", file=sys.stderr)
@@ -139,14 +138,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = writable_file(args.out, "--out") if args.out else None
     except Unwritable as err:
-        print(f"flosssweep.trial: error: {err}", file=sys.stderr)
+        print(f"flosssweep.trial: error: {one_line(str(err))}", file=sys.stderr)
         return 2
+    if args.dry_run:
+        flat = flatten(config)
+        print("\n".join(f"{key} = {flat[key]!r}" for key in applicable_keys(config)))
+        chaotic = config["task"]["name"] in CHAOTIC_TASKS
+        print(f"estimated memory: {sum(size for size, _, _ in footprint.terms(config, chaotic)) / 2**20:.1f} MiB")
+        return 0
     report = None if args.quiet else progress_printer(config["train"]["epochs"])
     made_by = provenance.collect()
     rows = [{**row, **made_by} for row in train(config, report=report)]
     print(member_table(rows))
     if out:
-        print(f"records written to {records.write(rows, out)}")
+        try:
+            print(f"records written to {records.write_or_keep(rows, out)}")
+        except records.NotWritten as err:
+            print(f"flosssweep.trial: error: {one_line(str(err))}", file=sys.stderr)
+            return 1
     return 0
 
 

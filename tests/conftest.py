@@ -84,7 +84,8 @@ def in_process(main, *args: str, cwd: Path | None = None, env: dict | None = Non
 def migrated_store(tmp_path_factory) -> Path:
     """An empty MLflow SQLite database, made once per session: creating one (its schema migrations)
     costs about 3 s of CPU, a copy of it milliseconds. Tests of the creation itself make their own."""
-    from flosssweep.tracking.store import TrackingStore, sqlite_uri
+    from flosssweep.tracking.store import TrackingStore
+    from flosssweep.tracking.uris import sqlite_uri
 
     path = tmp_path_factory.mktemp("migrated") / "mlflow.db"
     TrackingStore(sqlite_uri(path)).check()

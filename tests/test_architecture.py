@@ -156,8 +156,8 @@ def sqlite_literals(path: Path) -> list[int]:
     return found
 
 
-def test_only_the_tracking_store_spells_a_sqlite_uri():
-    store = MODULES["flosssweep.tracking.store"]
-    assert sqlite_literals(store), "the store itself must be found, or this test finds nothing"
-    spelled = {name: lines for name, path in MODULES.items() if path != store and (lines := sqlite_literals(path))}
-    assert not spelled, f"sqlite:/// handled outside tracking/store.py: {spelled}"
+def test_only_the_uri_module_spells_a_sqlite_uri():
+    parser = MODULES["flosssweep.tracking.uris"]
+    assert sqlite_literals(parser), "the parser itself must be found, or this test finds nothing"
+    spelled = {name: lines for name, path in MODULES.items() if path != parser and (lines := sqlite_literals(path))}
+    assert not spelled, f"sqlite:/// handled outside tracking/uris.py: {spelled}"

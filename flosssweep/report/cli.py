@@ -7,10 +7,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from flosssweep.checks import OneLineParser
+from flosssweep.checks import OneLineParser, one_line, os_problem, private_files
 from flosssweep.names import REPORT_ARTIFACT_DIR
 from flosssweep.report import style
-from flosssweep.report.common import DEFAULT_N_DRAWS, DEFAULT_THRESHOLD, DEFAULT_X, ReportError, StoreUnavailable
+from flosssweep.report.common import DEFAULT_N_DRAWS, DEFAULT_THRESHOLD, ReportError, StoreUnavailable
 from flosssweep.report.headline import TABLE_ARTIFACT
 from flosssweep.report.make import FromParquet, FromStore, ReportSettings, make_report
 from flosssweep.tracking.store import TrackingStore
@@ -66,7 +66,6 @@ def _parser() -> argparse.ArgumentParser:
     ana = p.add_argument_group("analysis")
     ana.add_argument(
         "--x",
-        default=DEFAULT_X,
         metavar="COLUMN",
         help="column scanned for the success curve and T50 (default: delay, the longest "
         "lag d; spacing = delay / bits, the spacing of the parity inputs, which the "
@@ -201,6 +200,7 @@ def settings_of(p: argparse.ArgumentParser, args: argparse.Namespace) -> ReportS
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    private_files()
     try:
         settings = settings_of(parser, args)
         if args.from_parquet:
@@ -210,8 +210,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             source = FromStore(store, args.experiment, args.run)
         report = make_report(source, settings)
     except ReportError as exc:
-        print(f"flosssweep.report: error: {exc}", file=sys.stderr)
+        print(f"flosssweep.report: error: {one_line(str(exc))}", file=sys.stderr)
         return 3 if isinstance(exc, StoreUnavailable) else 2
+    except OSError as exc:  # --out filled up or went away while the files were written
+        where = args.out or "a temporary directory"
+        print(f"flosssweep.report: error: cannot write the report to {where}: {os_problem(exc)}", file=sys.stderr)
+        return 2
     if report.log_error:
         print(f"warning: could not log the report to its parent run: {report.log_error}", file=sys.stderr)
         return 1

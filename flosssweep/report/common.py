@@ -5,8 +5,11 @@ from __future__ import annotations
 from flosssweep.config import FLOSS_MODES
 
 DEFAULT_X = "delay"
+CHAOTIC_X = "tau"  # records of chaotic data have no delay: their natural axis is the forcing interval
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_N_DRAWS = 1000
+MAX_N_DRAWS = 100_000  # posterior draws: the interval's digits settle long before; more only costs memory and time
+MAX_SEED = 2**63 - 1
 REQUIRED_COLUMNS = ("success",)
 # x columns the report computes from record columns: the input spacing d / bits of a parity task,
 # the reference implementation's "delay" (docs/DESIGN.md, "Tasks"). The first column named is the one
@@ -19,8 +22,25 @@ FIGURE_GROUP_LIMIT = 30  # groups per sweep that a figure can show one by one
 RELATIONS = ["=", ">=", "<", "n/a"]
 
 
+def default_x(columns) -> str:
+    """The x column when none is asked for: delay, or tau for records that have a tau and no delay."""
+    return CHAOTIC_X if DEFAULT_X not in columns and CHAOTIC_X in columns else DEFAULT_X
+
+
 class ReportError(Exception):
     """Bad input. The message is one line that names the offending thing."""
+
+
+def check_finite_x(table, x: str) -> None:
+    """ReportError naming the x column when it holds an infinite or NaN value (no curve has a place for it)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if x not in table.column_names or not pa.types.is_floating(table[x].type):
+        return
+    bad = pc.sum(pc.invert(pc.is_finite(table[x]))).as_py() or 0
+    if bad:
+        raise ReportError(f"column {x}: expected finite numbers as x, {bad} row(s) hold inf or nan")
 
 
 class StoreUnavailable(ReportError):

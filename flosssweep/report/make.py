@@ -7,6 +7,7 @@ arguments. Every refusal is a `ReportError` with one line.
 
 from __future__ import annotations
 
+import math
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -19,7 +20,15 @@ import pyarrow.parquet as pq
 from flosssweep.checks import Unwritable, writable_directory
 from flosssweep.names import REPORT_ARTIFACT_DIR
 from flosssweep.report import style
-from flosssweep.report.common import DEFAULT_N_DRAWS, DEFAULT_THRESHOLD, DEFAULT_X, ReportError
+from flosssweep.report.common import (
+    DEFAULT_N_DRAWS,
+    DEFAULT_THRESHOLD,
+    MAX_N_DRAWS,
+    MAX_SEED,
+    ReportError,
+    check_finite_x,
+    default_x,
+)
 from flosssweep.report.curves import Aggregate, aggregate
 from flosssweep.report.figures import write_outputs
 from flosssweep.report.headline import TABLE_ARTIFACT, summary_metrics, summary_table
@@ -52,7 +61,7 @@ class FromParquet:
 class ReportSettings:
     """What a report computes, prints and writes. The command line's flags, one field each."""
 
-    x: str = DEFAULT_X  # column scanned for the success curve and T50
+    x: str | None = None  # column scanned for the success curve and T50; None: delay, or tau for chaotic data
     by: list[str] | None = None  # grouping columns; None: every configuration column that varies
     threshold: float = DEFAULT_THRESHOLD  # success rate T50 is measured at
     n_draws: int = DEFAULT_N_DRAWS  # posterior draws for the T50 interval; 0 turns it off
@@ -87,8 +96,12 @@ def make_report(source: FromStore | FromParquet | pa.Table, settings: ReportSett
     s = settings
     if not 0.0 < s.threshold <= 1.0:
         raise ReportError(f"--threshold must be in (0, 1], got {s.threshold}")
-    if s.n_draws < 0:
-        raise ReportError(f"--n-draws must be >= 0, got {s.n_draws}")
+    if not 0 <= s.n_draws <= MAX_N_DRAWS:
+        raise ReportError(f"--n-draws must be in 0..{MAX_N_DRAWS}, got {s.n_draws}")
+    if not 0 <= s.seed <= MAX_SEED:
+        raise ReportError(f"--seed must be in 0..{MAX_SEED}, got {s.seed}")
+    if s.marker is not None and not math.isfinite(s.marker):
+        raise ReportError(f"--marker must be a finite number, got {s.marker}")
     formats = style.parse_formats(",".join(s.figure_formats))  # refused before the records are read
     if s.out is not None:
         try:
@@ -107,12 +120,14 @@ def make_report(source: FromStore | FromParquet | pa.Table, settings: ReportSett
         table, where = source, "a records table"
     if table.num_rows == 0:
         raise ReportError(f"no records found in {where}")
+    x = s.x or default_x(table.column_names)
+    check_finite_x(table, x)
     unknown = [c for c in s.by or [] if c not in table.column_names]
     if unknown:
         raise ReportError(f"unknown --by column(s): {', '.join(unknown)} (columns: {', '.join(table.column_names)})")
     cells = success_map(table, *s.map, threshold=s.threshold) if s.map else None
     print(f"aggregating {table.num_rows} record row(s) from {where}", file=sys.stderr)
-    aggregated = aggregate(table, x=s.x, by=s.by, threshold=s.threshold, n_draws=s.n_draws, seed=s.seed)
+    aggregated = aggregate(table, x=x, by=s.by, threshold=s.threshold, n_draws=s.n_draws, seed=s.seed)
     by = aggregated.settings.by
     if s.horizon_axis and s.horizon_axis not in by:
         raise ReportError(f"--horizon-axis {s.horizon_axis!r} is not a grouping column ({', '.join(by) or 'none'})")
@@ -120,10 +135,10 @@ def make_report(source: FromStore | FromParquet | pa.Table, settings: ReportSett
         print(format_report(aggregated, s.format))
     outcomes = None
     if s.outcome:
-        outcomes = outcome_summary(table, s.outcome, x=s.x, by=by, thresholds=s.thresholds)
+        outcomes = outcome_summary(table, s.outcome, x=x, by=by, thresholds=s.thresholds)
         if s.format:
-            print("\n" + format_outcomes(outcomes, s.outcome, s.x, s.thresholds))
-    marker = _markers(table, s)
+            print("\n" + format_outcomes(outcomes, s.outcome, x, s.thresholds))
+    marker = _markers(table, s, x)
     report = Report(aggregated, where, [])
     log = s.log and parent is not None
     if s.out is None and not log:
@@ -140,7 +155,7 @@ def make_report(source: FromStore | FromParquet | pa.Table, settings: ReportSett
             size=s.figure_size,
         )
         if outcomes is not None:
-            report.written += _write_outcome(outcomes, s, out_dir, marker)
+            report.written += _write_outcome(outcomes, s, x, out_dir, marker)
         if cells is not None:
             report.written += _write_map(cells, s, out_dir, formats)
         if s.out is not None:
@@ -150,21 +165,21 @@ def make_report(source: FromStore | FromParquet | pa.Table, settings: ReportSett
     return report
 
 
-def _markers(table: pa.Table, s: ReportSettings):
+def _markers(table: pa.Table, s: ReportSettings, x: str):
     """The vertical lines of the success-curve figure: the given one, else, on a tau axis of
     chaotic-data records, the forcing interval the data predict (ln 2 / lambda_max per step)."""
-    if s.marker is not None or s.x != "tau" or "lambda_max_data" not in table.column_names:
+    if s.marker is not None or x != "tau" or "lambda_max_data" not in table.column_names:
         return s.marker
     lambdas = sorted({v for v in table["lambda_max_data"].to_pylist() if v is not None and v > 0})
     return [(np.log(2.0) / v, f"ln 2 / lambda_max = {np.log(2.0) / v:.1f}") for v in lambdas] or None
 
 
-def _write_outcome(outcomes: pa.Table, s: ReportSettings, out_dir: Path, marker) -> list[Path]:
-    table_path, figure_path = out_dir / f"outcome_{s.outcome}.parquet", out_dir / f"{s.outcome}_vs_{s.x}.png"
+def _write_outcome(outcomes: pa.Table, s: ReportSettings, x: str, out_dir: Path, marker) -> list[Path]:
+    table_path, figure_path = out_dir / f"outcome_{s.outcome}.parquet", out_dir / f"{s.outcome}_vs_{x}.png"
     pq.write_table(outcomes, table_path)
     if isinstance(marker, float):
         marker = [(marker, s.marker_label or f"x = {marker:g}")]
-    plot_outcome(outcomes, s.outcome, s.x, figure_path, marker=marker)
+    plot_outcome(outcomes, s.outcome, x, figure_path, marker=marker)
     return [table_path, figure_path]
 
 

@@ -15,8 +15,9 @@ import pyarrow.parquet as pq
 
 from flosssweep.names import RECORDS_ARTIFACT, ROLE
 from flosssweep.records import RecordConflict, deduplicate
-from flosssweep.report.common import DEFAULT_X, ReportError, StoreUnavailable
+from flosssweep.report.common import DEFAULT_X, ReportError, StoreUnavailable, default_x
 from flosssweep.report.curves import missing_columns
+from flosssweep.tracking import uris
 from flosssweep.tracking.store import TrackingStore, TrackingUnavailable
 
 # --------------------------------------------------------------------------------------------
@@ -44,8 +45,8 @@ def _concat(tables: list[pa.Table], origins: list[str]) -> pa.Table:
     return table
 
 
-def _check_records(t: pa.Table, where: str, x: str) -> None:
-    missing = missing_columns(t, x)
+def _check_records(t: pa.Table, where: str, x: str | None) -> None:
+    missing = missing_columns(t, x or default_x(t.column_names))
     if missing:
         raise ReportError(f"{where}: missing required column(s): {', '.join(missing)}")
     kind = t.schema.field("success").type
@@ -53,7 +54,7 @@ def _check_records(t: pa.Table, where: str, x: str) -> None:
         raise ReportError(f"{where}: column success: expected true/false values, got {kind}")
 
 
-def read_parquet_records(paths: Iterable[str | os.PathLike], x: str = DEFAULT_X) -> pa.Table:
+def read_parquet_records(paths: Iterable[str | os.PathLike], x: str | None = DEFAULT_X) -> pa.Table:
     """Concatenate record files (a directory means every ``*.parquet`` below it)."""
     files: list[Path] = []
     for p in dict.fromkeys(Path(p).resolve() for p in paths):
@@ -83,10 +84,13 @@ def read_parquet_records(paths: Iterable[str | os.PathLike], x: str = DEFAULT_X)
 
 
 def open_store(store: TrackingStore, write: bool = False) -> TrackingStore:
-    """The store, once it answers (in seconds, or ReportError); a SQLite store must exist already.
-    `write`: the report will log its outputs there."""
-    if store.database is not None and not store.database.exists():
-        raise ReportError(f"no MLflow tracking store at {store.database} (pass --tracking-uri, or --from-parquet)")
+    """The store, once it answers (in seconds, or ReportError). A report reads: a SQLite store must
+    already hold MLflow's tables, so the report never creates or migrates a database
+    (`uris.check_readable_store`). `write`: the report will log its outputs there."""
+    try:
+        uris.check_readable_store(store.uri)
+    except uris.URIProblem as err:
+        raise ReportError(str(err)) from None
     try:
         store.check(write=write)
     except TrackingUnavailable as exc:
@@ -144,7 +148,7 @@ def _latest_launch(store: TrackingStore, experiment_ids: list[str], where: str):
     )
 
 
-def read_mlflow_records(store: TrackingStore, parent, experiment_name: str, x: str = DEFAULT_X) -> pa.Table:
+def read_mlflow_records(store: TrackingStore, parent, experiment_name: str, x: str | None = DEFAULT_X) -> pa.Table:
     """Download and concatenate the records.parquet of every child run of ``parent``."""
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException

@@ -26,11 +26,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from flosssweep.checks import OneLineParser
+from flosssweep.checks import OneLineParser, one_line, private_files, redact
 from flosssweep.config import ConfigError
 from flosssweep.names import END_REASON, TAG_PREFIX
 from flosssweep.protocol import LaunchFile
-from flosssweep.sweep import preflight, spec
+from flosssweep.sweep import lease, preflight, spec, watchdog
 from flosssweep.sweep import storage as storage_paths
 from flosssweep.sweep.worker import run_trial
 from flosssweep.tracking.store import TrackingStore, TrackingUnavailable
@@ -102,7 +102,7 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m flosssweep.
 
 
 def _refuse(message: str, code: int = EXIT_INVALID) -> int:
-    print(f"flosssweep.run: error: {message}", file=sys.stderr, flush=True)
+    print(f"flosssweep.run: error: {one_line(message)}", file=sys.stderr, flush=True)
     return code
 
 
@@ -258,7 +258,7 @@ def _tuner(launch: Launch, max_concurrent_flag: bool):
     tuner = build_tuner(sweep, launch.storage, callback, launch.parent_run_id, study, verbose=int(launch.verbose))
     _write_launch(launch.experiment_dir, launch.file(study))
     print(
-        f"sweep {sweep.name}: {sweep.num_trials()} trials, MLflow {launch.store.uri} "
+        f"sweep {sweep.name}: {sweep.num_trials()} trials, MLflow {redact(launch.store.uri)} "
         f"(experiment {sweep.name}, parent run {launch.parent_run_id})",
         flush=True,
     )
@@ -321,9 +321,25 @@ def _report(launch: Launch, out: str | None) -> None:
         print(f"note: the report could not be logged to the parent run ({report.log_error})", flush=True)
 
 
+def _gcs_address() -> str:
+    import ray
+
+    return ray.get_runtime_context().gcs_address
+
+
+def _close_dead(launch: Launch, held, why: str) -> None:
+    """What the watchdog does first when Ray died under the launch: runs closed, resumable, lease gone."""
+    launch.store.end_parent(launch.parent_run_id, "KILLED", {END_REASON: why})
+    held.release()
+
+
 def _close(args, sweep, launch_dir: Path, experiment_dir: str) -> int:
     launch = _read_launch(experiment_dir)
     store = TrackingStore(launch.tracking_uri) if launch else TrackingStore.resolve(args.tracking_uri, launch_dir)
+    try:
+        lease.check_free(experiment_dir, "--close")
+    except preflight.Refused as err:
+        return _refuse(str(err), err.code)
     try:
         store.check()
     except TrackingUnavailable as err:
@@ -338,6 +354,7 @@ def _close(args, sweep, launch_dir: Path, experiment_dir: str) -> int:
 
 def main(argv: list[str] | None = None, *, prog: str = "python -m flosssweep.run") -> int:
     args = parse_args(argv, prog)
+    private_files()  # the database, artifacts and launch file hold results and the tracking URI
     launch_dir = Path.cwd().resolve()
     try:
         sweep = spec.load(spec.locate(args.sweep))
@@ -390,7 +407,9 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m flosssweep.run
         if resumed is None:
             preflight.check_earlier_launch(_read_launch(experiment_dir), experiment_dir, args.sweep)
         else:
+            lease.check_free(experiment_dir, "--resume")
             preflight.check_resumable(resumed, store)
+            preflight.check_experiment_state(experiment_dir)
     except TrackingUnavailable as err:
         return _refuse(str(err), err.code)
     except preflight.Refused as err:
@@ -401,6 +420,8 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m flosssweep.run
         _init_ray(args)
     except (ConnectionError, ValueError, RuntimeError) as err:
         return _refuse(f"Ray: {str(err).splitlines()[0]}", EXIT_UNAVAILABLE)
+    except KeyboardInterrupt:  # nothing was opened yet: nothing to close
+        return _refuse("interrupted while Ray was starting (nothing was launched)", EXIT_FAILED)
     try:
         storage_paths.check(storage)
     except storage_paths.StorageUnreachable as err:
@@ -428,7 +449,11 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m flosssweep.run
         launch.experiment_id, launch.parent_run_id = store.start_parent(sweep, experiment_dir)
     # From here on the parent run is RUNNING: whatever happens, it is closed below.
     reason = None
+    held = lease.Lease(experiment_dir, launch.parent_run_id)  # --resume and --close refuse the launch while held
+    watch = watchdog.Watchdog(_gcs_address(), lambda why: _close_dead(launch, held, why))
     try:
+        held.acquire()
+        watch.start()
         _tuner(launch, args.max_concurrent is not None).fit()
     except KeyboardInterrupt:
         reason = "interrupted"
@@ -445,7 +470,9 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m flosssweep.run
         else:
             status = "KILLED" if reason in (None, "interrupted") else "FAILED"
             tags[END_REASON] = reason or "interrupted"
+        watch.stop()
         store.end_parent(launch.parent_run_id, status, tags)
+        held.release()
     minutes = (time.monotonic() - started) / 60
     print(
         f"\nsweep {sweep.name}: {finished} of {sweep.num_trials()} trials finished"
@@ -459,12 +486,12 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m flosssweep.run
         )
     elif not args.no_report and finished:
         _report(launch, args.report_out)
-    env = "" if store == TrackingStore.default(launch_dir) else f"MLFLOW_TRACKING_URI={store.uri} "
+    env = "" if store == TrackingStore.default(launch_dir) else f"MLFLOW_TRACKING_URI={redact(store.uri)} "
     print(f"report:  {env}python -m flosssweep.report --run {launch.parent_run_id}")
     # MLflow 3.x's UI opens experiments in its GenAI view unless the address asks for the other one.
     page = f"#/experiments/{launch.experiment_id}?workflowType=machine_learning"
     print(
-        f"browse:  {store.uri.rstrip('/')}/{page}"
+        f"browse:  {redact(store.uri).rstrip('/')}/{page}"
         if store.is_server
         else f"browse:  mlflow ui --backend-store-uri {store.uri}   then http://127.0.0.1:5000/{page}"
     )

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from flosssweep.tracking.store import sqlite_uri
+from flosssweep.tracking.uris import sqlite_uri
 
 
 class OverheadUnavailable(Exception):

@@ -11,6 +11,7 @@ that can no longer be resumed is ended by `TrackingStore.close_launches`).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -82,7 +83,7 @@ def check_ray_address(address: str | None, timeout: float = 5.0, attempts: int =
         return
     target = address.split("://", 1)[-1].rstrip("/")
     host, _, port = target.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise Refused(f"--address: expected host:port, ray://host:port, auto or local, got {address!r}")
     reason = None
     for attempt in range(attempts):
@@ -124,6 +125,38 @@ def check_resumable(launch: LaunchFile, store: TrackingStore) -> None:
             f"--resume: the launch of MLflow parent run {launch.parent_run_id} was {CLOSED} "
             "(start a new launch without --resume)"
         )
+
+
+def check_experiment_state(experiment_dir: str) -> None:
+    """Ray's files of the experiment to resume can be read: its newest experiment state (JSON) and its
+    pickled Tuner. Ray's own restore fails on them with a traceback, after the parent run was reopened,
+    and every later --resume would fail the same way."""
+    import pickle
+
+    import pyarrow.fs
+
+    fs, path = pyarrow.fs.FileSystem.from_uri(experiment_dir) if "://" in experiment_dir else (None, experiment_dir)
+    fs = fs or pyarrow.fs.LocalFileSystem()
+    way_out = "end that launch with --close, then start a new launch without --resume"
+    try:
+        listing = fs.get_file_info(pyarrow.fs.FileSelector(path))
+    except OSError:
+        return  # no folder: Ray's can_restore says so in its own words
+    states = sorted(
+        i.path for i in listing if i.base_name.startswith("experiment_state") and i.base_name.endswith(".json")
+    )
+    for name, read in ((states[-1] if states else None, json.loads), (f"{path}/tuner.pkl", pickle.loads)):
+        if name is None:
+            continue
+        try:
+            with fs.open_input_stream(name) as stream:
+                read(stream.read())
+        except FileNotFoundError:
+            continue
+        except Exception as err:  # noqa: BLE001 - whatever a corrupt file raises, the answer is the same
+            raise Refused(
+                f"--resume: Ray's experiment state {name} cannot be read ({type(err).__name__}); {way_out}"
+            ) from None
 
 
 # -- once Ray is up ------------------------------------------------------------------------------
@@ -171,9 +204,14 @@ def ray_state():
 
 
 # -- around the launch ---------------------------------------------------------------------------
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
 def stop_on_sigterm() -> None:
-    """SIGTERM (a scheduler, `kill`, a closing terminal) as SIGINT: Ray Tune then stops the trials,
-    saves the experiment and returns, so the parent run is closed and the launch stays resumable;
-    left to Ray's own handler the driver aborts with a C++ stack dump."""
+    """SIGTERM (a scheduler, `kill`), SIGHUP (a closing terminal) and SIGQUIT (Ctrl-\\) as SIGINT: Ray
+    Tune then stops the trials, saves the experiment and returns, so the parent run is closed and the
+    launch stays resumable; left to the default handlers the driver dies with its runs RUNNING (or,
+    under Ray's own handler, aborts with a C++ stack dump)."""
     if threading.current_thread() is threading.main_thread():  # the only thread that may set handlers
-        signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
+        for number in STOP_SIGNALS:
+            signal.signal(number, lambda signum, frame: signal.raise_signal(signal.SIGINT))

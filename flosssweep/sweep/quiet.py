@@ -3,7 +3,9 @@
 Every trial is already in MLflow, so Ray's per-trial loggers (TensorBoard events, progress.csv,
 result.json) only duplicate it: they are always off. Ray's own terminal output (its configuration
 box, "View detailed results here", the TensorBoard hint, INFO lines, the token notice of a local
-instance) is off unless `--verbose`; its warnings and errors stay.
+instance) is off unless `--verbose`; its warnings and errors stay, but a traceback that Ray, MLflow
+or SQLAlchemy logs with them (a locked database, a lost worker, a store that stops answering) is
+one summary line unless `--verbose`: the user's remedy is in the line, not in the library's stack.
 """
 
 from __future__ import annotations
@@ -22,6 +24,39 @@ QUIET_OUTPUT = {"RAY_AIR_NEW_OUTPUT": "0"}
 QUIET_LOGGERS = {"ray._private.authentication.authentication_token_setup": logging.ERROR, "optuna": logging.WARNING}
 
 
+# Libraries whose logged tracebacks become one line (their handlers, and Python's last-resort one that
+# prints the records of loggers without a handler, such as SQLAlchemy's)
+LIBRARY_LOGGERS = ("ray", "mlflow", "sqlalchemy", "alembic", "urllib3", "")
+
+
+class OneLineTracebacks(logging.Filter):
+    """A record with a traceback keeps its message and gains the exception's type and first line;
+    the stack itself goes (a formatted 'Traceback (most recent call last)' in the text too)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        summary = None
+        if record.exc_info and record.exc_info[1] is not None:
+            err = record.exc_info[1]
+            summary = f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
+        message = record.getMessage()
+        if "Traceback (most recent call last)" in message:
+            head, _, stack = message.partition("Traceback (most recent call last)")
+            last = [line for line in stack.strip().splitlines() if line.strip()]
+            message, summary = head.strip() or "error", summary or (last[-1].strip() if last else None)
+        if summary is not None or record.exc_text:
+            record.msg = f"{message} ({summary}; --verbose shows the traceback)" if summary else message
+            record.args, record.exc_info, record.exc_text, record.stack_info = (), None, None, None
+        return True
+
+
+def one_line_tracebacks() -> None:
+    """Install OneLineTracebacks on the library loggers' handlers (once)."""
+    handlers = [h for name in LIBRARY_LOGGERS for h in logging.getLogger(name).handlers]
+    for handler in [*handlers, logging.lastResort]:
+        if handler is not None and not any(isinstance(f, OneLineTracebacks) for f in handler.filters):
+            handler.addFilter(OneLineTracebacks())
+
+
 def configure(verbose: bool) -> dict:
     """Set the environment and loggers of the driver; returns the keyword arguments for `ray.init`."""
     os.environ.update(NO_DUPLICATE_LOGGERS)
@@ -30,4 +65,5 @@ def configure(verbose: bool) -> dict:
     os.environ.update(QUIET_OUTPUT)
     for name, level in QUIET_LOGGERS.items():
         logging.getLogger(name).setLevel(level)
+    one_line_tracebacks()
     return {"logging_level": logging.WARNING}

@@ -12,7 +12,8 @@ from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from flosssweep.sweep.spec import DISCRETE, Axis, Sweep
-from flosssweep.tracking.store import TrackingStore, sqlite_uri
+from flosssweep.tracking.store import TrackingStore
+from flosssweep.tracking.uris import sqlite_uri
 
 STUDY_FILE = "optuna.db"
 

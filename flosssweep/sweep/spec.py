@@ -30,9 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from flosssweep import config as cfg
+from flosssweep import yamlio
 from flosssweep.config import ConfigError
 from flosssweep.names import METRIC_ALIASES, METRICS
 
@@ -58,6 +57,10 @@ TOP_KEYS = {
 ASHA_KEYS = ("type", "grace_period", "reduction_factor")
 RESOURCE_KEYS = ("cpu", "gpu")  # of `resources`: what one trial asks Ray for
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# The name becomes a directory of Ray's storage, with trial folder names under it: far below the
+# 255 bytes a file name may have.
+MAX_NAME = 100
+MAX_TRIALS = 100_000  # per launch: more is a typo (and --dry-run would list them all)
 # Above this many corners the cross-key checks fall back to varying one axis at a time.
 MAX_CORNERS = 5000
 
@@ -244,14 +247,7 @@ def locate(sweep: str) -> Path:
 def load(path: str | Path) -> Sweep:
     """Read and validate a sweep file; raises ConfigError naming the dotted key."""
     path = Path(path)
-    text = path.read_text()
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(err, "problem", None) or "unreadable"
-        raise ConfigError(path.name, f"valid YAML{where}: {problem}", show_got=False) from None
+    raw, text = yamlio.load_file(path)
     sweep = parse(raw)
     sweep.source, sweep.text = str(path), text
     return sweep
@@ -266,8 +262,11 @@ def parse(raw: Any) -> Sweep:
             raise ConfigError(str(key), "a sweep key (one of " + ", ".join(TOP_KEYS) + ")", show_got=False)
 
     name = raw.get("name")
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        raise ConfigError("name", "a name of letters, digits, '.', '_' or '-'", name)
+    if not isinstance(name, str) or not NAME_PATTERN.match(name) or len(name) > MAX_NAME:
+        shown = (
+            name if not isinstance(name, str) or len(name) <= MAX_NAME else name[:20] + f"... ({len(name)} characters)"
+        )
+        raise ConfigError("name", f"a name of at most {MAX_NAME} letters, digits, '.', '_' or '-'", shown)
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise ConfigError("description", "a string", description)
@@ -282,7 +281,7 @@ def parse(raw: Any) -> Sweep:
     if search not in SEARCHES:
         raise ConfigError("search", "one of " + ", ".join(SEARCHES), search)
     search_seed = _integer(raw, "search_seed", 0, minimum=0)
-    num_samples = _integer(raw, "num_samples", 1, minimum=1)
+    num_samples = _integer(raw, "num_samples", 1, minimum=1, maximum=MAX_TRIALS)
     max_concurrent = _integer(raw, "max_concurrent", None, minimum=1)
     max_failures = _integer(raw, "max_failures", 2, minimum=0)
     checkpoint_seconds = _number("checkpoint_seconds", raw.get("checkpoint_seconds", 60))
@@ -327,6 +326,10 @@ def parse(raw: Any) -> Sweep:
         description=description,
         raw=raw,
     )
+    if sweep.num_trials() > MAX_TRIALS:
+        raise ConfigError(
+            "num_samples", f"at most {MAX_TRIALS} trials in one launch ({sweep.num_trials()} asked for)", num_samples
+        )
     _check_search(sweep)
     _check_corners(sweep)
     _check_devices(sweep, base_values)
@@ -354,12 +357,12 @@ def merged_base(base: dict) -> dict:
     return merged
 
 
-def _integer(raw: dict, key: str, default: int | None, minimum: int) -> int | None:
+def _integer(raw: dict, key: str, default: int | None, minimum: int, maximum: int = cfg.INT_LIMIT) -> int | None:
     value = raw.get(key, default)
     if value is None and default is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(key, f"an integer >= {minimum}", value)
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise ConfigError(key, f"an integer >= {minimum} and <= {maximum}", value)
     return value
 
 

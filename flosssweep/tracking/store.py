@@ -9,7 +9,7 @@ at the child's artifact root.
 
 The driver resolves a `TrackingStore` once and hands the same object to preflight, the recorder,
 the Optuna study placement, the parent's lifecycle and the report (docs/DESIGN.md, "Corridors").
-This module is the only one that reads or writes the `sqlite:///` form of a URI.
+`flosssweep.tracking.uris` is the only module that reads or writes the `sqlite:///` form of a URI.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from flosssweep import config as cfg
 from flosssweep import provenance
-from flosssweep.checks import Unwritable, writable_directory
+from flosssweep.checks import redact
 from flosssweep.names import (
     END_REASON,
     ENDED_STATUSES,
@@ -40,17 +40,12 @@ from flosssweep.names import (
     TAG_PREFIX,
     TRIALS,
 )
+from flosssweep.tracking import uris
 
 MAX_PARAMS_PER_BATCH = 100  # MLflow's limit per log_batch call
 PAGE = 1000  # runs per search_runs page
-_SQLITE = "sqlite:///"
 CLOSED = "closed with --close"  # END_REASON of a launch ended by `run --close`
 RESUMABLE = ("RUNNING", "KILLED")  # a parent run in either state may still be continued
-
-
-def sqlite_uri(database: str | Path) -> str:
-    """The SQLAlchemy URL of a SQLite file (MLflow's store, or an Optuna study)."""
-    return _SQLITE + str(database)
 
 
 class TrackingUnavailable(RuntimeError):
@@ -58,6 +53,9 @@ class TrackingUnavailable(RuntimeError):
     status, 3 (does not answer) unless the URI itself is wrong (2)."""
 
     code = 3
+
+    def __init__(self, message: str):
+        super().__init__(redact(message))  # the line is printed: a URI's password is not
 
 
 class TrackingURIInvalid(TrackingUnavailable):
@@ -84,12 +82,12 @@ class TrackingStore:
         """`--tracking-uri`, else MLFLOW_TRACKING_URI, else SQLite in the launch directory; local paths
         made absolute (Ray trials run in directories of their own)."""
         base = Path(launch_dir).resolve()
-        uri = flag or os.environ.get("MLFLOW_TRACKING_URI") or sqlite_uri(base / "mlflow.db")
-        return cls(_absolute(uri, base))
+        uri = flag or os.environ.get("MLFLOW_TRACKING_URI") or uris.sqlite_uri(base / "mlflow.db")
+        return cls(uris.absolute(uri, base))
 
     @classmethod
     def default(cls, launch_dir: str | Path) -> TrackingStore:
-        return cls(sqlite_uri(Path(launch_dir).resolve() / "mlflow.db"))
+        return cls(uris.sqlite_uri(Path(launch_dir).resolve() / "mlflow.db"))
 
     def __getstate__(self) -> dict:
         return {"uri": self.uri}
@@ -113,10 +111,8 @@ class TrackingStore:
     @property
     def database(self) -> Path | None:
         """The SQLite file of a local store; None for a server or a file store."""
-        if not self.uri.startswith(_SQLITE):
-            return None
-        path = self.uri[len(_SQLITE) :]
-        return Path(path) if path and path != ":memory:" else None
+        path = uris.sqlite_path(self.uri)
+        return None if path is None or str(path) in ("", ":memory:") else path
 
     @property
     def is_server(self) -> bool:
@@ -135,24 +131,16 @@ class TrackingStore:
     def check(self, timeout: float = 5.0, attempts: int = 2, write: bool = True) -> None:
         """Raise TrackingUnavailable unless the store answers, within about `attempts` x `timeout`
         seconds (MLflow's own client retries for minutes): before any work starts. `write`: the caller
-        will write there too."""
+        will write there too. A URI that cannot work whatever the store does is TrackingURIInvalid."""
         quiet_mlflow_logs()
-        uri, database = self.uri, self.database
+        uri = self.uri
+        try:
+            uris.check(uri, write)
+        except uris.URIProblem as err:
+            raise TrackingURIInvalid(str(err)) from None
         if self.is_server:
             _check_server(uri, timeout, attempts)
-        elif uri.startswith(_SQLITE):
-            if database is None:
-                raise TrackingURIInvalid(f"tracking URI {uri}: expected a SQLite file path after sqlite:///")
-            if write:
-                try:
-                    writable_directory(database.parent, "tracking URI")
-                except Unwritable:
-                    raise TrackingUnavailable(
-                        f"cannot write the MLflow database in {database.parent} (tracking URI {uri})"
-                    ) from None
-            if database.is_file() and database.stat().st_size and database.read_bytes()[:16] != b"SQLite format 3\0":
-                raise TrackingURIInvalid(f"{database} is not an SQLite database (tracking URI {uri})")
-        elif "://" in uri and not uri.startswith("file:"):
+        elif "://" in uri and not uri.startswith("file:") and uris.sqlite_path(uri) is None:
             raise TrackingURIInvalid(
                 f"tracking URI {uri}: expected http://, https://, sqlite:/// or file: (or a directory)"
             )
@@ -347,25 +335,11 @@ class TrackingStore:
         return closed
 
 
-def _absolute(uri: str, base: Path) -> str:
-    if uri.startswith(_SQLITE):
-        path = uri[len(_SQLITE) :]
-        if path and path != ":memory:" and not path.startswith("/"):
-            return sqlite_uri(base / path)
-        return uri
-    if uri.startswith("file:"):
-        path = uri[len("file:") :].removeprefix("//")
-        return Path(base, path).resolve().as_uri() if not path.startswith("/") else uri
-    if "://" not in uri and ":" not in uri.split("/")[0]:
-        return Path(base, uri).resolve().as_uri()  # a bare directory: MLflow's file store
-    return uri
-
-
 def _check_server(uri: str, timeout: float, attempts: int) -> None:
     reason = None
     for attempt in range(attempts):
         try:
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as reply:
+            with urllib.request.urlopen(uris.health_request(uri), timeout=timeout) as reply:
                 if reply.status == 200:
                     return
                 reason = f"it answered {reply.status} on /health"

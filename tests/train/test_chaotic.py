@@ -241,7 +241,7 @@ def test_chaotic_config_values():
         {"task.name": "roessler", "task.tau": "none", "floss.target": "data", "model.arch": "plrnn", "train.epochs": 10}
     )
     assert config["task"]["tau"] == "none" and config["floss"]["target"] == "data"
-    assert resolve({"task.tau": "40"})["task"]["tau"] == 40
+    assert resolve({"task.name": "lorenz63", "task.tau": "40"})["task"]["tau"] == 40
 
 
 def test_report_marks_the_predicted_tau_on_the_tau_axis(tmp_path, monkeypatch):

@@ -1,0 +1,119 @@
+"""One live driver per launch: a lease file in the launch's Ray experiment folder.
+
+The driver that works on a launch holds `flosssweep-driver.lease` there (its pid, host, parent run
+and a heartbeat it renews every HEARTBEAT_SECONDS) and removes it when it ends. `--resume` and
+`--close` refuse a launch whose lease is live, in one line naming the driver; a lease is dead when
+its heartbeat is older than STALE_SECONDS, or when it names this host and a pid that no longer
+runs (a killed driver, a rebooted machine), and then it is taken over. The folder may be an object
+store (s3://...), so the file goes through pyarrow's file systems, like the launch file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+
+from flosssweep.sweep.preflight import Refused
+
+LEASE_FILE = "flosssweep-driver.lease"
+HEARTBEAT_SECONDS = 10.0
+STALE_SECONDS = 6 * HEARTBEAT_SECONDS  # a driver stalled this long (a suspended laptop) is given up
+
+
+def _filesystem(directory: str):
+    import pyarrow.fs
+
+    if "://" in directory:
+        return pyarrow.fs.FileSystem.from_uri(directory)
+    return pyarrow.fs.LocalFileSystem(), directory
+
+
+def read(directory: str) -> dict | None:
+    fs, path = _filesystem(directory)
+    try:
+        with fs.open_input_stream(f"{path}/{LEASE_FILE}") as stream:
+            lease = json.loads(stream.read(1 << 16).decode())
+    except (OSError, ValueError):  # none, or half written: no lease
+        return None
+    return lease if isinstance(lease, dict) else None
+
+
+def _pid_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def live(lease: dict | None, now: float | None = None) -> bool:
+    if not lease:
+        return False
+    age = (time.time() if now is None else now) - float(lease.get("heartbeat", 0))
+    if age > STALE_SECONDS:
+        return False
+    if lease.get("host") == socket.gethostname():
+        return _pid_runs(int(lease.get("pid", 0)))
+    return True
+
+
+def describe(lease: dict) -> str:
+    age = max(0.0, time.time() - float(lease.get("heartbeat", 0)))
+    return (
+        f"driver pid {lease.get('pid')} on host {lease.get('host')}, parent run {lease.get('parent_run_id')}, "
+        f"heartbeat {age:.0f} s ago"
+    )
+
+
+def check_free(directory: str, option: str) -> None:
+    """Refused (exit 2) when a live driver holds the launch in `directory`."""
+    lease = read(directory)
+    if live(lease):
+        raise Refused(
+            f"{option}: the launch in {directory} is still running ({describe(lease)}); "
+            f"wait for it, or stop it first (kill -TERM {lease.get('pid')} on {lease.get('host')})"
+        )
+
+
+class Lease:
+    """This driver's hold on a launch: written by `acquire`, renewed by a thread, removed by `release`."""
+
+    def __init__(self, directory: str, parent_run_id: str):
+        self.directory = directory
+        self.fs, self.path = _filesystem(directory)
+        self.file = f"{self.path}/{LEASE_FILE}"
+        self.body = {"pid": os.getpid(), "host": socket.gethostname(), "parent_run_id": parent_run_id}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name="flosssweep-lease", daemon=True)
+
+    def _write(self) -> None:
+        self.fs.create_dir(self.path)
+        with self.fs.open_output_stream(self.file) as out:
+            out.write(json.dumps({**self.body, "heartbeat": time.time()}).encode())
+
+    def _renew(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            try:
+                self._write()
+            except OSError:  # storage briefly away: the next beat tries again
+                pass
+
+    def acquire(self) -> Lease:
+        self._write()
+        self._thread.start()
+        return self
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        try:
+            if (read(self.directory) or {}).get("pid") == self.body["pid"]:
+                self.fs.delete_file(self.file)
+        except OSError:
+            pass

@@ -1,0 +1,110 @@
+"""Noticing in seconds that Ray's control plane died under a running sweep, and closing what it opened.
+
+When gcs_server dies, the driver's `Tuner.fit` blocks for Ray's own timeout (a minute) and then
+fails, the MLflow runs stay RUNNING, and the trial workers train on as orphans. The watchdog connects
+to the GCS's port every CHECK_SECONDS; after FAILURES_TO_ACT failed connections in a row it closes the
+launch (the callback `close`, which ends the parent and child runs), stops the processes this driver
+started (a local Ray instance: gcs_server, raylet and the trial workers, known by a snapshot of the
+driver's descendants taken at every check, since orphans are re-parented away from it), and ends the
+driver with one line and exit status 3. A Ray cluster the driver only attached to is not its to stop:
+its processes are no descendants of the driver.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+CHECK_SECONDS = 2.0
+FAILURES_TO_ACT = 3
+EXIT_UNAVAILABLE = 3
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks (field 22 of /proc/PID/stat): a pid with another start
+    time is another process, which is left alone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def descendants(root: int) -> dict[int, str]:
+    """Pid -> start time of every process below `root` (Linux /proc; empty elsewhere)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            parent = int(Path(entry, "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
+    found, todo = {}, list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        started = _start_time(pid)
+        if started is not None:
+            found[pid] = started
+            todo += children.get(pid, [])
+    return found
+
+
+def _alive(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=CHECK_SECONDS):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+class Watchdog:
+    """Watches the GCS at `address`. Only the driver's own descendants are ever stopped: a local Ray
+    instance it started has them, a cluster it attached to has none."""
+
+    def __init__(self, address: str, close: Callable[[str], None]):
+        self.address, self.close = address, close
+        self.stopped = threading.Event()
+        self.started: dict[int, str] = {}
+        self.thread = threading.Thread(target=self._watch, name="flosssweep-watchdog", daemon=True)
+
+    def start(self) -> Watchdog:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def _watch(self) -> None:
+        failures = 0
+        while not self.stopped.wait(CHECK_SECONDS):
+            self.started.update(descendants(os.getpid()))
+            failures = 0 if _alive(self.address) else failures + 1
+            if failures >= FAILURES_TO_ACT and not self.stopped.is_set():
+                self._act()
+
+    def _act(self) -> None:
+        reason = f"Ray's GCS at {self.address} stopped answering"
+        try:
+            self.close(reason)
+        finally:
+            stopped = 0
+            for pid, started in self.started.items():
+                if _start_time(pid) == started:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                        stopped += 1
+                    except OSError:
+                        pass
+            print(
+                f"flosssweep.run: error: {reason}; the launch was closed"
+                + (f" and {stopped} Ray process(es) of this driver stopped" if stopped else "")
+                + " (continue it with --resume once Ray runs again)",
+                file=sys.stderr,
+                flush=True,
+            )
+            os._exit(EXIT_UNAVAILABLE)

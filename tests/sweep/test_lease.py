@@ -1,0 +1,199 @@
+"""One live driver per launch, and Ray state that cannot be read (issue 24): --resume and --close refuse
+a launch whose driver still runs, take over a dead one, and a corrupt experiment state is one line
+with the way out, the same every time (no resume loop). No Ray: the refusals come before it starts."""
+
+from __future__ import annotations
+
+import copy
+import json
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import sweep_environment
+from test_driver import TINY_BASE, runs_of, sweep_command, write_sweep
+
+from flosssweep import run
+from flosssweep.protocol import LaunchFile
+from flosssweep.sweep import driver, lease, spec
+from flosssweep.tracking.store import TrackingStore
+
+
+@pytest.fixture
+def launch(tmp_path, monkeypatch):
+    """A launch as a driver leaves it while it runs: parent run RUNNING, the launch file in the
+    experiment folder. Returns (sweep path, storage, experiment folder, tracking URI)."""
+    monkeypatch.chdir(tmp_path)
+    path = write_sweep(tmp_path, "leased")
+    sweep = spec.load(path)
+    storage = tmp_path / "ray"
+    experiment_dir = f"{storage}/{sweep.name}"
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracking = TrackingStore(uri)
+    tracking.check()
+    experiment_id, parent = tracking.start_parent(sweep, experiment_dir)
+    driver._write_launch(experiment_dir, LaunchFile(parent, experiment_id, uri, str(path), sweep.fingerprint()))
+    return path, storage, experiment_dir, uri
+
+
+def hold(experiment_dir: str, pid: int, heartbeat: float | None = None, host: str | None = None) -> None:
+    body = {
+        "pid": pid,
+        "host": host or socket.gethostname(),
+        "parent_run_id": "p",
+        "heartbeat": heartbeat or time.time(),
+    }
+    with open(f"{experiment_dir}/{lease.LEASE_FILE}", "w") as out:
+        json.dump(body, out)
+
+
+@pytest.fixture
+def live_driver():
+    process = subprocess.Popen(["sleep", "60"])
+    yield process
+    process.kill()
+    process.wait()
+
+
+def one_line(capsys, *words: str) -> str:
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    for word in words:
+        assert word in err, err
+    return err
+
+
+def test_resume_refuses_a_live_launch(launch, live_driver, capsys):
+    path, storage, experiment_dir, _ = launch
+    hold(experiment_dir, live_driver.pid)
+    assert run.main([str(path), "--resume", "--storage-path", str(storage)]) == 2
+    one_line(capsys, "--resume: the launch in", "still running", f"pid {live_driver.pid}")
+
+
+def test_close_refuses_a_live_launch_and_takes_over_a_dead_one(launch, live_driver, capsys):
+    path, storage, experiment_dir, uri = launch
+    hold(experiment_dir, live_driver.pid)
+    assert run.main([str(path), "--close", "--storage-path", str(storage)]) == 2
+    one_line(capsys, "--close: the launch in", "still running")
+    (parent,), _ = runs_of(uri, "leased")
+    assert parent.info.status == "RUNNING", "a live launch is left alone"
+    live_driver.kill()
+    live_driver.wait()
+    assert run.main([str(path), "--close", "--storage-path", str(storage)]) == 0
+    (parent,), _ = runs_of(uri, "leased")
+    assert parent.info.status == "KILLED"
+
+
+def test_lease_liveness_by_heartbeat_host_and_pid(live_driver):
+    now = time.time()
+    here = socket.gethostname()
+    assert lease.live({"pid": live_driver.pid, "host": here, "heartbeat": now})
+    assert not lease.live({"pid": live_driver.pid, "host": here, "heartbeat": now - 2 * lease.STALE_SECONDS})
+    assert lease.live({"pid": 1, "host": "another-node", "heartbeat": now})
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    assert not lease.live({"pid": gone.pid, "host": here, "heartbeat": now})
+    assert not lease.live(None)
+
+
+def test_lease_is_held_while_working_and_released(tmp_path):
+    held = lease.Lease(str(tmp_path), "parent-1").acquire()
+    try:
+        assert lease.live(lease.read(str(tmp_path)))
+        with pytest.raises(Exception, match="still running"):
+            lease.check_free(str(tmp_path), "--resume")
+    finally:
+        held.release()
+    assert lease.read(str(tmp_path)) is None
+
+
+@pytest.mark.parametrize("broken", ["experiment_state-2026-01-01_00-00-00.json", "tuner.pkl"])
+def test_corrupt_experiment_state_on_resume_is_one_line_and_no_loop(launch, capsys, broken):
+    path, storage, experiment_dir, uri = launch
+    with open(f"{experiment_dir}/{broken}", "w") as out:
+        out.write('{"trial_data": [[')
+    for _ in range(2):  # the same answer every time, and the parent run is not reopened or failed
+        assert run.main([str(path), "--resume", "--storage-path", str(storage)]) == 2
+        one_line(capsys, f"{experiment_dir}/{broken} cannot be read", "--close, then start a new launch")
+    (parent,), _ = runs_of(uri, "leased")
+    assert parent.info.status == "RUNNING"
+    assert run.main([str(path), "--close", "--storage-path", str(storage)]) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("number", [signal.SIGHUP, signal.SIGQUIT], ids=["SIGHUP", "SIGQUIT"])
+def test_a_hung_up_driver_closes_its_runs_and_a_second_driver_is_refused_meanwhile(tmp_path, number):
+    """A closed terminal (SIGHUP) or Ctrl-\\ (SIGQUIT) stops the sweep as SIGTERM does: parent and child
+    runs closed, the lease released; while the driver lives, --resume and --close are refused."""
+    env = sweep_environment(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    base = copy.deepcopy(TINY_BASE)
+    base["train"].update({"epochs": 2000, "report_every": 50})
+    path = write_sweep(tmp_path, "hangup", base=base, max_concurrent=1)
+    storage = tmp_path / "ray"
+    args = [str(path), "--tracking-uri", uri, "--storage-path", str(storage), "--address", "local", "--num-cpus", "2"]
+    first = subprocess.Popen(
+        sweep_command(*args), cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines = []
+    for line in first.stdout:
+        lines.append(line)
+        if " started" in line or "epoch" in line or len(lines) > 40:
+            break
+    held = Path(storage, "hangup", lease.LEASE_FILE)
+    assert held.is_file(), "".join(lines)
+    for flag in ("--resume", "--close"):
+        second = subprocess.run(sweep_command(*args, flag), cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert second.returncode == 2 and "still running" in second.stderr, second.stdout + second.stderr
+        assert len(second.stderr.strip().splitlines()) == 1
+    first.send_signal(number)
+    rest, _ = first.communicate(timeout=120)
+    assert first.returncode == 1, "".join(lines) + rest
+    parents, children = runs_of(uri, "hangup")
+    assert [p.info.status for p in parents] == ["KILLED"], "".join(lines) + rest
+    assert all(c.info.status != "RUNNING" for c in children)
+    assert not held.exists()
+
+
+@pytest.mark.slow
+def test_gcs_death_is_noticed_in_seconds_runs_closed_and_workers_stopped(tmp_path):
+    from flosssweep.sweep import watchdog
+
+    env = sweep_environment(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    base = copy.deepcopy(TINY_BASE)
+    base["train"].update({"epochs": 3000, "report_every": 50})
+    path = write_sweep(tmp_path, "gcs-death", base=base, max_concurrent=2)
+    args = [str(path), "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray"), "--address", "local"]
+    driver_ = subprocess.Popen(
+        [*sweep_command(*args), "--num-cpus", "2"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    for line in driver_.stdout:
+        lines.append(line)
+        if line.startswith("started") or len(lines) > 40:
+            break
+    time.sleep(3)  # the trials get going
+    ours = watchdog.descendants(driver_.pid)
+    gcs = [pid for pid in ours if Path(f"/proc/{pid}/comm").read_text().strip() == "gcs_server"]
+    assert gcs, "".join(lines)
+    killed_at = time.monotonic()
+    subprocess.run(["kill", "-KILL", str(gcs[0])], check=True)
+    rest, _ = driver_.communicate(timeout=120)
+    assert driver_.returncode == 3, "".join(lines) + rest
+    assert time.monotonic() - killed_at < 30
+    assert "stopped answering; the launch was closed" in rest and "Traceback" not in rest
+    parents, children = runs_of(uri, "gcs-death")
+    assert [p.info.status for p in parents] == ["KILLED"]
+    assert children and all(c.info.status != "RUNNING" for c in children)
+    time.sleep(1)
+    left = [pid for pid, started in ours.items() if watchdog._start_time(pid) == started]
+    assert left == [], "no Ray process of the driver outlives it"
