@@ -13,6 +13,8 @@ It measures, in one process and one run (docs/PERFORMANCE.md, "GPU: how to run p
   `resources: {gpu: 0.25}` packs them, except that Ray would use 4 processes) against one trial at
   R = 64;
 * torch: torch.nn.RNN / LSTM / GRU for one realization on the same device;
+* checks: the streams' bits on the device equal the CPU's, and graphed epochs train what eager ones
+  train (largest difference after `check_epochs` epochs of rnn and lstm trials);
 * the targets as ratios of figures of this run, and paper_delay_scan.yaml projected onto one device.
 
 A figure that fails (out of memory, a capture the device refuses) is recorded as its error and the
@@ -31,6 +33,7 @@ from flosssweep.bench import references
 from flosssweep.bench.harness import calibrate, measure, trainer_config
 from flosssweep.bench.tables import _fmt, _table
 from flosssweep.config import resolve
+from flosssweep.streams import MemberStreams
 from flosssweep.train import ParityTrial
 from flosssweep.train.graph import epoch_runner
 
@@ -48,6 +51,7 @@ FULL = {
     "pack_ensemble": 16,
     "pack_trials": 4,
     "target_ensemble": 256,
+    "check_epochs": 20,
     "seconds": 0.4,
 }
 QUICK = {
@@ -63,6 +67,7 @@ QUICK = {
     "pack_ensemble": 2,
     "pack_trials": 4,
     "target_ensemble": 4,
+    "check_epochs": 3,
     "seconds": 0.02,
 }
 # paper_delay_scan.yaml: 2 tasks x 10 delays x 3 schedules; 500 flossing steps before training (pre,
@@ -194,6 +199,34 @@ def bench_packing(sizes: dict, device: str, repeats: int) -> dict:
     }
 
 
+def checks(sizes: dict, device: str) -> dict:
+    """The device against the CPU where they must agree: bits of the streams (exactly), and graphed
+    against eager epochs from the same initial state (up to float32 round-off on a GPU)."""
+    out: dict = {}
+    shape = (sizes["batch"], sizes["length"])
+    out["streams_equal_cpu"] = bool(
+        torch.equal(MemberStreams(0, 4, device=device).bits(shape).cpu(), MemberStreams(0, 4).bits(shape))
+    )
+    for arch in ("rnn", "lstm"):
+        try:
+            eager = _parity_trial(sizes, arch, sizes["pack_ensemble"], device, "off")
+            graphed = _parity_trial(sizes, arch, sizes["pack_ensemble"], device, "off")
+            graphed.epoch_step = epoch_runner(graphed, capture=device == "cuda")
+            for trial in (eager, graphed):
+                for _ in range(sizes["check_epochs"]):
+                    trial.train_step()
+                    trial.epoch += 1
+                trial.read_back()
+            out[f"{arch}_graph_max_param_difference"] = max(
+                float((graphed.params[name] - eager.params[name]).detach().abs().max()) for name in eager.params
+            )
+            epochs = sizes["check_epochs"]
+            out[f"{arch}_graph_max_loss_difference"] = float((graphed.loss[:epochs] - eager.loss[:epochs]).abs().max())
+        except (RuntimeError, torch.cuda.OutOfMemoryError) as err:
+            out[f"{arch}_graph_error"] = _error(err)
+    return out
+
+
 def _rate(rows: list[dict], arch: str, ensemble: int, mode: str) -> float | None:
     for r in rows:
         if (r["arch"], r["ensemble"], r["mode"]) == (arch, ensemble, mode) and "rate" in r:
@@ -249,6 +282,7 @@ def run(device: str, quick: bool, repeats: int) -> dict:
         references.bench_torch_net(arch, sizes, measure, calibrate, repeats, device) for arch in references.TORCH_NETS
     ]
     results["targets"] = targets(results)
+    results["checks"] = checks(sizes, device)
     return results
 
 
@@ -305,6 +339,8 @@ def markdown(results: dict, machine: dict) -> str:
     )
     rows = [f"| torch.nn.{r['arch'].upper()} | 1 | {_fmt(r['rate'])} |" for r in results["torch"]]
     lines += _table("## torch.nn, one realization", "| network | R | real.-epochs/s |", "|---|---:|---:|", rows)
+    rows = [f"| {name} | {value} |" for name, value in results["checks"].items()]
+    lines += _table("## Checks: device against CPU, graphed against eager", "| check | value |", "|---|---|", rows)
     rows = [f"| {name} | {_fmt(value)} |" for name, value in results["targets"].items()]
     lines += _table(
         "## Targets (R=256 over R=1 at most 2; over nn.RNN at least 50; paper scan at most 10 minutes)",
