@@ -3,6 +3,7 @@ whatever the ensemble size, and the statistics the tasks rely on."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -24,9 +25,27 @@ KNOWN_ANSWERS = [
 
 
 @pytest.mark.parametrize("counter,key,expected", KNOWN_ANSWERS)
-def test_philox_gives_the_known_answers(counter, key, expected):
+def test_philox_gives_the_known_answers_on_tensors_and_on_numpy_arrays(counter, key, expected):
     words = philox(tuple(torch.tensor(c) for c in counter), tuple(torch.tensor(k) for k in key))
     assert words.tolist() == expected
+    words = philox(tuple(np.array(c, np.uint64) for c in counter), tuple(np.array(k, np.uint64) for k in key))
+    assert words.tolist() == expected
+
+
+def test_the_device_path_draws_what_the_cpu_path_draws():
+    # the tensor ops a GPU runs, here on CPU tensors, against the NumPy path of the CPU
+    numpy_streams, tensor_streams = MemberStreams(7, 3), MemberStreams(7, 3)
+    tensor_streams.keys = torch.from_numpy(tensor_streams.keys.astype(np.int64))
+    for _ in range(2):
+        assert torch.equal(tensor_streams.bits((5, 70)), numpy_streams.bits((5, 70)))
+        assert torch.equal(tensor_streams.integers(123457, (9,)), numpy_streams.integers(123457, (9,)))
+    counters = np.random.default_rng(0).integers(0, 2**32, size=(4, 50), dtype=np.uint64)
+    keys = np.random.default_rng(1).integers(0, 2**32, size=(2, 50), dtype=np.uint64)
+    on_tensors = philox(
+        tuple(torch.from_numpy(c.astype(np.int64)) for c in counters),
+        tuple(torch.from_numpy(k.astype(np.int64)) for k in keys),
+    )
+    assert on_tensors.numpy().astype(np.uint64).tolist() == philox(tuple(counters), tuple(keys)).tolist()
 
 
 def test_philox_of_a_batch_is_philox_of_each_element():
