@@ -25,6 +25,7 @@ MULTIPLIERS = (0xD2511F53, 0xCD9E8D57)
 WEYL = (0x9E3779B9, 0xBB67AE85)  # key schedule increments
 ROUNDS = 10
 BITS_PER_BLOCK = 128
+AHEAD_DRAWS, AHEAD_BLOCKS = 16, 4096  # CPU: draws computed together, up to about this many blocks in all
 # the multipliers, then the key schedule's offsets r (W0, W1) of rounds r = 0 .. ROUNDS - 1
 CONSTANTS = [MULTIPLIERS, *[[r * w for w in WEYL] for r in range(ROUNDS)]]
 NUMPY_CONSTANTS = np.array(CONSTANTS, np.uint64)
@@ -50,26 +51,38 @@ def philox(counter: tuple, key: tuple, constants: Tensor | None = None):
     The words the multipliers act on, (c0, c2), and the others, (c1, c3), are kept as two stacked
     pairs and the round keys are computed at once, so that a round is a handful of array ops."""
     if isinstance(counter[0], np.ndarray):
-        stack, words = np.stack, np.broadcast_arrays(*counter, *key)
         constants = NUMPY_CONSTANTS
+        shape = np.broadcast_shapes(*(np.shape(w) for w in (*counter, *key)))
+
+        def pair(a, b):  # (2, *shape of a and b, with leading axes of 1 up to len(shape))
+            both = np.broadcast_shapes(np.shape(a), np.shape(b))
+            out = np.empty((2, *(1,) * (len(shape) - len(both)), *both), np.uint64)
+            out[0], out[1] = a, b
+            return out
 
         def flip(x):
             return x[::-1]
     else:
-        stack, words = torch.stack, torch.broadcast_tensors(*counter, *key)
         if constants is None:
-            constants = torch.tensor(CONSTANTS, device=words[0].device)
+            constants = torch.tensor(CONSTANTS, device=counter[0].device)
+        shape = torch.broadcast_shapes(*(w.shape for w in (*counter, *key)))
+
+        def pair(a, b):
+            both = torch.stack(torch.broadcast_tensors(a, b))
+            return both.reshape(2, *(1,) * (len(shape) + 1 - both.dim()), *both.shape[1:])
 
         def flip(x):
             return x.flip(0)
 
-    c0, c1, c2, c3, k0, k1 = words
-    constants = constants.reshape(ROUNDS + 1, 2, *[1] * c0.ndim)
-    multipliers, round_keys = constants[0], (stack([k0, k1]) + constants[1:]) & MASK32
-    multiplied, passed = stack([c0, c2]), stack([c1, c3])
+    c0, c1, c2, c3 = counter
+    constants = constants.reshape(ROUNDS + 1, 2, *[1] * len(shape))
+    multipliers, round_keys = constants[0], (pair(*key) + constants[1:]) & MASK32
+    multiplied, passed = pair(c0, c2), pair(c1, c3)
     for r in range(ROUNDS):
         high, low = _mulhilo(multiplied, multipliers)
         multiplied, passed = flip(high) ^ passed ^ round_keys[r], flip(low)
+    # after two rounds every word has the full broadcast shape
+    stack = np.stack if isinstance(multiplied, np.ndarray) else torch.stack
     return stack([multiplied[0], passed[0], multiplied[1], passed[1]], -1)
 
 
@@ -89,6 +102,7 @@ class MemberStreams:
         self.keys = keys if self.device.type == "cpu" else torch.from_numpy(keys.astype(np.int64)).to(self.device)
         self.constants = torch.tensor(CONSTANTS, device=self.device)
         self.draws = torch.zeros((), dtype=torch.long, device=self.device)  # draws so far, same for every member
+        self._ahead: dict[int, tuple[int, np.ndarray]] = {}  # CPU: blocks per draw -> (first draw, words)
 
     def __len__(self) -> int:
         return self.keys.shape[0]
@@ -98,17 +112,29 @@ class MemberStreams:
         elsewhere); advances the counter."""
         if blocks >= 1 << 32:
             raise ValueError(f"a draw of {blocks} Philox blocks exceeds the 2^32 blocks a draw may have")
-        key = (self.keys[:, 0, None], self.keys[:, 1, None])
         if isinstance(self.keys, np.ndarray):
-            draws = int(self.draws)  # no sync: the counter is on the CPU
-            counter = (np.arange(blocks, dtype=np.uint64), *np.array([draws & MASK32, draws >> 32, 0], np.uint64))
+            words = self._words_ahead(blocks)
         else:
             block = torch.arange(blocks, dtype=torch.long, device=self.device)
             zero = torch.zeros((), dtype=torch.long, device=self.device)
             counter = (block, self.draws & MASK32, (self.draws >> 32) & MASK32, zero)
-        words = philox(counter, key, self.constants)
+            words = philox(counter, (self.keys[:, 0, None], self.keys[:, 1, None]), self.constants)
         self.draws += 1
         return words
+
+    def _words_ahead(self, blocks: int) -> np.ndarray:
+        """The CPU's words of the current draw, taken from consecutive draws computed in one Philox
+        call: a NumPy call costs about the same for 40 words as for 4000, and a draw's words depend
+        only on its number, so they are the words computed alone."""
+        draw = int(self.draws)  # no sync: the counter is on the CPU
+        first, words = self._ahead.get(blocks, (-1, None))
+        if words is None or not first <= draw < first + words.shape[1]:
+            count = max(1, min(AHEAD_DRAWS, AHEAD_BLOCKS // (len(self) * blocks)))
+            draws = np.arange(draw, draw + count, dtype=np.uint64)[:, None]
+            counter = (np.arange(blocks, dtype=np.uint64), draws & MASK32, draws >> np.uint64(32), np.uint64(0))
+            first, words = draw, philox(counter, (self.keys[:, 0, None, None], self.keys[:, 1, None, None]))
+            self._ahead[blocks] = (first, words)  # (R, count, blocks, 4)
+        return words[:, draw - first]
 
     def bits(self, shape: tuple[int, ...]) -> Tensor:
         """I.i.d. Bernoulli(0.5) bits (R, *shape), float32, on the streams' device: bit i of word w

@@ -36,9 +36,16 @@ def test_the_device_path_draws_what_the_cpu_path_draws():
     # the tensor ops a GPU runs, here on CPU tensors, against the NumPy path of the CPU
     numpy_streams, tensor_streams = MemberStreams(7, 3), MemberStreams(7, 3)
     tensor_streams.keys = torch.from_numpy(tensor_streams.keys.astype(np.int64))
-    for _ in range(2):
+    # the CPU computes several draws ahead in one call (16 of the small ones, 2 of the large one)
+    for _ in range(3):
         assert torch.equal(tensor_streams.bits((5, 70)), numpy_streams.bits((5, 70)))
         assert torch.equal(tensor_streams.integers(123457, (9,)), numpy_streams.integers(123457, (9,)))
+        assert torch.equal(tensor_streams.bits((2, 40000)), numpy_streams.bits((2, 40000)))
+    # going back (a restored checkpoint) redraws the same words
+    saved = {"draws": torch.tensor(1)}
+    numpy_streams.load_state_dict(saved)
+    tensor_streams.load_state_dict(saved)
+    assert torch.equal(tensor_streams.integers(99, (4,)), numpy_streams.integers(99, (4,)))
     counters = np.random.default_rng(0).integers(0, 2**32, size=(4, 50), dtype=np.uint64)
     keys = np.random.default_rng(1).integers(0, 2**32, size=(2, 50), dtype=np.uint64)
     on_tensors = philox(

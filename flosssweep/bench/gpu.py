@@ -30,7 +30,7 @@ import time
 import torch
 
 from flosssweep.bench import references
-from flosssweep.bench.harness import calibrate, measure, trainer_config
+from flosssweep.bench.common import calibrate, measure, trainer_config
 from flosssweep.bench.tables import _fmt, _table
 from flosssweep.config import resolve
 from flosssweep.streams import MemberStreams
