@@ -190,6 +190,13 @@ SCHEMA: dict[str, Field] = {
         0.95, float, "mean accuracy that counts as success", positive=True, tasks=PARITY_TASKS
     ),
     "train.report_every": Field(50, int, "epochs between progress reports (and spectrum estimates)", positive=True),
+    "train.graph": Field(
+        "auto",
+        str,
+        "replay each epoch from a CUDA graph: auto (on cuda without a flossing loss per step, else off; "
+        "falls back to eager if capture fails), on, off; needs device cuda",
+        choices=("auto", "on", "off"),
+    ),
     "train.max_nonfinite": Field(
         10, int, "consecutive non-finite steps after which a member is diverged", positive=True
     ),
@@ -257,7 +264,7 @@ SCHEMA: dict[str, Field] = {
 
 # Keys that change how a trial runs but not what it computes: left out of config_key so that
 # realizations of one configuration share it whatever the ensemble size or device.
-OPERATIONAL_KEYS = ("seed", "ensemble", "device", "threads", "train.report_every")
+OPERATIONAL_KEYS = ("seed", "ensemble", "device", "threads", "train.report_every", "train.graph")
 
 
 def column_name(key: str) -> str:
@@ -400,6 +407,8 @@ def validate(config: dict) -> None:
         )
     if not chaotic and train["success_window"] > train["epochs"]:
         raise ConfigError("train.success_window", f"at most train.epochs = {train['epochs']}", train["success_window"])
+    if train["graph"] == "on" and config["device"] != "cuda":
+        raise ConfigError("train.graph", "auto or off unless device is cuda (CUDA graphs)", train["graph"])
     if train["success_threshold"] > 1:
         raise ConfigError("train.success_threshold", "an accuracy in (0, 1]", train["success_threshold"])
     too_big = footprint.refusal(config, chaotic)

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from flosssweep.lyapunov import lyapunov_spectrum
 from flosssweep.optim import MemberAdam, finite_members
-from flosssweep.tasks import member_bits
+from flosssweep.streams import MemberStreams
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -74,12 +74,12 @@ def model_spectrum(
 class Flosser:
     """The flossing optimizer and schedule of one trial (config block `floss`)."""
 
-    def __init__(self, cfg: dict, model, params: dict, generators: list[torch.Generator]):
-        self.cfg, self.model, self.params, self.generators = cfg, model, params, generators
+    def __init__(self, cfg: dict, model, params: dict, streams: MemberStreams):
+        self.cfg, self.model, self.params, self.streams = cfg, model, params, streams
         self.flossed = [params[name] for name in model.flossed]
         self.optimizer = MemberAdam(self.flossed, lr=cfg["lr"])
         self.episodes_done = 0
-        self.nonfinite = torch.zeros(len(generators), dtype=torch.long)
+        self.nonfinite = torch.zeros(len(streams), dtype=torch.long, device=streams.device)
 
     @property
     def before_training(self) -> bool:
@@ -95,16 +95,15 @@ class Flosser:
             and self.episodes_done < cfg["episodes"]
         )
 
-    def spectrum(self, generators: list[torch.Generator] | None = None) -> Tensor:
+    def spectrum(self, streams: MemberStreams | None = None) -> Tensor:
         """Exponents (R, k) on a fresh random input sequence of length `horizon` per member, drawn
-        from the members' generators (or the given ones)."""
+        from the members' streams (or the given ones)."""
         cfg = self.cfg
-        device = self.flossed[0].device
-        inputs = member_bits(generators or self.generators, (cfg["horizon"],)).T.reshape(cfg["horizon"], -1, 1, 1)
+        inputs = (streams or self.streams).bits((cfg["horizon"],)).T.reshape(cfg["horizon"], -1, 1, 1)
         return model_spectrum(
             self.model,
             self.params,
-            inputs.to(device),
+            inputs,
             cfg["k"],
             warmup=cfg["warmup"],
             qr_every=cfg["qr_every"],
@@ -117,13 +116,13 @@ class Flosser:
 
     def run(self, steps: int, active: Tensor) -> Tensor:
         """`steps` flossing-only steps for the active members; returns the last per-member loss."""
-        loss = torch.full((len(self.generators),), float("nan"))
+        loss = torch.full((len(self.streams),), float("nan"), device=self.streams.device)
         for _ in range(steps):
             loss = self.loss()
             grads = torch.autograd.grad(loss.sum(), self.flossed)
-            ok = finite_members(loss.detach(), grads).cpu() & active
-            self.nonfinite += (active & ~ok).long()
-            self.optimizer.step(grads, ok.to(loss.device))
+            ok = finite_members(loss.detach(), grads) & active
+            self.nonfinite += active & ~ok
+            self.optimizer.step(grads, ok)
         return loss.detach()
 
     def state_dict(self) -> dict:

@@ -47,6 +47,7 @@ COMMON_OUTCOMES = (
     "status",
     "nonfinite_steps",
     "train_seconds",
+    "records_version",
 )
 PARITY_OUTCOMES = (
     "final_accuracy",
@@ -91,6 +92,10 @@ CONFIG_COLUMNS = {
     "floss.k": "floss_k",
     "floss.strength": "floss_strength",
 }
+# The `records_version` every row carries: which random streams made its realization. 1 (rows without
+# the column): per-member CPU generators; 2: per-member Philox streams on the trial's device
+# (flosssweep.streams). Rows of one seed, member and config_key but another version are other realizations.
+RECORDS_VERSION = 2
 
 # -- MLflow: one experiment per sweep name, a parent run per launch, a child run per trial -------
 PARENT = "mlflow.parentRunId"  # MLflow's own: nests the children under their parent in the UI

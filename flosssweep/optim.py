@@ -22,6 +22,9 @@ class MemberAdam:
         self.m = [torch.zeros_like(p) for p in self.params]
         self.v = [torch.zeros_like(p) for p in self.params]
         self.steps = torch.zeros(self.params[0].shape[0], device=self.params[0].device)
+        # Looking whether every member is active costs nothing on the CPU but is a host sync on a
+        # GPU (and impossible inside a CUDA graph), where the masked step is launch-bound anyway.
+        self.always_masked = self.steps.device.type != "cpu"
 
     @torch.no_grad()
     def step(self, grads: list[Tensor], active: Tensor) -> None:
@@ -30,7 +33,7 @@ class MemberAdam:
         self.steps += active
         steps = self.steps.clamp_min(1)
         correction1, correction2 = 1 - beta1**steps, 1 - beta2**steps
-        if bool(active.all()):  # the usual case: no member to hold back, so no masks (half the ops)
+        if not self.always_masked and bool(active.all()):  # the usual case on a CPU: no masks (half the ops)
             for p, g, m, v in zip(self.params, grads, self.m, self.v):
                 m.mul_(beta1).add_(g, alpha=1 - beta1)
                 v.mul_(beta2).addcmul_(g, g, value=1 - beta2)

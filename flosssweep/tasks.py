@@ -5,10 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-
-def member_bits(generators: list[torch.Generator], shape: tuple[int, ...]) -> Tensor:
-    """I.i.d. Bernoulli(0.5) bits, one draw per member from its own generator: (R, *shape), float."""
-    return torch.stack([torch.randint(0, 2, shape, generator=gen) for gen in generators]).float()
+from flosssweep.streams import MemberStreams
 
 
 def parity_targets(bits: Tensor, n: int, delay: int) -> Tensor:
@@ -35,8 +32,8 @@ class Parity:
         self.bits, self.delay, self.batch, self.length = bits, delay, batch, length
         self.scored = slice(delay, length)
 
-    def sample(self, generators: list[torch.Generator], device="cpu") -> tuple[Tensor, Tensor]:
-        stream = member_bits(generators, (self.batch, self.length))
+    def sample(self, streams: MemberStreams) -> tuple[Tensor, Tensor]:
+        """One draw of every member's stream, on the streams' device."""
+        stream = streams.bits((self.batch, self.length))
         targets = parity_targets(stream, self.bits, self.delay)
-        inputs = stream.permute(2, 0, 1).unsqueeze(-1)
-        return inputs.to(device), targets.permute(2, 0, 1).to(device)
+        return stream.permute(2, 0, 1).unsqueeze(-1), targets.permute(2, 0, 1)

@@ -3,6 +3,7 @@
     python -m flosssweep.bench                 # full sizes (a few minutes on 2 CPU cores)
     python -m flosssweep.bench --quick         # tiny sizes, seconds: checks that the harness runs
     python -m flosssweep.bench --device cuda   # the trainer and flossing sections on a GPU
+    python -m flosssweep.bench --device cuda --section gpu   # only the GPU section (flosssweep.bench.gpu)
     python -m flosssweep.bench --out DIR       # where bench.json and bench.md go (default bench_out)
 
 Sections (all in one run unless --skip names some):
@@ -54,7 +55,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from flosssweep.bench import references
+from flosssweep.bench import gpu, references
+from flosssweep.bench.common import BenchError, calibrate, measure, trainer_config
 from flosssweep.bench.tables import markdown
 from flosssweep.sweep import overhead
 
@@ -97,81 +99,6 @@ QUICK = {
     "floss_calls": 2,
     "peak_size": 128,
 }
-
-
-class BenchError(Exception):
-    """A benchmark that cannot run here (one line for the user)."""
-
-
-# -- timing -------------------------------------------------------------------------------------
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def measure(run: Callable[[], None], *, calls: int, repeats: int, device: str = "cpu") -> dict:
-    """`repeats` measurements of `calls` calls of `run`: best and median wall and CPU seconds per call."""
-    walls, cpus = [], []
-    for _ in range(repeats):
-        _sync(device)
-        wall, cpu = time.perf_counter(), time.process_time()
-        for _ in range(calls):
-            run()
-        _sync(device)
-        walls.append((time.perf_counter() - wall) / calls)
-        cpus.append((time.process_time() - cpu) / calls)
-    return {
-        "wall_best": min(walls),
-        "wall_median": statistics.median(walls),
-        "cpu_best": min(cpus),
-        "cpu_median": statistics.median(cpus),
-        "calls": calls,
-        "repeats": repeats,
-    }
-
-
-def calibrate(run: Callable[[], None], seconds: float, device: str = "cpu", most: int = 10_000) -> int:
-    """How many calls of `run` take about `seconds` (after one warm-up call)."""
-    run()
-    _sync(device)
-    started = time.perf_counter()
-    run()
-    _sync(device)
-    once = max(time.perf_counter() - started, 1e-6)
-    return max(1, min(most, math.ceil(seconds / once)))
-
-
-# -- the trainer --------------------------------------------------------------------------------
-def trainer_config(
-    sizes: dict, ensemble: int, flossing: bool, device: str, arch: str = "rnn", threads: int = 1
-) -> dict:
-    from flosssweep.config import resolve
-
-    floss = {"floss.mode": "none"}
-    if flossing:
-        floss = {
-            "floss.mode": "regularizer",
-            "floss.strength": sizes["strength"],
-            "floss.k": sizes["train_k"],
-            "floss.horizon": sizes["horizon"],
-            "floss.warmup": sizes["warmup"],
-        }
-    return resolve(
-        {
-            "ensemble": ensemble,
-            "device": device,
-            "threads": threads,
-            "model.arch": arch,
-            "model.hidden": sizes["hidden"],
-            "task.bits": 1,
-            "task.delay": sizes["delay"],
-            "train.length": sizes["length"],
-            "train.batch": sizes["batch"],
-            "train.epochs": 1000,
-            "train.success_window": 1,
-            **floss,
-        }
-    )
 
 
 def bench_trainer(
@@ -295,17 +222,17 @@ def bench_baseline(sizes: dict, flossing: bool, device: str, repeats: int) -> di
 def bench_floss_step(sizes: dict, k: int, analytic: bool, device: str, repeats: int, arch: str = "rnn") -> dict:
     from flosssweep import models
     from flosssweep.floss import floss_loss, model_spectrum
-    from flosssweep.tasks import member_bits
+    from flosssweep.streams import MemberStreams
     from flosssweep.train import member_generators
 
     model = models.ARCHITECTURES[arch](sizes["hidden"])
     params = models.init_params(model, member_generators(0, 1), device=device)
     flossed = [params[name] for name in model.flossed]
-    inputs_gen = member_generators(0, 1, stream=2)
+    inputs_stream = MemberStreams(0, 1, stream=2, device=device)
     Tp = sizes["horizon"]
 
     def step() -> None:
-        inputs = member_bits(inputs_gen, (Tp,)).T.reshape(Tp, 1, 1, 1).to(device)
+        inputs = inputs_stream.bits((Tp,)).T.reshape(Tp, 1, 1, 1)
         exponents = model_spectrum(model, params, inputs, k, warmup=sizes["warmup"], analytic=analytic)
         torch.autograd.grad(floss_loss(exponents).sum(), flossed)
 
@@ -401,6 +328,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="sections to leave out: " + ", ".join(SECTIONS),
     )
     parser.add_argument("--repeats", type=int, default=None, help="measurements per figure (default 5, quick 1)")
+    parser.add_argument(
+        "--section",
+        choices=("all", "gpu"),
+        default="all",
+        help="all: the sections above (less --skip); gpu: only the GPU section, eager and graphed epochs "
+        "at R up to 1024, packing, torch.nn and issue 23's targets (gpu.json, gpu.md)",
+    )
     return parser.parse_args(argv)
 
 
@@ -411,6 +345,11 @@ def run(args: argparse.Namespace) -> dict:
             f"{torch.__version__}, cuda build {torch.version.cuda or 'none'})"
         )
     torch.set_num_threads(1)
+    if args.section == "gpu":
+        return {
+            **gpu.run(args.device, args.quick, args.repeats or (1 if args.quick else 3)),
+            "machine": machine(args.device),
+        }
     sizes = dict(QUICK if args.quick else FULL)
     repeats = args.repeats or (1 if args.quick else 5)
     skip = set(args.skip)
@@ -487,9 +426,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"flosssweep.bench: error: {err}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench.json").write_text(json.dumps(results, indent=1))
-    table = markdown(results)
-    (args.out / "bench.md").write_text(table + "\n")
+    name = "gpu" if args.section == "gpu" else "bench"
+    (args.out / f"{name}.json").write_text(json.dumps(results, indent=1))
+    if args.section == "gpu":
+        table = gpu.markdown(results, results["machine"])
+    else:
+        table = markdown(results)
+    (args.out / f"{name}.md").write_text(table + "\n")
     print(table)
-    print(f"written: {args.out / 'bench.json'}, {args.out / 'bench.md'}", file=sys.stderr)
+    print(f"written: {args.out / f'{name}.json'}, {args.out / f'{name}.md'}", file=sys.stderr)
     return 0

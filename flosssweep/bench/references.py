@@ -73,24 +73,26 @@ def bench_rnn_floor(sizes: dict, ensemble: int, measure: Callable, calibrate: Ca
     }
 
 
-def bench_torch_net(arch: str, sizes: dict, measure: Callable, calibrate: Callable, repeats: int) -> dict:
+def bench_torch_net(
+    arch: str, sizes: dict, measure: Callable, calibrate: Callable, repeats: int, device: str = "cpu"
+) -> dict:
     """Realization-epochs per second of one torch.nn.RNN / LSTM / GRU with a linear readout trained
     on the same delayed-copy batches: binary cross-entropy, torch.optim.Adam, one epoch = a fresh
     batch, forward, backward and step (what one would write without flosssweep)."""
     torch.manual_seed(0)
     N, T, B, d = sizes["hidden"], sizes["length"], sizes["batch"], sizes["delay"]
-    net, readout = TORCH_NETS[arch](1, N), torch.nn.Linear(N, 1)
+    net, readout = TORCH_NETS[arch](1, N).to(device), torch.nn.Linear(N, 1).to(device)
     optimizer = torch.optim.Adam(list(net.parameters()) + list(readout.parameters()), lr=1e-3)
 
     def epoch() -> None:
-        bits = torch.randint(0, 2, (T, B, 1)).float()
+        bits = torch.randint(0, 2, (T, B, 1), device=device).float()
         logits = readout(net(bits)[0])[..., 0]
         loss = F.binary_cross_entropy_with_logits(logits[d:], bits[:-d, :, 0])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
 
-    timing = measure(epoch, calls=calibrate(epoch, sizes["seconds"]), repeats=repeats)
+    timing = measure(epoch, calls=calibrate(epoch, sizes["seconds"], device), repeats=repeats, device=device)
     return {
         "arch": arch,
         **timing,

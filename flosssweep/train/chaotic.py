@@ -2,7 +2,7 @@
 
 The network runs autonomously (no input): its latent state z evolves by `step`, and a linear
 observation x = B z (+ c) is compared with the data. A batch is B windows of L + 1 consecutive
-samples of the standardized training trajectory, drawn per member from its own generator. For each
+samples of the standardized training trajectory, drawn per member from its own stream. For each
 window the state starts from the data, z_0 = B^+ x_0 (B^+ the Moore-Penrose pseudo-inverse), and
 every `tau` steps it is replaced again by the state the observation implies, z_t <- B^+ x_t
 (t = tau, 2 tau, ...): between forcing points the network runs freely, and backpropagation never
@@ -42,6 +42,7 @@ from torch import Tensor
 
 from flosssweep import chaos
 from flosssweep.floss import DTYPES, Flosser, exponents_of
+from flosssweep.streams import MemberStreams
 from flosssweep.train.loop import Trial
 
 OBSERVED = 3  # dimensions of Lorenz-63 and Roessler data
@@ -173,16 +174,15 @@ class ChaoticFlosser(Flosser):
     training sample per member (instead of a random input sequence), and `floss.target` may be the
     data's largest exponent per step (`data`), resolved by the caller into `cfg['target']`."""
 
-    def __init__(self, cfg: dict, model, params: dict, generators: list[torch.Generator], train_data: Tensor):
-        super().__init__(cfg, model, params, generators)
+    def __init__(self, cfg: dict, model, params: dict, streams: MemberStreams, train_data: Tensor):
+        super().__init__(cfg, model, params, streams)
         self.train_data = train_data  # (T, D) float tensor on the device
 
-    def spectrum(self, generators: list[torch.Generator] | None = None) -> Tensor:
+    def spectrum(self, streams: MemberStreams | None = None) -> Tensor:
         cfg = self.cfg
         dtype = DTYPES[cfg["dtype"]]
-        gens = generators or self.generators
-        index = torch.stack([torch.randint(len(self.train_data), (1,), generator=g) for g in gens])
-        x = self.train_data[index.to(self.train_data.device)]  # (R, 1, D)
+        index = (streams or self.streams).integers(len(self.train_data), (1,))
+        x = self.train_data[index]  # (R, 1, D)
         p = {name: (t if name in self.model.flossed else t.detach()).to(dtype) for name, t in self.params.items()}
         z0 = Forcer(self.model, p).infer(x.to(dtype))
         none = z0.new_zeros(*z0.shape[:2], 0)
@@ -221,7 +221,7 @@ class ChaoticTrial(Trial):
 
     def make_flosser(self) -> ChaoticFlosser:
         floss_cfg = dict(self.config["floss"], target=self.floss_target)
-        return ChaoticFlosser(floss_cfg, self.model, self.params, self.generators, self.train_data)
+        return ChaoticFlosser(floss_cfg, self.model, self.params, self.streams, self.train_data)
 
     @property
     def floss_target(self) -> float:
@@ -237,12 +237,10 @@ class ChaoticTrial(Trial):
 
     # -- one epoch -------------------------------------------------------------------------------
     def sample(self) -> Tensor:
-        """Windows of L + 1 training samples, (L + 1, R, B, D), from each member's generator."""
+        """Windows of L + 1 training samples, (L + 1, R, B, D), from each member's stream."""
         train = self.config["train"]
         span = train["length"] + 1
-        starts = torch.stack(
-            [torch.randint(len(self.train_data) - span + 1, (train["batch"],), generator=g) for g in self.generators]
-        ).to(self.device)
+        starts = self.streams.integers(len(self.train_data) - span + 1, (train["batch"],))
         index = starts.unsqueeze(-1) + torch.arange(span, device=self.device)  # (R, B, L + 1)
         return self.train_data[index].permute(2, 0, 1, 3)
 
@@ -258,7 +256,7 @@ class ChaoticTrial(Trial):
         train = self.config["train"]
         test = torch.as_tensor(self.data.test, dtype=torch.float32, device=self.device)
         starts = torch.linspace(0, len(test) - 1, train["eval_trajectories"]).round().long()
-        R = len(self.generators)
+        R = len(self.streams)
         with torch.no_grad():
             z0 = Forcer(self.model, self.params).infer(test[starts].expand(R, -1, -1))
             trajectories, end = free_run(self.model, self.params, z0, train["eval_steps"])

@@ -21,15 +21,18 @@ from torch import Tensor
 from flosssweep import models
 from flosssweep.config import config_key, record_columns
 from flosssweep.floss import Flosser
+from flosssweep.names import RECORDS_VERSION
 from flosssweep.optim import MemberAdam, clip, finite_members, member_norms
+from flosssweep.streams import MemberStreams
+from flosssweep.train.graph import epoch_runner
 
 Report = Callable[[dict, int], None]
 Checkpoint = Callable[[dict, int], None]
 
 
 def member_generators(seed: int, members: int, stream: int = 0) -> list[torch.Generator]:
-    """One generator per member, seeded by (seed, member, stream) alone: member j of seed s is the
-    same realization whatever the ensemble size."""
+    """One generator per member, seeded by (seed, member, stream) alone: member j of seed s starts
+    from the same weights whatever the ensemble size. (Its data come from `MemberStreams`.)"""
     gens = []
     for j in range(members):
         state = np.random.SeedSequence([seed, j, stream]).generate_state(2, dtype=np.uint32)
@@ -59,54 +62,73 @@ class Trial:
         c, train = config, config["train"]
         self.device = torch.device(c["device"])
         members = c["ensemble"]
-        self.generators = member_generators(c["seed"], members)
+        self.streams = MemberStreams(c["seed"], members, stream=0, device=self.device)
         # Diagnostics draw from their own streams so that reporting never changes the training data.
-        self.diagnostic_generators = member_generators(c["seed"], members, stream=1)
+        self.diagnostic_streams = MemberStreams(c["seed"], members, stream=1, device=self.device)
         self.model = models.build(c, inputs=inputs, outputs=outputs)
-        self.params = models.init_params(self.model, self.generators, device=self.device)
+        self.params = models.init_params(self.model, member_generators(c["seed"], members), device=self.device)
         self.optimizer = MemberAdam(list(self.params.values()), lr=train["lr"])
         self.flosser = self.make_flosser()
 
         self.epoch = 0
         self.pre_flossed = False
-        self.accuracy = torch.full((train["epochs"], members), float("nan"))
-        self.loss = torch.full((train["epochs"], members), float("nan"))
+        # Per-epoch values stay on the device and are read back at reports (`read_back`), never per
+        # epoch; on the CPU the host copy is the device tensor itself.
+        self.loss_device = torch.full((train["epochs"], members), float("nan"), device=self.device)
+        self.accuracy_device = torch.full((train["epochs"], members), float("nan"), device=self.device)
+        on_cpu = self.device.type == "cpu"
+        self.loss = self.loss_device if on_cpu else torch.full((train["epochs"], members), float("nan"))
+        self.accuracy = self.accuracy_device if on_cpu else torch.full((train["epochs"], members), float("nan"))
         self.active = torch.ones(members, dtype=torch.bool, device=self.device)
         self.nonfinite = torch.zeros(members, dtype=torch.long, device=self.device)
         self.consecutive_nonfinite = torch.zeros(members, dtype=torch.long, device=self.device)
-        self.grad_norm = torch.full((members,), float("nan"))
-        self.floss_value = torch.full((members,), float("nan"))
+        self.grad_norm = torch.full((members,), float("nan"), device=self.device)
+        self.floss_value = torch.full((members,), float("nan"), device=self.device)
         self.stages: dict[str, Tensor] = {}  # per-member diagnostics at the start, after pre-flossing, at the end
+        self.epoch_step = epoch_runner(self)  # guarded_step, eager or replayed from a CUDA graph
 
     def make_flosser(self) -> Flosser:
-        return Flosser(self.config["floss"], self.model, self.params, self.generators)
+        return Flosser(self.config["floss"], self.model, self.params, self.streams)
 
     # -- one epoch -------------------------------------------------------------------------------
     def train_step(self) -> None:
+        """One epoch: the guarded step, its loss and accuracy kept on the device."""
+        loss, accuracy = self.epoch_step()
+        self.loss_device[self.epoch].copy_(loss)
+        if accuracy is not None:
+            self.accuracy_device[self.epoch].copy_(accuracy)
+
+    def guarded_step(self) -> tuple[Tensor, Tensor | None]:
         """One guarded step: a member whose loss or gradient is not finite is skipped (its Adam state
-        untouched), and after `train.max_nonfinite` consecutive skips it is diverged for good."""
+        untouched), and after `train.max_nonfinite` consecutive skips it is diverged for good.
+        Capturable: fixed shapes, no host sync, state changed in place; returns the detached
+        (loss, accuracy) (R,)."""
         train, floss = self.config["train"], self.config["floss"]
         loss, accuracy = self.batch_loss()
         total = loss
         if floss["strength"] > 0:
             floss_value = self.flosser.loss()
             total = loss + floss["strength"] * floss_value
-            self.floss_value = floss_value.detach().cpu()
+            self.floss_value.copy_(floss_value.detach())
 
         # allow_unused: a chaotic model's readout of h alone never touches the LSTM cell state's x0
         grads = torch.autograd.grad(total.sum(), list(self.params.values()), allow_unused=True, materialize_grads=True)
         ok = finite_members(total.detach(), grads) & self.active
         norms = member_norms(grads)
-        self.grad_norm = norms.norm(dim=0).detach().cpu()
+        self.grad_norm.copy_(norms.norm(dim=0).detach())
         self.optimizer.step(clip(grads, train["clip"], train["clip_mode"], norms), ok)
 
         skipped = self.active & ~ok
         self.nonfinite += skipped
-        self.consecutive_nonfinite = torch.where(ok, 0, self.consecutive_nonfinite + skipped)
+        self.consecutive_nonfinite.copy_(torch.where(ok, 0, self.consecutive_nonfinite + skipped))
         self.active &= self.consecutive_nonfinite < train["max_nonfinite"]
-        self.loss[self.epoch] = loss.detach().cpu()
-        if accuracy is not None:
-            self.accuracy[self.epoch] = accuracy.detach().cpu()
+        return loss.detach(), None if accuracy is None else accuracy.detach()
+
+    def read_back(self) -> None:
+        """Bring the per-epoch loss and accuracy kept on the device to their host copies."""
+        if self.loss is not self.loss_device:
+            self.loss[: self.epoch] = self.loss_device[: self.epoch].cpu()
+            self.accuracy[: self.epoch] = self.accuracy_device[: self.epoch].cpu()
 
     # -- the whole trial -------------------------------------------------------------------------
     def run(self, report: Report | None = None, checkpoint: Checkpoint | None = None) -> list[dict]:
@@ -115,14 +137,14 @@ class Trial:
         if not self.pre_flossed:
             self.mark_stage("initial")
             if self.flosser.before_training:
-                self.floss_value = self.flosser.run(self.config["floss"]["pre_steps"], self.active).cpu()
+                self.floss_value.copy_(self.flosser.run(self.config["floss"]["pre_steps"], self.active))
             self.pre_flossed = True
             self.mark_stage("pre")
             if report:
                 report(self.metrics(), 0)
         while self.epoch < train["epochs"]:
             if self.flosser.episode_due(self.epoch):
-                self.floss_value = self.flosser.run(self.config["floss"]["steps"], self.active).cpu()
+                self.floss_value.copy_(self.flosser.run(self.config["floss"]["steps"], self.active))
                 self.flosser.episodes_done += 1
             self.train_step()
             self.epoch += 1
@@ -131,6 +153,7 @@ class Trial:
                     report(self.metrics(), self.epoch)
                 if checkpoint:
                     checkpoint(self.state_dict(), self.epoch)
+        self.read_back()
         self.mark_stage("final")
         return self.records(time.perf_counter() - started)
 
@@ -142,14 +165,15 @@ class Trial:
     # -- results ---------------------------------------------------------------------------------
     def metrics(self) -> dict:
         """What every task reports, then the task's own (names.METRICS lists them all)."""
+        self.read_back()
         alive = self.active.cpu()
         last = self.epoch - 1
         loss = self.loss[last][alive] if last >= 0 else torch.tensor([])
         shared = {
             "losses/task": nanmean(loss),
-            "losses/floss": nanmean(self.floss_value[alive]),
+            "losses/floss": nanmean(self.floss_value.cpu()[alive]),
             "charts/success_rate": float(self.succeeding().float().mean()),
-            "charts/grad_norm": nanmean(self.grad_norm[alive]),
+            "charts/grad_norm": nanmean(self.grad_norm.cpu()[alive]),
             "charts/nonfinite_steps": int(self.nonfinite.sum()) + int(self.flosser.nonfinite.sum()),
             "charts/diverged": int((~alive).sum()),
         }
@@ -162,11 +186,13 @@ class Trial:
         columns = self.config_columns()
         key = config_key(c)
         success = self.succeeding()
+        active = self.active.cpu()
+        nonfinite = (self.nonfinite + self.flosser.nonfinite).cpu()
         rows = []
-        for j in range(len(self.generators)):
+        for j in range(len(self.streams)):
             final_loss = float(self.loss[window, j].mean())
             # a member whose loss ended non-finite diverged, even if its guard never tripped
-            ok = bool(self.active[j]) and np.isfinite(final_loss)
+            ok = bool(active[j]) and np.isfinite(final_loss)
             rows.append(
                 {
                     **columns,
@@ -176,8 +202,9 @@ class Trial:
                     "success": ok and bool(success[j]),
                     "final_loss": final_loss,
                     "status": "ok" if ok else "diverged",
-                    "nonfinite_steps": int(self.nonfinite[j]) + int(self.flosser.nonfinite[j]),
+                    "nonfinite_steps": int(nonfinite[j]),
                     "train_seconds": seconds,
+                    "records_version": RECORDS_VERSION,
                     **{name: float(values[j]) for name, values in self.stages.items()},
                     **self.outcome(j),
                 }
@@ -192,6 +219,7 @@ class Trial:
         """A snapshot (copies, not views of live tensors) from which `load_state_dict` continues: every
         attribute `run`, `metrics` and `records` read, so a resumed trial reports what an uninterrupted
         one would (docs/DESIGN.md, "Corridors")."""
+        self.read_back()
         return copy.deepcopy(
             {
                 "epoch": self.epoch,
@@ -199,8 +227,8 @@ class Trial:
                 "params": {name: t.detach() for name, t in self.params.items()},
                 "optimizer": self.optimizer.state_dict(),
                 "flosser": self.flosser.state_dict(),
-                "generators": [g.get_state() for g in self.generators],
-                "diagnostic_generators": [g.get_state() for g in self.diagnostic_generators],
+                "streams": self.streams.state_dict(),
+                "diagnostic_streams": self.diagnostic_streams.state_dict(),
                 "accuracy": self.accuracy,
                 "loss": self.loss,
                 "active": self.active,
@@ -213,21 +241,23 @@ class Trial:
         )
 
     def load_state_dict(self, state: dict) -> None:
+        if "streams" not in state:
+            raise ValueError(
+                f"checkpoint from before records version {RECORDS_VERSION} (CPU generators): its data streams "
+                "cannot continue on this version's; start the trial again"
+            )
         self.epoch, self.pre_flossed = state["epoch"], state["pre_flossed"]
         with torch.no_grad():
             for name, t in self.params.items():
                 t.copy_(state["params"][name])
         self.optimizer.load_state_dict(state["optimizer"])
         self.flosser.load_state_dict(state["flosser"])
-        for gen, saved in zip(
-            self.generators + self.diagnostic_generators, state["generators"] + state["diagnostic_generators"]
-        ):
-            gen.set_state(saved)
-        for name in ("accuracy", "loss", "active", "nonfinite", "consecutive_nonfinite"):
+        self.streams.load_state_dict(state["streams"])
+        self.diagnostic_streams.load_state_dict(state["diagnostic_streams"])
+        for name in ("accuracy", "loss", "active", "nonfinite", "consecutive_nonfinite", "grad_norm", "floss_value"):
             getattr(self, name).copy_(state[name])
-        for name in ("grad_norm", "floss_value"):  # absent from checkpoints of flosssweep before 0.2
-            if name in state:
-                getattr(self, name).copy_(state[name])
+        self.loss_device.copy_(self.loss)
+        self.accuracy_device.copy_(self.accuracy)
         self.stages = dict(state.get("stages", {}))
 
     # -- what a task provides ----------------------------------------------------------------------

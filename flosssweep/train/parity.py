@@ -34,8 +34,8 @@ class ParityTrial(Trial):
         self.workspace = models.Workspace()  # scratch memory of a fused forward, reused every epoch
 
     def batch_loss(self) -> tuple[Tensor, Tensor]:
-        inputs, targets = self.task.sample(self.generators, self.device)
         x0 = self.model.initial_state(self.params, self.config["train"]["batch"])
+        inputs, targets = (t.to(x0.dtype) for t in self.task.sample(self.streams))  # float64 trials in tests
         if self.model.logits is not None:
             logits = self.model.logits(self.params, x0, inputs, self.workspace)
         else:
@@ -49,14 +49,14 @@ class ParityTrial(Trial):
     def spectrum(self) -> Tensor:
         """Exponents (R, k) on a fresh input sequence from the diagnostic streams, no gradients."""
         with torch.no_grad():
-            return self.flosser.spectrum(generators=self.diagnostic_generators).cpu()
+            return self.flosser.spectrum(streams=self.diagnostic_streams).cpu()
 
     def succeeding(self) -> Tensor:
         """Bool (R,): mean accuracy over the last success_window epochs (fewer early on) passes."""
         train = self.config["train"]
         window = self.accuracy[max(0, self.epoch - train["success_window"]) : self.epoch]
         if len(window) == 0:
-            return torch.zeros(len(self.generators), dtype=torch.bool)
+            return torch.zeros(len(self.streams), dtype=torch.bool)
         return (window.mean(dim=0) >= train["success_threshold"]) & self.active.cpu()
 
     def task_metrics(self) -> dict:

@@ -87,3 +87,56 @@ def test_ratios_by_hand():
         "gru2": (4.0, 4.0, True),
         "lstm3": (4.0, 3.0, False),
     }
+
+
+def test_gpu_section_runs_on_the_cpu_at_quick_sizes(tmp_path, capsys):
+    # the prepared GPU run (--device cuda --section gpu) with the CPU as its device: every figure is
+    # measured (none is an error row) and the targets are computed from them
+    assert bench.main(["--device", "cpu", "--quick", "--section", "gpu", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "gpu.json").read_text())
+    assert results["section"] == "gpu" and results["device"] == "cpu" and not (tmp_path / "bench.json").exists()
+    assert {(r["arch"], r["ensemble"], r["mode"]) for r in results["epochs"]} == {
+        (arch, R, mode) for arch in ("rnn", "lstm", "gru") for R in (1, 4) for mode in ("eager", "graph")
+    }
+    assert all("error" not in r and r["rate"] > 0 for r in results["epochs"])
+    assert {(f["k"], f["ensemble"]) for f in results["floss"]} == {(k, R) for k in (2, 8) for R in (1, 2)}
+    assert all(f["wall_best"] > 0 for f in results["floss"])
+    packing = results["packing"]
+    assert (packing["trials"], packing["ensemble"]) == (4, 2) and packing["packed_rate"] > 0
+    assert [r["arch"] for r in results["torch"]] == ["rnn", "lstm", "gru"]
+    assert set(results["targets"]) == {
+        "rnn_epoch_R4_over_R1_eager",
+        "rnn_epoch_R4_over_R1_graph",
+        "rnn_best_over_nn_rnn",
+        "paper_delay_scan_minutes",
+    }
+    assert all(value > 0 for value in results["targets"].values())
+    # on a CPU the graphed structure runs eagerly; only its masked Adam step rounds differently (float32)
+    checks = results["checks"]
+    assert checks.pop("streams_equal_cpu") is True
+    assert set(checks) == {
+        f"{arch}_graph_max_{what}_difference" for arch in ("rnn", "lstm") for what in ("param", "loss")
+    }
+    assert all(0 <= value < 1e-6 for value in checks.values())
+    table = (tmp_path / "gpu.md").read_text()
+    for heading in ("## Epochs", "## One flossing step", "## Packing", "## torch.nn", "## Checks", "## Targets"):
+        assert heading in table
+    assert table.strip() in capsys.readouterr().out
+    assert torch.get_num_threads() == 1
+
+
+def test_paper_scan_projection_by_hand():
+    from flosssweep.bench import gpu
+
+    results = {
+        "sizes": {"floss_ensembles": [1, 16]},
+        "packing": {"packed_rate": 2880.0},
+        "floss": [
+            {"k": 16, "ensemble": 16, "wall_best": 0.01},
+            {"k": 75, "ensemble": 16, "wall_best": 0.02},
+            {"k": 75, "ensemble": 1, "wall_best": 99.0},  # another ensemble size: not the paper's
+        ],
+    }
+    # 60 x 16 x 3000 realization-epochs at 2880/s = 1000 s; 20 x 500 + 20 x 1500 flossing steps and
+    # 60 x 3000 / 50 spectrum estimates at 0.02 s = 872 s
+    assert gpu.projection(results) == pytest.approx((1000 + 872) / 60)

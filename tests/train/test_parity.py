@@ -43,7 +43,8 @@ def test_records_hold_the_log_condition_before_after_pre_flossing_and_at_the_end
     base = {
         "model.hidden": 12,
         "floss.k": 12,
-        "floss.pre_steps": 300,
+        # the default 500 steps: at 300 the drop is about 4x, so member 0 of seed 0 passed or failed with the stream
+        "floss.pre_steps": 500,
         "floss.horizon": 40,
         "floss.warmup": 10,
         "train.epochs": 2,
