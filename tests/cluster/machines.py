@@ -1,0 +1,135 @@
+"""Throwaway machines for the cluster tests: a process tree in new PID, mount, network and UTS
+namespaces (`unshare`), with its own home directory, and commands run in it as Ray's launcher runs
+them (`bash --login -c -i '<command>'`). Killing a machine's first process ends every process in it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+SKEL = Path("/etc/skel")  # what `useradd -m` gives a new user: ~/.profile sources ~/.bashrc
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid`, read from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def argv(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+    except OSError:
+        return []
+
+
+def refusal(*tools: str) -> str | None:
+    """Why this machine cannot make namespaced machines (the reason a test skips with), or None."""
+    missing = [tool for tool in ("unshare", "nsenter", "ip", *tools) if not shutil.which(tool)]
+    if missing:
+        return f"not installed: {', '.join(missing)}"
+    try:
+        probe = subprocess.run(
+            ["unshare", "--net", "--pid", "--fork", "--mount", "--uts", "--mount-proc", "true"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"unshare: {err}"
+    return None if probe.returncode == 0 else f"unshare --net --pid --mount --uts refused: {probe.stderr.strip()}"
+
+
+def fresh_home(home: Path) -> Path:
+    shutil.copytree(SKEL, home, symlinks=True)
+    return home
+
+
+class Machine:
+    """A process tree in its own namespaces. `setup` is shell run as the machine's first process
+    (mounts, hostname, network) before it sleeps; `net` is the network namespace to join
+    (`ip netns` name), or None for a new one with loopback only."""
+
+    def __init__(self, name: str, logs: Path, setup: str = "", net: str | None = None):
+        self.name, self.logs = name, logs
+        boot = f"set -e; ip link set lo up; hostname {name}; {setup}\necho ready; exec sleep infinity"
+        unshare = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "--mount", "--uts"]
+        unshare += ["--propagation", "private"]
+        command = (["ip", "netns", "exec", net] if net else ["unshare", "--net"]) + unshare + ["sh", "-c", boot]
+        self.log = logs / f"{name}.boot.log"
+        with open(self.log, "w") as out:
+            self.process = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        deadline = time.monotonic() + 30
+        while "ready" not in self.log.read_text():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"machine {name} did not start: {self.log.read_text()[-2000:]}")
+            time.sleep(0.05)
+        self.init = self.first_process()
+
+    def first_process(self) -> int:
+        """The machine's PID 1, as this namespace numbers it: the `sleep` below unshare."""
+        for pid in descendants(self.process.pid):
+            if argv(pid)[:1] == ["sleep"]:
+                return pid
+        raise AssertionError(f"machine {self.name}: no init process below {self.process.pid}")
+
+    def processes(self) -> list[int]:
+        return descendants(self.init)
+
+    def enter(self) -> list[str]:
+        return ["nsenter", "--target", str(self.init), "--net", "--mount", "--pid", "--uts", "--"]
+
+    def run(self, command: list[str], env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
+        """`command` in the machine. Its output goes through files, not pipes: a daemon it leaves
+        behind may hold a pipe open, and reading one would then never end."""
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            done = subprocess.run(
+                self.enter() + command, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL, timeout=timeout
+            )
+            out.seek(0)
+            err.seek(0)
+            text = (out.read().decode(errors="replace"), err.read().decode(errors="replace"))
+        return subprocess.CompletedProcess(done.args, done.returncode, *text)
+
+    def as_ray_runs(self, command: str, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
+        """One start or setup command, in the login shell Ray's launcher runs it in."""
+        return self.run(["bash", "--login", "-c", "-i", command], env, timeout)
+
+    def background(self, name: str, command: list[str], env: dict) -> subprocess.Popen:
+        with open(self.logs / f"{self.name}.{name}.log", "w") as out:
+            return subprocess.Popen(
+                self.enter() + command, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+
+    def stop(self) -> None:
+        """SIGKILL the machine's PID 1 (unshare --kill-child does the same when unshare dies): the
+        kernel then ends every process of its PID namespace."""
+        for pid in (self.init, self.process.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
