@@ -70,7 +70,9 @@ class Machine:
 
     def __init__(self, name: str, logs: Path, setup: str = "", net: str | None = None):
         self.name, self.logs = name, logs
-        boot = f"set -e; ip link set lo up; hostname {name}; {setup}\necho ready; exec sleep infinity"
+        # PID 1 stays a shell that waits: it reaps the orphans of daemons that exit, as an init does
+        boot = f"set -e; ip link set lo up; hostname {name}; {setup}\necho ready\n"
+        boot += "while :; do sleep 3600 & wait $!; done"
         unshare = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "--mount", "--uts"]
         unshare += ["--propagation", "private"]
         command = (["ip", "netns", "exec", net] if net else ["unshare", "--net"]) + unshare + ["sh", "-c", boot]
@@ -87,24 +89,26 @@ class Machine:
         self.init = self.first_process()
 
     def first_process(self) -> int:
-        """The machine's PID 1, as this namespace numbers it: the `sleep` below unshare."""
-        for pid in descendants(self.process.pid):
-            if argv(pid)[:1] == ["sleep"]:
-                return pid
-        raise AssertionError(f"machine {self.name}: no init process below {self.process.pid}")
+        """The machine's PID 1 (as the root namespace numbers it): unshare's child."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        if len(children) != 1:
+            raise AssertionError(f"machine {self.name}: unshare {self.process.pid} has children {children}")
+        return int(children[0])
 
     def processes(self) -> list[int]:
         return descendants(self.init)
 
-    def enter(self) -> list[str]:
-        return ["nsenter", "--target", str(self.init), "--net", "--mount", "--pid", "--uts", "--"]
+    def enter(self, cwd=None) -> list[str]:
+        """nsenter into the machine; in `cwd` (entering a mount namespace leaves the working directory)."""
+        where = [f"--wd={cwd}"] if cwd else []
+        return ["nsenter", "--target", str(self.init), "--net", "--mount", "--pid", "--uts", *where, "--"]
 
-    def run(self, command: list[str], env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
+    def run(self, command: list[str], env: dict, timeout: float = 300, cwd=None) -> subprocess.CompletedProcess:
         """`command` in the machine. Its output goes through files, not pipes: a daemon it leaves
         behind may hold a pipe open, and reading one would then never end."""
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             done = subprocess.run(
-                self.enter() + command, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL, timeout=timeout
+                self.enter(cwd) + command, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL, timeout=timeout
             )
             out.seek(0)
             err.seek(0)
@@ -133,3 +137,13 @@ class Machine:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             pass
+
+
+def report_table(text: str, sweep: str) -> str:
+    """The table `flosssweep report` printed for `sweep`, cut out of whatever surrounds it (a job's
+    output, `ray exec`'s own lines): its title line, a blank line, the aligned rows."""
+    lines = [line.rstrip() for line in text.splitlines()]
+    titles = [i for i, line in enumerate(lines) if line.startswith(f"sweep {sweep}: ") and " group(s), " in line]
+    start = titles[-1]
+    end = next((i for i in range(start + 2, len(lines)) if not lines[i]), len(lines))
+    return "\n".join(lines[start:end])
