@@ -66,7 +66,8 @@ def fresh_home(home: Path) -> Path:
 class Machine:
     """A process tree in its own namespaces. `setup` is shell run as the machine's first process
     (mounts, hostname, network) before it sleeps; `net` is the network namespace to join
-    (`ip netns` name), or None for a new one with loopback only."""
+    (`ip netns` name; joined with nsenter, which keeps this box's /sys and its cgroups, where `ip
+    netns exec` would mount a /sys without them), or None for a new one with loopback only."""
 
     def __init__(self, name: str, logs: Path, setup: str = "", net: str | None = None):
         self.name, self.logs = name, logs
@@ -75,7 +76,8 @@ class Machine:
         boot += "while :; do sleep 3600 & wait $!; done"
         unshare = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "--mount", "--uts"]
         unshare += ["--propagation", "private"]
-        command = (["ip", "netns", "exec", net] if net else ["unshare", "--net"]) + unshare + ["sh", "-c", boot]
+        network = ["nsenter", f"--net=/run/netns/{net}"] if net else ["unshare", "--net"]
+        command = network + unshare + ["sh", "-c", boot]
         self.log = logs / f"{name}.boot.log"
         with open(self.log, "w") as out:
             self.process = subprocess.Popen(
@@ -98,17 +100,17 @@ class Machine:
     def processes(self) -> list[int]:
         return descendants(self.init)
 
-    def enter(self, cwd=None) -> list[str]:
-        """nsenter into the machine; in `cwd` (entering a mount namespace leaves the working directory)."""
-        where = [f"--wd={cwd}"] if cwd else []
-        return ["nsenter", "--target", str(self.init), "--net", "--mount", "--pid", "--uts", *where, "--"]
+    def enter(self) -> list[str]:
+        return ["nsenter", "--target", str(self.init), "--net", "--mount", "--pid", "--uts", "--"]
 
     def run(self, command: list[str], env: dict, timeout: float = 300, cwd=None) -> subprocess.CompletedProcess:
         """`command` in the machine. Its output goes through files, not pipes: a daemon it leaves
-        behind may hold a pipe open, and reading one would then never end."""
+        behind may hold a pipe open, and reading one would then never end. `cwd` is a path as the
+        machine sees it (nsenter's own --wd looks it up before entering the mount namespace)."""
+        command = (["sh", "-c", 'cd "$0" && exec "$@"', str(cwd)] if cwd else []) + command
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             done = subprocess.run(
-                self.enter(cwd) + command, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL, timeout=timeout
+                self.enter() + command, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL, timeout=timeout
             )
             out.seek(0)
             err.seek(0)
@@ -147,3 +149,53 @@ def report_table(text: str, sweep: str) -> str:
     start = titles[-1]
     end = next((i for i in range(start + 2, len(lines)) if not lines[i]), len(lines))
     return "\n".join(lines[start:end])
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True, timeout=30)
+
+
+class Network:
+    """A private subnet: a bridge in a network namespace of its own (`ip netns`, named `tag`-lan),
+    with `address` on it, and one network namespace per machine joined to it by a veth pair. The
+    pairs are made inside the bridge's namespace, so nothing appears in the root namespace."""
+
+    def __init__(self, tag: str, address: str):
+        self.tag, self.lan, self.names = tag, f"{tag}-lan", []
+        ip("netns", "add", self.lan)
+        self.names.append(self.lan)
+        for step in (["link", "set", "lo", "up"], ["link", "add", "br0", "type", "bridge"]):
+            ip("-n", self.lan, *step)
+        ip("-n", self.lan, "addr", "add", f"{address}/24", "dev", "br0")
+        ip("-n", self.lan, "link", "set", "br0", "up")
+
+    def join(self, name: str, address: str) -> str:
+        """A network namespace for machine `name`, its eth0 at `address` on the bridge; its name."""
+        ns, port = f"{self.tag}-{name}", f"v{len(self.names)}"
+        ip("netns", "add", ns)
+        self.names.append(ns)
+        ip("-n", self.lan, "link", "add", port, "type", "veth", "peer", "name", "eth0")
+        ip("-n", self.lan, "link", "set", "eth0", "netns", ns)
+        ip("-n", self.lan, "link", "set", port, "master", "br0", "up")
+        ip("-n", ns, "addr", "add", f"{address}/24", "dev", "eth0")
+        ip("-n", ns, "link", "set", "eth0", "up")
+        return ns
+
+    def delete(self) -> None:
+        """Kill what still runs in the bridge's namespace (the machines' own end with them), then
+        delete every namespace made here."""
+        pids = subprocess.run(["ip", "netns", "pids", self.lan], capture_output=True, text=True, timeout=30)
+        for pid in pids.stdout.split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for ns in reversed(self.names):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+
+
+def netns_refusal(tag: str) -> str | None:
+    """Why `ip netns add` is refused here, or None."""
+    probe = subprocess.run(["ip", "netns", "add", f"{tag}-probe"], capture_output=True, text=True)
+    subprocess.run(["ip", "netns", "del", f"{tag}-probe"], capture_output=True)
+    return None if probe.returncode == 0 else f"ip netns add refused: {probe.stderr.strip()}"

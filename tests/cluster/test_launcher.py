@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ROOT
-from machines import Machine, argv, fresh_home, refusal, report_table
+from machines import Machine, Network, argv, fresh_home, netns_refusal, refusal, report_table
 from wheelhouse import build, default_dir
 
 pytestmark = pytest.mark.slow
@@ -100,9 +99,7 @@ class Lab:
         self.logs.mkdir()
         self.shared = root / "nfs"
         self.shared.mkdir()
-        tag = f"fs{os.getpid()}"
-        self.lan = f"{tag}-lan"
-        self.netns: list[str] = []
+        self.network: Network | None = None
         self.machines: dict[str, Machine] = {}
         self.key = root / "id_ed25519"
         self.laptop_home = fresh_home(root / "laptop")
@@ -116,32 +113,17 @@ class Lab:
         }
         self.cluster_name = f"fs-launcher-{os.getpid()}"
 
-    def ip(self, *args: str) -> None:
-        subprocess.run(["ip", *args], check=True, capture_output=True, text=True, timeout=30)
+    @property
+    def lan(self) -> str:
+        return self.network.lan
 
     def build(self) -> None:
         t0 = time.monotonic()
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)], check=True, capture_output=True
-        )
-        self.ip("netns", "add", self.lan)
-        self.netns.append(self.lan)
-        lan = ["-n", self.lan]
-        self.ip(*lan, "link", "set", "lo", "up")
-        self.ip(*lan, "link", "add", "br0", "type", "bridge")
-        self.ip(*lan, "addr", "add", f"{LAPTOP_IP}/24", "dev", "br0")
-        self.ip(*lan, "link", "set", "br0", "up")
-        for index, (name, address) in enumerate(zip(["head", "worker1", "worker2"], [HEAD_IP, *WORKER_IPS])):
-            ns = f"{self.lan[:-4]}-{name}"
-            self.ip("netns", "add", ns)
-            self.netns.append(ns)
-            # the veth pair is made in the laptop's namespace, one end moved: nothing in the root namespace
-            self.ip(*lan, "link", "add", f"v{index}", "type", "veth", "peer", "name", "eth0")
-            self.ip(*lan, "link", "set", "eth0", "netns", ns)
-            self.ip(*lan, "link", "set", f"v{index}", "master", "br0", "up")
-            self.ip("-n", ns, "addr", "add", f"{address}/24", "dev", "eth0")
-            self.ip("-n", ns, "link", "set", "eth0", "up")
-            self.machines[name] = self.machine(name, ns, address)
+        keygen = ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)]
+        subprocess.run(keygen, check=True, capture_output=True)
+        self.network = Network(f"fs{os.getpid()}", LAPTOP_IP)
+        for name, address in zip(["head", "worker1", "worker2"], [HEAD_IP, *WORKER_IPS]):
+            self.machines[name] = self.machine(name, self.network.join(name, address), address)
         self.timings["machines up"] = time.monotonic() - t0
 
     def machine(self, name: str, ns: str, address: str) -> Machine:
@@ -205,14 +187,8 @@ if [ -d /etc/xdg/pip ]; then mount -t tmpfs tmpfs /etc/xdg/pip; fi
     def stop(self) -> None:
         for machine in self.machines.values():
             machine.stop()
-        # the laptop's leftovers: SSH connections Ray keeps open for a while, a tunnel, a server
-        if self.lan in self.netns:
-            pids = subprocess.run(["ip", "netns", "pids", self.lan], capture_output=True, text=True, timeout=30)
-            for pid in pids.stdout.split():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(pid), signal.SIGKILL)
-        for ns in reversed(self.netns):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+        if self.network:  # with the laptop's leftovers: SSH connections Ray keeps open a while, a tunnel
+            self.network.delete()
         for suffix in ("state", "lock"):  # the local provider's record of the cluster, on the laptop
             Path(f"/tmp/cluster-{self.cluster_name}.{suffix}").unlink(missing_ok=True)
         for cached in Path("/tmp").glob("ray-config-*"):  # `ray exec`'s cache of this cluster's config
@@ -221,25 +197,15 @@ if [ -d /etc/xdg/pip ]; then mount -t tmpfs tmpfs /etc/xdg/pip; fi
                     cached.unlink()
 
 
-@pytest.fixture(scope="module")
-def wheels():
-    directory = default_dir()
-    why = build(directory)
-    if why:
-        pytest.skip(f"no wheel folder for the machines at {directory}: {why}")
-    return directory
-
-
 @pytest.fixture
-def lab(tmp_path, wheels, request):
-    why = refusal("ssh", "ssh-keygen", "rsync", "/usr/sbin/sshd")
+def lab(tmp_path, request):
+    why = refusal("ssh", "ssh-keygen", "rsync", "/usr/sbin/sshd") or netns_refusal(f"fs{os.getpid()}")
     if why:
         pytest.skip(why)
-    with contextlib.suppress(FileNotFoundError):
-        probe = subprocess.run(["ip", "netns", "add", f"fs{os.getpid()}-probe"], capture_output=True, text=True)
-        subprocess.run(["ip", "netns", "del", f"fs{os.getpid()}-probe"], capture_output=True)
-        if probe.returncode != 0:
-            pytest.skip(f"ip netns add refused: {probe.stderr.strip()}")
+    wheels = default_dir()  # after the checks above: no download where the test cannot run anyway
+    why = build(wheels)
+    if why:
+        pytest.skip(f"no wheel folder for the machines at {wheels}: {why}")
     timings: dict[str, float] = {}
     made = Lab(tmp_path, wheels, timings)
     capture = request.config.pluginmanager.getplugin("capturemanager")

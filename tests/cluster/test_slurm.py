@@ -1,12 +1,12 @@
-"""cluster/slurm/flosssweep.sbatch under a real SLURM: Debian's slurmctld and slurmd with munge, on one
-node, submitted to with `sbatch`.
+"""cluster/slurm/flosssweep.sbatch under a real SLURM: Debian's slurmctld, two slurmd and munge, submitted
+to with `sbatch --nodes=2`.
 
-The node is a process tree in its own network, PID, mount and UTS namespaces (hostname node1, an
-address 10.19.0.1 on a link that exists only there, its own /tmp and /dev/shm), so slurmctld,
-slurmd, munged, Ray and MLflow listen nowhere else, and killing the node's PID 1 ends all of them
-whatever happened. One node only: Debian's slurmd serves one node per host, and a second node would
-need a second set of namespaced machines joined by a bridge, as the launcher test builds; the
-script's several-node path (`--nodes`) is Ray's own `symmetric-run` and is not exercised here.
+Each node is a process tree in its own network, PID, mount and UTS namespaces (hostnames node1 and
+node2, with their own /tmp, /run and /dev/shm), the two joined by a bridge on 10.19.0.0/24, which
+exists only inside namespaces made here; slurmctld and the login side (sbatch, sinfo) run on node1.
+The test's folder, bind-mounted at /mnt/slurm on both, is the cluster's shared file system. So
+slurmctld, slurmd, munged, Ray and MLflow listen nowhere else, and killing each node's PID 1 ends all
+of them whatever happened.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ROOT
-from machines import Machine, refusal, report_table
+from machines import Machine, Network, netns_refusal, refusal, report_table
 
 from flosssweep import names
 
@@ -40,23 +40,23 @@ TINY = {
     },
     "space": {"task.delay": {"grid": DELAYS}, "floss.mode": {"grid": MODES}},
 }
-NODE_IP = "10.19.0.1"
+NODES = {"node1": "10.19.0.11", "node2": "10.19.0.12"}
 MOUNT = "/mnt/slurm"  # the test's folder, as the node sees it (its /tmp is its own)
 SLURM_CONF = f"""ClusterName=flosssweep-test
-SlurmctldHost=node1({NODE_IP})
+SlurmctldHost=node1({NODES["node1"]})
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
-AuthInfo=socket={MOUNT}/munge.socket
+AuthInfo=socket=/run/munge/munge.socket.2
 CredType=cred/munge
 SlurmctldPort=6817
 SlurmdPort=6818
 StateSaveLocation={MOUNT}/state
-SlurmdSpoolDir={MOUNT}/spool
+SlurmdSpoolDir={MOUNT}/spool-%n
 SlurmctldPidFile={MOUNT}/slurmctld.pid
-SlurmdPidFile={MOUNT}/slurmd.pid
+SlurmdPidFile={MOUNT}/slurmd-%n.pid
 SlurmctldLogFile={MOUNT}/slurmctld.log
-SlurmdLogFile={MOUNT}/slurmd.log
+SlurmdLogFile={MOUNT}/slurmd-%n.log
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
@@ -67,68 +67,76 @@ MpiDefault=none
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 SlurmdParameters=config_overrides
-NodeName=node1 NodeAddr={NODE_IP} CPUs=2 RealMemory=2000 State=UNKNOWN
-PartitionName=debug Nodes=node1 Default=YES MaxTime=INFINITE State=UP
+NodeName=node1 NodeAddr={NODES["node1"]} CPUs=1 RealMemory=2000 State=UNKNOWN
+NodeName=node2 NodeAddr={NODES["node2"]} CPUs=1 RealMemory=2000 State=UNKNOWN
+PartitionName=debug Nodes=node1,node2 Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+def boot(name: str, root: Path) -> str:
+    """Shell that makes `name` a SLURM node: the shared folder, private /tmp, /run and /dev/shm,
+    munged with the cluster's key, slurmd (and slurmctld on node1)."""
+    conf = f"{MOUNT}/slurm.conf"
+    return f"""
+mount -t tmpfs tmpfs /mnt
+mkdir {MOUNT}
+mount --bind {root} {MOUNT}
+mount --bind {MOUNT}/hosts /etc/hosts
+for d in /tmp /run /dev/shm; do mount -t tmpfs tmpfs $d; done
+mkdir -m 755 /run/munge
+munged --force --key-file={MOUNT}/munge.key --log-file=/run/munge/munged.log --seed-file=/run/munge/seed
+{"slurmctld -f " + conf if name == "node1" else ""}
+slurmd -f {conf} -N {name}
 """
 
 
 @pytest.fixture
-def node(tmp_path, request):
-    why = refusal("munged", "slurmctld", "slurmd", "sbatch", "sinfo")
+def cluster(tmp_path, request):
+    why = refusal("munged", "slurmctld", "slurmd", "sbatch", "sinfo") or netns_refusal(f"fs{os.getpid()}")
     if why:
         pytest.skip(why)
-    for name in ("state", "spool", "home", "shared"):
+    for name in ("state", "home", "shared", "logs", "spool-node1", "spool-node2"):
         (tmp_path / name).mkdir()
     (tmp_path / "slurm.conf").write_text(SLURM_CONF)
     key = tmp_path / "munge.key"
     key.write_bytes(os.urandom(1024))
     key.chmod(0o400)
-    (tmp_path / "hosts").write_text(f"127.0.0.1 localhost\n{NODE_IP} node1\n")
-    conf = f"{MOUNT}/slurm.conf"
-    setup = f"""
-ip link add eth0 type veth peer name eth1
-ip addr add {NODE_IP}/24 dev eth0
-ip link set eth1 up
-ip link set eth0 up
-mount -t tmpfs tmpfs /mnt
-mkdir {MOUNT}
-mount --bind {tmp_path} {MOUNT}
-mount --bind {MOUNT}/hosts /etc/hosts
-mount -t tmpfs tmpfs /tmp
-mount -t tmpfs tmpfs /dev/shm
-munged --force --socket={MOUNT}/munge.socket --key-file={MOUNT}/munge.key --log-file={MOUNT}/munged.log \
-    --pid-file={MOUNT}/munged.pid --seed-file={MOUNT}/munged.seed
-slurmctld -f {conf}
-slurmd -f {conf} -N node1
-"""
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    machine = Machine("node1", logs, setup=setup)
-    request.addfinalizer(machine.stop)
+    (tmp_path / "hosts").write_text("127.0.0.1 localhost\n" + "".join(f"{a} {n}\n" for n, a in NODES.items()))
+    network = Network(f"fs{os.getpid()}", "10.19.0.1")
+    request.addfinalizer(network.delete)
+    machines = {}
+    for name, address in NODES.items():
+        machines[name] = Machine(name, tmp_path / "logs", setup=boot(name, tmp_path), net=network.join(name, address))
+        request.addfinalizer(machines[name].stop)
     env = {
         "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
         "HOME": f"{MOUNT}/home",
         "LANG": "C.UTF-8",
-        "SLURM_CONF": conf,
+        "SLURM_CONF": f"{MOUNT}/slurm.conf",
         "FLOSSSWEEP_SHARED": f"{MOUNT}/shared",
         "RAY_USAGE_STATS_ENABLED": "0",
     }
-    deadline = time.monotonic() + 60
+    login = machines["node1"]
+    deadline = time.monotonic() + 90
     while True:
-        state = machine.run(["sinfo", "--noheader", "--format=%T"], env, timeout=30).stdout.strip()
-        if state == "idle":
+        states = login.run(["sinfo", "--noheader", "--Node", "--format=%T"], env, timeout=30).stdout.split()
+        if states == ["idle", "idle"]:
             break
-        assert time.monotonic() < deadline, f"node not idle: {state!r}; {(tmp_path / 'slurmd.log').read_text()[-2000:]}"
+        logs = "".join(
+            (tmp_path / f"slurmd-{n}.log").read_text()[-1000:] for n in NODES if (tmp_path / f"slurmd-{n}.log").exists()
+        )
+        assert time.monotonic() < deadline, f"nodes not idle: {states}; {logs}"
         time.sleep(1)
-    return machine, env, tmp_path
+    return login, env, tmp_path
 
 
-def test_sbatch_runs_a_sweep_recorded_in_mlflow_with_its_report(node):
-    machine, env, root = node
+def test_sbatch_runs_a_sweep_on_two_nodes_recorded_in_mlflow_with_its_report(cluster):
+    machine, env, root = cluster
     (root / "shared" / f"{SWEEP}.yaml").write_text(yaml.safe_dump(TINY))
     t0 = time.monotonic()
     done = machine.run(
-        ["sbatch", "--wait", "--output", f"{MOUNT}/job-%j.out", "cluster/slurm/flosssweep.sbatch"]
+        ["sbatch", "--wait", "--nodes=2", "--cpus-per-task=1", "--output", f"{MOUNT}/job-%j.out"]
+        + ["cluster/slurm/flosssweep.sbatch"]
         + [f"{MOUNT}/shared/{SWEEP}.yaml"],
         env,
         timeout=1200,
@@ -140,6 +148,8 @@ def test_sbatch_runs_a_sweep_recorded_in_mlflow_with_its_report(node):
     print(f"\nsbatch --wait of a {len(DELAYS) * len(MODES)}-trial sweep: {took:.1f} s")
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n{said[-5000:]}"
     job = out.name[len("job-") : -len(".out")]
+    # Ray by `ray symmetric-run`: node1 the head (it runs the driver), node2 joined it
+    assert "On head node" in said and f"On worker node. Connecting to Ray cluster at {NODES['node1']}:" in said
 
     # MLflow recorded every trial once, in the database on the shared file system
     from mlflow import MlflowClient
