@@ -25,11 +25,13 @@ usage() {
     exit 2
 }
 
-started_at() { # the process's start time in clock ticks since boot (field 22 of /proc/PID/stat)
+started_at() { # the process's start time in clock ticks since boot (field 22 of /proc/PID/stat);
+    # nothing for a process that has exited and waits to be reaped (state Z)
     local stat
     stat=$(cat "/proc/$1/stat" 2> /dev/null) || return 1
     stat=${stat##*) }
     set -- $stat
+    [[ $1 != Z ]] || return 1
     echo "${20}"
 }
 

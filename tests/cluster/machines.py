@@ -6,6 +6,7 @@ them (`bash --login -c -i '<command>'`). Killing a machine's first process ends 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -143,12 +144,14 @@ class Machine:
 
 def report_table(text: str, sweep: str) -> str:
     """The table `flosssweep report` printed for `sweep`, cut out of whatever surrounds it (a job's
-    output, `ray exec`'s own lines): its title line, a blank line, the aligned rows."""
+    output, say): its title line ("sweep NAME: N group(s), ..."), a blank line, the header, the
+    rule, and one row per group."""
     lines = [line.rstrip() for line in text.splitlines()]
-    titles = [i for i, line in enumerate(lines) if line.startswith(f"sweep {sweep}: ") and " group(s), " in line]
+    titles = [i for i, line in enumerate(lines) if re.match(rf"sweep {re.escape(sweep)}: \d+ group\(s\), ", line)]
+    assert titles, f"no report of sweep {sweep} in:\n{text[-3000:]}"
     start = titles[-1]
-    end = next((i for i in range(start + 2, len(lines)) if not lines[i]), len(lines))
-    return "\n".join(lines[start:end])
+    groups = int(re.match(r"sweep .*?: (\d+) group", lines[start]).group(1))
+    return "\n".join(lines[start : start + 4 + groups])
 
 
 def ip(*args: str) -> None:

@@ -86,9 +86,10 @@ def environment(home: Path) -> dict[str, str]:
 
 
 def provision(head: Machine, name: str, home: Path, env: dict) -> None:
-    """What the launcher's file mounts and pip lines leave on a head: the checkout at ~/flosssweep,
-    this interpreter's environment (with Ray, MLflow, the project) as ~/venv (local.yaml) or on the
-    PATH (the image of config.yaml), the cluster config at ~/ray_bootstrap_config.yaml."""
+    """What the launcher's file mounts, pip lines and setup commands leave on a head: the checkout
+    at ~/flosssweep, this interpreter's environment (with Ray, MLflow, the project) as ~/venv
+    (local.yaml) or on the PATH (the image of config.yaml), the cluster config at
+    ~/ray_bootstrap_config.yaml, the environment the setup commands write to ~/.bashrc."""
     fresh_home(home)
     (home / "flosssweep").symlink_to(ROOT)
     venv = Path(sys.prefix)
@@ -104,6 +105,10 @@ def provision(head: Machine, name: str, home: Path, env: dict) -> None:
         )
         done = head.run([sys.executable, "-c", make], env, timeout=60)
         assert done.returncode == 0 and moto.poll() is None, done.stderr
+    config = launcher(name)
+    (home / "ray_bootstrap_config.yaml").write_text(yaml.safe_dump(copy.deepcopy(config)))
+    setup = [line for key in ("setup_commands", "head_setup_commands") for line in config[key] if not installs(line)]
+    run_all(head, setup, env, "setup")
 
 
 @pytest.mark.parametrize("name", ["local.yaml", "config.yaml"])
@@ -111,11 +116,8 @@ def test_head_start_commands_start_each_service_once_and_mlflow_answers(head, tm
     config = launcher(name)
     home = tmp_path / "home"
     env = environment(home)
-    provision(head, name, home, env)
-    (home / "ray_bootstrap_config.yaml").write_text(yaml.safe_dump(copy.deepcopy(config)))
     t0 = time.monotonic()
-    setup = [line for key in ("setup_commands", "head_setup_commands") for line in config[key] if not installs(line)]
-    run_all(head, setup, env, "setup")
+    provision(head, name, home, env)
     start = config["head_start_ray_commands"]
     run_all(head, start, env, "first ray up")
     first = time.monotonic() - t0
