@@ -12,7 +12,7 @@
 # `bash --login -c -i '<command>'`, and that shell's own command line matches the pattern, so the
 # service never started.
 # With --port, `start` waits up to FLOSSSWEEP_SERVICE_WAIT seconds (default 120) for 127.0.0.1:PORT
-# to accept connections, and exits 1 with the end of the log if it does not, or if the service dies
+# to answer HTTP, and exits 1 with the end of the log if it does not, or if the service dies
 # first, or if another program already holds the port: `ray up` stops there instead of reporting
 # success with no MLflow behind it.
 set -euo pipefail
@@ -42,7 +42,14 @@ running() { # the PID recorded for NAME, if that very process still runs
     [[ $(started_at "$pid" || true) == "$since" ]] && echo "$pid"
 }
 
-answering() { (: <> "/dev/tcp/127.0.0.1/$1") 2> /dev/null; }
+answering() { # an HTTP reply on 127.0.0.1:PORT: a bound port alone is not yet a server that serves
+    local status=""
+    { exec 3<> "/dev/tcp/127.0.0.1/$1"; } 2> /dev/null || return 1
+    printf 'GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3 2> /dev/null || true
+    read -r -t 10 status <&3 || true
+    exec 3>&-
+    [[ $status == HTTP/* ]]
+}
 
 failed() {
     echo "service.sh: $1; the end of $log:" >&2

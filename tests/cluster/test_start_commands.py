@@ -171,7 +171,7 @@ def test_a_server_that_dies_fails_ray_up_with_its_log(head, tmp_path):
 
 
 def answers(head: Machine, env: dict) -> bool:
-    probe = "import urllib.request as u; assert u.urlopen('http://127.0.0.1:5000/health', timeout=5).status == 200"
+    probe = "import urllib.request as u; assert u.urlopen('http://127.0.0.1:5000/health', timeout=30).status == 200"
     return head.run([sys.executable, "-c", probe], env, timeout=30).returncode == 0
 
 
