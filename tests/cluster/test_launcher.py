@@ -184,6 +184,13 @@ if [ -d /etc/xdg/pip ]; then mount -t tmpfs tmpfs /etc/xdg/pip; fi
                 found.append(words[0])
         return found
 
+    def ray_processes_after(self, name: str, seconds: float) -> list[str]:
+        """The machine's Ray processes once they are gone, or those left after `seconds`."""
+        deadline = time.monotonic() + seconds
+        while (found := self.ray_processes(name)) and time.monotonic() < deadline:
+            time.sleep(1)
+        return found
+
     def stop(self) -> None:
         for machine in self.machines.values():
             machine.stop()
@@ -274,12 +281,14 @@ def test_ray_up_submit_down_on_three_namespaced_machines(lab):
     t0 = time.monotonic()
     lab.ray("down", "-y", str(config), timeout=600)
     timings["ray down"] = time.monotonic() - t0
-    assert lab.ray_processes("head") == [], "ray down left Ray running on the head"
+    # `ray stop` returns after its grace period with a process still tearing down (a loaded CI machine
+    # showed gcs_server "terminating" at that moment): what counts is that it goes, not that it is gone
+    assert lab.ray_processes_after("head", 60) == [], "ray down left Ray running on the head"
     left = {name: lab.ray_processes(name) for name in ("worker1", "worker2")}
     # what docs/CLUSTER.md says `ray down` leaves, and its line that stops it
     for address in WORKER_IPS:
         lab.ssh(address, "~/venv/bin/ray stop")
-    assert all(lab.ray_processes(name) == [] for name in ("worker1", "worker2")), "ray stop left Ray on a worker"
+    assert all(lab.ray_processes_after(name, 60) == [] for name in ("worker1", "worker2")), "ray stop left Ray"
     assert not [p for p in lab.machines["head"].processes() if "mlflow" in " ".join(argv(p))]
     print(f"\nleft running on the workers by ray down: {left}")
 
