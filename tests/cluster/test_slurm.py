@@ -75,15 +75,20 @@ PartitionName=debug Nodes=node1,node2 Default=YES MaxTime=INFINITE State=UP
 
 def boot(name: str, root: Path) -> str:
     """Shell that makes `name` a SLURM node: the shared folder, private /tmp, /run and /dev/shm,
-    munged with the cluster's key, slurmd (and slurmctld on node1)."""
+    munged with the cluster's key, slurmd (and slurmctld on node1). The checkout and its Python stay
+    where they are, also when they live under /tmp (a CI clone may): kept aside before /tmp is
+    replaced, and bound back at the same path."""
     conf = f"{MOUNT}/slurm.conf"
+    keep = [ROOT, Path(sys.prefix)]
+    aside = "".join(f"mkdir -p /mnt/keep{i}; mount --bind {p} /mnt/keep{i}\n" for i, p in enumerate(keep))
+    back = "".join(f"mkdir -p {p}; mount --bind /mnt/keep{i} {p}\n" for i, p in enumerate(keep))
     return f"""
 mount -t tmpfs tmpfs /mnt
 mkdir {MOUNT}
 mount --bind {root} {MOUNT}
 mount --bind {MOUNT}/hosts /etc/hosts
-for d in /tmp /run /dev/shm; do mount -t tmpfs tmpfs $d; done
-mkdir -m 755 /run/munge
+{aside}for d in /tmp /run /dev/shm; do mount -t tmpfs tmpfs $d; done
+{back}mkdir -m 755 /run/munge
 munged --force --key-file={MOUNT}/munge.key --log-file=/run/munge/munged.log --seed-file=/run/munge/seed
 {"slurmctld -f " + conf if name == "node1" else ""}
 slurmd -f {conf} -N {name}
