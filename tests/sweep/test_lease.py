@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import sweep_environment
+from conftest import fresh_store, sweep_environment
 from test_driver import TINY_BASE, runs_of, sweep_command, write_sweep
 
 from flosssweep import run
@@ -23,7 +23,7 @@ from flosssweep.tracking.store import TrackingStore
 
 
 @pytest.fixture
-def launch(tmp_path, monkeypatch):
+def launch(tmp_path, monkeypatch, migrated_store):
     """A launch as a driver leaves it while it runs: parent run RUNNING, the launch file in the
     experiment folder. Returns (sweep path, storage, experiment folder, tracking URI)."""
     monkeypatch.chdir(tmp_path)
@@ -31,7 +31,7 @@ def launch(tmp_path, monkeypatch):
     sweep = spec.load(path)
     storage = tmp_path / "ray"
     experiment_dir = f"{storage}/{sweep.name}"
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = fresh_store(migrated_store, tmp_path / "mlflow.db")
     tracking = TrackingStore(uri)
     tracking.check()
     experiment_id, parent = tracking.start_parent(sweep, experiment_dir)

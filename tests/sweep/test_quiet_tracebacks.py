@@ -25,6 +25,7 @@ logging.getLogger("sqlalchemy.engine").error(
 """
 
 
+@pytest.mark.slow  # two fresh interpreters that import Ray and MLflow
 @pytest.mark.parametrize("mode", ["quiet", "verbose"])
 def test_library_tracebacks_are_one_line_unless_verbose(mode):
     done = subprocess.run([sys.executable, "-c", SCRIPT, mode], capture_output=True, text=True, timeout=120)
