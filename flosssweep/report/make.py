@@ -199,17 +199,17 @@ def _description(aggregated: Aggregate) -> str:
     the answer (T50 per group) on the first line, then the table in a code block (MLflow's renderer
     draws markdown tables without cell borders or padding, so their header cells run together)."""
     settings = aggregated.settings
+    sweeps = split_by_sweep(aggregated.horizon.to_pylist(), settings)
     answers = []
-    for sweep, rows in split_by_sweep(aggregated.horizon.to_pylist(), settings).items():
+    for sweep, rows in sweeps.items():
         for r in rows:
             name = ", ".join(cell_text(r[c]) for c in settings.by) or "all"
-            value = t50_text(r, settings.n_draws > 0)
-            prefix = f"{sweep} " if sweep is not None and "sweep" in settings.keys else ""
-            answers.append(f"**{prefix}{name}** {value}")
-    interval = ", 95% interval" if settings.n_draws else ""
+            prefix = f"{sweep} " if len(sweeps) > 1 else ""
+            answers.append(f"**{prefix}{name}** {t50_text(r, settings.n_draws > 0)}")
+    interval = " (95% interval)" if settings.n_draws else ""
     head = (
-        f"**T50** ({style.label(settings.x)} at which the success rate falls below {settings.threshold:g}"
-        f"{interval}): " + " · ".join(answers)
+        f"**T50**, the {style.label(settings.x)} where the success rate falls below {settings.threshold:g}"
+        f"{interval}: " + " · ".join(answers)
     )
     return (
         f"{head}\n\n```\n{format_report(aggregated, 'table')}\n```\n\n"
