@@ -429,6 +429,10 @@ def horizon_caption(aggregated: Aggregate, *, axis: str | None = None, note: str
     )
     if rest:
         text += f", one series per {', '.join(style.label(c) for c in rest)}"
+    facets = {f for f in series_looks(aggregated)[0].values() if f is not None and f != axis}
+    for facet in facets:  # its levels share a look (as in the curve figure's panels): say their order
+        levels = ", ".join(cell_text(v) for v in _sorted_levels(facet, horizon[facet].to_pylist()))
+        text += f"; series of one look are {style.label(facet)} {levels}, left to right"
     rows = [r for r in horizon.to_pylist() if r["t50_relation"] != "n/a" and r["t50"] is not None]
     text += ". Bars: 95% posterior intervals; dashed lines: the smallest and largest value tested."
     if any(r["t50_relation"] != "=" for r in rows):
