@@ -36,9 +36,9 @@ def plot_success_map(cells: pa.Table, x: str, y: str, stem: Path, formats: Seque
         fig, ax = plt.subplots(figsize=(style.WIDTHS["single"], 2.6), layout="constrained")
         dots = ax.scatter(xs, ys, c=k / n, cmap="viridis", vmin=0.0, vmax=1.0, s=36, edgecolors="0.2", linewidths=0.5)
         if style.log_scale(xs):
-            ax.set_xscale("log")
+            style.set_log(ax, "x")
         if style.log_scale(ys):
-            ax.set_yscale("log")
+            style.set_log(ax, "y")
         ax.set_xlabel(style.label(x, True))
         ax.set_ylabel(style.label(y, True))
         fig.colorbar(dots, ax=ax, label="success rate")

@@ -148,9 +148,9 @@ def plot_outcome(
         medians = summary["median"].to_numpy()
         medians = medians[np.isfinite(medians) & (medians > 0)]
         if chance is None and medians.size and medians.max() / medians.min() > 10:
-            ax.set_yscale("log")
+            style.set_log(ax, "y")
         if not categorical and style.log_scale(levels):
-            ax.set_xscale("log")
+            style.set_log(ax)
         # An infinite upper quartile (over a quarter never got below the threshold, or never
         # succeeded) leaves the band open to the top of the axes rather than closing it at some value.
         for xs, lo, hi, _ in bands:

@@ -114,6 +114,17 @@ def log_scale(values) -> bool:
     return values.size > 1 and values.min() > 0 and values.max() / values.min() >= LOG_RATIO
 
 
+def set_log(ax, axis: str = "x") -> None:
+    """A log axis labelled in plain numbers (0.001, 0.01; 1, 10), its minor ticks unlabelled: the
+    default 2x10^-3 labels of every minor tick run into each other at a journal column's width."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    target.set_minor_formatter(NullFormatter())
+
+
 def symbol(column: str) -> str:
     """The short name of an x column in a table header."""
     return SYMBOLS.get(column, label(column))
