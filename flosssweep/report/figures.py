@@ -213,7 +213,7 @@ def plot_success_curves(
 def _tested_ticks(ax, tested: list[float], log_x: bool) -> None:
     """A log axis where x spans decades; a tick at every tested x when their labels have room."""
     if log_x:
-        style.set_log(ax)
+        style.set_log(ax, "x", tested)
     if 0 < len(tested) <= 12 and _spaced_for_labels(np.log(tested) if log_x else np.array(tested)):
         ax.set_xticks(tested)
         ax.set_xticklabels([num_text(v) for v in tested])
@@ -410,7 +410,7 @@ def _draw_horizon_panel(ax, rs: list[dict], axis: str | None, rest: list[str], s
         ax.set_xticklabels(["all groups"])
         ax.set_xlim(-0.6, 0.6)
     elif style.log_scale(levels):
-        style.set_log(ax)
+        style.set_log(ax, "x", levels)
     for bound in (tested_lo, tested_hi):
         ax.axhline(bound, color="0.5", linestyle="--", linewidth=0.7, zorder=0)
     ax.set_ylim(tested_lo - pad, tested_hi + pad)

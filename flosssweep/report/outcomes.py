@@ -148,9 +148,9 @@ def plot_outcome(
         medians = summary["median"].to_numpy()
         medians = medians[np.isfinite(medians) & (medians > 0)]
         if chance is None and medians.size and medians.max() / medians.min() > 10:
-            style.set_log(ax, "y")
+            style.set_log(ax, "y", medians)
         if not categorical and style.log_scale(levels):
-            style.set_log(ax)
+            style.set_log(ax, "x", levels)
         # An infinite upper quartile (over a quarter never got below the threshold, or never
         # succeeded) leaves the band open to the top of the axes rather than closing it at some value.
         for xs, lo, hi, _ in bands:
@@ -167,8 +167,8 @@ def plot_outcome(
                 line = ax.axhline(t, color="0.35", linestyle=":", linewidth=0.9, zorder=0)
                 if j == 0:
                     handles["thresholds" if len(thresholds) > 1 else "threshold"] = line
-        for value, text in marker or []:
-            handles[text] = ax.axvline(value, color="0.4", linestyle=":", linewidth=1.0)
+        for j, (value, text) in enumerate(marker or []):  # drawn as in the success-curve figure
+            handles[text] = ax.axvline(value, color="0.15", linestyle=("--", "-.", ":")[j % 3], linewidth=1.0)
         if categorical:
             ax.set_xticks(range(len(levels)), [str(v) for v in levels])
             ax.set_xlim(-0.6, len(levels) - 0.4)

@@ -44,7 +44,10 @@ def log_summary(
         run_tags.append(RunTag(LOGGED_ARTIFACTS, json.dumps(logged + [entry])))
     client.log_batch(run_id, tags=run_tags)
     if headline:
-        client.update_run(run_id, name=_named(client.get_run(run_id), headline))
+        run = client.get_run(run_id)
+        if LAUNCH not in run.data.tags:  # a parent run of an older flosssweep: its name is its launch's
+            client.set_tag(run_id, LAUNCH, run.info.run_name or "")
+        client.update_run(run_id, name=_named(run, headline))
     return path
 
 

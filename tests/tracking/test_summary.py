@@ -80,3 +80,12 @@ def test_logged_onto_a_run_and_a_second_report_replaces_the_table(tmp_path, tabl
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # load_table searches the default store
     loaded = client.load_table(experiment, path, run_ids=[run_id])
     assert isinstance(loaded, pandas.DataFrame) and list(loaded["floss_mode"]) == ["none", "pre"]
+
+
+def test_the_name_gets_one_answer_however_often_it_is_logged(tmp_path, tables, mlflow_uri):
+    client = TrackingStore(mlflow_uri).client
+    experiment = client.create_experiment("s", artifact_location=(tmp_path / "art").as_uri())
+    older = client.create_run(experiment, run_name="quickstart 2026-12-07 00:39:56").info.run_id  # no launch tag
+    for _ in range(2):
+        log_summary(client, older, summary_table(tables), [], "| md |", TABLE_ARTIFACT, headline=headline(tables))
+    assert client.get_run(older).info.run_name == "T50 none 13.3, pre >= 24 · quickstart 2026-12-07 00:39:56"
