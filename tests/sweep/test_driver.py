@@ -157,6 +157,9 @@ def check_what_a_reader_sees(uri, parent, children, out, experiment_dir, tmp_pat
     }
     assert tags["mlflow.note.content"].startswith("**T50**") and "flossing schedule" in tags["mlflow.note.content"]
     assert " T50 " in client.get_run(parent.info.run_id).info.run_name
+    # the last line's address opens that parent's metrics page, whose first charts are the T50s
+    page = f"#/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id}/model-metrics"
+    assert out.rstrip().splitlines()[-1].endswith(f"{page}?workflowType=machine_learning")
     assert {"path": "report/summary.json", "type": "table"} in json.loads(tags["mlflow.loggedArtifacts"])
     # the terminal: our lines and the report, not Ray's box and hints; no duplicate per-trial logs on disk
     for noise in ("Configuration for experiment", "View detailed results", "tensorboard", "INFO"):
