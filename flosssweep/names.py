@@ -109,6 +109,7 @@ SWEEP = "flosssweep.sweep"
 SOURCE = "flosssweep.source"  # parent: the sweep file it was launched from
 RAY_PATH = "flosssweep.ray_path"  # parent: the Ray experiment directory (what --resume needs)
 TRIALS = "flosssweep.trials"  # parent: trials the sweep will run
+LAUNCH = "flosssweep.launch"  # parent: its name at launch (stamp, axes, trials); the report adds T50 to the name
 END_REASON = "flosssweep.end_reason"  # parent: why a launch ended without finishing (refused, interrupted, closed)
 OPTUNA_STORAGE = "flosssweep.optuna_storage"  # parent of an Optuna search: the database of its study
 OPTUNA_STUDY = "flosssweep.optuna_study"  # ... and the study's name in it

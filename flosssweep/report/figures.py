@@ -70,22 +70,28 @@ def _facet_axis(groups: list[dict], by: Sequence[str], limit: int = 8) -> str | 
     return best
 
 
-def _legend(fig, handles: dict, title: str | None, inches: float) -> None:
-    """Below the axes (never over a curve), in as many columns as fit; none for a lone series."""
-    if not handles:
-        return
-    ncol = style.legend_columns(list(handles), inches)
-    fig.legend(
-        list(handles.values()),
-        list(handles),
-        title=title,
-        loc="upper center",
-        bbox_to_anchor=(0.5, 0.0),
-        ncol=ncol,
-        handlelength=2.6,
-        columnspacing=1.2,
-        borderaxespad=0.2,
-    )
+def series_looks(aggregated: Aggregate) -> tuple[dict, dict]:
+    """How every figure of a report tells its groups apart: per sweep, the axis its curves are split
+    into panels by (None: one panel) and the axes that name a series (the others); and per series,
+    keyed by its ((axis, value), ...) pairs, its look, assigned in the report's group order. Both
+    figures, and the outcome figure, take a group's look from here, so it is the same in all."""
+    rows = aggregated.horizon.to_pylist()
+    by = aggregated.settings.by
+    facets = {sweep: _facet_axis(groups, by) for sweep, groups in split_by_sweep(rows, aggregated.settings).items()}
+    keys = [series_key(r, [c for c in by if c != facets[_sweep_of(r, aggregated)]]) for r in rows]
+    return facets, style.group_looks(keys)
+
+
+def series_key(row: dict, axes: Sequence[str]) -> tuple:
+    return tuple((c, row[c]) for c in axes)
+
+
+def _sweep_of(row: dict, aggregated: Aggregate):
+    return row["sweep"] if "sweep" in aggregated.settings.keys else None
+
+
+def _series_name(key: tuple) -> str:
+    return ", ".join(cell_text(v) for _, v in key)
 
 
 def plot_success_curves(
@@ -101,42 +107,37 @@ def plot_success_curves(
     caption, :func:`success_caption`, goes with the text).
 
     One panel per sweep; a sweep with more than 8 groups is split into panels by one grouping
-    axis (at most 6 panels), with the style of a line fixed by the remaining axes. ``marker``:
-    optional vertical line(s), e.g. a predicted value: a number (labelled ``marker_label``), or a
-    sequence of numbers or ``(value, label)`` pairs. ``size``: single (3.4 in) or double (7 in) column
-    wide, auto = single for one panel. Saved to ``path`` (its suffix is the format), or once per
-    entry of ``formats`` next to it; returns the first file.
+    axis (at most 6 panels), with the look of a line fixed by the remaining axes (see
+    :func:`series_looks`). A categorical x (network: lstm, gru) is drawn as points with their
+    Wilson intervals and no line between categories; a numeric x spanning decades on a log axis.
+    ``marker``: optional vertical line(s), e.g. a predicted value: a number (labelled
+    ``marker_label``), or a sequence of numbers or ``(value, label)`` pairs. ``size``: single
+    (3.4 in) or double (7 in) column wide, auto = single for one panel. Saved to ``path`` (its
+    suffix is the format), or once per entry of ``formats`` next to it; returns the first file.
     """
     curves, settings = aggregated.curves, aggregated.settings
     x, threshold, by = settings.x, settings.threshold, settings.by
     categorical = settings.x_categorical or not is_numeric(curves.schema.field(x).type)
     markers = _normalize_markers(marker, marker_label, x) if not categorical else []
+    facets, looks = series_looks(aggregated)
 
     points: dict = {}
     for r in curves.to_pylist():
         points.setdefault(r["group_id"], []).append(r)
     sweeps = split_by_sweep(points.values(), settings, row_of=lambda pts: pts[0])
 
-    # Panels: (sweep, facet title, list of groups); lines styled by the axes that are not the facet.
-    panels = []
-    series_axes_of: dict = {}
+    panels = []  # (sweep, facet title, groups)
     for sweep, groups in sweeps.items():
-        facet = _facet_axis([g[0] for g in groups], by)
-        rest = [c for c in by if c != facet]
-        series_axes_of[sweep] = rest
+        facet = facets.get(sweep)
         if facet is None:
             panels.append((sweep, None, groups))
             continue
         for level in _sorted_levels(facet, [g[0][facet] for g in groups]):
             panels.append(
-                (sweep, f"{style.label(facet)} = {cell_text(level)}", [g for g in groups if g[0][facet] == level])
+                (sweep, f"{style.label(facet, True)} = {cell_text(level)}", [g for g in groups if g[0][facet] == level])
             )
-    series_keys: list = []
-    for sweep, _, groups in panels:
-        for g in groups:
-            key = tuple(g[0][c] for c in series_axes_of[sweep])
-            if key not in series_keys:
-                series_keys.append(key)
+    tested_all = [p[x] for g in points.values() for p in g if p["n"] > 0 and p[x] is not None]
+    log_x = not categorical and style.log_scale(tested_all)
 
     inches = style.width(size, len(panels))
     ncols = 1 if inches < style.WIDTHS["double"] else min(3, len(panels))
@@ -152,30 +153,38 @@ def plot_success_curves(
                 ax.set_visible(False)
                 continue
             sweep, facet_title, groups = panels[i]
-            rest = series_axes_of[sweep]
-            levels = []
-            if categorical:
-                levels = list(dict.fromkeys(p[x] for g in groups for p in g if p[x] is not None))
+            rest = [c for c in by if c != facets.get(sweep)]
+            levels = list(dict.fromkeys(p[x] for g in groups for p in g if p[x] is not None)) if categorical else []
             tested = set()
-            for g in groups:
+            for si, g in enumerate(groups):
                 pts = [p for p in g if p["n"] > 0 and p[x] is not None]
                 if not pts:
                     continue
-                key = tuple(g[0][c] for c in rest)
-                xs = np.array([levels.index(p[x]) if categorical else p[x] for p in pts], dtype=float)
-                tested.update(xs.tolist())
-                look = style.series_style(series_keys.index(key))
-                ax.fill_between(
-                    xs,
-                    [p["wilson_lo"] for p in pts],
-                    [p["wilson_hi"] for p in pts],
-                    color=look["color"],
-                    alpha=0.13,
-                    linewidth=0,
-                )
-                (line,) = ax.plot(xs, [p["rate"] for p in pts], **look)
+                key = series_key(g[0], rest)
+                look = looks[key]
+                rate = np.array([p["rate"] for p in pts])
+                lo, hi = np.array([p["wilson_lo"] for p in pts]), np.array([p["wilson_hi"] for p in pts])
+                if categorical:
+                    # points with their intervals, side by side within a category, never joined
+                    spread = min(0.5, 0.15 * (len(groups) - 1))
+                    shift = (si / (len(groups) - 1) - 0.5) * spread if len(groups) > 1 else 0.0
+                    xs = np.array([levels.index(p[x]) for p in pts], dtype=float) + shift
+                    handle = ax.errorbar(
+                        xs,
+                        rate,
+                        yerr=[rate - lo, hi - rate],
+                        fmt=look["marker"],
+                        color=look["color"],
+                        capsize=2.5,
+                        linewidth=1.0,
+                    )
+                else:
+                    xs = np.array([p[x] for p in pts], dtype=float)
+                    tested.update(xs.tolist())
+                    ax.fill_between(xs, lo, hi, color=look["color"], alpha=0.13, linewidth=0)
+                    (handle,) = ax.plot(xs, rate, **look)
                 if rest:
-                    legend.setdefault(", ".join(cell_text(v) for v in key), line)
+                    legend.setdefault(_series_name(key), handle)
             ax.axhline(threshold, color="0.35", linestyle=":", linewidth=0.9, zorder=0)
             for j, (value, text) in enumerate(markers):
                 line = ax.axvline(value, color="0.15", linestyle=("--", "-.", ":")[j % 3], linewidth=1.0)
@@ -183,22 +192,32 @@ def plot_success_curves(
             if categorical:
                 ax.set_xticks(range(len(levels)))
                 ax.set_xticklabels([cell_text(v) for v in levels])
-            elif 0 < len(tested) <= 12 and _spaced_for_labels(sorted(tested)):
-                ax.set_xticks(sorted(tested))
-                ax.set_xticklabels([num_text(v) for v in sorted(tested)])
+                ax.set_xlim(-0.6, len(levels) - 0.4)
+            else:
+                _tested_ticks(ax, sorted(tested), log_x)
             ax.set_ylim(-0.03, 1.03)
-            ax.set_xlabel(style.label(x))
+            ax.set_xlabel(style.label(x, True))
             if i % ncols == 0:
                 ax.set_ylabel("success rate")
             ax.grid(True, alpha=0.3)
             parts = [f"sweep {sweep}" if sweep is not None and len(sweeps) > 1 else None, facet_title]
             if any(parts):
                 ax.set_title(" | ".join(p for p in parts if p))
-        rest = series_axes_of[next(iter(sweeps))] if sweeps else []
-        _legend(fig, legend, ", ".join(style.label(c) for c in rest) or None, inches)
+        rest = [c for c in by if c != facets.get(next(iter(sweeps)))] if sweeps else []
+        style.legend_below(fig, legend, ", ".join(style.label(c, True) for c in rest) or None, inches)
         written = style.save(fig, path, formats)
         plt.close(fig)
     return written[0]
+
+
+def _tested_ticks(ax, tested: list[float], log_x: bool) -> None:
+    """A log axis where x spans decades; a tick at every tested x when their labels have room."""
+    if log_x:
+        style.set_log(ax, "x", tested)
+    if 0 < len(tested) <= 12 and _spaced_for_labels(np.log(tested) if log_x else np.array(tested)):
+        ax.set_xticks(tested)
+        ax.set_xticklabels([num_text(v) for v in tested])
+        ax.minorticks_off()
 
 
 def success_caption(aggregated: Aggregate, *, note: str | None = None, marker=None) -> str:
@@ -306,7 +325,14 @@ def plot_horizon(
     rest = [c for c in by if c != axis]
     sweeps = split_by_sweep(rows, settings)
     series_keys = list(dict.fromkeys(tuple(r[c] for c in rest) for r in rows))
+    facets, looks = series_looks(aggregated)
 
+    def look_of(row: dict) -> tuple[tuple, dict]:
+        key = series_key(row, [c for c in by if c != facets.get(_sweep_of(row, aggregated))])
+        return key, looks[key]
+
+    # a legend when a look stands for more than the tick label under it says
+    named = {c for key in looks for c, _ in key} - {axis}
     inches = style.width(size, len(sweeps))
     with style.paper_style() as plt:
         fig, axes = plt.subplots(
@@ -314,18 +340,19 @@ def plot_horizon(
         )
         legend: dict = {}
         for ax, (sweep, rs) in zip(axes[:, 0], sweeps.items()):
-            _draw_horizon_panel(ax, rs, axis, rest, series_keys, legend)
-            ax.set_xlabel(style.label(axis) if axis else "")
-            ax.set_ylabel(f"T50, {style.label(x)}")
+            _draw_horizon_panel(ax, rs, axis, rest, series_keys, look_of, legend)
+            ax.set_xlabel(style.label(axis, True) if axis else "")
+            ax.set_ylabel(f"T50, {style.label(x, True)}")
             if sweep is not None and len(sweeps) > 1:
                 ax.set_title(f"sweep {sweep}")
-        _legend(fig, legend if rest else {}, ", ".join(style.label(c) for c in rest) or None, inches)
+        title = ", ".join(style.label(c, True) for c, _ in next(iter(looks), ()))
+        style.legend_below(fig, legend if named else {}, title or None, inches)
         written = style.save(fig, path, formats)
         plt.close(fig)
     return written[0]
 
 
-def _draw_horizon_panel(ax, rs: list[dict], axis: str | None, rest: list[str], series_keys: list, legend: dict) -> None:
+def _draw_horizon_panel(ax, rs: list[dict], axis: str | None, rest: list[str], series_keys: list, look_of, legend):
     levels = _sorted_levels(axis, [r[axis] for r in rs]) if axis else [None]
     numeric_axis = axis is not None and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in levels)
     use_numeric = numeric_axis and len(levels) > 12
@@ -334,11 +361,11 @@ def _draw_horizon_panel(ax, rs: list[dict], axis: str | None, rest: list[str], s
     tested_hi = max(r["x_max"] for r in rs)
     pad = 0.12 * max(tested_hi - tested_lo, 1.0)
     spread = min(0.6, 0.2 * (len(present) - 1))
-    for si, key in enumerate(present):
-        look = style.series_style(series_keys.index(key))
-        color = look["color"]
+    for si, series in enumerate(present):
         offset = 0.0 if use_numeric or len(present) == 1 else (si / (len(present) - 1) - 0.5) * spread
-        for p in (r for r in rs if tuple(r[c] for c in rest) == key):
+        for p in (r for r in rs if tuple(r[c] for c in rest) == series):
+            key, look = look_of(p)
+            color = look["color"]
             pos = float(p[axis]) if use_numeric else (levels.index(p[axis]) if axis else 0) + offset
             y = p["t50"]
             lo = p["t50_lo"] if p["t50_lo_relation"] not in ("n/a", None) else y
@@ -373,7 +400,7 @@ def _draw_horizon_panel(ax, rs: list[dict], axis: str | None, rest: list[str], s
                 )
             if p["nonmonotone"]:
                 ax.annotate("*", (pos, y), xytext=(4, 2), textcoords="offset points", color=color)
-            legend.setdefault(", ".join(cell_text(v) for v in key), handle)
+            legend.setdefault(_series_name(key), handle)
     if axis and not use_numeric:
         ax.set_xticks(range(len(levels)))
         ax.set_xticklabels([cell_text(v) for v in levels])
@@ -382,8 +409,8 @@ def _draw_horizon_panel(ax, rs: list[dict], axis: str | None, rest: list[str], s
         ax.set_xticks([0])
         ax.set_xticklabels(["all groups"])
         ax.set_xlim(-0.6, 0.6)
-    elif numeric_axis and min(levels) > 0 and max(levels) / min(levels) > 20:
-        ax.set_xscale("log")
+    elif style.log_scale(levels):
+        style.set_log(ax, "x", levels)
     for bound in (tested_lo, tested_hi):
         ax.axhline(bound, color="0.5", linestyle="--", linewidth=0.7, zorder=0)
     ax.set_ylim(tested_lo - pad, tested_hi + pad)
@@ -402,6 +429,10 @@ def horizon_caption(aggregated: Aggregate, *, axis: str | None = None, note: str
     )
     if rest:
         text += f", one series per {', '.join(style.label(c) for c in rest)}"
+    facets = {f for f in series_looks(aggregated)[0].values() if f is not None and f != axis}
+    for facet in facets:  # its levels share a look (as in the curve figure's panels): say their order
+        levels = ", ".join(cell_text(v) for v in _sorted_levels(facet, horizon[facet].to_pylist()))
+        text += f"; series of one look are {style.label(facet)} {levels}, left to right"
     rows = [r for r in horizon.to_pylist() if r["t50_relation"] != "n/a" and r["t50"] is not None]
     text += ". Bars: 95% posterior intervals; dashed lines: the smallest and largest value tested."
     if any(r["t50_relation"] != "=" for r in rows):
@@ -470,7 +501,8 @@ def write_outputs(
     return written[:2] + [out / "report.md"] + written[2:]
 
 
-def _spaced_for_labels(values: list[float]) -> bool:
-    """Whether a tick at every tested x leaves room for its label (else matplotlib's own ticks)."""
+def _spaced_for_labels(values) -> bool:
+    """Whether a tick at every tested x (sorted, on the axis' own scale) leaves room for its label
+    (else matplotlib's own ticks)."""
     span = values[-1] - values[0]
     return len(values) < 2 or span == 0 or min(b - a for a, b in zip(values, values[1:])) >= span / 12

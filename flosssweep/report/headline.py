@@ -2,10 +2,13 @@
 they are (`flosssweep.tracking.summary` writes them there).
 
 Per group: its success counts per x and its T50 with the interval, as a table (the format of
-`MlflowClient.log_table`, read back by `load_table`); the same numbers as metrics of the parent run
-(`t50/<group>`, and `success_rate/<group>` with step = x when x is an integer column, so the
-parent's chart of it is the success curve); and the markdown table as the run's description, which
-the run page renders on top.
+`MlflowClient.log_table`, read back by `load_table`); the same numbers as metrics of the parent
+run, each a single value whose latest is the answer (an MLflow metric list and runs table show only
+the latest value of a key): `t50/<group>` and its interval ends `t50_low/`, `t50_high/` (`_at_least`
+or `_below` added to the name when censored there), rounded as the tables are; the counts per x as
+tags `successes/<group>/<x> <v>` = 'k/n' (a count alone is no rate, and as metrics they would push
+the T50 charts down the run's metrics page, whose sections MLflow sorts by name); the T50s in words
+for the run's name; and the markdown table as the run's description, which the run page renders on top.
 """
 
 from __future__ import annotations
@@ -13,16 +16,14 @@ from __future__ import annotations
 import re
 
 from flosssweep.report.curves import Aggregate, split_by_sweep
-from flosssweep.report.text import cell_text, num_text
+from flosssweep.report.text import bound_text, cell_text, estimate_text, t50_text
 
 TABLE_ARTIFACT = "summary.json"  # under the parent's report/ directory
-_T50_METRIC = {"=": "t50", ">=": "t50_at_least", "<": "t50_below"}  # censored values say so in the name
+_CENSORED = {"=": "", ">=": "_at_least", "<": "_below"}  # a censored value says so in its metric's name
 
 
 def _bound(value, relation) -> str:
-    if relation not in _T50_METRIC or value is None:
-        return "n/a"
-    return {"=": "", ">=": ">= ", "<": "< "}[relation] + num_text(value)
+    return "n/a" if relation not in _CENSORED or value is None else bound_text(value, relation)
 
 
 def _metric_key(text: str) -> str:
@@ -60,19 +61,45 @@ def summary_table(aggregated: Aggregate) -> dict[str, list]:
     return columns
 
 
-def summary_metrics(aggregated: Aggregate) -> list[tuple[str, float, int]]:
-    """(name, value, step) per group: T50 (step 0), and the success rate at each x (step = x)
-    when every x is an integer."""
-    curves, horizon, settings = aggregated.curves, aggregated.horizon, aggregated.settings
-    x, by = settings.x, settings.by
+def _labels(aggregated: Aggregate) -> dict[int, str]:
+    horizon, settings = aggregated.horizon, aggregated.settings
     keyed = len(split_by_sweep(horizon.to_pylist(), settings)) > 1
-    label = {r["group_id"]: group_label(r, by, r["sweep"] if keyed else None) for r in horizon.to_pylist()}
-    metrics = [
-        (f"{_T50_METRIC[r['t50_relation']]}/{label[r['group_id']]}", round(float(r["t50"]), 4), 0)
-        for r in horizon.to_pylist()
-        if r["t50_relation"] in _T50_METRIC and r["t50"] is not None
-    ]
-    points = [r for r in curves.to_pylist() if r["n"] > 0 and r[x] is not None]
-    if all(isinstance(r[x], int) and not isinstance(r[x], bool) for r in points):
-        metrics += [(f"success_rate/{label[r['group_id']]}", float(r["rate"]), int(r[x])) for r in points]
+    return {r["group_id"]: group_label(r, settings.by, r["sweep"] if keyed else None) for r in horizon.to_pylist()}
+
+
+def summary_metrics(aggregated: Aggregate) -> list[tuple[str, float, int]]:
+    """(name, value, step 0) per group: T50 and its interval ends, to the digits the tables show."""
+    label = _labels(aggregated)
+    metrics = []
+    for r in aggregated.horizon.to_pylist():
+        for name, end in (("t50", ""), ("t50_low", "_lo"), ("t50_high", "_hi")):
+            value, relation = r[f"t50{end}"], r[f"t50{end}_relation"]
+            if relation in _CENSORED and value is not None:
+                shown = float(estimate_text(value)) if relation == "=" else float(value)
+                metrics.append((f"{name}{_CENSORED[relation]}/{label[r['group_id']]}", shown, 0))
     return metrics
+
+
+def summary_tags(aggregated: Aggregate) -> dict[str, str]:
+    """'k/n' per group and x, under `successes/<group>/<x> <value>`."""
+    label, x = _labels(aggregated), aggregated.settings.x
+    return {
+        _metric_key(f"successes/{label[r['group_id']]}/{x} {cell_text(r[x])}"): f"{r['k']}/{r['n']}"
+        for r in aggregated.curves.to_pylist()
+        if r["n"] > 0 and r[x] is not None
+    }
+
+
+def headline(aggregated: Aggregate, most: int = 4) -> str:
+    """T50 per group in a few words, for the parent run's name ('T50 none 12.6, pre >= 24'); the
+    range over the groups when there are more than `most`."""
+    rows = [r for r in aggregated.horizon.to_pylist() if r["t50_relation"] != "n/a"]
+    if not rows:
+        return "T50 n/a"
+    if len(rows) > most:
+        values = [r["t50"] for r in rows]
+        return f"T50 {estimate_text(min(values))} to {estimate_text(max(values))} over {len(rows)} groups"
+    by = aggregated.settings.by
+    return "T50 " + ", ".join(
+        (" ".join(cell_text(r[c]) for c in by) + " " if by else "") + t50_text(r, False) for r in rows
+    )

@@ -29,13 +29,14 @@ from flosssweep.report.common import (
     check_finite_x,
     default_x,
 )
-from flosssweep.report.curves import Aggregate, aggregate
-from flosssweep.report.figures import write_outputs
-from flosssweep.report.headline import TABLE_ARTIFACT, summary_metrics, summary_table
+from flosssweep.report.curves import Aggregate, aggregate, split_by_sweep
+from flosssweep.report.figures import series_looks, write_outputs
+from flosssweep.report.headline import TABLE_ARTIFACT, headline, summary_metrics, summary_table, summary_tags
+from flosssweep.report.html import write_html
 from flosssweep.report.maps import map_caption, plot_success_map, success_map
 from flosssweep.report.outcomes import format_outcomes, outcome_summary, plot_outcome
 from flosssweep.report.sources import find_parent_run, open_store, read_mlflow_records, read_parquet_records
-from flosssweep.report.text import format_report
+from flosssweep.report.text import cell_text, format_report, t50_text
 from flosssweep.tracking.store import TrackingStore
 from flosssweep.tracking.summary import log_summary
 
@@ -155,9 +156,10 @@ def make_report(source: FromStore | FromParquet | pa.Table, settings: ReportSett
             size=s.figure_size,
         )
         if outcomes is not None:
-            report.written += _write_outcome(outcomes, s, x, out_dir, marker)
+            report.written += _write_outcome(outcomes, s, x, out_dir, marker, series_looks(aggregated)[1])
         if cells is not None:
             report.written += _write_map(cells, s, out_dir, formats)
+        report.written.append(write_html(out_dir / "report.md", f"flosssweep report: {where}"))
         if s.out is not None:
             print(f"wrote {', '.join(str(w) for w in report.written)}", file=sys.stderr)
         if log:
@@ -171,15 +173,15 @@ def _markers(table: pa.Table, s: ReportSettings, x: str):
     if s.marker is not None or x != "tau" or "lambda_max_data" not in table.column_names:
         return s.marker
     lambdas = sorted({v for v in table["lambda_max_data"].to_pylist() if v is not None and v > 0})
-    return [(np.log(2.0) / v, f"ln 2 / lambda_max = {np.log(2.0) / v:.1f}") for v in lambdas] or None
+    return [(np.log(2.0) / v, rf"$\ln 2/\lambda_\max$ = {np.log(2.0) / v:.1f}") for v in lambdas] or None
 
 
-def _write_outcome(outcomes: pa.Table, s: ReportSettings, x: str, out_dir: Path, marker) -> list[Path]:
+def _write_outcome(outcomes: pa.Table, s: ReportSettings, x: str, out_dir: Path, marker, looks) -> list[Path]:
     table_path, figure_path = out_dir / f"outcome_{s.outcome}.parquet", out_dir / f"{s.outcome}_vs_{x}.png"
     pq.write_table(outcomes, table_path)
     if isinstance(marker, float):
         marker = [(marker, s.marker_label or f"x = {marker:g}")]
-    plot_outcome(outcomes, s.outcome, x, figure_path, marker=marker)
+    plot_outcome(outcomes, s.outcome, x, figure_path, marker=marker, looks=looks, thresholds=s.thresholds)
     return [table_path, figure_path]
 
 
@@ -193,9 +195,26 @@ def _write_map(cells: pa.Table, s: ReportSettings, out_dir: Path, formats: list[
 
 
 def _description(aggregated: Aggregate) -> str:
+    """The parent run's description, which MLflow's run page shows first and cuts after a few lines:
+    the answer (T50 per group) on the first line, then the table in a code block (MLflow's renderer
+    draws markdown tables without cell borders or padding, so their header cells run together)."""
+    settings = aggregated.settings
+    sweeps = split_by_sweep(aggregated.horizon.to_pylist(), settings)
+    answers = []
+    for sweep, rows in sweeps.items():
+        for r in rows:
+            name = ", ".join(cell_text(r[c]) for c in settings.by) or "all"
+            prefix = f"{sweep} " if len(sweeps) > 1 else ""
+            answers.append(f"**{prefix}{name}** {t50_text(r, settings.n_draws > 0)}")
+    interval = " (95% interval)" if settings.n_draws else ""
+    head = (
+        f"**T50**, the {style.label(settings.x)} where the success rate falls below {settings.threshold:g}"
+        f"{interval}: " + " · ".join(answers)
+    )
     return (
-        format_report(aggregated, "markdown") + f"\n\nFigures, captions and tables: artifacts under "
-        f"`{REPORT_ARTIFACT_DIR}/` (report.md, success_vs_*, horizon.*, {TABLE_ARTIFACT})."
+        f"{head}\n\n```\n{format_report(aggregated, 'table')}\n```\n\n"
+        f"Figures inline: `{REPORT_ARTIFACT_DIR}/report.html`; also report.md, success_vs_*, horizon.*, "
+        f"{TABLE_ARTIFACT} under `{REPORT_ARTIFACT_DIR}/`."
     )
 
 
@@ -210,6 +229,8 @@ def _log(store: TrackingStore, run_id: str, report: Report) -> None:
             summary_metrics(report.aggregate),
             _description(report.aggregate),
             TABLE_ARTIFACT,
+            tags=summary_tags(report.aggregate),
+            headline=headline(report.aggregate),
         )
     except Exception as exc:  # noqa: BLE001 - the report itself is done; say why logging failed
         report.log_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -17,6 +17,7 @@ import pyarrow as pa
 from flosssweep.report import stats, style
 from flosssweep.report.common import DEFAULT_X, ReportError
 from flosssweep.report.curves import default_by
+from flosssweep.report.text import estimate_text
 
 
 def outcome_summary(
@@ -80,7 +81,9 @@ def format_outcomes(summary: pa.Table, column: str, x: str, thresholds: Sequence
     """The summary as an aligned text table: group, x, n, median [quartiles], k/n below each threshold."""
     skip = {"sweep", x, "n", "median", "q25", "q75"} | {c for c in summary.column_names if c.startswith("below_")}
     by = [c for c in summary.column_names if c not in skip]
-    header = [*by, x, "n", f"{column} median [q25, q75]", *(f"{column} < {t:g}" for t in thresholds)]
+    name = style.label(column)
+    header = [*(style.label(c) for c in by), style.symbol(x), "n", f"{name} median [q25, q75]"]
+    header += [f"{name} < {t:g}" for t in thresholds]
     body = []
     for r in summary.to_pylist():
         body.append(
@@ -88,7 +91,7 @@ def format_outcomes(summary: pa.Table, column: str, x: str, thresholds: Sequence
                 *(str(r[c]) for c in by),
                 str(r[x]),
                 str(r["n"]),
-                f"{r['median']:.3g} [{r['q25']:.3g}, {r['q75']:.3g}]",
+                f"{estimate_text(r['median'])} [{estimate_text(r['q25'])}, {estimate_text(r['q75'])}]",
                 *(f"{r[f'below_{t:g}']}/{r['n']}" for t in thresholds),
             ]
         )
@@ -98,52 +101,81 @@ def format_outcomes(summary: pa.Table, column: str, x: str, thresholds: Sequence
     return "\n".join(lines)
 
 
-def plot_outcome(summary: pa.Table, column: str, x: str, path, marker: list[tuple[float, str]] | None = None) -> None:
-    """Median (line) and quartiles (band) of `column` against x, one series per group, log y when the
-    medians span more than a decade; one journal column wide, styled like the other report figures."""
+def plot_outcome(
+    summary: pa.Table,
+    column: str,
+    x: str,
+    path,
+    marker: list[tuple[float, str]] | None = None,
+    looks: dict | None = None,
+    thresholds: Sequence[float] = (),
+) -> None:
+    """Median and quartiles of `column` against x, one series per group, in the look `looks` gives
+    it (keyed as `figures.series_looks` keys them, so a group looks as in the report's other
+    figures). A numeric x: a line and a band, log x when x spans decades, log y when the medians span
+    more than a decade. A categorical x (arch: lstm, gru): points with quartile bars, never joined.
+    A fraction (final accuracy) on the full 0-1 axis with the chance level and `thresholds` marked.
+    One journal column wide, the legend below the axes."""
     skip = {"sweep", x, "n", "median", "q25", "q75"} | {c for c in summary.column_names if c.startswith("below_")}
     by = [c for c in summary.column_names if c not in skip]
     groups: dict[tuple, list[dict]] = {}
     for r in summary.to_pylist():
         groups.setdefault((r["sweep"], *(r[c] for c in by)), []).append(r)
-    # a categorical x (arch, floss_mode) is drawn at positions 0, 1, ... labelled by its values
     levels = list(dict.fromkeys(summary[x].to_pylist()))
     categorical = any(isinstance(v, str) for v in levels)
+    chance = style.FRACTIONS.get(column)
+    key_axes = [c for c, _ in next(iter(looks))] if looks else by
     with style.paper_style() as plt:
         fig, ax = plt.subplots(figsize=(style.WIDTHS["single"], 2.4), layout="constrained")
-        bands = []
+        bands, handles = [], {}
         for i, (key, rows) in enumerate(groups.items()):
-            look = style.series_style(i)
-            xs = np.array([levels.index(r[x]) if categorical else r[x] for r in rows], dtype=float)
+            row = dict(zip(by, key[1:]))
+            look = (looks or {}).get(tuple((c, row.get(c)) for c in key_axes)) or style.series_style(i)
             med, lo, hi = (np.array([r[q] for r in rows], dtype=float) for q in ("median", "q25", "q75"))
-            if len(by) == 1:
-                name = str(key[1])
+            if categorical:
+                shift = (i / (len(groups) - 1) - 0.5) * min(0.5, 0.15 * (len(groups) - 1)) if len(groups) > 1 else 0.0
+                xs = np.array([levels.index(r[x]) for r in rows], dtype=float) + shift
+                top = np.where(np.isfinite(hi), hi, med)
+                handle = ax.errorbar(
+                    xs, med, yerr=[med - lo, top - med], fmt=look["marker"], color=look["color"], capsize=2.5
+                )
             else:
-                name = ", ".join(f"{style.label(c)} {v}" for c, v in zip(by, key[1:])) or None
-            ax.plot(xs, med, label=name, **look)
-            bands.append((xs, lo, hi, look["color"]))
+                xs = np.array([r[x] for r in rows], dtype=float)
+                (handle,) = ax.plot(xs, med, **look)
+                bands.append((xs, lo, hi, look["color"]))
+            if len(groups) > 1:
+                handles[", ".join(str(v) for v in key[1:])] = handle
         medians = summary["median"].to_numpy()
         medians = medians[np.isfinite(medians) & (medians > 0)]
-        if medians.size and medians.max() / medians.min() > 10:
-            ax.set_yscale("log")
+        if chance is None and medians.size and medians.max() / medians.min() > 10:
+            style.set_log(ax, "y", medians)
+        if not categorical and style.log_scale(levels):
+            style.set_log(ax, "x", levels)
         # An infinite upper quartile (over a quarter never got below the threshold, or never
         # succeeded) leaves the band open to the top of the axes rather than closing it at some value.
         for xs, lo, hi, _ in bands:
             ends = np.column_stack([np.concatenate([xs, xs]), np.concatenate([lo, hi])])
             ax.update_datalim(ends[np.isfinite(ends).all(axis=1)])
         ax.autoscale_view()
-        bottom, top = ax.get_ylim()
+        bottom, top = (-0.03, 1.03) if chance is not None else ax.get_ylim()
         for xs, lo, hi, color in bands:
             ax.fill_between(xs, lo, np.where(np.isfinite(hi), hi, top), alpha=0.18, color=color, linewidth=0)
         ax.set_ylim(bottom, top)
-        for value, text in marker or []:
-            ax.axvline(value, color="0.4", linestyle=":", linewidth=1.0, label=text)
+        if chance is not None:
+            handles[f"chance ({chance:g})"] = ax.axhline(chance, color="0.35", linestyle="--", linewidth=0.9, zorder=0)
+            for j, t in enumerate(thresholds):
+                line = ax.axhline(t, color="0.35", linestyle=":", linewidth=0.9, zorder=0)
+                if j == 0:
+                    handles["thresholds" if len(thresholds) > 1 else "threshold"] = line
+        for j, (value, text) in enumerate(marker or []):  # drawn as in the success-curve figure
+            handles[text] = ax.axvline(value, color="0.15", linestyle=("--", "-.", ":")[j % 3], linewidth=1.0)
         if categorical:
             ax.set_xticks(range(len(levels)), [str(v) for v in levels])
-        ax.set_xlabel(style.label(x))
-        ax.set_ylabel(f"{style.label(column)}\n(median, quartiles)")
-        if len(groups) > 1 or marker:
-            title = style.label(by[0]) if len(by) == 1 else None
-            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=min(3, len(groups)), title=title)
-        fig.savefig(path)
+            ax.set_xlim(-0.6, len(levels) - 0.4)
+        ax.set_xlabel(style.label(x, True))
+        ax.set_ylabel(f"{style.label(column, True)}\n(median, quartiles)")
+        ax.grid(True, alpha=0.3)
+        title = ", ".join(style.label(c, True) for c in by) if len(groups) > 1 else None
+        style.legend_below(fig, handles, title, style.WIDTHS["single"])
+        style.save(fig, path)
         plt.close(fig)

@@ -1,4 +1,10 @@
-"""The report as text: aligned table, markdown, csv or json."""
+"""The report as text: aligned table, markdown, csv or json.
+
+Tables for people (aligned, markdown) name their columns as the figures do (`style.label`: 'flossing
+schedule', 'd = 16'); csv and json keep the record columns' names, for programs. Every estimated T50
+and interval end has three significant figures (whole numbers from 100 up); a censored one is the
+tested x it is censored at, written as that x is.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import json
 
 import numpy as np
 
+from flosssweep.report import style
 from flosssweep.report.common import ReportError
 from flosssweep.report.curves import Aggregate, Settings, split_by_sweep
 
@@ -27,9 +34,20 @@ def num_text(v) -> str:
     return f"{v:.4g}"
 
 
-def _bound(value, relation) -> str:
+def estimate_text(v) -> str:
+    """An estimate (T50, an interval end, a quantile) to three significant figures, trailing zeros
+    kept so that a column reads alike (20.0 next to 12.6); whole numbers from 100 up."""
+    if v is None or not np.isfinite(v):
+        return "n/a" if v is None or np.isnan(v) else str(v)
+    if abs(v) >= 100:
+        return f"{v:.0f}"
+    return f"{v:#.3g}".rstrip(".")
+
+
+def bound_text(value, relation) -> str:
+    """A T50 or interval end: the estimate, or '>= x' / '< x' at the tested x it is censored at."""
     if relation == "=":
-        return num_text(value)
+        return estimate_text(value)
     if relation == ">=":
         return f">= {num_text(value)}"
     if relation == "<":
@@ -37,12 +55,13 @@ def _bound(value, relation) -> str:
     return "n/a"
 
 
-def _t50_text(row: dict, with_ci: bool) -> str:
-    text = _bound(row["t50"], row["t50_relation"])
+def t50_text(row: dict, with_ci: bool) -> str:
+    text = bound_text(row["t50"], row["t50_relation"])
     if row["nonmonotone"]:
         text += "*"
     if with_ci and row["t50_relation"] != "n/a" and row["t50_lo_relation"] != "n/a":
-        text += f" [{_bound(row['t50_lo'], row['t50_lo_relation'])}, {_bound(row['t50_hi'], row['t50_hi_relation'])}]"
+        lo, hi = bound_text(row["t50_lo"], row["t50_lo_relation"]), bound_text(row["t50_hi"], row["t50_hi_relation"])
+        text += f" [{lo}, {hi}]"
     return text
 
 
@@ -98,8 +117,8 @@ def _wide_rows(rows, xvals, kn, settings: Settings, *, for_csv: bool):
     by, x = settings.by, settings.x
     with_ci = settings.n_draws > 0
     any_err = any(r["n_error"] for r in rows)
-    header = list(by) + [f"{x} {cell_text(v)}" for v in xvals]
     if for_csv:
+        header = list(by) + [f"{x} {cell_text(v)}" for v in xvals]
         header += [
             "t50",
             "t50_relation",
@@ -111,6 +130,7 @@ def _wide_rows(rows, xvals, kn, settings: Settings, *, for_csv: bool):
             "errors",
         ]
     else:
+        header = [style.label(c) for c in by] + [f"{style.symbol(x)} = {cell_text(v)}" for v in xvals]
         header += ["T50 [95% CI]" if with_ci else "T50"] + (["errors"] if any_err else [])
     body = []
     for r in rows:
@@ -128,7 +148,7 @@ def _wide_rows(rows, xvals, kn, settings: Settings, *, for_csv: bool):
                 r["n_error"],
             ]
         else:
-            line.append(_t50_text(r, with_ci))
+            line.append(t50_text(r, with_ci))
             if any_err:
                 line.append(str(r["n_error"]))
         body.append(line)

@@ -34,6 +34,7 @@ from flosssweep.sweep import lease, preflight, spec, watchdog
 from flosssweep.sweep import storage as storage_paths
 from flosssweep.sweep.worker import run_trial
 from flosssweep.tracking.store import TrackingStore, TrackingUnavailable
+from flosssweep.tracking.summary import ui_page
 
 LAUNCH_FILE = "flosssweep-launch.json"  # in the Ray experiment directory: what --resume needs
 EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE = 1, 2, 3
@@ -488,8 +489,8 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m flosssweep.run
         _report(launch, args.report_out)
     env = "" if store == TrackingStore.default(launch_dir) else f"MLFLOW_TRACKING_URI={redact(store.uri)} "
     print(f"report:  {env}python -m flosssweep.report --run {launch.parent_run_id}")
-    # MLflow 3.x's UI opens experiments in its GenAI view unless the address asks for the other one.
-    page = f"#/experiments/{launch.experiment_id}?workflowType=machine_learning"
+    # The parent run's metrics page: T50 per group as its first charts, the run's name says them too.
+    page = ui_page(launch.experiment_id, launch.parent_run_id)
     print(
         f"browse:  {redact(store.uri).rstrip('/')}/{page}"
         if store.is_server

@@ -29,6 +29,7 @@ from flosssweep.names import (
     END_REASON,
     ENDED_STATUSES,
     EXPERIMENT_KIND,
+    LAUNCH,
     OUTCOME_COUNTS,
     PARENT,
     RAY_PATH,
@@ -229,10 +230,12 @@ class TrackingStore:
                 c.restore_experiment(experiment_id)
             if experiment.tags.get(kind) != training:  # made by an older flosssweep
                 c.set_experiment_tag(experiment_id, kind, training)
+        name = parent_name(sweep, time.localtime())
         run = c.create_run(
             experiment_id,
-            run_name=f"{sweep.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
+            run_name=name,
             tags={
+                LAUNCH: name,
                 ROLE: "parent",
                 SWEEP: sweep.name,
                 SOURCE: sweep.source,
@@ -353,3 +356,11 @@ def _check_server(uri: str, timeout: float, attempts: int) -> None:
         f"MLflow tracking server {uri} is not reachable ({reason}); start it (mlflow server "
         f"--host 127.0.0.1 --port 5000) or pass another --tracking-uri"
     )
+
+
+def parent_name(sweep, when: time.struct_time) -> str:
+    """A launch's run name, told apart from the others in the runs table's narrow name column: the
+    launch's month, day and minute first, then the varied axes and the number of trials (the sweep's
+    name is the experiment's, shown above the table)."""
+    axes = " × ".join(cfg.column_name(key) for key in sweep.space) or "no axes"
+    return f"{time.strftime('%m-%d %H:%M', when)} {axes}, {sweep.num_trials()} trials"

@@ -93,7 +93,7 @@ def test_no_title_labels_from_the_schema_fonts_at_least_8_pt(tmp_path, two_group
         sizes = [float(s) for s in re.findall(r"font-size: ([0-9.]+)px", text)]  # SVG user unit = 1 pt
         assert sizes and min(sizes) >= 8.0
         assert "flossing schedule" in text and "floss_mode" not in text
-        assert "longest lag d (steps)" in text
+        assert "longest lag" in text and "(steps)" in text
         assert "sweep figs" not in text and "Wilson" not in text  # that is the caption's job
     md = (tmp_path / "report.md").read_text()
     assert "![Figure 1](success_vs_delay.svg)" in md and "**Figure 2.** T50" in md
@@ -135,4 +135,120 @@ def test_bad_figure_format_is_one_line_exit_2(tmp_path, capsys):
         )
         == 0
     )
-    assert {p.suffix for p in (tmp_path / "o").iterdir()} == {".parquet", ".md", ".pdf"}
+    assert {p.suffix for p in (tmp_path / "o").iterdir()} == {".parquet", ".md", ".html", ".pdf"}
+
+
+# --- the same look everywhere, categories as points, log axes, labels that do not collide -------------
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """Every figure a report function saves, kept open for inspection."""
+    figs = []
+    save = style.save
+
+    def keep(fig, path, formats=None):
+        figs.append(fig)
+        return save(fig, path, formats)
+
+    monkeypatch.setattr(style, "save", keep)
+    return figs
+
+
+def colour_of(artist) -> str:
+    import matplotlib.colors
+
+    return matplotlib.colors.to_hex(artist.get_color() if hasattr(artist, "get_color") else artist.get_facecolor())
+
+
+def data_lines(ax):
+    """Lines drawn from data (not the threshold or marker lines, which span the axes)."""
+    return [line for line in ax.lines if line.get_transform() == ax.transData]
+
+
+def test_a_group_has_one_colour_and_marker_in_every_figure(tmp_path, two_groups, drawn):
+    from flosssweep.report.outcomes import outcome_summary, plot_outcome
+
+    report.plot_success_curves(two_groups, tmp_path / "c.png")
+    report.plot_horizon(two_groups, tmp_path / "h.png")
+    table = sweep_records({"none": [8, 1, 0], "pre": [8, 8, 7]})
+    looks = report.figures.series_looks(two_groups)[1]
+    summary = outcome_summary(table, "final_accuracy", by=["floss_mode"])
+    plot_outcome(summary, "final_accuracy", "delay", tmp_path / "o.png", looks=looks)
+    curve, horizon, outcome = (fig.axes[0] for fig in drawn)
+    # the success curve: none falls to 1/8 at d = 16, pre stays at 8/8
+    by_rate = {round(line.get_ydata()[1], 3): (colour_of(line), line.get_marker()) for line in data_lines(curve)}
+    none, pre = by_rate[0.125], by_rate[1.0]
+    assert none != pre
+    # the horizon: one marker per group at its tick (none at 0, pre at 1)
+    points = [line for line in data_lines(horizon) if line.get_marker() not in ("None", "v", "^", "_")]  # not caps
+    at = {round(line.get_xdata()[0]): (colour_of(line), line.get_marker()) for line in points}
+    assert at[0] == none and at[1] == pre, "the horizon figure draws each group as the curve figure does"
+    lines = [(colour_of(line), line.get_marker()) for line in data_lines(outcome)]
+    assert lines == [none, pre]
+
+
+def categorical_records():
+    rows = sweep_records({"none": [4, 5], "pre": [6, 7]}, delays=(16, 16)).to_pylist()
+    for r in rows:
+        r["arch"] = "lstm" if r["trial_id"].endswith("0") or r["member"] % 2 else "gru"
+    return records.to_table(rows)
+
+
+def test_categorical_x_is_points_with_intervals_on_the_full_rate_axis(tmp_path, drawn):
+    aggregated = report.aggregate(categorical_records(), x="arch", by=["floss_mode"], n_draws=0)
+    report.plot_success_curves(aggregated, tmp_path / "c.png")
+    ax = drawn[0].axes[0]
+    for line in data_lines(ax):  # points and error bars only: nothing joins lstm to gru
+        assert line.get_linestyle() == "None" or len(set(line.get_xdata())) == 1
+    bottom, top = ax.get_ylim()
+    assert bottom <= 0 and top >= 1
+    assert 0.5 in [line.get_ydata()[0] for line in ax.lines if line not in data_lines(ax)]  # the threshold
+
+
+def test_a_fraction_against_categories_shows_chance_and_thresholds(tmp_path, drawn):
+    from flosssweep.report.outcomes import outcome_summary, plot_outcome
+
+    summary = outcome_summary(categorical_records(), "final_accuracy", x="arch", by=["floss_mode"])
+    plot_outcome(summary, "final_accuracy", "arch", tmp_path / "o.svg", thresholds=(0.6, 0.9))
+    ax = drawn[0].axes[0]
+    assert all(line.get_linestyle() == "None" or len(set(line.get_xdata())) == 1 for line in data_lines(ax))
+    assert ax.get_ylim()[0] <= 0 and ax.get_ylim()[1] >= 1  # not a zoom onto noise around 0.5
+    levels = sorted(line.get_ydata()[0] for line in ax.lines if line not in data_lines(ax))
+    assert levels == [0.5, 0.6, 0.9]  # chance, then the thresholds
+    svg = svg_text(tmp_path / "o.svg")
+    assert "chance" in svg
+    height = float(re.search(r'height="([0-9.]+)pt"', svg).group(1))
+    assert height > 2.4 * 72, "the legend below the axes is inside the saved figure, not cut off"
+
+
+@pytest.mark.parametrize("xs, scale", [((1, 4, 16, 80), "log"), ((8, 16, 24), "linear")])
+def test_a_log_axis_where_x_spans_decades(tmp_path, drawn, xs, scale):
+    rows = sweep_records({"none": [8, 6, 3, 1][: len(xs)]}, delays=xs).to_pylist()
+    for r in rows:
+        r["floss_k"] = r.pop("delay")
+    aggregated = report.aggregate(records.to_table(rows), x="floss_k", by=[], n_draws=0)
+    report.plot_success_curves(aggregated, tmp_path / "c.png")
+    assert drawn[0].axes[0].get_xscale() == scale
+
+
+def test_map_labels_never_overlap(tmp_path, drawn):
+    from flosssweep.report.maps import plot_success_map, success_map
+
+    rows = sweep_records({"none": [3] * 12}, delays=range(12), n=4).to_pylist()
+    for r in rows:  # twelve pairs crowded into one corner of a log axis
+        r["floss_strength"], r["floss_k"] = 0.01 * (1 + 0.05 * r["delay"]), 10 + r["delay"] % 3
+    cells = success_map(records.to_table(rows), "floss_strength", "floss_k", threshold=0.5)
+    plot_success_map(cells, "floss_strength", "floss_k", tmp_path / "m", ["png"])
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = drawn[0]
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in fig.axes[0].texts]
+    assert boxes, "some labels are placed"
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+
+
+def test_symbols_in_figures_are_mathtext_and_plain_in_tables():
+    assert style.label("dstsp", math=True) == r"$D_\mathrm{stsp}$" and style.label("dstsp") == "D_stsp"
+    assert "$\\tau$" in style.label("tau", math=True)

@@ -7,8 +7,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from flosssweep import report
+from flosssweep.report import style
 from flosssweep.report.common import ReportError
-from flosssweep.report.maps import _log_scale, success_map
+from flosssweep.report.maps import success_map
 
 
 def records() -> pa.Table:
@@ -29,12 +30,10 @@ def test_counts_per_pair_by_hand_without_the_errored_realization():
     assert got == {(0.001, 10): (1, 4), (0.1, 40): (3, 4), (0.8, 40): (4, 4)}
 
 
-def test_log_axis_only_for_positive_values_over_two_decades():
-    import numpy as np
-
-    assert _log_scale(np.array([1e-4, 0.5]))
-    assert not _log_scale(np.array([10.0, 80.0]))
-    assert not _log_scale(np.array([0.0, 1.0, 1000.0]))
+def test_log_axis_only_for_positive_values_spanning_decades():
+    assert style.log_scale([1e-4, 0.5]) and style.log_scale([1, 4, 16, 80])
+    assert not style.log_scale([10.0, 80.0]) and not style.log_scale([8, 16, 24])
+    assert not style.log_scale([0.0, 1.0, 1000.0])
 
 
 @pytest.mark.parametrize(

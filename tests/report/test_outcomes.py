@@ -58,7 +58,7 @@ def test_a_missing_or_non_numeric_column_is_one_clear_error():
 def test_text_table_shows_quartiles_and_counts():
     table = records({5: [0.5, 1.5, 2.5, 3.5]})
     text = format_outcomes(outcome_summary(table, "dstsp", x="tau", by=[], thresholds=(2,)), "dstsp", "tau", (2,))
-    assert "2 [1.25, 2.75]" in text and "2/4" in text
+    assert "D_stsp median [q25, q75]" in text and "2.00 [1.25, 2.75]" in text and "2/4" in text
 
 
 def test_report_cli_prints_and_writes_the_outcome_summary(tmp_path, capsys):
@@ -88,7 +88,7 @@ def test_report_cli_prints_and_writes_the_outcome_summary(tmp_path, capsys):
         == 0
     )
     out = capsys.readouterr().out
-    assert "dstsp median [q25, q75]" in out and "2/4" in out and "3/4" in out
+    assert "D_stsp median [q25, q75]" in out and "2/4" in out and "3/4" in out
     assert pq.read_table(tmp_path / "out" / "outcome_dstsp.parquet").num_rows == 2
     assert (tmp_path / "out" / "dstsp_vs_tau.png").stat().st_size > 1000
     assert report.main(["--from-parquet", str(tmp_path / "r.parquet"), "--x", "tau", "--outcome", "dh"]) == 2

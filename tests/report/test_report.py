@@ -203,7 +203,7 @@ def test_x_column_is_a_parameter_and_categorical_x_does_not_crash():
     r = [c for c in curves.to_pylist() if c["arch"] == "rnn" and c["floss_mode"] == "none"]
     assert [c["tau"] for c in r] == ["10", "20", "30", "none"]  # numbers first, by value
     text = report.format_report(aggregated)
-    assert "tau none" in text and "not numeric" in text
+    assert "tau = none" in text and "not numeric" in text
     # Numeric tau works like delay.
     t2 = make_records(GROUPS).rename_columns(["tau" if c == "delay" else c for c in make_records(GROUPS).column_names])
     h2 = report.aggregate(t2, x="tau", n_draws=0).horizon
@@ -281,7 +281,7 @@ def test_spacing_needs_delay_and_bits(tmp_path, capsys):
     pq.write_table(parity_and_chaotic_records(), path)
     out = tmp_path / "out"
     assert report.main(["--from-parquet", str(path), "--x", "spacing", "--n-draws", "50", "--out", str(out)]) == 0
-    assert "spacing" in capsys.readouterr().out
+    assert "d/bits = 10" in capsys.readouterr().out  # the table names x as the figure's label does
     assert (out / "success_vs_spacing.png").read_bytes()[:8] == PNG_MAGIC
 
 
@@ -329,13 +329,15 @@ def test_table_format_shows_counts_and_censoring(aggregated):
     lines = text.splitlines()
     assert lines[0].startswith("sweep delay-scan: 4 group(s), 160 realization(s)")
     header = lines[2]
-    for col in ("arch", "floss_mode", "delay 10", "delay 40", "T50 [95% CI]"):
+    # the columns as the figures label them (style.label), not the record columns' names
+    for col in ("network", "flossing schedule", "d = 10", "d = 40", "T50 [95% CI]"):
         assert col in header
+    assert "floss_mode" not in header and "delay" not in header
     row = next(line for line in lines if line.startswith("rnn ") and " none " in line)
     assert "10/10" in row and "8/10" in row and "27.5 [" in row
     assert any(">= 40 [" in line for line in lines)
     assert any("< 10 [< 10" in line for line in lines)
-    assert any("17.14* [" in line for line in lines)
+    assert any("17.1* [" in line for line in lines)  # 17.142857 to three significant figures
     assert any(line.startswith("* success rate is back") for line in lines)
     # Known level order: none before pre.
     modes = [line.split()[1] for line in lines[4:8]]
@@ -344,7 +346,7 @@ def test_table_format_shows_counts_and_censoring(aggregated):
 
 def test_markdown_csv_and_json_formats(aggregated):
     md = report.format_report(aggregated, fmt="markdown")
-    assert "| arch | floss_mode |" in md.replace("  ", " ") or "| arch " in md
+    assert "| network | flossing schedule |" in md.replace("  ", " ")
     assert md.splitlines()[3].startswith("| -")
     rows = list(csv.DictReader(io.StringIO(report.format_report(aggregated, fmt="csv"))))
     assert len(rows) == 4
