@@ -3,7 +3,16 @@ store: metrics whose latest value is the answer, counts as k/n tags, a name that
 and T50, a compact description, and report.html with its figures inline."""
 
 import base64
+import html
+import os
 import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
 
 import pytest
 from conftest import fresh_store
@@ -12,6 +21,7 @@ from test_report import GROUPS, log_sweep, make_records, split_trials
 from flosssweep import report
 from flosssweep.names import LAUNCH
 from flosssweep.tracking.store import TrackingStore, parent_name
+from flosssweep.tracking.summary import ui_page
 
 pytestmark = pytest.mark.slow  # three reports with figures, each logged to the store: about 20 s here
 
@@ -87,3 +97,84 @@ def test_a_launch_name_starts_with_its_stamp_and_names_the_axes():
     sweep = spec.load(spec.locate("quickstart"))
     name = parent_name(sweep, time.strptime("2026-12-07 00:41", "%Y-%m-%d %H:%M"))
     assert name == "12-07 00:41 delay × floss_mode, 6 trials"
+
+
+CHROMIUM = shutil.which("chromium")
+# What the probe of this machine kind found Chromium needs as root without a network: no sandbox, and
+# none of its background connections (each refused by the closed network).
+HEADLESS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def ui(logged):
+    """MLflow's own server over the logged store, on a free loopback port, as `mlflow ui` serves it."""
+    client, _, root = logged
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    command += ["--backend-store-uri", client.tracking_uri, "--artifacts-destination", str(root / "mlartifacts")]
+    server = subprocess.Popen(command, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while not answers(f"http://127.0.0.1:{port}/health"):
+            assert server.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
+            time.sleep(1)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def page_text(address: str, expected: str) -> str:
+    """The words of the page as the browser built it (its DOM after the scripts ran, tags and styles
+    left out), read until `expected` shows: the UI fetches the run after it loads, so a slow machine
+    may need a longer wait."""
+    text = ""
+    for budget in (20_000, 60_000, 120_000):
+        with tempfile.TemporaryDirectory() as profile:  # a fresh profile: the UI keeps view state in it
+            done = subprocess.run(
+                [CHROMIUM, *HEADLESS, f"--user-data-dir={profile}", f"--virtual-time-budget={budget}", "--dump-dom"]
+                + [address],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                env=os.environ | {"DBUS_SESSION_BUS_ADDRESS": "disabled:"},
+            )
+        words = re.sub(r"<[^>]+>", " ", re.sub(r"<(style|script)\b.*?</\1>", " ", done.stdout, flags=re.S))
+        text = html.unescape(re.sub(r"\s+", " ", words))
+        if expected in text:
+            break
+    return text
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs Debian's chromium)")
+def test_the_printed_address_shows_t50_per_group_in_chromium(logged, ui):
+    client, parent, _ = logged
+    experiment = client.get_run(parent).info.experiment_id
+    metrics = page_text(ui + ui_page(experiment, parent), "t50 (2)")
+    # Its sections are the metrics' prefixes, first the groups whose T50 is a number, then the censored
+    # ones (the charts inside draw later, as they scroll into view); nothing else is a metric.
+    sections = re.findall(r"(\w+) \((\d+)\) Add chart", metrics)
+    assert sections[:3] == [("t50", "2"), ("t50_at_least", "1"), ("t50_below", "1")], sections
+    assert "success_rate" not in metrics
+    overview = page_text(ui + f"#/experiments/{experiment}/runs/{parent}?workflowType=machine_learning", "27.5 [")
+    assert "12-07 00:41 T50 lstm none < 10, lstm pre 17.1" in overview  # the run's name, as its page title
+    assert "rnn, none 27.5 [" in overview  # the description's first line, rendered
