@@ -13,6 +13,11 @@ Axis kinds (one per key of `space`):
     {loguniform: [lo, hi]}     a number drawn uniformly in log space, lo > 0 (float keys)
     {randint: [lo, hi]}        an integer in lo..hi, both ends included (integer keys)
     {lograndint: [lo, hi]}     an integer in lo..hi drawn in log space, lo > 0 (integer keys)
+    {adaptive: {lo, hi, step, rounds, per_round, target, stop_width}}
+                               values placed in rounds where the success rate crosses `target`
+                               (flosssweep.sweep.adaptive); at most one such axis, every other
+                               axis a grid: each combination of grid values is a group with its
+                               own track of rounds
 
 Searches: `grid` enumerates the grid axes (`num_samples` repeats the whole grid) and draws the other
 axes per trial; `random` draws every axis, grid axes uniformly from their values, `num_samples` trials;
@@ -23,6 +28,7 @@ refused: use `choice`).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import re
@@ -36,7 +42,7 @@ from flosssweep.config import ConfigError
 from flosssweep.names import METRIC_ALIASES, METRICS
 
 SEARCHES = ("grid", "random", "optuna")
-AXIS_KINDS = ("grid", "choice", "uniform", "loguniform", "randint", "lograndint")
+AXIS_KINDS = ("grid", "choice", "uniform", "loguniform", "randint", "lograndint", "adaptive")
 DISCRETE = ("grid", "choice")
 TOP_KEYS = {
     "name": "MLflow experiment and Ray run name",
@@ -65,23 +71,64 @@ MAX_TRIALS = 100_000  # per launch: more is a typo (and --dry-run would list the
 MAX_CORNERS = 5000
 
 SEARCH_SPACES_DIR = "search_spaces"
+# The settings of an adaptive axis and what each means; lo and hi have no default.
+ADAPTIVE_KEYS = {
+    "lo": "the smallest value tried",
+    "hi": "the largest value tried",
+    "step": "spacing of the values tried, from lo (a multiple of task.bits for task.delay)",
+    "rounds": "rounds of trials per group",
+    "per_round": "trials per group and round",
+    "target": "the success rate whose crossing is sought (0.5: T50)",
+    "stop_width": "a group stops once its 95% interval is narrower than this (0: never early)",
+}
+MAX_CANDIDATES = 10_000  # values between lo and hi: more is a typo in step
+
+
+@dataclass(frozen=True)
+class Adaptive:
+    """The plan of an adaptive axis: where its values may fall, and the rounds that place them."""
+
+    lo: float
+    hi: float
+    step: float
+    rounds: int
+    per_round: int
+    target: float
+    stop_width: float
+
+    def candidates(self) -> tuple:
+        count = int(math.floor((self.hi - self.lo) / self.step + 1e-9)) + 1
+        values = (self.lo + i * self.step for i in range(count))
+        return tuple(v if isinstance(self.step, int) and isinstance(self.lo, int) else round(v, 12) for v in values)
+
+    def describe(self) -> str:
+        return (
+            f"adaptive({self.lo:g}..{self.hi:g} step {self.step:g}, {self.rounds} rounds of {self.per_round}, "
+            f"target {self.target:g}, stop width {self.stop_width:g})"
+        )
 
 
 @dataclass(frozen=True)
 class Axis:
     key: str  # dotted config key
     kind: str  # one of AXIS_KINDS
-    values: tuple  # grid/choice: the values; distributions: (lo, hi), both ends included
+    values: tuple  # grid/choice: the values; distributions: (lo, hi), both ends included; adaptive: every candidate
+    plan: Adaptive | None = None  # adaptive: its settings
 
     @property
     def discrete(self) -> bool:
         return self.kind in DISCRETE
 
     def corners(self) -> tuple:
-        """Values the cross-key checks try: every listed value, or both bounds."""
+        """Values the cross-key checks try: every listed value, or both bounds (adaptive: the first
+        two candidates too, which catch a step that breaks a cross-key rule such as delay % bits)."""
+        if self.plan is not None:
+            return tuple(dict.fromkeys(self.values[:2] + self.values[-1:]))
         return self.values
 
     def describe(self) -> str:
+        if self.plan is not None:
+            return self.plan.describe()
         if self.discrete:
             return f"{self.kind} {list(self.values)}"
         return f"{self.kind}({self.values[0]:g}, {self.values[1]:g})"
@@ -106,6 +153,8 @@ class Sweep:
     source: str = ""  # path the sweep was read from
     text: str = ""  # the file's text, logged with the parent run
     raw: dict = field(default_factory=dict)
+    # Grid cells an --extend launch leaves out: an earlier launch of the experiment recorded them.
+    left_out: list[dict] = field(default_factory=list)
 
     # -- what Ray sees ---------------------------------------------------------------------------
     @property
@@ -118,6 +167,16 @@ class Sweep:
         return [a for a in self.space.values() if a.kind == "grid"]
 
     @property
+    def adaptive(self) -> Axis | None:
+        """The adaptive axis, if any (at most one)."""
+        return next((a for a in self.space.values() if a.plan is not None), None)
+
+    def groups(self) -> list[dict[str, Any]]:
+        """Under an adaptive axis: every combination of the grid axes' values, each a group with its
+        own rounds, in the order of the file."""
+        return self.cells()
+
+    @property
     def optuna_grid(self) -> bool:
         """Optuna over a space of grids only: runs Optuna's grid sampler."""
         return self.search == "optuna" and bool(self.space) and all(a.kind == "grid" for a in self.space.values())
@@ -125,14 +184,26 @@ class Sweep:
     def grid_size(self) -> int:
         return math.prod(len(a.values) for a in self.grid_axes)
 
+    def cells(self) -> list[dict[str, Any]]:
+        """Every combination of the grid axes' values (under an adaptive axis, its groups), in the
+        order of the file, less the cells in `left_out`."""
+        grid = self.grid_axes
+        every = [dict(zip((a.key for a in grid), row)) for row in itertools.product(*(a.values for a in grid))]
+        return [c for c in every if c not in self.left_out]
+
     def num_trials(self) -> int:
+        """Trials of a launch; under an adaptive axis the most it may run (groups stop early)."""
+        if self.adaptive is not None:
+            return self.grid_size() * self.adaptive.plan.rounds * self.adaptive.plan.per_round
         if self.search == "grid":
-            return self.grid_size() * self.num_samples
+            return len(self.cells()) * self.num_samples
         if self.optuna_grid:
             return self.grid_size()
         return self.num_samples
 
     def tune_num_samples(self) -> int:
+        if self.adaptive is not None or self.left_out:
+            return self.num_trials()
         if self.search == "grid":
             return self.num_samples
         if self.optuna_grid:
@@ -159,7 +230,10 @@ class Sweep:
             "search": self.search,
             "base": self.base,
             "num_samples": self.num_samples,
-            "space": {k: [a.kind, list(a.values)] for k, a in self.space.items()},
+            "space": {
+                k: [a.kind, list(a.values)] + ([dataclasses.asdict(a.plan)] if a.plan else [])
+                for k, a in self.space.items()
+            },
         }
 
     # -- humans ----------------------------------------------------------------------------------
@@ -187,7 +261,8 @@ class Sweep:
         fixed = ", ".join(f"{k}={base[k]}" for k in shown if k not in self.space and k in applies)
         lines = [
             f"sweep {self.name} ({self.source})",
-            f"  search {self.search}, {self.num_trials()} trials, at most "
+            f"  search {'adaptive' if self.adaptive else self.search}, "
+            f"{'at most ' if self.adaptive else ''}{self.num_trials()} trials, at most "
             f"{self.max_concurrent or 'as many as fit'} at once, "
             f"resources per trial {self.resources}, metric {self.metric} ({self.mode}), "
             f"scheduler {'asha' if self.scheduler else 'none'}",
@@ -195,6 +270,9 @@ class Sweep:
         ]
         if not self.space:
             lines.append("  1 configuration (no axes)")
+            return "\n".join(lines)
+        if self.adaptive is not None:
+            lines.extend(self._describe_adaptive())
             return "\n".join(lines)
         sampled = [a for a in self.space.values() if not (a.kind == "grid" and self.search == "grid")]
         if self.search == "grid" or self.optuna_grid:
@@ -221,6 +299,22 @@ class Sweep:
             for a in self.space.values():
                 lines.append(f"    {a.key}: {a.describe()}")
         return "\n".join(lines)
+
+    def _describe_adaptive(self) -> list[str]:
+        """The groups and the values of their first round (later rounds follow the results)."""
+        from flosssweep.sweep.adaptive import first_round
+
+        axis = self.adaptive
+        plan = axis.plan
+        lines = [
+            f"  {axis.key}: {plan.describe()}, {len(axis.values)} candidate values;",
+            f"  {len(self.groups())} group(s), at most {plan.rounds * plan.per_round} trials each; round 1 places:",
+        ]
+        placed = first_round(plan)
+        for group in self.groups():
+            label = ", ".join(f"{k}={v}" for k, v in group.items()) or "(one group)"
+            lines.append(f"    {label}: {axis.key} = " + ", ".join(f"{x:g}" for x in placed))
+        return lines
 
 
 # -- locating and loading ------------------------------------------------------------------------
@@ -331,6 +425,7 @@ def parse(raw: Any) -> Sweep:
             "num_samples", f"at most {MAX_TRIALS} trials in one launch ({sweep.num_trials()} asked for)", num_samples
         )
     _check_search(sweep)
+    _check_adaptive(sweep, scheduler)
     _check_corners(sweep)
     _check_devices(sweep, base_values)
     if scheduler:
@@ -357,12 +452,14 @@ def merged_base(base: dict) -> dict:
     return merged
 
 
-def _integer(raw: dict, key: str, default: int | None, minimum: int, maximum: int = cfg.INT_LIMIT) -> int | None:
+def _integer(
+    raw: dict, key: str, default: int | None, minimum: int, maximum: int = cfg.INT_LIMIT, where: str = ""
+) -> int | None:
     value = raw.get(key, default)
     if value is None and default is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
-        raise ConfigError(key, f"an integer >= {minimum} and <= {maximum}", value)
+        raise ConfigError(f"{where}.{key}" if where else key, f"an integer >= {minimum} and <= {maximum}", value)
     return value
 
 
@@ -417,6 +514,8 @@ def _axis(key: str, spec: Any) -> Axis:
     kind, values = next(iter(spec.items()))
     if kind not in AXIS_KINDS:
         raise ConfigError(f"{where}.{kind}", "one of " + ", ".join(AXIS_KINDS), show_got=False)
+    if kind == "adaptive":
+        return _adaptive_axis(key, values)
     if not isinstance(values, list) or not values:
         raise ConfigError(f"{where}.{kind}", "a non-empty list", values)
     if kind in DISCRETE:
@@ -437,6 +536,92 @@ def _axis(key: str, spec: Any) -> Axis:
     if kind.startswith("log") and lo <= 0:
         raise ConfigError(f"{where}.{kind}[0]", "a lower bound > 0 (log scale)", lo)
     return Axis(key, kind, (lo, hi))
+
+
+def _adaptive_axis(key: str, raw: Any) -> Axis:
+    where = f"space.{key}.adaptive"
+    field_ = cfg.SCHEMA[key]
+    if field_.kind not in (int, float):
+        raise ConfigError(
+            f"space.{key}", f"grid or choice for this {field_.kind.__name__} key, not adaptive", show_got=False
+        )
+    if not isinstance(raw, dict):
+        raise ConfigError(where, "a mapping with keys " + ", ".join(ADAPTIVE_KEYS), raw)
+    for name in raw:
+        if name not in ADAPTIVE_KEYS:
+            raise ConfigError(f"{where}.{name}", "one of " + ", ".join(ADAPTIVE_KEYS), show_got=False)
+    for name in ("lo", "hi"):
+        if name not in raw:
+            raise ConfigError(f"{where}.{name}", ADAPTIVE_KEYS[name] + " (required)", show_got=False)
+    lo, hi = (field_.coerce(f"{where}.{name}", raw[name]) for name in ("lo", "hi"))
+    if not lo < hi:
+        raise ConfigError(f"{where}.hi", f"a value > lo = {lo}", hi)
+    if field_.kind is int:
+        step = raw.get("step", 1)
+        if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+            raise ConfigError(f"{where}.step", "an integer >= 1 (this key takes integers)", step)
+    else:
+        if "step" not in raw:
+            raise ConfigError(f"{where}.step", ADAPTIVE_KEYS["step"] + " (required for a number key)", show_got=False)
+        step = _number(f"{where}.step", raw["step"])
+        if step <= 0:
+            raise ConfigError(f"{where}.step", "a number > 0", step)
+    if (hi - lo) / step + 1 > MAX_CANDIDATES:
+        raise ConfigError(f"{where}.step", f"at most {MAX_CANDIDATES} values from lo to hi", step)
+    rounds = _integer(raw, "rounds", 4, minimum=1, maximum=1000, where=where)
+    per_round = _integer(raw, "per_round", 2, minimum=1, maximum=1000, where=where)
+    target = _number(f"{where}.target", raw.get("target", 0.5))
+    if not 0 < target < 1:
+        raise ConfigError(f"{where}.target", "a success rate strictly between 0 and 1", target)
+    stop_width = _number(f"{where}.stop_width", raw.get("stop_width", 0))
+    if stop_width < 0:
+        raise ConfigError(f"{where}.stop_width", "a width >= 0 (0: every round runs)", stop_width)
+    plan = Adaptive(lo, hi, step, rounds, per_round, target, stop_width)
+    candidates = plan.candidates()
+    if len(candidates) < 2:
+        raise ConfigError(f"{where}.step", f"at most hi - lo = {hi - lo} (two values at least)", step)
+    for value in candidates[-1:]:
+        field_.coerce(f"{where}.hi", value)
+    return Axis(key, "adaptive", candidates, plan)
+
+
+def _check_adaptive(sweep: Sweep, scheduler: dict | None) -> None:
+    """An adaptive axis: one at most; every other axis a grid (its groups); one launch of each trial."""
+    adaptive = [a for a in sweep.space.values() if a.plan is not None]
+    if not adaptive:
+        return
+    axis = adaptive[0]
+    if len(adaptive) > 1:
+        raise ConfigError(
+            f"space.{adaptive[1].key}", f"one adaptive axis per sweep (another: {axis.key})", show_got=False
+        )
+    if sweep.search != "grid":
+        raise ConfigError("search", f"grid (the default) with the adaptive axis {axis.key}", sweep.search)
+    if sweep.num_samples != 1:
+        raise ConfigError(
+            "num_samples",
+            f"1 with the adaptive axis {axis.key} (its rounds decide the trials; ensemble sets the realizations)",
+            sweep.num_samples,
+        )
+    if scheduler:
+        raise ConfigError(
+            "scheduler", f"none with the adaptive axis {axis.key} (a trial stopped early has no k/n)", show_got=False
+        )
+    for other in sweep.space.values():
+        if other is not axis and other.kind != "grid":
+            raise ConfigError(
+                f"space.{other.key}",
+                f"a grid beside the adaptive axis {axis.key} (its grid values make the groups), not {other.kind}",
+                show_got=False,
+            )
+    if axis.key == "task.delay":
+        bits = sweep.space["task.bits"].values if "task.bits" in sweep.space else (sweep.base_values()["task"]["bits"],)
+        for b in bits:
+            for name in ("lo", "step"):
+                if getattr(axis.plan, name) % b:
+                    raise ConfigError(
+                        f"space.task.delay.adaptive.{name}", f"a multiple of task.bits = {b}", getattr(axis.plan, name)
+                    )
 
 
 def _known_keys(key: str) -> str:
