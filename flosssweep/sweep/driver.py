@@ -474,15 +474,15 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m flosssweep.run
         store.check()
         if resumed is None:
             preflight.check_earlier_launch(_read_launch(experiment_dir), experiment_dir, args.sweep)
+        else:
+            lease.check_free(experiment_dir, "--resume")
+            preflight.check_resumable(resumed, store)
+            preflight.check_experiment_state(experiment_dir)
         if args.extend:
             _extend(launch)
             if sweep.num_trials() == 0:
                 print(f"sweep {sweep.name}: every cell is recorded already; nothing to run", flush=True)
                 return 0
-        else:
-            lease.check_free(experiment_dir, "--resume")
-            preflight.check_resumable(resumed, store)
-            preflight.check_experiment_state(experiment_dir)
     except TrackingUnavailable as err:
         return _refuse(str(err), err.code)
     except preflight.Refused as err:
