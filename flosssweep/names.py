@@ -141,6 +141,8 @@ CHECKPOINT_META_KEYS = ("epoch", "done", "launch", "config", "metrics", "history
 # the launch file in a Ray experiment directory, driver -> a later driver (--resume, --close)
 LAUNCH_KEYS = ("parent_run_id", "experiment_id", "tracking_uri", "sweep", "fingerprint", "optuna", "extended")
 OPTUNA_STUDY_KEYS = ("storage", "study_name")  # its `optuna` entry: where an Optuna search keeps its study
+# A trial an earlier launch recorded, tracking store -> an --extend launch (TrackingStore.recorded_trials).
+RECORDED_TRIAL_KEYS = ("trial_config", "config_key", "seed", "successes", "members")
 # How the child runs of a launch ended, counted into the parent's tags (flosssweep.<count>).
 OUTCOME_COUNTS = ("recorded", "stopped", "error", "abandoned", "open")
 RAY_RESULT_KEYS = ("timestamp",)  # Ray's own keys of every result that the driver reads

@@ -44,13 +44,20 @@ def _parser() -> argparse.ArgumentParser:
             "to MLflow. Records of one realization read twice are counted once."
         ),
     )
-    src = p.add_argument_group("where the records come from (default: the most recent sweep in the tracking store)")
+    src = p.add_argument_group(
+        "where the records come from (default: every launch of the most recent sweep in the tracking store)"
+    )
     one = src.add_mutually_exclusive_group()
     one.add_argument(
-        "--experiment", metavar="NAME", help="MLflow experiment (= sweep name); its most recent parent run is reported"
+        "--experiment",
+        metavar="NAME",
+        help="MLflow experiment (= sweep name); the records of every launch of it are reported",
     )
     one.add_argument(
-        "--run", metavar="PARENT_RUN_ID", help="the parent run of one sweep launch (tag flosssweep.role=parent)"
+        "--run",
+        "--launch",
+        metavar="PARENT_RUN_ID",
+        help="one launch alone: its parent run (tag flosssweep.role=parent)",
     )
     one.add_argument(
         "--from-parquet",

@@ -42,8 +42,9 @@ from flosssweep.tracking.summary import log_summary
 
 @dataclass
 class FromStore:
-    """Records of one launch in a tracking store: `run_id` (a parent run), else the latest launch of
-    `experiment`, else the latest launch in the store."""
+    """Records in a tracking store: of one launch, `run_id` (a parent run); else of every launch of
+    `experiment`, else of every launch of the experiment of the latest launch in the store (an
+    --extend launch adds to the earlier ones; a realization several launches ran is counted once)."""
 
     store: TrackingStore
     experiment: str | None = None
@@ -112,8 +113,9 @@ def make_report(source: FromStore | FromParquet | pa.Table, settings: ReportSett
     if isinstance(source, FromStore):
         store = open_store(source.store, write=s.log)
         parent, experiment = find_parent_run(store, source.experiment, source.run_id)
-        table = read_mlflow_records(store, parent, experiment, x=s.x)
-        where = f"parent run {parent.info.run_id}"
+        every_launch = source.run_id is None
+        table = read_mlflow_records(store, parent, experiment, x=s.x, every_launch=every_launch)
+        where = f"experiment {experiment!r}" if every_launch else f"parent run {parent.info.run_id}"
     elif isinstance(source, FromParquet):
         table, where = read_parquet_records(source.paths, x=s.x), ", ".join(source.paths)
     else:
