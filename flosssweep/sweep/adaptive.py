@@ -26,23 +26,12 @@ from ray.tune.search import Searcher
 
 from flosssweep.names import ADAPTIVE_STATE
 from flosssweep.protocol import FinalResult
-from flosssweep.sweep.spec import Adaptive
+from flosssweep.sweep.plan import Adaptive, snap
 from flosssweep.threshold import Observation, ThresholdPosterior
 
 SEED = "seed"  # the config key a repeated value varies
 LEVEL = 0.95  # of the interval that `stop_width` and the round lines refer to
 Key = tuple[float, int]  # (x, seed): one trial's realizations within a group
-
-
-def first_round(plan: Adaptive) -> list:
-    """The values of every group's first round (what --dry-run shows)."""
-    return _snap(ThresholdPosterior.prior(plan.lo, plan.hi, plan.target).place(plan.candidates(), plan.per_round), plan)
-
-
-def _snap(placed, plan: Adaptive) -> list:
-    """Placed values as candidates (of the axis's own type: a delay stays an integer)."""
-    candidates = plan.candidates()
-    return [min(candidates, key=lambda c: abs(c - x)) for x in placed]
 
 
 def outcome(result: dict | None) -> tuple[int, int] | None:
@@ -136,7 +125,7 @@ class AdaptiveSearch(Searcher):
             if self.finished:
                 self._tag_finished()
             return
-        for x in _snap(posterior.place(self.plan.candidates(), self.plan.per_round), self.plan):
+        for x in snap(posterior.place(self.plan.candidates(), self.plan.per_round), self.plan):
             track.queue.append((x, track.next_seed(x, self.base_seed)))
 
     def _round_ended(self, track: Track) -> None:

@@ -40,6 +40,8 @@ from flosssweep import config as cfg
 from flosssweep import yamlio
 from flosssweep.config import ConfigError
 from flosssweep.names import METRIC_ALIASES, METRICS
+from flosssweep.sweep import plan as adaptive_plan
+from flosssweep.sweep.plan import Adaptive
 
 SEARCHES = ("grid", "random", "optuna")
 AXIS_KINDS = ("grid", "choice", "uniform", "loguniform", "randint", "lograndint", "adaptive")
@@ -71,41 +73,6 @@ MAX_TRIALS = 100_000  # per launch: more is a typo (and --dry-run would list the
 MAX_CORNERS = 5000
 
 SEARCH_SPACES_DIR = "search_spaces"
-# The settings of an adaptive axis and what each means; lo and hi have no default.
-ADAPTIVE_KEYS = {
-    "lo": "the smallest value tried",
-    "hi": "the largest value tried",
-    "step": "spacing of the values tried, from lo (a multiple of task.bits for task.delay)",
-    "rounds": "rounds of trials per group",
-    "per_round": "trials per group and round",
-    "target": "the success rate whose crossing is sought (0.5: T50)",
-    "stop_width": "a group stops once its 95% interval is narrower than this (0: never early)",
-}
-MAX_CANDIDATES = 10_000  # values between lo and hi: more is a typo in step
-
-
-@dataclass(frozen=True)
-class Adaptive:
-    """The plan of an adaptive axis: where its values may fall, and the rounds that place them."""
-
-    lo: float
-    hi: float
-    step: float
-    rounds: int
-    per_round: int
-    target: float
-    stop_width: float
-
-    def candidates(self) -> tuple:
-        count = int(math.floor((self.hi - self.lo) / self.step + 1e-9)) + 1
-        values = (self.lo + i * self.step for i in range(count))
-        return tuple(v if isinstance(self.step, int) and isinstance(self.lo, int) else round(v, 12) for v in values)
-
-    def describe(self) -> str:
-        return (
-            f"adaptive({self.lo:g}..{self.hi:g} step {self.step:g}, {self.rounds} rounds of {self.per_round}, "
-            f"target {self.target:g}, stop width {self.stop_width:g})"
-        )
 
 
 @dataclass(frozen=True)
@@ -113,7 +80,7 @@ class Axis:
     key: str  # dotted config key
     kind: str  # one of AXIS_KINDS
     values: tuple  # grid/choice: the values; distributions: (lo, hi), both ends included; adaptive: every candidate
-    plan: Adaptive | None = None  # adaptive: its settings
+    plan: Adaptive | None = None  # adaptive: its settings (flosssweep.sweep.plan)
 
     @property
     def discrete(self) -> bool:
@@ -272,7 +239,7 @@ class Sweep:
             lines.append("  1 configuration (no axes)")
             return "\n".join(lines)
         if self.adaptive is not None:
-            lines.extend(self._describe_adaptive())
+            lines.extend(adaptive_plan.describe(self))
             return "\n".join(lines)
         sampled = [a for a in self.space.values() if not (a.kind == "grid" and self.search == "grid")]
         if self.search == "grid" or self.optuna_grid:
@@ -299,22 +266,6 @@ class Sweep:
             for a in self.space.values():
                 lines.append(f"    {a.key}: {a.describe()}")
         return "\n".join(lines)
-
-    def _describe_adaptive(self) -> list[str]:
-        """The groups and the values of their first round (later rounds follow the results)."""
-        from flosssweep.sweep.adaptive import first_round
-
-        axis = self.adaptive
-        plan = axis.plan
-        lines = [
-            f"  {axis.key}: {plan.describe()}, {len(axis.values)} candidate values;",
-            f"  {len(self.groups())} group(s), at most {plan.rounds * plan.per_round} trials each; round 1 places:",
-        ]
-        placed = first_round(plan)
-        for group in self.groups():
-            label = ", ".join(f"{k}={v}" for k, v in group.items()) or "(one group)"
-            lines.append(f"    {label}: {axis.key} = " + ", ".join(f"{x:g}" for x in placed))
-        return lines
 
 
 # -- locating and loading ------------------------------------------------------------------------
@@ -425,7 +376,8 @@ def parse(raw: Any) -> Sweep:
             "num_samples", f"at most {MAX_TRIALS} trials in one launch ({sweep.num_trials()} asked for)", num_samples
         )
     _check_search(sweep)
-    _check_adaptive(sweep, scheduler)
+    if sweep.adaptive is not None:
+        adaptive_plan.check(sweep, scheduler)
     _check_corners(sweep)
     _check_devices(sweep, base_values)
     if scheduler:
@@ -452,14 +404,12 @@ def merged_base(base: dict) -> dict:
     return merged
 
 
-def _integer(
-    raw: dict, key: str, default: int | None, minimum: int, maximum: int = cfg.INT_LIMIT, where: str = ""
-) -> int | None:
+def _integer(raw: dict, key: str, default: int | None, minimum: int, maximum: int = cfg.INT_LIMIT) -> int | None:
     value = raw.get(key, default)
     if value is None and default is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
-        raise ConfigError(f"{where}.{key}" if where else key, f"an integer >= {minimum} and <= {maximum}", value)
+        raise ConfigError(key, f"an integer >= {minimum} and <= {maximum}", value)
     return value
 
 
@@ -515,7 +465,8 @@ def _axis(key: str, spec: Any) -> Axis:
     if kind not in AXIS_KINDS:
         raise ConfigError(f"{where}.{kind}", "one of " + ", ".join(AXIS_KINDS), show_got=False)
     if kind == "adaptive":
-        return _adaptive_axis(key, values)
+        settings = adaptive_plan.parse(key, values)
+        return Axis(key, "adaptive", settings.candidates(), settings)
     if not isinstance(values, list) or not values:
         raise ConfigError(f"{where}.{kind}", "a non-empty list", values)
     if kind in DISCRETE:
@@ -536,92 +487,6 @@ def _axis(key: str, spec: Any) -> Axis:
     if kind.startswith("log") and lo <= 0:
         raise ConfigError(f"{where}.{kind}[0]", "a lower bound > 0 (log scale)", lo)
     return Axis(key, kind, (lo, hi))
-
-
-def _adaptive_axis(key: str, raw: Any) -> Axis:
-    where = f"space.{key}.adaptive"
-    field_ = cfg.SCHEMA[key]
-    if field_.kind not in (int, float):
-        raise ConfigError(
-            f"space.{key}", f"grid or choice for this {field_.kind.__name__} key, not adaptive", show_got=False
-        )
-    if not isinstance(raw, dict):
-        raise ConfigError(where, "a mapping with keys " + ", ".join(ADAPTIVE_KEYS), raw)
-    for name in raw:
-        if name not in ADAPTIVE_KEYS:
-            raise ConfigError(f"{where}.{name}", "one of " + ", ".join(ADAPTIVE_KEYS), show_got=False)
-    for name in ("lo", "hi"):
-        if name not in raw:
-            raise ConfigError(f"{where}.{name}", ADAPTIVE_KEYS[name] + " (required)", show_got=False)
-    lo, hi = (field_.coerce(f"{where}.{name}", raw[name]) for name in ("lo", "hi"))
-    if not lo < hi:
-        raise ConfigError(f"{where}.hi", f"a value > lo = {lo}", hi)
-    if field_.kind is int:
-        step = raw.get("step", 1)
-        if isinstance(step, bool) or not isinstance(step, int) or step < 1:
-            raise ConfigError(f"{where}.step", "an integer >= 1 (this key takes integers)", step)
-    else:
-        if "step" not in raw:
-            raise ConfigError(f"{where}.step", ADAPTIVE_KEYS["step"] + " (required for a number key)", show_got=False)
-        step = _number(f"{where}.step", raw["step"])
-        if step <= 0:
-            raise ConfigError(f"{where}.step", "a number > 0", step)
-    if (hi - lo) / step + 1 > MAX_CANDIDATES:
-        raise ConfigError(f"{where}.step", f"at most {MAX_CANDIDATES} values from lo to hi", step)
-    rounds = _integer(raw, "rounds", 4, minimum=1, maximum=1000, where=where)
-    per_round = _integer(raw, "per_round", 2, minimum=1, maximum=1000, where=where)
-    target = _number(f"{where}.target", raw.get("target", 0.5))
-    if not 0 < target < 1:
-        raise ConfigError(f"{where}.target", "a success rate strictly between 0 and 1", target)
-    stop_width = _number(f"{where}.stop_width", raw.get("stop_width", 0))
-    if stop_width < 0:
-        raise ConfigError(f"{where}.stop_width", "a width >= 0 (0: every round runs)", stop_width)
-    plan = Adaptive(lo, hi, step, rounds, per_round, target, stop_width)
-    candidates = plan.candidates()
-    if len(candidates) < 2:
-        raise ConfigError(f"{where}.step", f"at most hi - lo = {hi - lo} (two values at least)", step)
-    for value in candidates[-1:]:
-        field_.coerce(f"{where}.hi", value)
-    return Axis(key, "adaptive", candidates, plan)
-
-
-def _check_adaptive(sweep: Sweep, scheduler: dict | None) -> None:
-    """An adaptive axis: one at most; every other axis a grid (its groups); one launch of each trial."""
-    adaptive = [a for a in sweep.space.values() if a.plan is not None]
-    if not adaptive:
-        return
-    axis = adaptive[0]
-    if len(adaptive) > 1:
-        raise ConfigError(
-            f"space.{adaptive[1].key}", f"one adaptive axis per sweep (another: {axis.key})", show_got=False
-        )
-    if sweep.search != "grid":
-        raise ConfigError("search", f"grid (the default) with the adaptive axis {axis.key}", sweep.search)
-    if sweep.num_samples != 1:
-        raise ConfigError(
-            "num_samples",
-            f"1 with the adaptive axis {axis.key} (its rounds decide the trials; ensemble sets the realizations)",
-            sweep.num_samples,
-        )
-    if scheduler:
-        raise ConfigError(
-            "scheduler", f"none with the adaptive axis {axis.key} (a trial stopped early has no k/n)", show_got=False
-        )
-    for other in sweep.space.values():
-        if other is not axis and other.kind != "grid":
-            raise ConfigError(
-                f"space.{other.key}",
-                f"a grid beside the adaptive axis {axis.key} (its grid values make the groups), not {other.kind}",
-                show_got=False,
-            )
-    if axis.key == "task.delay":
-        bits = sweep.space["task.bits"].values if "task.bits" in sweep.space else (sweep.base_values()["task"]["bits"],)
-        for b in bits:
-            for name in ("lo", "step"):
-                if getattr(axis.plan, name) % b:
-                    raise ConfigError(
-                        f"space.task.delay.adaptive.{name}", f"a multiple of task.bits = {b}", getattr(axis.plan, name)
-                    )
 
 
 def _known_keys(key: str) -> str:
