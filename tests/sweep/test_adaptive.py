@@ -261,3 +261,22 @@ def test_extend_starts_from_recorded_trials_each_realization_once():
     assert pre.posterior(searcher.plan).interval() == expected.interval()
     placed = [x for x, _ in pre.queue]
     assert all(10 <= x <= 30 for x in placed), placed  # between what succeeded and what failed
+
+
+@pytest.mark.parametrize(
+    "sweep, flags, words",
+    [
+        ("quickstart", ["--extend", "--resume"], "--extend: not with --resume"),
+        ("quickstart", ["--extend", "--close"], "--extend: not with --close"),
+        ("strength_optuna", ["--extend"], "--extend: expected a sweep with an adaptive axis or grid axes only"),
+    ],
+)
+def test_extend_is_refused_where_it_cannot_tell_recorded_trials(tmp_path, sweep, flags, words):
+    from conftest import in_process, sweep_environment
+
+    from flosssweep import run
+
+    result = in_process(run.main, sweep, *flags, cwd=tmp_path, env=sweep_environment(tmp_path))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"flosssweep.run: error: {words}"), result.stderr
+    assert not (tmp_path / "mlflow.db").exists()
