@@ -125,6 +125,13 @@ def check(sweep, scheduler: dict | None) -> None:
         raise ConfigError(
             "scheduler", f"none with the adaptive axis {axis.key} (a trial stopped early has no k/n)", show_got=False
         )
+    if "seed" in sweep.space:  # the searcher gives a value placed again the next seed: a seed axis would collide
+        raise ConfigError(
+            "space.seed",
+            f"no seed axis beside the adaptive axis {axis.key} (ensemble sets the realizations per trial, "
+            "and a value placed again runs under the next seed)",
+            show_got=False,
+        )
     for other in sweep.space.values():
         if other is not axis and other.kind != "grid":
             raise ConfigError(

@@ -118,10 +118,11 @@ def test_the_axis_parses_into_candidates_groups_and_a_trial_budget():
             "one adaptive axis per sweep",
         ),
         (
-            {"space__task.delay": ADAPTIVE, "space__seed": {"choice": [0, 1]}},
-            "space.seed",
+            {"space__task.delay": ADAPTIVE, "space__model.g": {"choice": [1.0, 1.5]}},
+            "space.model.g",
             "a grid beside the adaptive axis task.delay",
         ),
+        ({"space__task.delay": ADAPTIVE, "space__seed": {"grid": [0, 1]}}, "space.seed", "no seed axis beside"),
         ({"space__task.delay": ADAPTIVE, "search": "random"}, "search", "grid (the default) with the adaptive axis"),
         ({"space__task.delay": ADAPTIVE, "num_samples": 2}, "num_samples", "1 with the adaptive axis"),
         ({"space__task.delay": ADAPTIVE, "scheduler": "asha"}, "scheduler", "none with the adaptive axis"),
