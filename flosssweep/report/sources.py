@@ -160,7 +160,7 @@ def read_mlflow_records(
     if every_launch:
         children = store.search_all([parent.info.experiment_id], f"tags.`{ROLE}` = 'child'")
         launches = len({c.data.tags.get(PARENT) for c in children})
-        whose = f"{launches} launch(es) of experiment {experiment_name!r}"
+        whose = f"{launches} launch(es) of experiment {experiment_name!r} (the latest: parent run {pid})"
     else:
         children = store.children(parent.info.experiment_id, pid)
         children = [c for c in children if c.data.tags.get(ROLE, "child") == "child"]
