@@ -4,7 +4,7 @@ the flat prior's quantiles, bracketing data, plateaus, and the placement rule's 
 import numpy as np
 import pytest
 
-from flosssweep.threshold import GUESSES, LAPSES, Observation, ThresholdPosterior, _Grid
+from flosssweep.threshold import CURVE_TOLERANCE, GUESSES, LAPSES, T50_BINS, Observation, ThresholdPosterior, _Grid
 
 XS = np.arange(10.0, 122.0, 2.0)
 
@@ -29,7 +29,7 @@ def test_flat_prior_quantiles_are_those_of_a_uniform():
 
 def test_every_grid_curve_crosses_the_target_at_its_t50():
     grid = _Grid(10.0, 120.0, 0.3)
-    for i in (0, 57, 239):
+    for i in (0, 57, T50_BINS - 1):
         rate = grid.success_rate(float(grid.t50[i, 0, 0, 0]))[i]  # (slope, lapse, guess)
         assert np.allclose(rate[:, grid.crosses[0, 0]], 0.3, atol=1e-9)
 
@@ -120,3 +120,15 @@ def test_a_target_above_some_ceilings_keeps_only_the_curves_that_reach_it():
     post = ThresholdPosterior.prior(10, 120, target=0.9)
     reach = (1 - np.asarray(LAPSES))[:, None] > 0.9
     assert np.isfinite(post._log_post[0, 0]).tolist() == np.broadcast_to(reach, (len(LAPSES), len(GUESSES))).tolist()
+
+
+def test_the_drawn_curve_is_the_posterior_mean_within_its_tolerance():
+    # the prior is symmetric about the middle of its range (T50 uniform, the same grid for lapse and
+    # guess), so its mean curve passes through 0.5 there
+    prior = ThresholdPosterior.prior(10, 120)
+    assert prior.curve([65.0])[0] == pytest.approx(0.5, abs=CURVE_TOLERANCE)
+    post = prior.updated([Observation(30, 9, 10), Observation(50, 6, 10), Observation(70, 1, 10)])
+    weights = np.exp(post._log_post - post._log_post.max())
+    weights /= weights.sum()
+    exact = [float((weights * post._grid.success_rate(x)).sum()) for x in (20.0, 50.0, 90.0)]
+    assert np.allclose(post.curve([20.0, 50.0, 90.0]), exact, atol=CURVE_TOLERANCE)

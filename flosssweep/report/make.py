@@ -31,6 +31,7 @@ from flosssweep.report.common import (
 )
 from flosssweep.report.curves import Aggregate, aggregate
 from flosssweep.report.figures import write_outputs
+from flosssweep.report.fit import check_fit
 from flosssweep.report.headline import TABLE_ARTIFACT, summary_metrics, summary_table
 from flosssweep.report.maps import map_caption, plot_success_map, success_map
 from flosssweep.report.outcomes import format_outcomes, outcome_summary, plot_outcome
@@ -67,6 +68,7 @@ class ReportSettings:
     threshold: float = DEFAULT_THRESHOLD  # success rate T50 is measured at
     n_draws: int = DEFAULT_N_DRAWS  # posterior draws for the T50 interval; 0 turns it off
     seed: int = 0  # seed of those draws
+    fit: str | None = None  # 'logistic': a fitted T50 beside the interpolated one (report/fit.py)
     outcome: str | None = None  # a numeric record column also summarized against x
     thresholds: list[float] = field(default_factory=lambda: [1.0, 2.0, 3.0])  # ... and its thresholds
     format: str | None = "table"  # what is printed on stdout (table, markdown, csv, json); None: nothing
@@ -101,6 +103,7 @@ def make_report(source: FromStore | FromParquet | pa.Table, settings: ReportSett
         raise ReportError(f"--n-draws must be in 0..{MAX_N_DRAWS}, got {s.n_draws}")
     if not 0 <= s.seed <= MAX_SEED:
         raise ReportError(f"--seed must be in 0..{MAX_SEED}, got {s.seed}")
+    check_fit(s.fit, s.threshold)
     if s.marker is not None and not math.isfinite(s.marker):
         raise ReportError(f"--marker must be a finite number, got {s.marker}")
     formats = style.parse_formats(",".join(s.figure_formats))  # refused before the records are read
@@ -129,7 +132,7 @@ def make_report(source: FromStore | FromParquet | pa.Table, settings: ReportSett
         raise ReportError(f"unknown --by column(s): {', '.join(unknown)} (columns: {', '.join(table.column_names)})")
     cells = success_map(table, *s.map, threshold=s.threshold) if s.map else None
     print(f"aggregating {table.num_rows} record row(s) from {where}", file=sys.stderr)
-    aggregated = aggregate(table, x=x, by=s.by, threshold=s.threshold, n_draws=s.n_draws, seed=s.seed)
+    aggregated = aggregate(table, x=x, by=s.by, threshold=s.threshold, n_draws=s.n_draws, seed=s.seed, fit=s.fit)
     by = aggregated.settings.by
     if s.horizon_axis and s.horizon_axis not in by:
         raise ReportError(f"--horizon-axis {s.horizon_axis!r} is not a grouping column ({', '.join(by) or 'none'})")
