@@ -165,7 +165,7 @@ def test_rounds_place_each_group_on_its_own_track_and_end_with_finished(capsys):
 
 def test_a_group_stops_once_its_interval_is_narrower_than_stop_width():
     searcher = search.searcher(adaptive_sweep(rounds=20, stop_width=8))
-    given, last = drain(searcher, steep({"none": 9, "pre": 27}), n=8)
+    given, last = drain(searcher, steep({"none": 9, "pre": 27}, n=8), n=8)
     assert last == "FINISHED"
     for track in searcher.tracks:
         _, low, high = track.posterior(searcher.plan).interval()
