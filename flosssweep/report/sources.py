@@ -197,7 +197,13 @@ def read_mlflow_records(
         )
     if not tables:
         raise ReportError(f"no records found: none of the {total} child run(s) of {whose} has a {RECORDS_ARTIFACT}")
-    table = _concat(tables, origins)
+    try:
+        table = _concat(tables, origins)
+    except ReportError as exc:
+        if not every_launch:
+            raise
+        # e.g. a launch on another device, or by code that changed the results: read them one at a time
+        raise ReportError(f"{exc}; the launches disagree, report one with --launch PARENT_RUN_ID") from None
     if "sweep" not in table.column_names:
         table = table.append_column("sweep", pa.array([experiment_name] * table.num_rows))
     return table

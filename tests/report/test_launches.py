@@ -32,3 +32,22 @@ def test_every_launch_by_default_each_realization_once_and_one_with_launch(tmp_p
     assert "2 launch(es) of experiment 'extended'" in capsys.readouterr().err
     assert counts() == {10: (10, 10), 20: (8, 10), 30: (2, 10)}  # the latest sweep, every launch of it
     assert counts("--launch", later) == {20: (8, 10), 30: (2, 10)}
+
+
+def test_launches_that_disagree_on_a_realization_are_refused_with_the_way_out(tmp_path, migrated_store, capsys):
+    from mlflow.tracking import MlflowClient
+
+    uri = fresh_store(migrated_store, tmp_path / "mlflow.db")
+    client = MlflowClient(tracking_uri=uri)
+    log_sweep(
+        client, "rerun", split_trials(make_records({("rnn", "pre"): [10]}, delays=(10,), sweep="rerun")), tmp_path
+    )
+    # the same realizations, other outcomes (another device, or code that changed the results)
+    later = log_sweep(
+        client, "rerun", split_trials(make_records({("rnn", "pre"): [7]}, delays=(10,), sweep="rerun")), tmp_path
+    )
+    assert report.main(["--tracking-uri", uri, "--experiment", "rerun", "--n-draws", "0", "--no-log"]) == 2
+    error = capsys.readouterr().err.splitlines()[-1]  # after the line saying what is read
+    assert error.startswith("flosssweep.report: error: conflicting records of one realization"), error
+    assert error.endswith("the launches disagree, report one with --launch PARENT_RUN_ID"), error
+    assert report.main(["--tracking-uri", uri, "--launch", later, "--n-draws", "0", "--no-log"]) == 0
