@@ -113,6 +113,8 @@ LAUNCH = "flosssweep.launch"  # parent: its name at launch (stamp, axes, trials)
 END_REASON = "flosssweep.end_reason"  # parent: why a launch ended without finishing (refused, interrupted, closed)
 OPTUNA_STORAGE = "flosssweep.optuna_storage"  # parent of an Optuna search: the database of its study
 OPTUNA_STUDY = "flosssweep.optuna_study"  # ... and the study's name in it
+ADAPTIVE_STATE = "flosssweep.adaptive"  # parent of an adaptive sweep: "finished" once every group stopped
+EXTENDS = "flosssweep.extends"  # parent of an --extend launch ("true"): it adds to the experiment's earlier launches
 TRIAL_ID = "flosssweep.trial_id"
 TRIAL_CONFIG = "flosssweep.trial_config"  # child: its varied values as JSON (finds a re-created trial's run)
 CONFIG_KEY = "flosssweep.config_key"
@@ -138,8 +140,10 @@ RESULT_KEYS = (EPOCH, RESULT_RECORDS, RESULT_HISTORY, RESULT_REPLAYED)
 # meta.json of a checkpoint, worker -> the same trial's next start
 CHECKPOINT_META_KEYS = ("epoch", "done", "launch", "config", "metrics", "history")
 # the launch file in a Ray experiment directory, driver -> a later driver (--resume, --close)
-LAUNCH_KEYS = ("parent_run_id", "experiment_id", "tracking_uri", "sweep", "fingerprint", "optuna")
+LAUNCH_KEYS = ("parent_run_id", "experiment_id", "tracking_uri", "sweep", "fingerprint", "optuna", "extended")
 OPTUNA_STUDY_KEYS = ("storage", "study_name")  # its `optuna` entry: where an Optuna search keeps its study
+# A trial an earlier launch recorded, tracking store -> an --extend launch (TrackingStore.recorded_trials).
+RECORDED_TRIAL_KEYS = ("trial_config", "config_key", "seed", "successes", "members")
 # How the child runs of a launch ended, counted into the parent's tags (flosssweep.<count>).
 OUTCOME_COUNTS = ("recorded", "stopped", "error", "abandoned", "open")
 RAY_RESULT_KEYS = ("timestamp",)  # Ray's own keys of every result that the driver reads

@@ -83,6 +83,7 @@ class LaunchFile:
     sweep: str  # the sweep file it was launched from
     fingerprint: Any  # what must not change for a resume (spec.Sweep.fingerprint)
     optuna: dict | None = None  # where an Optuna search keeps its study
+    extended: list | None = None  # an --extend launch: the grid cells it leaves out (recorded before)
 
     def dumps(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=1)

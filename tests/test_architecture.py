@@ -108,11 +108,18 @@ def test_training_and_numerics_import_neither_sweep_tracking_nor_report():
             "flosssweep.tasks",
             "flosssweep.records",
             "flosssweep.names",
+            "flosssweep.threshold",
         )
     ]
     upper = ("flosssweep.sweep", "flosssweep.tracking", "flosssweep.report", "flosssweep.bench")
     for name in lower:
         assert not [m for m in GRAPH[name] if m.startswith(upper)], name
+
+
+def test_the_threshold_posterior_needs_no_framework():
+    # the sweep's searcher and the report's fit both import it, so it must not pull in torch, Ray or MLflow
+    heavy = ("torch", "ray", "mlflow", "flosssweep.")
+    assert not [m for m in imports(MODULES["flosssweep.threshold"]) if m.startswith(heavy)]
 
 
 def test_no_module_over_600_lines():

@@ -107,6 +107,20 @@ plausible = st.fixed_dictionaries(
                 "task.delay": st.fixed_dictionaries(
                     {"grid": st.lists(st.sampled_from([2, 4, 6, 7]), min_size=1, max_size=3)}
                 )
+                | st.fixed_dictionaries(
+                    {
+                        "adaptive": st.fixed_dictionaries(
+                            {"lo": st.sampled_from([2, 3, 30]), "hi": st.sampled_from([2, 12, 30, 50])},
+                            optional={
+                                "step": st.sampled_from([1, 2, 0, 1.5]),
+                                "rounds": st.sampled_from([1, 3, 0]),
+                                "per_round": st.sampled_from([1, 2]),
+                                "target": st.sampled_from([0.5, 0.8, 1]),
+                                "stop_width": st.sampled_from([0, 4, -1]),
+                            },
+                        )
+                    }
+                )
             },
             optional={
                 "floss.mode": st.fixed_dictionaries({"choice": st.lists(st.sampled_from(["none", "pre"]), min_size=1)})

@@ -11,6 +11,7 @@ from flosssweep.checks import OneLineParser, one_line, os_problem, private_files
 from flosssweep.names import REPORT_ARTIFACT_DIR
 from flosssweep.report import style
 from flosssweep.report.common import DEFAULT_N_DRAWS, DEFAULT_THRESHOLD, ReportError, StoreUnavailable
+from flosssweep.report.fit import FITS
 from flosssweep.report.headline import TABLE_ARTIFACT
 from flosssweep.report.make import FromParquet, FromStore, ReportSettings, make_report
 from flosssweep.tracking.store import TrackingStore
@@ -44,13 +45,20 @@ def _parser() -> argparse.ArgumentParser:
             "to MLflow. Records of one realization read twice are counted once."
         ),
     )
-    src = p.add_argument_group("where the records come from (default: the most recent sweep in the tracking store)")
+    src = p.add_argument_group(
+        "where the records come from (default: every launch of the most recent sweep in the tracking store)"
+    )
     one = src.add_mutually_exclusive_group()
     one.add_argument(
-        "--experiment", metavar="NAME", help="MLflow experiment (= sweep name); its most recent parent run is reported"
+        "--experiment",
+        metavar="NAME",
+        help="MLflow experiment (= sweep name); the records of every launch of it are reported",
     )
     one.add_argument(
-        "--run", metavar="PARENT_RUN_ID", help="the parent run of one sweep launch (tag flosssweep.role=parent)"
+        "--run",
+        "--launch",
+        metavar="PARENT_RUN_ID",
+        help="one launch alone: its parent run (tag flosssweep.role=parent)",
     )
     one.add_argument(
         "--from-parquet",
@@ -93,6 +101,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="draws from the cells' Beta posteriors for the T50 interval (not a bootstrap: docs/DESIGN.md, "
         "'Statistics'); 0 turns it off (default: 1000)",
+    )
+    ana.add_argument(
+        "--fit",
+        choices=FITS,
+        help="also fit each group's success curve and report the fitted T50 (posterior median and 95%% interval) "
+        "beside the interpolated one; logistic: a logistic with lapse and guess rates (docs/DESIGN.md, "
+        "'Adaptive delay placement')",
     )
     # The old name of --n-draws, kept so that existing scripts run; it named a bootstrap this never was.
     ana.add_argument("--n-boot", type=int, dest="n_draws", help=argparse.SUPPRESS)
@@ -183,6 +198,7 @@ def settings_of(p: argparse.ArgumentParser, args: argparse.Namespace) -> ReportS
         threshold=args.threshold,
         n_draws=args.n_draws,
         seed=args.seed,
+        fit=args.fit,
         outcome=args.outcome,
         thresholds=thresholds,
         format=args.format,

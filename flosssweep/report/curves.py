@@ -22,6 +22,7 @@ from flosssweep.report.common import (
     REQUIRED_COLUMNS,
     ReportError,
 )
+from flosssweep.report.fit import check_fit, fit_groups
 
 # --------------------------------------------------------------------------------------------
 # Aggregation
@@ -163,6 +164,7 @@ class Settings:
     seed: int
     confidence: float
     x_categorical: bool = False  # x holds text: success counts only, T50 n/a
+    fit: str | None = None  # a model fitted to each group beside the interpolated T50 (report/fit.py)
 
     def attach(self, table: pa.Table) -> pa.Table:
         """`table` carrying these settings in its schema metadata, so that a written curves or horizon
@@ -180,12 +182,13 @@ class Settings:
 
 @dataclass(frozen=True)
 class Aggregate:
-    """Success-rate curves (one row per group and x), the horizon (one row per group) and the
-    settings that made them."""
+    """Success-rate curves (one row per group and x), the horizon (one row per group), the settings
+    that made them, and with a fit its curves (group_id, x, rate: the posterior mean success rate)."""
 
     curves: pa.Table
     horizon: pa.Table
     settings: Settings
+    fitted: pa.Table | None = None
 
 
 def split_by_sweep(items, settings: Settings, row_of=lambda item: item) -> dict:
@@ -217,6 +220,7 @@ def aggregate(
     n_draws: int = DEFAULT_N_DRAWS,
     seed: int = 0,
     confidence: float = 0.95,
+    fit: str | None = None,
 ) -> Aggregate:
     """Success-rate curves and T50 per group from a records table.
 
@@ -234,11 +238,14 @@ def aggregate(
       ``t50_lo_relation``, ``t50_hi``, ``t50_hi_relation`` and ``nonmonotone``. A relation is
       '=' (a value), '>=' (censored at x_max), '<' (censored at x_min) or 'n/a' (x not numeric,
       no realizations, or no posterior draws).
+      With ``fit`` ('logistic', see :mod:`flosssweep.report.fit`) also ``fit_t50``, ``fit_t50_lo``,
+      ``fit_t50_hi`` and their relations: the fitted posterior's median and interval.
 
     and the `Settings` that made them.
     """
     if not 0.0 < threshold <= 1.0:
         raise ReportError(f"threshold must be in (0, 1], got {threshold}")
+    check_fit(fit, threshold)
     if by is not None:
         by = list(dict.fromkeys(by))
         if x in by:
@@ -285,7 +292,7 @@ def aggregate(
             "n_error": pc.subtract(cells["__ok_count"], n),
         }
     )
-    settings = Settings(x, list(by), keys, threshold, int(n_draws), int(seed), confidence)
+    settings = Settings(x, list(by), keys, threshold, int(n_draws), int(seed), confidence, fit=fit)
     return _summarize(cells, settings)
 
 
@@ -380,6 +387,8 @@ def _summarize(cells: pa.Table, settings: Settings) -> Aggregate:
     x_min = np.full(groups, np.nan)
     x_max = np.full(groups, np.nan)
     n_x = np.zeros(groups, dtype=np.int64)
+    fitted = None
+    fit_values = [np.full(groups, np.nan) for _ in range(3)]
     if not categorical and size:
         xv_all = pc.cast(cells["__x"], pa.float64()).to_numpy(zero_copy_only=False)
         valid = (n > 0) & np.isfinite(xv_all)
@@ -395,6 +404,11 @@ def _summarize(cells: pa.Table, settings: Settings) -> Aggregate:
             x_min[vg] = xv[vstarts]
             x_max[vg] = xv[np.append(vstarts[1:], xv.size) - 1]
             n_x[vg] = np.diff(np.append(vstarts, xv.size))
+            if settings.fit:
+                fit = fit_groups(xv, kv, nv, vstarts, threshold, confidence)
+                for column, values in zip(fit_values, (fit.t50, fit.lo, fit.hi)):
+                    column[vg] = values
+                fitted = _fitted_table(vg, fit.curves, x)
 
     head = cells.select(keys).take(pa.array(starts, type=pa.int64()))
     # With no key columns (one sweep's records without a sweep column, nothing varied) there is
@@ -424,4 +438,20 @@ def _summarize(cells: pa.Table, settings: Settings) -> Aggregate:
             "nonmonotone": pa.array(nonmono),
         }
     )
-    return Aggregate(curves, horizon, settings)
+    if settings.fit:
+        for name, values in zip(("fit_t50", "fit_t50_lo", "fit_t50_hi"), fit_values):
+            value, relation = _relations(values, x_min, x_max)
+            horizon = horizon.append_column(name, value).append_column(f"{name}_relation", relation)
+    return Aggregate(curves, horizon, settings, fitted)
+
+
+def _fitted_table(group_ids: np.ndarray, curves: list[tuple[np.ndarray, np.ndarray]], x: str) -> pa.Table:
+    """The fitted curves as one long table: group_id, x, rate."""
+    sizes = [xs.size for xs, _ in curves]
+    return pa.table(
+        {
+            "group_id": pa.array(np.repeat(group_ids, sizes).astype(np.int32)),
+            x: pa.array(np.concatenate([xs for xs, _ in curves]) if curves else np.empty(0)),
+            "rate": pa.array(np.concatenate([rate for _, rate in curves]) if curves else np.empty(0)),
+        }
+    )

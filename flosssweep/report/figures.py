@@ -125,6 +125,7 @@ def plot_success_curves(
     for r in curves.to_pylist():
         points.setdefault(r["group_id"], []).append(r)
     sweeps = split_by_sweep(points.values(), settings, row_of=lambda pts: pts[0])
+    fitted = _fitted_curves(aggregated)
 
     panels = []  # (sweep, facet title, groups)
     for sweep, groups in sweeps.items():
@@ -182,7 +183,12 @@ def plot_success_curves(
                     xs = np.array([p[x] for p in pts], dtype=float)
                     tested.update(xs.tolist())
                     ax.fill_between(xs, lo, hi, color=look["color"], alpha=0.13, linewidth=0)
-                    (handle,) = ax.plot(xs, rate, **look)
+                    curve = fitted.get(g[0]["group_id"])
+                    if curve is None:
+                        (handle,) = ax.plot(xs, rate, **look)
+                    else:  # the data as points, the fitted curve as the group's line through them
+                        ax.plot(xs, rate, **(look | {"linestyle": "none"}))
+                        (handle,) = ax.plot(*curve, **(look | {"marker": None}))
                 if rest:
                     legend.setdefault(_series_name(key), handle)
             ax.axhline(threshold, color="0.35", linestyle=":", linewidth=0.9, zorder=0)
@@ -220,6 +226,15 @@ def _tested_ticks(ax, tested: list[float], log_x: bool) -> None:
         ax.minorticks_off()
 
 
+def _fitted_curves(aggregated: Aggregate) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Per group id: the fitted curve's (x, rate), when the report fits one."""
+    if aggregated.fitted is None:
+        return {}
+    x = aggregated.settings.x
+    gid, xs, rate = (aggregated.fitted[c].to_numpy() for c in ("group_id", x, "rate"))
+    return {int(g): (xs[gid == g], rate[gid == g]) for g in np.unique(gid)}
+
+
 def success_caption(aggregated: Aggregate, *, note: str | None = None, marker=None) -> str:
     """What :func:`plot_success_curves` draws, in words (the figure carries no title)."""
     settings = aggregated.settings
@@ -230,6 +245,11 @@ def success_caption(aggregated: Aggregate, *, note: str | None = None, marker=No
         f"Success rate (fraction of realizations that succeeded) against {style.label(x)}; {lines}. "
         f"Bands: Wilson 95% intervals. Dotted line: the threshold {threshold:g} at which T50 is read."
     )
+    if aggregated.fitted is not None:
+        text += (
+            f" Markers: the measured rates; lines: the fitted {settings.fit} curve with lapse and guess rates "
+            "(posterior mean)."
+        )
     if marker:
         text += " Vertical lines: as labelled."
     if len(sweeps) == 1 and sweeps[0] is not None:
@@ -361,6 +381,8 @@ def _draw_horizon_panel(ax, rs: list[dict], axis: str | None, rest: list[str], s
     tested_hi = max(r["x_max"] for r in rs)
     pad = 0.12 * max(tested_hi - tested_lo, 1.0)
     spread = min(0.6, 0.2 * (len(present) - 1))
+    # a fitted T50's box, beside its point, stays within the gap to the next series at one level
+    box = 0.012 * (max(levels) - min(levels) or 1.0) if use_numeric else 0.045
     for si, series in enumerate(present):
         offset = 0.0 if use_numeric or len(present) == 1 else (si / (len(present) - 1) - 0.5) * spread
         for p in (r for r in rs if tuple(r[c] for c in rest) == series):
@@ -398,6 +420,8 @@ def _draw_horizon_panel(ax, rs: list[dict], axis: str | None, rest: list[str], s
                     xytext=(pos, y),
                     arrowprops={"arrowstyle": "->", "color": color, "linewidth": 1.0},
                 )
+            if p.get("fit_t50_relation") not in (None, "n/a"):
+                _draw_fitted(ax, pos + 1.2 * box, p, color, box)
             if p["nonmonotone"]:
                 ax.annotate("*", (pos, y), xytext=(4, 2), textcoords="offset points", color=color)
             legend.setdefault(_series_name(key), handle)
@@ -415,6 +439,14 @@ def _draw_horizon_panel(ax, rs: list[dict], axis: str | None, rest: list[str], s
         ax.axhline(bound, color="0.5", linestyle="--", linewidth=0.7, zorder=0)
     ax.set_ylim(tested_lo - pad, tested_hi + pad)
     ax.grid(True, axis="y", alpha=0.3)
+
+
+def _draw_fitted(ax, pos: float, row: dict, color, half: float) -> None:
+    """The fitted T50 beside the interpolated one: a pale box over its interval, a bar at its median."""
+    lo, hi = row["fit_t50_lo"], row["fit_t50_hi"]
+    if lo is not None and hi is not None:
+        ax.fill_between([pos - half, pos + half], lo, hi, color=color, alpha=0.22, linewidth=0, zorder=1)
+    ax.hlines(row["fit_t50"], pos - half, pos + half, color=color, linewidth=1.8, zorder=1)
 
 
 def horizon_caption(aggregated: Aggregate, *, axis: str | None = None, note: str | None = None) -> str:
@@ -448,6 +480,11 @@ def horizon_caption(aggregated: Aggregate, *, axis: str | None = None, note: str
         text += " A bar that ends in a small triangle runs past the tested range."
     if any(r["nonmonotone"] for r in rows):
         text += " *: the rate recovers above the threshold after the first crossing (T50 uses the first)."
+    if aggregated.settings.fit:
+        text += (
+            f" Pale boxes: the fitted T50 ({aggregated.settings.fit} curve with lapse and guess rates), its 95% "
+            "posterior interval, with a bar at its median; a box that reaches a dashed line is censored there."
+        )
     return text + (f" Figure {note}." if note else "")
 
 
@@ -461,15 +498,18 @@ def write_outputs(
     formats: Sequence[str] = style.FORMATS,
     size: str = "auto",
 ) -> list[Path]:
-    """Write success_curves.parquet, horizon.parquet, report.md (the tables and the figures'
-    captions), success_vs_<x> and horizon (when T50 is defined) in each of ``formats`` into
-    ``out_dir``; return the paths written."""
+    """Write success_curves.parquet, horizon.parquet, fitted_curves.parquet (with a fit), report.md (the
+    tables and the figures' captions), success_vs_<x> and horizon (when T50 is defined) in each of
+    ``formats`` into ``out_dir``; return the paths written."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     curves, horizon, x = aggregated.curves, aggregated.horizon, aggregated.settings.x
     pq.write_table(aggregated.settings.attach(curves), out / "success_curves.parquet")
     pq.write_table(aggregated.settings.attach(horizon), out / "horizon.parquet")
     written = [out / "success_curves.parquet", out / "horizon.parquet"]
+    if aggregated.fitted is not None:
+        pq.write_table(aggregated.settings.attach(aggregated.fitted), out / "fitted_curves.parquet")
+        written.append(out / "fitted_curves.parquet")
     # Figures with more groups than a reader can tell apart pool over the least important axes.
     by = aggregated.settings.by
     shown = figure_axes(aggregated)
@@ -498,7 +538,8 @@ def write_outputs(
         text += f"\n\n![Figure {i}]({path.name}.{shown_as})\n\n**Figure {i}.** {caption}"
         written += [path.with_suffix("." + f) for f in formats]
     (out / "report.md").write_text(text + "\n")
-    return written[:2] + [out / "report.md"] + written[2:]
+    tables = 3 if aggregated.fitted is not None else 2
+    return written[:tables] + [out / "report.md"] + written[tables:]
 
 
 def _spaced_for_labels(values) -> bool:

@@ -38,7 +38,7 @@ def group_label(row: dict, by: list[str], sweep=None) -> str:
 
 def summary_table(aggregated: Aggregate) -> dict[str, list]:
     """One row per group: its axes, realizations, k/n per x, T50 and its 95% interval (as text, so a
-    censored value reads '>= 24')."""
+    censored value reads '>= 24'), and the fitted T50 with its interval when the report fits one."""
     curves, horizon, settings = aggregated.curves, aggregated.horizon, aggregated.settings
     x, by = settings.x, settings.by
     keyed = "sweep" in settings.keys
@@ -48,7 +48,10 @@ def summary_table(aggregated: Aggregate) -> dict[str, list]:
     xs = sorted({v for per in counts.values() for v in per if v is not None}, key=lambda v: (str(type(v)), v))
     columns: dict[str, list] = {name: [] for name in (["sweep"] if keyed else []) + by + ["realizations"]}
     columns.update({f"{x} {cell_text(v)}": [] for v in xs})
+    fit = settings.fit is not None
     columns.update({"T50": [], "T50 low": [], "T50 high": []})
+    if fit:
+        columns.update({"fitted T50": [], "fitted T50 low": [], "fitted T50 high": []})
     for r in horizon.to_pylist():
         for name in (["sweep"] if keyed else []) + by:
             columns[name].append(r[name])
@@ -58,6 +61,10 @@ def summary_table(aggregated: Aggregate) -> dict[str, list]:
         columns["T50"].append(_bound(r["t50"], r["t50_relation"]) + ("*" if r["nonmonotone"] else ""))
         columns["T50 low"].append(_bound(r["t50_lo"], r["t50_lo_relation"]))
         columns["T50 high"].append(_bound(r["t50_hi"], r["t50_hi_relation"]))
+        if fit:
+            columns["fitted T50"].append(_bound(r["fit_t50"], r["fit_t50_relation"]))
+            columns["fitted T50 low"].append(_bound(r["fit_t50_lo"], r["fit_t50_lo_relation"]))
+            columns["fitted T50 high"].append(_bound(r["fit_t50_hi"], r["fit_t50_hi_relation"]))
     return columns
 
 

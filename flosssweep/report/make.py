@@ -31,6 +31,7 @@ from flosssweep.report.common import (
 )
 from flosssweep.report.curves import Aggregate, aggregate, split_by_sweep
 from flosssweep.report.figures import series_looks, write_outputs
+from flosssweep.report.fit import check_fit
 from flosssweep.report.headline import TABLE_ARTIFACT, headline, summary_metrics, summary_table, summary_tags
 from flosssweep.report.html import write_html
 from flosssweep.report.maps import map_caption, plot_success_map, success_map
@@ -43,8 +44,9 @@ from flosssweep.tracking.summary import log_summary
 
 @dataclass
 class FromStore:
-    """Records of one launch in a tracking store: `run_id` (a parent run), else the latest launch of
-    `experiment`, else the latest launch in the store."""
+    """Records in a tracking store: of one launch, `run_id` (a parent run); else of every launch of
+    `experiment`, else of every launch of the experiment of the latest launch in the store (an
+    --extend launch adds to the earlier ones; a realization several launches ran is counted once)."""
 
     store: TrackingStore
     experiment: str | None = None
@@ -67,6 +69,7 @@ class ReportSettings:
     threshold: float = DEFAULT_THRESHOLD  # success rate T50 is measured at
     n_draws: int = DEFAULT_N_DRAWS  # posterior draws for the T50 interval; 0 turns it off
     seed: int = 0  # seed of those draws
+    fit: str | None = None  # 'logistic': a fitted T50 beside the interpolated one (report/fit.py)
     outcome: str | None = None  # a numeric record column also summarized against x
     thresholds: list[float] = field(default_factory=lambda: [1.0, 2.0, 3.0])  # ... and its thresholds
     format: str | None = "table"  # what is printed on stdout (table, markdown, csv, json); None: nothing
@@ -101,6 +104,7 @@ def make_report(source: FromStore | FromParquet | pa.Table, settings: ReportSett
         raise ReportError(f"--n-draws must be in 0..{MAX_N_DRAWS}, got {s.n_draws}")
     if not 0 <= s.seed <= MAX_SEED:
         raise ReportError(f"--seed must be in 0..{MAX_SEED}, got {s.seed}")
+    check_fit(s.fit, s.threshold)
     if s.marker is not None and not math.isfinite(s.marker):
         raise ReportError(f"--marker must be a finite number, got {s.marker}")
     formats = style.parse_formats(",".join(s.figure_formats))  # refused before the records are read
@@ -113,8 +117,9 @@ def make_report(source: FromStore | FromParquet | pa.Table, settings: ReportSett
     if isinstance(source, FromStore):
         store = open_store(source.store, write=s.log)
         parent, experiment = find_parent_run(store, source.experiment, source.run_id)
-        table = read_mlflow_records(store, parent, experiment, x=s.x)
-        where = f"parent run {parent.info.run_id}"
+        every_launch = source.run_id is None
+        table = read_mlflow_records(store, parent, experiment, x=s.x, every_launch=every_launch)
+        where = f"experiment {experiment!r}" if every_launch else f"parent run {parent.info.run_id}"
     elif isinstance(source, FromParquet):
         table, where = read_parquet_records(source.paths, x=s.x), ", ".join(source.paths)
     else:
@@ -128,7 +133,7 @@ def make_report(source: FromStore | FromParquet | pa.Table, settings: ReportSett
         raise ReportError(f"unknown --by column(s): {', '.join(unknown)} (columns: {', '.join(table.column_names)})")
     cells = success_map(table, *s.map, threshold=s.threshold) if s.map else None
     print(f"aggregating {table.num_rows} record row(s) from {where}", file=sys.stderr)
-    aggregated = aggregate(table, x=x, by=s.by, threshold=s.threshold, n_draws=s.n_draws, seed=s.seed)
+    aggregated = aggregate(table, x=x, by=s.by, threshold=s.threshold, n_draws=s.n_draws, seed=s.seed, fit=s.fit)
     by = aggregated.settings.by
     if s.horizon_axis and s.horizon_axis not in by:
         raise ReportError(f"--horizon-axis {s.horizon_axis!r} is not a grouping column ({', '.join(by) or 'none'})")

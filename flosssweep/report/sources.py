@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from flosssweep.names import RECORDS_ARTIFACT, ROLE
+from flosssweep.names import PARENT, RECORDS_ARTIFACT, ROLE
 from flosssweep.records import RecordConflict, deduplicate
 from flosssweep.report.common import DEFAULT_X, ReportError, StoreUnavailable, default_x
 from flosssweep.report.curves import missing_columns
@@ -148,21 +148,27 @@ def _latest_launch(store: TrackingStore, experiment_ids: list[str], where: str):
     )
 
 
-def read_mlflow_records(store: TrackingStore, parent, experiment_name: str, x: str | None = DEFAULT_X) -> pa.Table:
-    """Download and concatenate the records.parquet of every child run of ``parent``."""
+def read_mlflow_records(
+    store: TrackingStore, parent, experiment_name: str, x: str | None = DEFAULT_X, every_launch: bool = False
+) -> pa.Table:
+    """Download and concatenate the records.parquet of every child run of ``parent``, or with
+    ``every_launch`` of every launch in ``parent``'s experiment (each realization counted once)."""
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
 
     pid = parent.info.run_id
-    children = store.children(parent.info.experiment_id, pid)
-    children = [c for c in children if c.data.tags.get(ROLE, "child") == "child"]
+    if every_launch:
+        children = store.search_all([parent.info.experiment_id], f"tags.`{ROLE}` = 'child'")
+        launches = len({c.data.tags.get(PARENT) for c in children})
+        whose = f"{launches} launch(es) of experiment {experiment_name!r} (the latest: parent run {pid})"
+    else:
+        children = store.children(parent.info.experiment_id, pid)
+        children = [c for c in children if c.data.tags.get(ROLE, "child") == "child"]
+        whose = f"parent run {pid} (experiment {experiment_name!r})"
     if not children:
-        raise ReportError(f"no child runs found under parent run {pid} (experiment {experiment_name!r})")
+        raise ReportError(f"no child runs found under {whose}")
     total = len(children)
-    print(
-        f"reading {RECORDS_ARTIFACT} of {total} child run(s) of parent run {pid} (experiment {experiment_name!r})",
-        file=sys.stderr,
-    )
+    print(f"reading {RECORDS_ARTIFACT} of {total} child run(s) of {whose}", file=sys.stderr)
     tables, origins, missing_art = [], [], 0
     every = max(1, total // 10)
     started = time.monotonic()
@@ -190,10 +196,14 @@ def read_mlflow_records(store: TrackingStore, parent, experiment_name: str, x: s
             file=sys.stderr,
         )
     if not tables:
-        raise ReportError(
-            f"no records found: none of the {total} child run(s) of parent run {pid} has a {RECORDS_ARTIFACT}"
-        )
-    table = _concat(tables, origins)
+        raise ReportError(f"no records found: none of the {total} child run(s) of {whose} has a {RECORDS_ARTIFACT}")
+    try:
+        table = _concat(tables, origins)
+    except ReportError as exc:
+        if not every_launch:
+            raise
+        # e.g. a launch on another device, or by code that changed the results: read them one at a time
+        raise ReportError(f"{exc}; the launches disagree, report one with --launch PARENT_RUN_ID") from None
     if "sweep" not in table.column_names:
         table = table.append_column("sweep", pa.array([experiment_name] * table.num_rows))
     return table

@@ -55,14 +55,19 @@ def bound_text(value, relation) -> str:
     return "n/a"
 
 
-def t50_text(row: dict, with_ci: bool) -> str:
-    text = bound_text(row["t50"], row["t50_relation"])
-    if row["nonmonotone"]:
+def t50_text(row: dict, with_ci: bool, name: str = "t50") -> str:
+    """T50 as text with its interval: ``name`` 't50' (interpolated) or 'fit_t50' (fitted)."""
+    text = bound_text(row[name], row[f"{name}_relation"])
+    if name == "t50" and row["nonmonotone"]:
         text += "*"
-    if with_ci and row["t50_relation"] != "n/a" and row["t50_lo_relation"] != "n/a":
-        lo, hi = bound_text(row["t50_lo"], row["t50_lo_relation"]), bound_text(row["t50_hi"], row["t50_hi_relation"])
+    if with_ci and row[f"{name}_relation"] != "n/a" and row[f"{name}_lo_relation"] != "n/a":
+        lo = bound_text(row[f"{name}_lo"], row[f"{name}_lo_relation"])
+        hi = bound_text(row[f"{name}_hi"], row[f"{name}_hi_relation"])
         text += f" [{lo}, {hi}]"
     return text
+
+
+FIT_COLUMNS = ["fit_t50", "fit_t50_relation", "fit_t50_lo", "fit_t50_lo_relation", "fit_t50_hi", "fit_t50_hi_relation"]
 
 
 def cell_text(v) -> str:
@@ -109,12 +114,14 @@ def _summary_line(name, rows, settings: Settings) -> str:
     parts.append(f"threshold {settings.threshold:g}")
     if settings.n_draws > 0:
         parts.append(f"{settings.n_draws} posterior draws, seed {settings.seed}")
+    if settings.fit:
+        parts.append(f"fitted T50: {settings.fit} with lapse and guess rates")
     title = f"sweep {name}" if name is not None else "records"
     return f"{title}: " + ", ".join(parts)
 
 
 def _wide_rows(rows, xvals, kn, settings: Settings, *, for_csv: bool):
-    by, x = settings.by, settings.x
+    by, x, fit = settings.by, settings.x, settings.fit
     with_ci = settings.n_draws > 0
     any_err = any(r["n_error"] for r in rows)
     if for_csv:
@@ -128,10 +135,11 @@ def _wide_rows(rows, xvals, kn, settings: Settings, *, for_csv: bool):
             "t50_hi_relation",
             "nonmonotone",
             "errors",
-        ]
+        ] + (FIT_COLUMNS if fit else [])
     else:
         header = [style.label(c) for c in by] + [f"{style.symbol(x)} = {cell_text(v)}" for v in xvals]
-        header += ["T50 [95% CI]" if with_ci else "T50"] + (["errors"] if any_err else [])
+        header += ["T50 [95% CI]" if with_ci else "T50"] + (["fitted T50 [95% CI]"] if fit else [])
+        header += ["errors"] if any_err else []
     body = []
     for r in rows:
         line = [cell_text(r[c]) for c in by]
@@ -146,9 +154,11 @@ def _wide_rows(rows, xvals, kn, settings: Settings, *, for_csv: bool):
                 r["t50_hi_relation"],
                 r["nonmonotone"],
                 r["n_error"],
-            ]
+            ] + ([r[c] for c in FIT_COLUMNS] if fit else [])
         else:
             line.append(t50_text(r, with_ci))
+            if fit:
+                line.append(t50_text(r, True, "fit_t50"))
             if any_err:
                 line.append(str(r["n_error"]))
         body.append(line)
@@ -230,6 +240,14 @@ def format_report(aggregated: Aggregate, fmt: str = "table") -> str:
     return "\n\n".join(blocks)
 
 
+def _t50_json(row: dict, name: str) -> dict:
+    return {
+        "value": row[name],
+        "relation": row[f"{name}_relation"],
+        **{f"{end}{part}": row[f"{name}_{end}{part}"] for end in ("lo", "hi") for part in ("", "_relation")},
+    }
+
+
 def _format_json(aggregated: Aggregate) -> str:
     curves, horizon, settings = aggregated.curves, aggregated.horizon, aggregated.settings
     x, by = settings.x, settings.by
@@ -252,17 +270,10 @@ def _format_json(aggregated: Aggregate) -> str:
             "axes": {c: r[c] for c in by},
             "n": r["n"],
             "n_error": r["n_error"],
-            "t50": {
-                "value": r["t50"],
-                "relation": r["t50_relation"],
-                "lo": r["t50_lo"],
-                "lo_relation": r["t50_lo_relation"],
-                "hi": r["t50_hi"],
-                "hi_relation": r["t50_hi_relation"],
-            },
+            "t50": _t50_json(r, "t50"),
             "nonmonotone": r["nonmonotone"],
             "curve": points.get(r["group_id"], []),
-        }
+        } | ({"fit_t50": _t50_json(r, "fit_t50")} if settings.fit else {})
 
     sweeps = split_by_sweep(horizon.to_pylist(), settings)
     doc = {
@@ -272,6 +283,7 @@ def _format_json(aggregated: Aggregate) -> str:
         "confidence": settings.confidence,
         "n_draws": settings.n_draws,
         "seed": settings.seed,
+        "fit": settings.fit,
         "sweeps": [{"sweep": k, "groups": [group(r) for r in v]} for k, v in sweeps.items()],
     }
     return json.dumps(doc, indent=2, default=str)

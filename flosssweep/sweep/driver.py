@@ -28,7 +28,7 @@ from pathlib import Path
 
 from flosssweep.checks import OneLineParser, one_line, private_files, redact
 from flosssweep.config import ConfigError
-from flosssweep.names import END_REASON, TAG_PREFIX
+from flosssweep.names import ADAPTIVE_STATE, END_REASON, EXTENDS, TAG_PREFIX
 from flosssweep.protocol import LaunchFile
 from flosssweep.sweep import lease, preflight, spec, watchdog
 from flosssweep.sweep import storage as storage_paths
@@ -70,6 +70,12 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m flosssweep.
         "--resume",
         action="store_true",
         help="continue the last interrupted launch of this sweep (finished trials are not rerun)",
+    )
+    parser.add_argument(
+        "--extend",
+        action="store_true",
+        help="a new launch that adds to the experiment: an adaptive sweep starts from the posterior its "
+        "recorded trials imply (rounds more), a grid sweep runs only the cells not recorded yet",
     )
     parser.add_argument(
         "--close",
@@ -120,11 +126,26 @@ class Launch:
     experiment_id: str = ""
     parent_run_id: str = ""
     verbose: bool = False
+    seen: list[dict] | None = None  # --extend of an adaptive sweep: what earlier launches observed, per group
+    extended: bool = False
 
     def file(self, study: dict | None) -> LaunchFile:
         return LaunchFile(
-            self.parent_run_id, self.experiment_id, self.store.uri, self.sweep.source, self.sweep.fingerprint(), study
+            self.parent_run_id,
+            self.experiment_id,
+            self.store.uri,
+            self.sweep.source,
+            self.sweep.fingerprint(),
+            study,
+            self.sweep.left_out if self.extended else None,
         )
+
+    def search_options(self, study: dict | None) -> dict:
+        """What `search.searcher` takes besides the sweep."""
+        options = dict(study or {})
+        if self.sweep.adaptive is not None:
+            options.update(seen=self.seen, tag=(self.store, self.parent_run_id))
+        return options
 
 
 def _filesystem(path: str):
@@ -185,8 +206,9 @@ def trainable(sweep, launch: str):
     return tune.with_resources(function, {"cpu": sweep.resources["cpu"], "gpu": sweep.resources["gpu"]})
 
 
-def build_tuner(sweep, storage: str, callback, launch: str, study: dict | None = None, verbose: int = 0):
-    """`study`: where an Optuna search keeps its study (`storage`, `study_name`), see `search.searcher`."""
+def build_tuner(sweep, storage: str, callback, launch: str, search_options: dict | None = None, verbose: int = 0):
+    """`search_options`: what `search.searcher` takes besides the sweep (an Optuna search's study, an
+    adaptive search's earlier observations and parent run)."""
     from ray import tune
 
     from flosssweep.sweep import search
@@ -195,7 +217,7 @@ def build_tuner(sweep, storage: str, callback, launch: str, study: dict | None =
     tune_config = tune.TuneConfig(
         metric=sweep.ray_metric_name,
         mode=sweep.mode,
-        search_alg=search.searcher(sweep, **(study or {})),
+        search_alg=search.searcher(sweep, **(search_options or {})),
         scheduler=search.scheduler(sweep),
         num_samples=sweep.tune_num_samples(),
         reuse_actors=True,
@@ -256,10 +278,13 @@ def _tuner(launch: Launch, max_concurrent_flag: bool):
         )
     )
     study = _study(launch)
-    tuner = build_tuner(sweep, launch.storage, callback, launch.parent_run_id, study, verbose=int(launch.verbose))
+    tuner = build_tuner(
+        sweep, launch.storage, callback, launch.parent_run_id, launch.search_options(study), verbose=int(launch.verbose)
+    )
     _write_launch(launch.experiment_dir, launch.file(study))
     print(
-        f"sweep {sweep.name}: {sweep.num_trials()} trials, MLflow {redact(launch.store.uri)} "
+        f"sweep {sweep.name}: {'at most ' if sweep.adaptive else ''}{sweep.num_trials()} trials, "
+        f"MLflow {redact(launch.store.uri)} "
         f"(experiment {sweep.name}, parent run {launch.parent_run_id})",
         flush=True,
     )
@@ -312,14 +337,52 @@ def _report(launch: Launch, out: str | None) -> None:
 
     x = column_name("task.tau" if "task.tau" in launch.sweep.space else "task.delay")
     print("", flush=True)
+    # An --extend launch adds to what earlier launches recorded: its report covers them all.
+    source = (
+        FromStore(launch.store, experiment=launch.sweep.name)
+        if launch.extended
+        else FromStore(launch.store, run_id=launch.parent_run_id)
+    )
     try:
         settings = ReportSettings(x=x, log=True, out=Path(out) if out else None)
-        report = make_report(FromStore(launch.store, run_id=launch.parent_run_id), settings)
+        report = make_report(source, settings)
     except ReportError as err:
         print(f"note: the report could not be completed ({err}); the sweep itself is recorded", flush=True)
         return
     if report.log_error:
         print(f"note: the report could not be logged to the parent run ({report.log_error})", flush=True)
+
+
+def _extend(launch: Launch) -> None:
+    """What an --extend launch starts from: the trials the experiment recorded, whichever launch ran
+    them, with this sweep's configuration (a trial of another base is another configuration). An
+    adaptive sweep seeds its groups' observations with them; a grid sweep leaves their cells out."""
+    from flosssweep import config as cfg
+    from flosssweep.sweep.adaptive import seen_from
+
+    sweep = launch.sweep
+    recorded = [
+        trial
+        for trial in launch.store.recorded_trials(sweep.name)
+        if cfg.config_key(sweep.trial_config(trial["trial_config"])) == trial["config_key"]
+    ]
+    if sweep.adaptive is not None:
+        launch.seen = seen_from(recorded, sweep.adaptive.key, sweep.groups(), sweep.base_values()["seed"])
+        held = sum(len(s) for s in launch.seen)
+        print(f"extending sweep {sweep.name}: its groups start from {held} recorded trial(s)", flush=True)
+        return
+    done = {(t["config_key"], t["seed"]) for t in recorded if t["members"] >= sweep.base_values()["ensemble"]}
+    left_out = []
+    for cell in sweep.cells():
+        config = sweep.trial_config(cell)
+        if (cfg.config_key(config), config["seed"]) in done:
+            left_out.append(cell)
+    sweep.left_out = left_out
+    print(
+        f"extending sweep {sweep.name}: {len(left_out)} cell(s) already recorded are left out, "
+        f"{sweep.num_trials()} trial(s) to run",
+        flush=True,
+    )
 
 
 def _gcs_address() -> str:
@@ -369,6 +432,8 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m flosssweep.run
         sweep.max_concurrent = args.max_concurrent
     try:
         preflight.check_options(args)
+        if args.extend:
+            preflight.check_extend(args, sweep)
     except preflight.Refused as err:
         return _refuse(str(err), err.code)
     if args.dry_run:
@@ -400,7 +465,10 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m flosssweep.run
                 "keeps writing to its parent run)"
             )
         store = TrackingStore(resumed.tracking_uri)
+        if resumed.extended is not None:  # an --extend launch resumed: the same cells left out
+            sweep.left_out = resumed.extended
     launch = Launch(sweep, store, storage, experiment_dir, resumed, verbose=args.verbose)
+    launch.extended = args.extend or (resumed is not None and resumed.extended is not None)
     try:
         preflight.check_storage(storage)
         preflight.check_ray_address(args.address)
@@ -411,6 +479,11 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m flosssweep.run
             lease.check_free(experiment_dir, "--resume")
             preflight.check_resumable(resumed, store)
             preflight.check_experiment_state(experiment_dir)
+        if args.extend:
+            _extend(launch)
+            if sweep.num_trials() == 0:
+                print(f"sweep {sweep.name}: every cell is recorded already; nothing to run", flush=True)
+                return 0
     except TrackingUnavailable as err:
         return _refuse(str(err), err.code)
     except preflight.Refused as err:
@@ -448,6 +521,8 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m flosssweep.run
             return _refuse(str(err), EXIT_UNAVAILABLE)
     else:
         launch.experiment_id, launch.parent_run_id = store.start_parent(sweep, experiment_dir)
+        if launch.extended:
+            store.tag_run(launch.parent_run_id, {EXTENDS: "true"})
     # From here on the parent run is RUNNING: whatever happens, it is closed below.
     reason = None
     held = lease.Lease(experiment_dir, launch.parent_run_id)  # --resume and --close refuse the launch while held
@@ -464,7 +539,13 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m flosssweep.run
     finally:
         ended = store.outcome(launch.experiment_id, launch.parent_run_id)
         finished = ended["recorded"] + ended["stopped"]
-        complete = finished + ended["error"] >= sweep.num_trials() and not ended["open"] and reason is None
+        if sweep.adaptive is not None:  # its rounds decide how many trials: done once every group stopped
+            total = finished + ended["error"] + ended["open"]
+            searched = store.run_tags(launch.parent_run_id).get(ADAPTIVE_STATE) == "finished"
+            complete = searched and not ended["open"] and reason is None
+        else:
+            total = sweep.num_trials()
+            complete = finished + ended["error"] >= total and not ended["open"] and reason is None
         tags = {f"{TAG_PREFIX}{k}": str(v) for k, v in ended.items()}
         if complete:
             status = "FAILED" if ended["error"] else "FINISHED"
@@ -476,7 +557,7 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m flosssweep.run
         held.release()
     minutes = (time.monotonic() - started) / 60
     print(
-        f"\nsweep {sweep.name}: {finished} of {sweep.num_trials()} trials finished"
+        f"\nsweep {sweep.name}: {finished} of {total} trials finished"
         + (f" ({ended['stopped']} stopped early)" if ended["stopped"] else "")
         + f", {ended['error']} failed, {minutes:.1f} min"
     )

@@ -45,6 +45,20 @@ def check_options(args) -> None:
             raise Refused(str(err)) from None
 
 
+def check_extend(args, sweep) -> None:
+    """--extend: a new launch, of a sweep whose trials are identified by their values alone (an
+    adaptive axis, or grids only; a drawn value would make every trial new)."""
+    for flag in ("resume", "close"):
+        if getattr(args, flag):
+            raise Refused(f"--extend: not with --{flag} (--extend starts a new launch of the experiment)")
+    drawn = [a.key for a in sweep.space.values() if a.kind != "grid" and a.plan is None]
+    if sweep.search != "grid" or drawn:
+        raise Refused(
+            f"--extend: expected a sweep with an adaptive axis or grid axes only under search: grid "
+            f"({', '.join(drawn) or 'search ' + sweep.search} would draw new trials, not extend the recorded ones)"
+        )
+
+
 def check_storage(storage: str) -> None:
     """The storage path can be written: a probe file is created there and deleted again."""
     if "://" not in storage:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
 from optuna.samplers import GridSampler
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
-from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from flosssweep.sweep.spec import DISCRETE, Axis, Sweep
@@ -35,7 +36,10 @@ def domain(axis: Axis, as_choice: bool = False):
 
 
 def param_space(sweep: Sweep) -> dict[str, Any]:
-    """Ray Tune param_space: one flat entry per varied dotted key."""
+    """Ray Tune param_space: one flat entry per varied dotted key (none under an adaptive axis, whose
+    searcher hands every trial its values)."""
+    if sweep.adaptive is not None or sweep.left_out:
+        return {}
     as_choice = sweep.search != "grid"
     return {key: domain(axis, as_choice=as_choice) for key, axis in sweep.space.items()}
 
@@ -70,6 +74,46 @@ class StoredOptunaSearch(OptunaSearch):
         super().on_trial_complete(trial_id, result, error)
 
 
+class ListedSearch(Searcher):
+    """The given trials, in order, `max_concurrent` at a time: the cells of a grid that an --extend
+    launch has still to run. Its place in the list is saved with the experiment, for --resume."""
+
+    def __init__(self, configs: list[dict], max_concurrent: int | None = None):
+        super().__init__()
+        self.configs, self.max_concurrent = list(configs), max_concurrent
+        self.next, self.running = 0, set()
+
+    def set_max_concurrency(self, max_concurrent: int) -> bool:
+        self.max_concurrent = max_concurrent or None
+        return True
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        if self.next >= len(self.configs):
+            return Searcher.FINISHED
+        if self.max_concurrent and len(self.running) >= self.max_concurrent:
+            return None
+        self.running.add(trial_id)
+        self.next += 1
+        return dict(self.configs[self.next - 1])
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        self.running.discard(trial_id)
+
+    def get_state(self) -> dict:
+        return {"next": self.next, "running": self.running}
+
+    def set_state(self, state: dict) -> None:
+        self.next, self.running = state["next"], state["running"]
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as out:
+            pickle.dump(self.get_state(), out)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as stream:
+            self.set_state(pickle.load(stream))
+
+
 def study_storage(store: TrackingStore, experiment_dir: str) -> str | None:
     """Where an Optuna search keeps its study: `optuna.db` next to a SQLite tracking store, else in
     a local Ray experiment directory; None (in memory) when both are remote, since SQLite needs a
@@ -83,10 +127,32 @@ def study_storage(store: TrackingStore, experiment_dir: str) -> str | None:
     return None
 
 
-def searcher(sweep: Sweep, storage: str | None = None, study_name: str | None = None):
+def searcher(
+    sweep: Sweep,
+    storage: str | None = None,
+    study_name: str | None = None,
+    seen: list[dict] | None = None,
+    tag: tuple | None = None,
+):
     """The Ray search algorithm (seeded), limited to `max_concurrent` trials at once. Under Optuna,
     `storage` (a database URL) and `study_name` keep the study there, for optuna-dashboard and a
-    resumed launch, which continues the same study."""
+    resumed launch, which continues the same study. Under an adaptive axis, `seen` and `tag` go to
+    `AdaptiveSearch`."""
+    if sweep.adaptive is not None:
+        from flosssweep.sweep.adaptive import AdaptiveSearch
+
+        axis = sweep.adaptive
+        return AdaptiveSearch(
+            axis.key,
+            axis.plan,
+            sweep.groups(),
+            sweep.base_values()["seed"],
+            sweep.max_concurrent,
+            seen=seen,
+            tag=tag,
+        )
+    if sweep.left_out:
+        return ListedSearch([cell for _ in range(sweep.num_samples) for cell in sweep.cells()], sweep.max_concurrent)
     if sweep.search == "optuna":
         import optuna
 

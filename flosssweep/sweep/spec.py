@@ -13,6 +13,11 @@ Axis kinds (one per key of `space`):
     {loguniform: [lo, hi]}     a number drawn uniformly in log space, lo > 0 (float keys)
     {randint: [lo, hi]}        an integer in lo..hi, both ends included (integer keys)
     {lograndint: [lo, hi]}     an integer in lo..hi drawn in log space, lo > 0 (integer keys)
+    {adaptive: {lo, hi, step, rounds, per_round, target, stop_width}}
+                               values placed in rounds where the success rate crosses `target`
+                               (flosssweep.sweep.adaptive); at most one such axis, every other
+                               axis a grid: each combination of grid values is a group with its
+                               own track of rounds
 
 Searches: `grid` enumerates the grid axes (`num_samples` repeats the whole grid) and draws the other
 axes per trial; `random` draws every axis, grid axes uniformly from their values, `num_samples` trials;
@@ -23,6 +28,7 @@ refused: use `choice`).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import re
@@ -34,9 +40,11 @@ from flosssweep import config as cfg
 from flosssweep import yamlio
 from flosssweep.config import ConfigError
 from flosssweep.names import METRIC_ALIASES, METRICS
+from flosssweep.sweep import plan as adaptive_plan
+from flosssweep.sweep.plan import Adaptive
 
 SEARCHES = ("grid", "random", "optuna")
-AXIS_KINDS = ("grid", "choice", "uniform", "loguniform", "randint", "lograndint")
+AXIS_KINDS = ("grid", "choice", "uniform", "loguniform", "randint", "lograndint", "adaptive")
 DISCRETE = ("grid", "choice")
 TOP_KEYS = {
     "name": "MLflow experiment and Ray run name",
@@ -71,17 +79,23 @@ SEARCH_SPACES_DIR = "search_spaces"
 class Axis:
     key: str  # dotted config key
     kind: str  # one of AXIS_KINDS
-    values: tuple  # grid/choice: the values; distributions: (lo, hi), both ends included
+    values: tuple  # grid/choice: the values; distributions: (lo, hi), both ends included; adaptive: every candidate
+    plan: Adaptive | None = None  # adaptive: its settings (flosssweep.sweep.plan)
 
     @property
     def discrete(self) -> bool:
         return self.kind in DISCRETE
 
     def corners(self) -> tuple:
-        """Values the cross-key checks try: every listed value, or both bounds."""
+        """Values the cross-key checks try: every listed value, or both bounds (adaptive: the first
+        two candidates too, which catch a step that breaks a cross-key rule such as delay % bits)."""
+        if self.plan is not None:
+            return tuple(dict.fromkeys(self.values[:2] + self.values[-1:]))
         return self.values
 
     def describe(self) -> str:
+        if self.plan is not None:
+            return self.plan.describe()
         if self.discrete:
             return f"{self.kind} {list(self.values)}"
         return f"{self.kind}({self.values[0]:g}, {self.values[1]:g})"
@@ -106,6 +120,8 @@ class Sweep:
     source: str = ""  # path the sweep was read from
     text: str = ""  # the file's text, logged with the parent run
     raw: dict = field(default_factory=dict)
+    # Grid cells an --extend launch leaves out: an earlier launch of the experiment recorded them.
+    left_out: list[dict] = field(default_factory=list)
 
     # -- what Ray sees ---------------------------------------------------------------------------
     @property
@@ -118,6 +134,16 @@ class Sweep:
         return [a for a in self.space.values() if a.kind == "grid"]
 
     @property
+    def adaptive(self) -> Axis | None:
+        """The adaptive axis, if any (at most one)."""
+        return next((a for a in self.space.values() if a.plan is not None), None)
+
+    def groups(self) -> list[dict[str, Any]]:
+        """Under an adaptive axis: every combination of the grid axes' values, each a group with its
+        own rounds, in the order of the file."""
+        return self.cells()
+
+    @property
     def optuna_grid(self) -> bool:
         """Optuna over a space of grids only: runs Optuna's grid sampler."""
         return self.search == "optuna" and bool(self.space) and all(a.kind == "grid" for a in self.space.values())
@@ -125,14 +151,26 @@ class Sweep:
     def grid_size(self) -> int:
         return math.prod(len(a.values) for a in self.grid_axes)
 
+    def cells(self) -> list[dict[str, Any]]:
+        """Every combination of the grid axes' values (under an adaptive axis, its groups), in the
+        order of the file, less the cells in `left_out`."""
+        grid = self.grid_axes
+        every = [dict(zip((a.key for a in grid), row)) for row in itertools.product(*(a.values for a in grid))]
+        return [c for c in every if c not in self.left_out]
+
     def num_trials(self) -> int:
+        """Trials of a launch; under an adaptive axis the most it may run (groups stop early)."""
+        if self.adaptive is not None:
+            return self.grid_size() * self.adaptive.plan.rounds * self.adaptive.plan.per_round
         if self.search == "grid":
-            return self.grid_size() * self.num_samples
+            return len(self.cells()) * self.num_samples
         if self.optuna_grid:
             return self.grid_size()
         return self.num_samples
 
     def tune_num_samples(self) -> int:
+        if self.adaptive is not None or self.left_out:
+            return self.num_trials()
         if self.search == "grid":
             return self.num_samples
         if self.optuna_grid:
@@ -159,7 +197,10 @@ class Sweep:
             "search": self.search,
             "base": self.base,
             "num_samples": self.num_samples,
-            "space": {k: [a.kind, list(a.values)] for k, a in self.space.items()},
+            "space": {
+                k: [a.kind, list(a.values)] + ([dataclasses.asdict(a.plan)] if a.plan else [])
+                for k, a in self.space.items()
+            },
         }
 
     # -- humans ----------------------------------------------------------------------------------
@@ -187,7 +228,8 @@ class Sweep:
         fixed = ", ".join(f"{k}={base[k]}" for k in shown if k not in self.space and k in applies)
         lines = [
             f"sweep {self.name} ({self.source})",
-            f"  search {self.search}, {self.num_trials()} trials, at most "
+            f"  search {'adaptive' if self.adaptive else self.search}, "
+            f"{'at most ' if self.adaptive else ''}{self.num_trials()} trials, at most "
             f"{self.max_concurrent or 'as many as fit'} at once, "
             f"resources per trial {self.resources}, metric {self.metric} ({self.mode}), "
             f"scheduler {'asha' if self.scheduler else 'none'}",
@@ -195,6 +237,9 @@ class Sweep:
         ]
         if not self.space:
             lines.append("  1 configuration (no axes)")
+            return "\n".join(lines)
+        if self.adaptive is not None:
+            lines.extend(adaptive_plan.describe(self))
             return "\n".join(lines)
         sampled = [a for a in self.space.values() if not (a.kind == "grid" and self.search == "grid")]
         if self.search == "grid" or self.optuna_grid:
@@ -331,6 +376,8 @@ def parse(raw: Any) -> Sweep:
             "num_samples", f"at most {MAX_TRIALS} trials in one launch ({sweep.num_trials()} asked for)", num_samples
         )
     _check_search(sweep)
+    if sweep.adaptive is not None:
+        adaptive_plan.check(sweep, scheduler)
     _check_corners(sweep)
     _check_devices(sweep, base_values)
     if scheduler:
@@ -417,6 +464,9 @@ def _axis(key: str, spec: Any) -> Axis:
     kind, values = next(iter(spec.items()))
     if kind not in AXIS_KINDS:
         raise ConfigError(f"{where}.{kind}", "one of " + ", ".join(AXIS_KINDS), show_got=False)
+    if kind == "adaptive":
+        settings = adaptive_plan.parse(key, values)
+        return Axis(key, "adaptive", settings.candidates(), settings)
     if not isinstance(values, list) or not values:
         raise ConfigError(f"{where}.{kind}", "a non-empty list", values)
     if kind in DISCRETE:

@@ -15,6 +15,7 @@ the Optuna study placement, the parent's lifecycle and the report (docs/DESIGN.m
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import time
@@ -26,6 +27,7 @@ from flosssweep import config as cfg
 from flosssweep import provenance
 from flosssweep.checks import redact
 from flosssweep.names import (
+    CONFIG_KEY,
     END_REASON,
     ENDED_STATUSES,
     EXPERIMENT_KIND,
@@ -39,6 +41,7 @@ from flosssweep.names import (
     STATUS,
     SWEEP,
     TAG_PREFIX,
+    TRIAL_CONFIG,
     TRIALS,
 )
 from flosssweep.tracking import uris
@@ -301,6 +304,31 @@ class TrackingStore:
             else:
                 counts["open"] += 1
         return counts
+
+    def recorded_trials(self, sweep_name: str) -> list[dict]:
+        """Every trial with records in the sweep's experiment, whichever launch ran it: its varied
+        values (`trial_config`), `config_key`, `seed`, and `successes` of `members` (what `--extend`
+        starts from)."""
+        experiment = self.client.get_experiment_by_name(sweep_name)
+        if experiment is None:
+            return []
+        found = []
+        query = f"tags.`{ROLE}` = 'child' and tags.`{RECORDED}` = 'true'"
+        for run in self.search_all([experiment.experiment_id], query):
+            tags, params = run.data.tags, run.data.params
+            found.append(
+                {
+                    "trial_config": json.loads(tags.get(TRIAL_CONFIG) or "{}"),
+                    "config_key": tags.get(CONFIG_KEY, ""),
+                    "seed": int(params.get("seed", 0)),
+                    "successes": int(tags.get(f"{TAG_PREFIX}successes", 0)),
+                    "members": int(tags.get(f"{TAG_PREFIX}members", 0)),
+                }
+            )
+        return found
+
+    def run_tags(self, run_id: str) -> dict[str, str]:
+        return dict(self.client.get_run(run_id).data.tags)
 
     def end_parent(self, parent_run_id: str, status: str, tags: dict[str, str]) -> None:
         """Close the parent run, and as KILLED every child run still RUNNING under it (a trial

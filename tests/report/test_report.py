@@ -585,7 +585,7 @@ def test_mlflow_experiment_report_is_logged_to_parent(store, capsys):
     captured = capsys.readouterr()
     assert rc == 0
     assert "27.5 [" in captured.out
-    assert "child run(s) of parent run" in captured.err
+    assert "child run(s) of 1 launch(es) of experiment" in captured.err
     logged = {a.path for a in store["client"].list_artifacts(store["main"], "report")}
     for name in ("success_curves.parquet", "horizon.parquet", "success_vs_delay.png", "horizon.png"):
         assert f"report/{name}" in logged

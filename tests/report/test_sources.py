@@ -156,7 +156,7 @@ def test_bad_input_out_that_cannot_be_written(tmp_path, out, first):
         (["--tracking-uri", "sqlite:///missing.db"], 2, "no MLflow tracking store at NOTES/missing.db"),
         (["--threshold", "2"], 2, "--threshold must be in (0, 1]"),
         (["--n-boot", "x"], 2, "argument --n-boot: invalid int value"),
-        (["--experiment", "a", "--run", "b"], 2, "argument --run: not allowed with argument --experiment"),
+        (["--experiment", "a", "--run", "b"], 2, "argument --run/--launch: not allowed with argument --experiment"),
     ],
 )
 def test_bad_input_store_and_options_fail_in_seconds(tmp_path, args, code, first):
