@@ -134,6 +134,14 @@ RESULT_HISTORY = "history_json"
 RESULT_REPLAYED = "replayed"
 EPOCH = "epoch"  # first key of every Ray result; ASHA's time attribute
 RESULT_KEYS = (EPOCH, RESULT_RECORDS, RESULT_HISTORY, RESULT_REPLAYED)
+# A progress result, worker -> driver, while a trial flosses between two reports (`train.loop.Progress`):
+# no EPOCH, so that neither MLflow nor ASHA takes it for an epoch's result; the sweep's metric as last
+# reported (None before the first report: Ray Tune wants its metric in every result).
+PROGRESS_WHAT = "progress_what"  # "pre-flossing", "flossing episode 1/2"
+PROGRESS_DONE = "progress_done"  # steps done
+PROGRESS_TOTAL = "progress_total"  # of this many
+PROGRESS_EPOCH = "progress_epoch"  # the epoch the trial is at
+PROGRESS_KEYS = (PROGRESS_WHAT, PROGRESS_DONE, PROGRESS_TOTAL, PROGRESS_EPOCH)
 # meta.json of a checkpoint, worker -> the same trial's next start
 CHECKPOINT_META_KEYS = ("epoch", "done", "launch", "config", "metrics", "history")
 # the launch file in a Ray experiment directory, driver -> a later driver (--resume, --close)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -32,7 +33,6 @@ from flosssweep.names import END_REASON, TAG_PREFIX
 from flosssweep.protocol import LaunchFile
 from flosssweep.sweep import lease, preflight, spec, watchdog
 from flosssweep.sweep import storage as storage_paths
-from flosssweep.sweep.worker import run_trial
 from flosssweep.tracking.store import TrackingStore, TrackingUnavailable
 
 LAUNCH_FILE = "flosssweep-launch.json"  # in the Ray experiment directory: what --resume needs
@@ -150,7 +150,18 @@ def _read_launch(experiment_dir: str) -> LaunchFile | None:
         return None
 
 
+# A Ray instance this driver starts serves this machine alone. Ray derives every listening address
+# (GCS, raylet, object manager, workers' gRPC, runtime env agent) from its node IP: 127.0.0.1 binds
+# them to loopback, any other address binds them to all interfaces. Ray takes the loopback address as
+# its node IP only where clusters are off, the default on macOS and Windows and this variable's "0" on
+# Linux; it reads it once, when `ray` is first imported, hence before the import below. Joining a
+# running instance, Ray takes the node IP from that instance, so the variable changes nothing there.
+LOOPBACK_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
 def _init_ray(args: argparse.Namespace) -> None:
+    if args.address in (None, "local") and not os.environ.get("RAY_ADDRESS"):
+        os.environ.update(LOOPBACK_ONLY)
     import ray
 
     from flosssweep.sweep import quiet
@@ -172,6 +183,7 @@ def trainable(sweep, launch: str):
     from ray import tune
 
     from flosssweep import provenance
+    from flosssweep.sweep.worker import run_trial  # Parquet and NumPy: after the first line
 
     function = tune.with_parameters(
         run_trial,
@@ -180,6 +192,7 @@ def trainable(sweep, launch: str):
         launch=launch,
         checkpoint_seconds=sweep.checkpoint_seconds,
         provenance=provenance.collect(),
+        metric=sweep.ray_metric_name,
     )
     return tune.with_resources(function, {"cpu": sweep.resources["cpu"], "gpu": sweep.resources["gpu"]})
 
@@ -203,7 +216,7 @@ def build_tuner(sweep, storage: str, callback, launch: str, study: dict | None =
         name=sweep.name,
         storage_path=storage,
         verbose=verbose,
-        callbacks=[callback, TerminalProgress(list(sweep.space))],
+        callbacks=[callback, TerminalProgress(list(sweep.space), sweep.base)],
         failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
     )  # see _Checkpoints
@@ -377,6 +390,11 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m flosssweep.run
 
     storage = storage_paths.resolve(args.storage_path, launch_dir)
     experiment_dir = f"{storage}/{sweep.name}"
+    if not args.close:
+        # the first line within a second or two of the command: the checks and Ray's start take longer
+        print(
+            f"{sweep.name}: {sweep.num_trials()} trials; checking storage and MLflow, then starting Ray...", flush=True
+        )
     if args.close:
         return _close(args, sweep, launch_dir, experiment_dir)
     store = TrackingStore.resolve(args.tracking_uri, launch_dir)
