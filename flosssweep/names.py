@@ -153,3 +153,16 @@ RAY_RESULT_KEYS = ("timestamp",)  # Ray's own keys of every result that the driv
 # Environment, driver -> workers: the train function a trial calls ("module:function"), for tests
 # that need a trainer which fails on purpose; unset, `flosssweep.train:train`.
 TRAINER_ENV = "FLOSSSWEEP_TRAINER"
+
+# -- Ray: what the driver reads from the environment or sets there, and how it words trial states --
+RAY_ADDRESS_ENV = "RAY_ADDRESS"  # Ray's own: the cluster a driver without --address joins
+# Set before `import ray` where the driver starts a Ray of its own: every port on 127.0.0.1 only
+# (docs/DESIGN.md, "What a reader sees").
+LOOPBACK_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+TRIAL_STATES = {
+    "TERMINATED": "finished",
+    "ERROR": "failed",
+    "RUNNING": "running",
+    "PENDING": "pending",
+    "PAUSED": "paused",
+}

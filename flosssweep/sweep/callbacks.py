@@ -7,7 +7,7 @@ import time
 from ray.tune import Callback
 
 from flosssweep.config import resolve
-from flosssweep.names import EPOCH, PROGRESS_DONE, PROGRESS_EPOCH, PROGRESS_TOTAL, PROGRESS_WHAT
+from flosssweep.names import EPOCH, PROGRESS_DONE, PROGRESS_EPOCH, PROGRESS_TOTAL, PROGRESS_WHAT, TRIAL_STATES
 from flosssweep.protocol import FinalResult
 from flosssweep.tracking.recorder import SweepRecorder, run_label, trial_summary
 
@@ -114,7 +114,8 @@ class TerminalProgress(Callback):
         if time.monotonic() - self._last < self.every:
             return
         self._last = time.monotonic()
-        print(status_line(trials, self.varied, self._epochs, self._clock, self._last - self._start), flush=True)
+        elapsed = self._last - self._start
+        print(status_line(trials, self.varied, self._epochs, self._clock, elapsed, self._total), flush=True)
 
     def _epochs(self, trial) -> int:
         """The trial's train.epochs (its config over the sweep's base)."""
@@ -124,10 +125,11 @@ class TerminalProgress(Callback):
 
 
 class Clocks:
-    """When each trial started and how fast its epochs and flossing steps went, as the driver saw
-    them (monotonic seconds): the status line's ETAs. A count's rate is measured from the first
-    result that carried it, so time spent before (Ray starting a worker, pre-flossing before the first
-    epoch) does not slow the epochs down."""
+    """When each trial started and how fast its epochs and flossing steps went: the status line's
+    ETAs. A count's rate is measured from the first result that carried it, so time spent before (Ray
+    starting a worker, pre-flossing before the first epoch) does not slow the epochs down; and on the
+    worker's clock (the `time_total_s` Ray Tune puts in every result) where the results have it, since
+    they can reach the driver in bursts."""
 
     def __init__(self, now=time.monotonic):
         self.now = now
@@ -138,22 +140,25 @@ class Clocks:
     def started(self, trial_id: str) -> None:
         self.begun.setdefault(trial_id, self.now())
 
+    def when(self, result: dict) -> float:
+        return result[WORKER_SECONDS] if WORKER_SECONDS in result else self.now()
+
     def saw(self, trial_id: str, result: dict) -> None:
         what, count = counted(result)
         if what is not None:
-            self.first.setdefault((trial_id, what), (self.now(), count))
+            self.first.setdefault((trial_id, what), (self.when(result), count))
 
     def ended(self, trial_id: str) -> None:
         if trial_id in self.begun:
             self.durations.append(self.now() - self.begun.pop(trial_id))
 
-    def remaining(self, trial_id: str, what: str, done: int, total: int) -> float | None:
-        """Seconds until `done` reaches `total` at the rate since `what` was first seen; None before
-        a rate can be told."""
+    def remaining(self, trial_id: str, what: str, done: int, total: int, result: dict) -> float | None:
+        """Seconds until `done` reaches `total` at the rate since `what` was first seen, up to `result`
+        (the trial's latest); None before a rate can be told."""
         if (trial_id, what) not in self.first:
             return None
         since, count = self.first[trial_id, what]
-        elapsed = self.now() - since
+        elapsed = self.when(result) - since
         if done <= count or elapsed <= 0:
             return None
         return (total - done) * elapsed / (done - count)
@@ -176,34 +181,38 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-STATES = {"TERMINATED": "finished", "ERROR": "failed", "RUNNING": "running", "PENDING": "pending", "PAUSED": "paused"}
+WORKER_SECONDS = "time_total_s"  # Ray Tune's: the trainable's seconds so far, in every result
 SHOWN = 6  # running trials named on a status line
 
 
-def status_line(trials, varied: list[str], epochs, clock: Clocks, elapsed: float) -> str:
+def status_line(trials, varied: list[str], epochs, clock: Clocks, elapsed: float, total: int = 0) -> str:
     """`-- 2.5 min: 2 finished, 2 running, 2 pending; pre delay=16 epoch 300/1000 ETA 1.2 min, none
     delay=24 pre-flossing 200/500 steps; sweep ETA 4.0 min`. `epochs(trial)`: its total epochs. The
     sweep's ETA: what the running trials have left, plus the pending trials at the mean duration of a
     finished trial (of a running one's projected duration before any finished), shared among as many
-    trials as run at once."""
+    trials as run at once. `total`: the sweep's trials, of which Ray Tune may not have made all yet
+    (those count as pending)."""
     counts: dict[str, int] = {}
     for t in trials:
-        state = STATES.get(t.status, t.status.lower())
+        state = TRIAL_STATES.get(t.status, t.status.lower())
         counts[state] = counts.get(state, 0) + 1
-    running = [t for t in trials if t.status == "RUNNING"]
+    pending = TRIAL_STATES["PENDING"]
+    if total > len(trials):
+        counts[pending] = counts.get(pending, 0) + total - len(trials)
+    running = [t for t in trials if TRIAL_STATES.get(t.status) == "running"]
     parts, left, projected = [], [], []
     for t in running:
         result = t.last_result or {}
         total = epochs(t)
         what, done = counted(result)
         if what is None or what == EPOCH:
-            text, eta = f"epoch {done}/{total}", clock.remaining(t.trial_id, EPOCH, done, total)
+            text, eta = f"epoch {done}/{total}", clock.remaining(t.trial_id, EPOCH, done, total, result)
         else:
             steps_total, epoch = int(result[PROGRESS_TOTAL]), int(result.get(PROGRESS_EPOCH, 0))
             text = f"{what} {done}/{steps_total} steps at epoch {epoch}/{total}"
             # the steps left, then the epochs left at their rate (none yet before the first epoch)
-            steps = clock.remaining(t.trial_id, what, done, steps_total)
-            after = clock.remaining(t.trial_id, EPOCH, epoch, total) if epoch < total else 0.0
+            steps = clock.remaining(t.trial_id, what, done, steps_total, result)
+            after = clock.remaining(t.trial_id, EPOCH, epoch, total, result) if epoch < total else 0.0
             eta = steps + after if steps is not None and after is not None else None
         parts.append(f"{run_label(t.config, varied) or t.trial_id} {text}" + (f" ETA {duration(eta)}" if eta else ""))
         left.append(eta)
@@ -214,8 +223,8 @@ def status_line(trials, varied: list[str], epochs, clock: Clocks, elapsed: float
     if parts:
         line += "; " + ", ".join(parts[:SHOWN]) + (f", {len(parts) - SHOWN} more running" if len(parts) > SHOWN else "")
     typical = clock.durations or projected
-    pending = counts.get("pending", 0)
-    if running and all(eta is not None for eta in left) and (typical or not pending):
+    waiting = counts.get(pending, 0)
+    if running and all(eta is not None for eta in left) and (typical or not waiting):
         mean = sum(typical) / len(typical) if typical else 0.0
-        line += f"; sweep ETA {duration((sum(left) + pending * mean) / len(running))}"
+        line += f"; sweep ETA {duration((sum(left) + waiting * mean) / len(running))}"
     return line

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from flosssweep.checks import OneLineParser, one_line, private_files, redact
 from flosssweep.config import ConfigError
-from flosssweep.names import END_REASON, TAG_PREFIX
+from flosssweep.names import END_REASON, LOOPBACK_ONLY, RAY_ADDRESS_ENV, TAG_PREFIX
 from flosssweep.protocol import LaunchFile
 from flosssweep.sweep import lease, preflight, spec, watchdog
 from flosssweep.sweep import storage as storage_paths
@@ -150,17 +150,13 @@ def _read_launch(experiment_dir: str) -> LaunchFile | None:
         return None
 
 
-# A Ray instance this driver starts serves this machine alone. Ray derives every listening address
-# (GCS, raylet, object manager, workers' gRPC, runtime env agent) from its node IP: 127.0.0.1 binds
-# them to loopback, any other address binds them to all interfaces. Ray takes the loopback address as
-# its node IP only where clusters are off, the default on macOS and Windows and this variable's "0" on
-# Linux; it reads it once, when `ray` is first imported, hence before the import below. Joining a
-# running instance, Ray takes the node IP from that instance, so the variable changes nothing there.
-LOOPBACK_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-
-
 def _init_ray(args: argparse.Namespace) -> None:
-    if args.address in (None, "local") and not os.environ.get("RAY_ADDRESS"):
+    # A Ray this driver starts serves this machine alone. Ray derives every listening address (GCS,
+    # raylet, object manager, workers' gRPC, runtime env agent) from its node IP: 127.0.0.1 binds them
+    # to loopback, any other address to all interfaces. Ray keeps a loopback node IP only where
+    # clusters are off (the default on macOS and Windows, LOOPBACK_ONLY on Linux), read when `ray` is
+    # first imported: hence before the import below. Joining a running Ray, the node IP is that Ray's.
+    if args.address in (None, "local") and not os.environ.get(RAY_ADDRESS_ENV):
         os.environ.update(LOOPBACK_ONLY)
     import ray
 
@@ -279,10 +275,14 @@ def _tuner(launch: Launch, max_concurrent_flag: bool):
 
 
 def _resolved_base(sweep) -> str:
-    """Every key of a trial, the varied ones by their axis; '*' marks a value that is not the default."""
+    """Every key the sweep's trials use (those of its task, or of each task it varies), the varied ones
+    by their axis; '*' marks a value that is not the default."""
     from flosssweep import config as cfg
 
-    values = cfg.flatten(sweep.base_values())
+    base = sweep.base_values()
+    tasks = sweep.space["task.name"].values if "task.name" in sweep.space else [base["task"]["name"]]
+    used = {key for task in tasks for key in cfg.applicable_keys({"task": {"name": task}})}
+    values = {key: value for key, value in cfg.flatten(base).items() if key in used}
     width = max(map(len, values))
     lines = [
         f"  {'*' if value != cfg.SCHEMA[key].default else ' '} {key:<{width}}  "

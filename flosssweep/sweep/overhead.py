@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from flosssweep.names import LOOPBACK_ONLY
 from flosssweep.tracking.uris import sqlite_uri
 
 
@@ -19,6 +20,7 @@ class OverheadUnavailable(Exception):
 
 
 def _quiet_ray_env() -> None:
+    os.environ.update(LOOPBACK_ONLY)  # a Ray of its own, on this machine alone (before `import ray`)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
@@ -90,9 +92,15 @@ def _overhead(sweep: Callable[[int, int], float], sizes_n: list[int], repeats: i
         "walls": {str(m): w for m, w in walls.items()},
     }
     if len(sizes_n) > 1:
+        # One estimate per repeat (the two sizes timed back to back), then their median and range: a
+        # difference of two noisy wall times can come out negative, which is noise, not a cost.
         small = sizes_n[0]
-        result["marginal_per_trial"] = (best[n] - best[small]) / (n - small)
-        result["fixed_per_sweep"] = best[small] - result["marginal_per_trial"] * small
+        marginal = [(big - little) / (n - small) for big, little in zip(walls[n], walls[small])]
+        fixed = [little - m * small for little, m in zip(walls[small], marginal)]
+        result["marginal_per_trial"] = statistics.median(marginal)
+        result["marginal_range"] = [min(marginal), max(marginal)]
+        result["fixed_per_sweep"] = statistics.median(fixed)
+        result["repeats"] = len(marginal)
     return result
 
 

@@ -404,6 +404,29 @@ def test_dry_run_lists_trials_without_starting_anything(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+def base_keys(listing: str) -> set[str]:
+    """The keys of a dry run's 'base of every trial' block."""
+    block = listing.split("base of every trial", 1)[1].splitlines()[1:]
+    return {line.lstrip(" *").split()[0] for line in block if line.strip()}
+
+
+def test_dry_run_lists_only_the_keys_of_the_sweeps_task(tmp_path):
+    from flosssweep.config import SCHEMA
+
+    parity = base_keys(run_cli("quickstart", "--dry-run", cwd=tmp_path).stdout)
+    assert {"task.delay", "task.bits", "train.success_threshold", "floss.pre_steps"} <= parity
+    chaotic_only = {key for key, field in SCHEMA.items() if "parity" not in field.tasks}
+    assert {"task.tau", "train.dstsp_threshold", "task.dt"} <= chaotic_only
+    assert not parity & chaotic_only, sorted(parity & chaotic_only)
+    chaotic = base_keys(run_cli("chaotic_tau", "--dry-run", cwd=tmp_path).stdout)
+    assert {"task.tau", "train.dstsp_threshold"} <= chaotic and not {"task.delay", "task.bits"} & chaotic
+    # a sweep that varies the task lists the keys of each of its tasks
+    both = write_sweep(
+        tmp_path, "both", base={"model": {"hidden": 8}}, space={"task.name": {"grid": ["parity", "lorenz63"]}}
+    )
+    assert {"task.delay", "task.tau"} <= base_keys(run_cli(str(both), "--dry-run", cwd=tmp_path).stdout)
+
+
 def test_run_py_works_as_a_lone_file_like_ray_submit_runs_it(tmp_path):
     """`ray submit` copies run.py to the head node's home directory and runs it there, next to
     nothing of the checkout: it must hand over to the installed package."""
