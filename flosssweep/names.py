@@ -142,6 +142,9 @@ PROGRESS_DONE = "progress_done"  # steps done
 PROGRESS_TOTAL = "progress_total"  # of this many
 PROGRESS_EPOCH = "progress_epoch"  # the epoch the trial is at
 PROGRESS_KEYS = (PROGRESS_WHAT, PROGRESS_DONE, PROGRESS_TOTAL, PROGRESS_EPOCH)
+# When the worker made a result (its time.time()), in every result: the status line's rates, since
+# results can reach the driver in bursts. No "/" in it, so MLflow does not log it as a metric.
+WORKER_TIME = "worker_time"
 # meta.json of a checkpoint, worker -> the same trial's next start
 CHECKPOINT_META_KEYS = ("epoch", "done", "launch", "config", "metrics", "history")
 # the launch file in a Ray experiment directory, driver -> a later driver (--resume, --close)

@@ -7,7 +7,15 @@ import time
 from ray.tune import Callback
 
 from flosssweep.config import resolve
-from flosssweep.names import EPOCH, PROGRESS_DONE, PROGRESS_EPOCH, PROGRESS_TOTAL, PROGRESS_WHAT, TRIAL_STATES
+from flosssweep.names import (
+    EPOCH,
+    PROGRESS_DONE,
+    PROGRESS_EPOCH,
+    PROGRESS_TOTAL,
+    PROGRESS_WHAT,
+    TRIAL_STATES,
+    WORKER_TIME,
+)
 from flosssweep.protocol import FinalResult
 from flosssweep.tracking.recorder import SweepRecorder, run_label, trial_summary
 
@@ -128,8 +136,8 @@ class Clocks:
     """When each trial started and how fast its epochs and flossing steps went: the status line's
     ETAs. A count's rate is measured from the first result that carried it, so time spent before (Ray
     starting a worker, pre-flossing before the first epoch) does not slow the epochs down; and on the
-    worker's clock (the `time_total_s` Ray Tune puts in every result) where the results have it, since
-    they can reach the driver in bursts."""
+    worker's clock (names.WORKER_TIME) where the results carry it, since they can reach the driver in
+    bursts."""
 
     def __init__(self, now=time.monotonic):
         self.now = now
@@ -141,7 +149,7 @@ class Clocks:
         self.begun.setdefault(trial_id, self.now())
 
     def when(self, result: dict) -> float:
-        return result[WORKER_SECONDS] if WORKER_SECONDS in result else self.now()
+        return result[WORKER_TIME] if WORKER_TIME in result else self.now()
 
     def saw(self, trial_id: str, result: dict) -> None:
         what, count = counted(result)
@@ -181,7 +189,6 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-WORKER_SECONDS = "time_total_s"  # Ray Tune's: the trainable's seconds so far, in every result
 SHOWN = 6  # running trials named on a status line
 
 

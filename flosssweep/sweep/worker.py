@@ -21,6 +21,7 @@ from flosssweep.names import (
     RESTORED_FROM,
     SUCCESS_RATE,
     TRAINER_ENV,
+    WORKER_TIME,
 )
 from flosssweep.protocol import CheckpointMeta, FinalResult
 from flosssweep.records import write as write_records
@@ -178,6 +179,7 @@ class _Progress:
         self.last_progress = time.monotonic()
         latest = self.history[-1][1].get(self.metric) if self.history else None
         result = {PROGRESS_WHAT: what, PROGRESS_DONE: done, PROGRESS_TOTAL: total, PROGRESS_EPOCH: epoch}
+        result[WORKER_TIME] = time.time()
         tune.report({self.metric: latest, **result} if self.metric else result)
 
     def _send(self, state: dict | None = None) -> None:
@@ -211,6 +213,7 @@ def _result(metrics: dict, epoch: int) -> dict:
     result = {EPOCH: int(epoch)}
     result.update({k: metrics[k] for k in first if k in metrics})
     result.update({k: v for k, v in metrics.items() if k not in result})
+    result[WORKER_TIME] = time.time()
     return result
 
 

@@ -14,7 +14,7 @@ import pytest
 from conftest import sweep_environment
 
 from flosssweep import trial as trial_cli
-from flosssweep.names import EPOCH, PROGRESS_DONE, PROGRESS_EPOCH, PROGRESS_TOTAL, PROGRESS_WHAT
+from flosssweep.names import EPOCH, PROGRESS_DONE, PROGRESS_EPOCH, PROGRESS_TOTAL, PROGRESS_WHAT, WORKER_TIME
 from flosssweep.sweep.callbacks import Clocks, status_line
 from flosssweep.train import train
 
@@ -90,10 +90,10 @@ def test_sweep_eta_shares_the_work_left_among_the_running_trials():
 
 def test_etas_run_on_the_workers_clock_when_results_arrive_in_a_burst():
     clock = Clocks(Clock())  # the driver's clock stands still: both results reach it at once
-    trial = a_trial("t1", "RUNNING", "none", 8, {EPOCH: 0, "time_total_s": 10.0})
+    trial = a_trial("t1", "RUNNING", "none", 8, {EPOCH: 0, WORKER_TIME: 10.0})
     clock.started("t1")
     clock.saw("t1", trial.last_result)
-    trial.last_result = {EPOCH: 100, "time_total_s": 30.0}  # 100 epochs in 20 s of the worker's time
+    trial.last_result = {EPOCH: 100, WORKER_TIME: 30.0}  # 100 epochs in 20 s of the worker's time
     line = status_line([trial], VARIED, lambda t: 400, clock, elapsed=40.0, total=3)
     assert line == "-- 40 s: 1 running, 2 pending; none delay=8 epoch 100/400 ETA 60 s; sweep ETA 3.0 min", line
 
