@@ -70,8 +70,9 @@ class TerminalProgress(Callback):
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        self.__dict__.setdefault("base", {})  # pickled by a driver of an earlier version
         self._last = time.monotonic()
-        self._clock = Clocks()  # a resumed driver measures its own rates
+        self._clock, self._totals = Clocks(), {}  # a resumed driver measures its own rates
 
     def setup(self, stop=None, num_samples=None, total_num_samples=None, **info):
         self._total = total_num_samples or 0

@@ -88,10 +88,11 @@ def test_grid_sweep_records_every_trial_in_mlflow(ray_local, tmp_path, monkeypat
     assert code == 0, out
     assert (tmp_path / "report" / "horizon.png").stat().st_size > 0, "the sweep's one report, also on disk"
 
-    # the terminal: one line per finished trial with its varied keys and k/n
+    # the terminal: one line per finished trial named by its values, as its MLflow run is, and k/n
     finished = [line for line in out.splitlines() if " finished " in line and "succeeded" in line]
     assert len(finished) == 4
-    assert all("floss.mode=" in line and "task.delay=" in line for line in finished)
+    named = {line.split(" finished ")[1].split(" (")[0] for line in finished}
+    assert named == {"none delay=2", "pre delay=2", "none delay=4", "pre delay=4"}, finished
     assert all(line.split(": ")[-1].split()[0].count("/") == 1 for line in finished)
 
     parents, children = runs_of(uri, "tiny-grid")

@@ -171,3 +171,51 @@ def test_first_line_of_a_sweep_within_two_seconds(tmp_path):
             driver.wait()
     assert first.startswith("quickstart: 6 trials; checking"), first
     assert elapsed < 2.0, f"{elapsed:.2f} s to the first line"
+
+
+@pytest.mark.slow
+def test_a_flossing_sweep_under_optuna_and_asha_reports_progress_that_neither_records(ray_local, tmp_path, monkeypatch):
+    """Progress results (flossing steps, the metric not measured yet) pass Ray Tune's metric check,
+    Optuna and ASHA without becoming a step of the trial: MLflow holds the epochs alone, the study
+    only real values."""
+    import optuna
+    import yaml
+    from mlflow import MlflowClient
+
+    from flosssweep import names, run
+
+    monkeypatch.chdir(tmp_path)  # every trial reports its first pre-flossing step, before any metric exists
+    sweep = {
+        "name": "tiny-progress",
+        "search": "optuna",
+        "num_samples": 2,
+        "max_concurrent": 2,
+        "scheduler": {"type": "asha", "grace_period": 10, "reduction_factor": 2},
+        "base": {
+            "model": {"hidden": 8},
+            "task": {"bits": 1, "delay": 2},
+            "train": {"epochs": 20, "length": 30, "success_window": 5, "report_every": 10},
+            "floss": {"mode": "pre", "pre_steps": 20, "horizon": 10, "warmup": 2},
+            "ensemble": 2,
+        },
+        "space": {"floss.lr": {"loguniform": [0.0001, 0.01]}},
+    }
+    path = tmp_path / "tiny-progress.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    assert run.main([str(path), "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray"), "--no-report"]) == 0
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("tiny-progress")
+    children = [r for r in client.search_runs([experiment.experiment_id]) if r.data.tags.get(names.ROLE) == "child"]
+    assert len(children) == 2
+    for child in children:
+        steps = sorted(m.step for m in client.get_metric_history(child.info.run_id, "charts/success_rate"))
+        assert steps == [0, 10, 20], steps
+        assert not any(key.startswith("progress") for key in child.data.metrics)
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{tmp_path}/optuna.db")
+    for trial in study.trials:
+        assert trial.state == optuna.trial.TrialState.COMPLETE
+        # epochs 0 and 10 (the last one is the trial's value), at Ray's iteration numbers, which count
+        # the progress results too; none of them a value
+        values = trial.intermediate_values
+        assert len(values) == 2 and all(isinstance(v, float) for v in values.values()), values
