@@ -29,7 +29,7 @@ from pathlib import Path
 
 from flosssweep.checks import OneLineParser, one_line, private_files, redact
 from flosssweep.config import ConfigError
-from flosssweep.names import END_REASON, LOOPBACK_ONLY, RAY_ADDRESS_ENV, TAG_PREFIX
+from flosssweep.names import END_REASON, RAY_ADDRESS_ENV, TAG_PREFIX
 from flosssweep.protocol import LaunchFile
 from flosssweep.sweep import lease, preflight, spec, watchdog
 from flosssweep.sweep import storage as storage_paths
@@ -151,26 +151,22 @@ def _read_launch(experiment_dir: str) -> LaunchFile | None:
 
 
 def _init_ray(args: argparse.Namespace) -> None:
-    # A Ray this driver starts serves this machine alone. Ray derives every listening address (GCS,
-    # raylet, object manager, workers' gRPC, runtime env agent) from its node IP: 127.0.0.1 binds them
-    # to loopback, any other address to all interfaces. Ray keeps a loopback node IP only where
-    # clusters are off (the default on macOS and Windows, LOOPBACK_ONLY on Linux), read when `ray` is
-    # first imported: hence before the import below. Joining a running Ray, the node IP is that Ray's.
-    if args.address in (None, "local") and not os.environ.get(RAY_ADDRESS_ENV):
-        os.environ.update(LOOPBACK_ONLY)
-    import ray
-
     from flosssweep.sweep import quiet
+    from flosssweep.sweep.loopback import loopback_only, ray_running
 
     options = quiet.configure(args.verbose)
-    if ray.is_initialized():
+    if ray_running():
         return
-    if args.address == "local":
-        ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, **options)
-    elif args.num_cpus is not None and args.address is None:
-        ray.init(num_cpus=args.num_cpus, **options)
-    else:
-        ray.init(address=args.address, **options)
+    # a Ray of its own (no address, or `local`) listens on 127.0.0.1 only, as set before `import ray`
+    with loopback_only(args.address in (None, "local") and not os.environ.get(RAY_ADDRESS_ENV)):
+        import ray
+
+        if args.address == "local":
+            ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, **options)
+        elif args.num_cpus is not None and args.address is None:
+            ray.init(num_cpus=args.num_cpus, **options)
+        else:
+            ray.init(address=args.address, **options)
 
 
 def trainable(sweep, launch: str):

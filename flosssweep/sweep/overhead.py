@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from flosssweep.names import LOOPBACK_ONLY
+from flosssweep.sweep.loopback import loopback_only
 from flosssweep.tracking.uris import sqlite_uri
 
 
@@ -20,7 +20,6 @@ class OverheadUnavailable(Exception):
 
 
 def _quiet_ray_env() -> None:
-    os.environ.update(LOOPBACK_ONLY)  # a Ray of its own, on this machine alone (before `import ray`)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
@@ -54,19 +53,20 @@ def bench_ray(sizes: dict, repeats: int) -> dict:
     """Per-trial overhead as the wall time of a sweep of near-empty trials over their number, at
     two sweep sizes, which also splits it into a fixed cost per sweep and a marginal cost per trial."""
     _quiet_ray_env()
-    import ray
-
     sizes_n = sorted({max(1, sizes["ray_trials"] // 8), sizes["ray_trials"]})
     out: dict = {"trials": sizes["ray_trials"], "sizes": sizes_n}
     started = time.perf_counter()
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        configure_logging=True,
-        logging_level="ERROR",
-    )
+    with loopback_only(True):
+        import ray
+
+        ray.init(
+            address="local",
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=True,
+            logging_level="ERROR",
+        )
     out["ray_init_seconds"] = time.perf_counter() - started
     try:
         with tempfile.TemporaryDirectory(prefix="flosssweep-bench-") as tmp:

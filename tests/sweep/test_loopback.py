@@ -18,6 +18,9 @@ import pytest
 import yaml
 from conftest import TINY, sweep_environment
 
+from flosssweep.names import LOOPBACK_ONLY
+from flosssweep.sweep.loopback import loopback_only
+
 
 def descendants(root: int) -> set[int]:
     """`root` and every process below it, from the parent ids in /proc."""
@@ -63,6 +66,22 @@ def is_loopback(address: str) -> bool:
 def test_loopback_addresses_are_told_apart():
     assert is_loopback("127.0.0.1:6379") and is_loopback("[::ffff:127.0.0.1]:4000") and is_loopback("[::1]:80")
     assert not any(is_loopback(a) for a in ("*:6379", "0.0.0.0:1", "[::]:2", "192.0.2.2:3", "[::ffff:10.0.0.1]:4"))
+
+
+def test_the_loopback_setting_lives_only_around_rays_start(monkeypatch):
+    """Set while Ray is imported and started, gone after: a `ray start` joining a cluster refuses to
+    run with it, so no child process started later may inherit it."""
+    (key,) = LOOPBACK_ONLY
+    monkeypatch.delenv(key, raising=False)
+    monkeypatch.delitem(sys.modules, "ray", raising=False)
+    with loopback_only(True):
+        assert os.environ[key] == LOOPBACK_ONLY[key]
+    assert key not in os.environ
+    with loopback_only(False):  # joining a Ray at a given address
+        assert key not in os.environ
+    monkeypatch.setitem(sys.modules, "ray", object())  # imported already: too late to take effect
+    with loopback_only(True):
+        assert key not in os.environ
 
 
 @pytest.mark.slow
