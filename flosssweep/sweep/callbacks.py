@@ -210,17 +210,16 @@ def status_line(trials, varied: list[str], epochs, clock: Clocks, elapsed: float
     running = [t for t in trials if TRIAL_STATES.get(t.status) == "running"]
     parts, left, projected = [], [], []
     for t in running:
-        result = t.last_result or {}
-        total = epochs(t)
+        result, last = t.last_result or {}, epochs(t)
         what, done = counted(result)
         if what is None or what == EPOCH:
-            text, eta = f"epoch {done}/{total}", clock.remaining(t.trial_id, EPOCH, done, total, result)
+            text, eta = f"epoch {done}/{last}", clock.remaining(t.trial_id, EPOCH, done, last, result)
         else:
             steps_total, epoch = int(result[PROGRESS_TOTAL]), int(result.get(PROGRESS_EPOCH, 0))
-            text = f"{what} {done}/{steps_total} steps at epoch {epoch}/{total}"
+            text = f"{what} {done}/{steps_total} steps at epoch {epoch}/{last}"
             # the steps left, then the epochs left at their rate (none yet before the first epoch)
             steps = clock.remaining(t.trial_id, what, done, steps_total, result)
-            after = clock.remaining(t.trial_id, EPOCH, epoch, total, result) if epoch < total else 0.0
+            after = clock.remaining(t.trial_id, EPOCH, epoch, last, result) if epoch < last else 0.0
             eta = steps + after if steps is not None and after is not None else None
         parts.append(f"{run_label(t.config, varied) or t.trial_id} {text}" + (f" ETA {duration(eta)}" if eta else ""))
         left.append(eta)
