@@ -7,6 +7,8 @@ training, or in episodes during training) or added to the task loss with a weigh
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -114,15 +116,18 @@ class Flosser:
         """Per-member flossing loss (R,) on fresh inputs."""
         return floss_loss(self.spectrum(), self.cfg["target"])
 
-    def run(self, steps: int, active: Tensor) -> Tensor:
-        """`steps` flossing-only steps for the active members; returns the last per-member loss."""
+    def run(self, steps: int, active: Tensor, done: Callable[[int], None] | None = None) -> Tensor:
+        """`steps` flossing-only steps for the active members; returns the last per-member loss.
+        `done(n)` hears after each step how many are done (an episode can take minutes)."""
         loss = torch.full((len(self.streams),), float("nan"), device=self.streams.device)
-        for _ in range(steps):
+        for step in range(steps):
             loss = self.loss()
             grads = torch.autograd.grad(loss.sum(), self.flossed)
             ok = finite_members(loss.detach(), grads) & active
             self.nonfinite += active & ~ok
             self.optimizer.step(grads, ok)
+            if done is not None:
+                done(step + 1)
         return loss.detach()
 
     def state_dict(self) -> dict:

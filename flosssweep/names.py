@@ -137,6 +137,17 @@ RESULT_HISTORY = "history_json"
 RESULT_REPLAYED = "replayed"
 EPOCH = "epoch"  # first key of every Ray result; ASHA's time attribute
 RESULT_KEYS = (EPOCH, RESULT_RECORDS, RESULT_HISTORY, RESULT_REPLAYED)
+# A progress result, worker -> driver, while a trial flosses between two reports (`train.loop.Progress`):
+# no EPOCH, so that neither MLflow nor ASHA takes it for an epoch's result; the sweep's metric as last
+# reported (None before the first report: Ray Tune wants its metric in every result).
+PROGRESS_WHAT = "progress_what"  # "pre-flossing", "flossing episode 1/2"
+PROGRESS_DONE = "progress_done"  # steps done
+PROGRESS_TOTAL = "progress_total"  # of this many
+PROGRESS_EPOCH = "progress_epoch"  # the epoch the trial is at
+PROGRESS_KEYS = (PROGRESS_WHAT, PROGRESS_DONE, PROGRESS_TOTAL, PROGRESS_EPOCH)
+# When the worker made a result (its time.time()), in every result: the status line's rates, since
+# results can reach the driver in bursts. No "/" in it, so MLflow does not log it as a metric.
+WORKER_TIME = "worker_time"
 # meta.json of a checkpoint, worker -> the same trial's next start
 CHECKPOINT_META_KEYS = ("epoch", "done", "launch", "config", "metrics", "history")
 # the launch file in a Ray experiment directory, driver -> a later driver (--resume, --close)
@@ -150,3 +161,16 @@ RAY_RESULT_KEYS = ("timestamp",)  # Ray's own keys of every result that the driv
 # Environment, driver -> workers: the train function a trial calls ("module:function"), for tests
 # that need a trainer which fails on purpose; unset, `flosssweep.train:train`.
 TRAINER_ENV = "FLOSSSWEEP_TRAINER"
+
+# -- Ray: what the driver reads from the environment or sets there, and how it words trial states --
+RAY_ADDRESS_ENV = "RAY_ADDRESS"  # Ray's own: the cluster a driver without --address joins
+# Set before `import ray` where the driver starts a Ray of its own: every port on 127.0.0.1 only
+# (docs/DESIGN.md, "What a reader sees").
+LOOPBACK_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+TRIAL_STATES = {
+    "TERMINATED": "finished",
+    "ERROR": "failed",
+    "RUNNING": "running",
+    "PENDING": "pending",
+    "PAUSED": "paused",
+}

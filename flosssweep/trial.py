@@ -6,6 +6,7 @@ python -m flosssweep.trial task.bits=1 task.delay=5 ensemble=4 train.epochs=400 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from flosssweep import footprint, provenance, records, yamlio
 from flosssweep.checks import OneLineParser, Unwritable, one_line, private_files, writable_file
 from flosssweep.config import CHAOTIC_TASKS, SCHEMA, ConfigError, applicable_keys, flatten, parse_override, resolve
 from flosssweep.train import train
+from flosssweep.train.parity import CONVERGENCE_WINDOW
 
 
 def _choices(field) -> str:
@@ -68,26 +70,58 @@ def load_config(args: argparse.Namespace) -> dict:
     return resolve(*layers)
 
 
-def progress_printer(epochs: int):
-    started = time.perf_counter()
+def success_definitions(config: dict) -> str:
+    """What `success` and `epochs_to_success` mean for this config: the two are measured differently."""
+    train = config["train"]
+    if config["task"]["name"] in CHAOTIC_TASKS:
+        return f"success: D_stsp < {train['dstsp_threshold']} on free-running trajectories (train.dstsp_threshold)"
+    threshold = train["success_threshold"]
+    return (
+        f"success: mean accuracy over the last {train['success_window']} epochs >= {threshold} "
+        f"(train.success_window); epochs_to_success: first epoch at which the {CONVERGENCE_WINDOW}-epoch "
+        f"moving mean of accuracy reaches {threshold}"
+    )
 
-    def report(metrics: dict, epoch: int) -> None:
-        elapsed = time.perf_counter() - started
-        label = "after pre-flossing" if epoch == 0 else f"epoch {epoch:>{len(str(epochs))}}/{epochs}"
+
+def _shown(name: str, value, spec: str) -> str:
+    """`name value`, or nothing for a value that does not exist (NaN: no epoch trained yet, no member alive)."""
+    return f"  {name} {value:{spec}}" if value is not None and math.isfinite(value) else ""
+
+
+class ProgressPrinter:
+    """The trial's lines: flossing steps (at most every `every` seconds, and the last), then one line
+    per report. Before the first epoch there is no loss nor accuracy: the line leaves them out."""
+
+    def __init__(self, config: dict, every: float = 2.0):
+        self.epochs, self.members, self.every = config["train"]["epochs"], config["ensemble"], every
+        self.started = self.last_steps = time.perf_counter()
+
+    def steps(self, what: str, done: int, total: int, epoch: int) -> None:
+        now = time.perf_counter()
+        if done < total and now - self.last_steps < self.every:
+            return
+        self.last_steps = now
+        print(f"{what} {done}/{total} steps at epoch {epoch}/{self.epochs}  [{now - self.started:.1f}s]", flush=True)
+
+    def report(self, metrics: dict, epoch: int) -> None:
+        label = "before training" if epoch == 0 else f"epoch {epoch:>{len(str(self.epochs))}}/{self.epochs}"
         quality = (
-            f"D_stsp {metrics['charts/dstsp']:.3f}"
+            _shown("D_stsp", metrics.get("charts/dstsp"), ".3f")
             if "charts/dstsp" in metrics  # chaotic data
-            else f"acc {metrics['charts/accuracy']:.3f}"
+            else _shown("acc", metrics.get("charts/accuracy"), ".3f")
         )
+        succeeding = round(metrics["charts/success_rate"] * self.members)
         print(
-            f"{label}  loss {metrics['losses/task']:.4f}  {quality}  "
-            f"success {metrics['charts/success_rate']:.2f}  lambda_1 {metrics['lyapunov/lambda_1']:+.4f}  "
-            f"lambda_k {metrics['lyapunov/lambda_k']:+.4f}  floss {metrics['losses/floss_now']:.2e}  "
-            f"[{elapsed:.1f}s]",
+            label
+            + (_shown("loss", metrics["losses/task"], ".4f") + quality if epoch else "")
+            + f"  success {succeeding}/{self.members}"
+            + _shown("lambda_1", metrics["lyapunov/lambda_1"], "+.4f")
+            + _shown("lambda_k", metrics["lyapunov/lambda_k"], "+.4f")
+            + _shown("floss", metrics["losses/floss_now"], ".2e")
+            + (f"  diverged {metrics['charts/diverged']}" if metrics.get("charts/diverged") else "")
+            + f"  [{time.perf_counter() - self.started:.1f}s]",
             flush=True,
         )
-
-    return report
 
 
 def _number(value: float, width: int, decimals: int, sign: str = "") -> str:
@@ -146,10 +180,16 @@ def main(argv: list[str] | None = None) -> int:
         chaotic = config["task"]["name"] in CHAOTIC_TASKS
         print(f"estimated memory: {sum(size for size, _, _ in footprint.terms(config, chaotic)) / 2**20:.1f} MiB")
         return 0
-    report = None if args.quiet else progress_printer(config["train"]["epochs"])
+    printer = None if args.quiet else ProgressPrinter(config)
+    if printer:
+        print(success_definitions(config), flush=True)
     made_by = provenance.collect()
-    rows = [{**row, **made_by} for row in train(config, report=report)]
+    rows = [
+        {**row, **made_by}
+        for row in train(config, report=printer and printer.report, progress=printer and printer.steps)
+    ]
     print(member_table(rows))
+    print(success_definitions(config))
     if out:
         try:
             print(f"records written to {records.write_or_keep(rows, out)}")

@@ -105,7 +105,9 @@ def test_trial_that_cannot_write_its_records_names_the_fallback(small_disk, tmp_
         if epoch >= 5:
             fill(disk)
 
-    monkeypatch.setattr(trial, "progress_printer", lambda epochs: fill_after_first_report)
+    monkeypatch.setattr(
+        trial.ProgressPrinter, "report", lambda self, metrics, epoch: fill_after_first_report(metrics, epoch)
+    )
     assert trial.main(args) == 1
     err = one_line(capsys, "disk full", "they are kept in")
     assert pq.read_table(err.strip().rsplit("they are kept in ", 1)[1]).num_rows == 1

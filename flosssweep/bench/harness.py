@@ -1,7 +1,7 @@
 """Benchmarks: how many realizations per hour flosssweep trains, and what the rest costs.
 
     python -m flosssweep.bench                 # full sizes (a few minutes on 2 CPU cores)
-    python -m flosssweep.bench --quick         # tiny sizes, seconds: checks that the harness runs
+    python -m flosssweep.bench --quick         # tiny sizes, 1-4 minutes (mostly Ray): checks that the harness runs
     python -m flosssweep.bench --device cuda   # the trainer and flossing sections on a GPU
     python -m flosssweep.bench --device cuda --section gpu   # only the GPU section (flosssweep.bench.gpu)
     python -m flosssweep.bench --section adaptive            # only adaptive placement (flosssweep.bench.adaptive)
@@ -312,7 +312,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Measure trainer throughput, the flossing step, Ray overhead "
         "and report aggregation; write bench.json and bench.md.",
     )
-    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the harness, not the speed")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes, 1-4 minutes (most of it Ray's start and its small sweeps): checks the harness, not the speed",
+    )
     parser.add_argument(
         "--device",
         choices=("cpu", "cuda"),

@@ -11,6 +11,18 @@ def _fmt(value: float, digits: int = 3) -> str:
     return f"{value:.{digits}g}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
+def marginal_text(result: dict) -> str:
+    """The marginal cost per trial as a table shows it: the median with its range over repeats, or,
+    where the median is not above zero, that the two sweep sizes do not tell it from the timing noise."""
+    value, repeats = result["marginal_per_trial"], result.get("repeats", 1)
+    low, high = result.get("marginal_range", [value, value])
+    if value <= 0:
+        return f"below the timing noise ({repeats} repeat{'s' if repeats > 1 else ''}: {low:.2f} to {high:.2f})"
+    if repeats < 2:
+        return f"{value:.3f} (1 repeat: no spread)"
+    return f"{value:.3f} ({low:.3f} to {high:.3f}, {repeats} repeats)"
+
+
 def _table(heading: str, header: str, rule: str, rows: list[str]) -> list[str]:
     """A section of bench.md: its heading, a markdown table and the blank lines around them."""
     return [heading, "", header, rule, *rows, ""]
@@ -149,7 +161,8 @@ def markdown(results: dict) -> str:
                 elif r:
                     lines.append(
                         f"| {name} | {r['per_trial_best']:.3f} | {r['per_trial_median']:.3f} | "
-                        f"{_fmt(r.get('fixed_per_sweep'))} | {_fmt(r.get('marginal_per_trial'))} |"
+                        f"{_fmt(r.get('fixed_per_sweep'))} | "
+                        f"{marginal_text(r) if 'marginal_per_trial' in r else _fmt(None)} |"
                     )
             lines.append("")
     rep = results.get("report")

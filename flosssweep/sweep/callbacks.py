@@ -6,9 +6,18 @@ import time
 
 from ray.tune import Callback
 
-from flosssweep.names import EPOCH
+from flosssweep.config import resolve
+from flosssweep.names import (
+    EPOCH,
+    PROGRESS_DONE,
+    PROGRESS_EPOCH,
+    PROGRESS_TOTAL,
+    PROGRESS_WHAT,
+    TRIAL_STATES,
+    WORKER_TIME,
+)
 from flosssweep.protocol import FinalResult
-from flosssweep.tracking.recorder import SweepRecorder, short_value, trial_summary
+from flosssweep.tracking.recorder import SweepRecorder, run_label, trial_summary
 
 
 class MLflowCallback(Callback):
@@ -46,35 +55,46 @@ class MLflowCallback(Callback):
 
 class TerminalProgress(Callback):
     """What the terminal shows while a sweep runs: a line when a trial starts, a line when it
-    finishes (its varied values and k/n members succeeding), and every `every` seconds a
-    status line with the epoch each running trial has reached."""
+    finishes (its varied values and k/n members succeeding), and every `every` seconds a status line
+    (`status_line`): how many trials are in each state and, for each running trial named by its
+    values, its epoch out of its total or its flossing steps, with an ETA, and the sweep's ETA."""
 
-    def __init__(self, varied: list[str], every: float = 30.0):
+    def __init__(self, varied: list[str], base: dict | None = None, every: float = 30.0):
         self.varied = list(varied)
+        self.base = base or {}
         self.every = every
         self._last = self._start = time.monotonic()
         self._total = 0
+        self._clock = Clocks()
+        self._totals: dict[str, int] = {}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        self.__dict__.setdefault("base", {})  # pickled by a driver of an earlier version
         self._last = time.monotonic()
+        self._clock, self._totals = Clocks(), {}  # a resumed driver measures its own rates
 
     def setup(self, stop=None, num_samples=None, total_num_samples=None, **info):
         self._total = total_num_samples or 0
         self._start = time.monotonic()
 
     def _label(self, trial) -> str:
-        values = " ".join(f"{k}={short_value(trial.config[k])}" for k in self.varied if k in trial.config)
-        return f"{trial.trial_id} {values}".strip()
+        label = run_label(trial.config, self.varied)
+        return f"{label} ({trial.trial_id})" if label else trial.trial_id
 
     def _finished(self, trials, trial) -> int:
         return 1 + sum(t.status in ("TERMINATED", "ERROR") for t in trials if t is not trial)
 
     def on_trial_start(self, iteration, trials, trial, **info):
+        self._clock.started(trial.trial_id)
         epoch = (trial.last_result or {}).get(EPOCH)
         print(f"started  {self._label(trial)}" + (f" (from epoch {epoch})" if epoch else ""), flush=True)
 
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self._clock.saw(trial.trial_id, result)
+
     def on_trial_complete(self, iteration, trials, trial, **info):
+        self._clock.ended(trial.trial_id)
         final = FinalResult.of(trial.last_result)
         done = f"[{self._finished(trials, trial)}/{self._total}]"
         if final is None:
@@ -103,15 +123,115 @@ class TerminalProgress(Callback):
         if time.monotonic() - self._last < self.every:
             return
         self._last = time.monotonic()
-        counts = {}
-        for t in trials:
-            counts[t.status] = counts.get(t.status, 0) + 1
-        running = [t for t in trials if t.status == "RUNNING"]
-        epochs = ", ".join(f"{t.trial_id} epoch {(t.last_result or {}).get(EPOCH, 0)}" for t in running[:6])
-        elapsed = (time.monotonic() - self._start) / 60
-        print(
-            f"-- {elapsed:.1f} min: "
-            + ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items()))
-            + (f"; {epochs}" if epochs else ""),
-            flush=True,
-        )
+        elapsed = self._last - self._start
+        print(status_line(trials, self.varied, self._epochs, self._clock, elapsed, self._total), flush=True)
+
+    def _epochs(self, trial) -> int:
+        """The trial's train.epochs (its config over the sweep's base)."""
+        if trial.trial_id not in self._totals:
+            self._totals[trial.trial_id] = int(resolve(self.base, trial.config)["train"]["epochs"])
+        return self._totals[trial.trial_id]
+
+
+class Clocks:
+    """When each trial started and how fast its epochs and flossing steps went: the status line's
+    ETAs. A count's rate is measured from the first result that carried it, so time spent before (Ray
+    starting a worker, pre-flossing before the first epoch) does not slow the epochs down; and on the
+    worker's clock (names.WORKER_TIME) where the results carry it, since they can reach the driver in
+    bursts."""
+
+    def __init__(self, now=time.monotonic):
+        self.now = now
+        self.begun: dict[str, float] = {}  # trial id -> start
+        self.first: dict[tuple[str, str], tuple[float, int]] = {}  # (trial id, what) -> (time, count) first seen
+        self.durations: list[float] = []  # seconds of the trials that finished while this driver ran
+
+    def started(self, trial_id: str) -> None:
+        self.begun.setdefault(trial_id, self.now())
+
+    def when(self, result: dict) -> float:
+        return result[WORKER_TIME] if WORKER_TIME in result else self.now()
+
+    def saw(self, trial_id: str, result: dict) -> None:
+        what, count = counted(result)
+        if what is not None:
+            self.first.setdefault((trial_id, what), (self.when(result), count))
+
+    def ended(self, trial_id: str) -> None:
+        if trial_id in self.begun:
+            self.durations.append(self.now() - self.begun.pop(trial_id))
+
+    def remaining(self, trial_id: str, what: str, done: int, total: int, result: dict) -> float | None:
+        """Seconds until `done` reaches `total` at the rate since `what` was first seen, up to `result`
+        (the trial's latest); None before a rate can be told."""
+        if (trial_id, what) not in self.first:
+            return None
+        since, count = self.first[trial_id, what]
+        elapsed = self.when(result) - since
+        if done <= count or elapsed <= 0:
+            return None
+        return (total - done) * elapsed / (done - count)
+
+
+def counted(result: dict) -> tuple[str | None, int]:
+    """What a result counts and how far: ("epoch", n), or a flossing stage and its steps done."""
+    if PROGRESS_WHAT in result:
+        return f"{result[PROGRESS_WHAT]}", int(result[PROGRESS_DONE])
+    if isinstance(result.get(EPOCH), int):
+        return EPOCH, int(result[EPOCH])
+    return None, 0
+
+
+def duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+SHOWN = 6  # running trials named on a status line
+
+
+def status_line(trials, varied: list[str], epochs, clock: Clocks, elapsed: float, total: int = 0) -> str:
+    """`-- 2.5 min: 2 finished, 2 running, 2 pending; pre delay=16 epoch 300/1000 ETA 1.2 min, none
+    delay=24 pre-flossing 200/500 steps; sweep ETA 4.0 min`. `epochs(trial)`: its total epochs. The
+    sweep's ETA: what the running trials have left, plus the pending trials at the mean duration of a
+    finished trial (of a running one's projected duration before any finished), shared among as many
+    trials as run at once. `total`: the sweep's trials, of which Ray Tune may not have made all yet
+    (those count as pending)."""
+    counts: dict[str, int] = {}
+    for t in trials:
+        state = TRIAL_STATES.get(t.status, t.status.lower())
+        counts[state] = counts.get(state, 0) + 1
+    pending = TRIAL_STATES["PENDING"]
+    if total > len(trials):
+        counts[pending] = counts.get(pending, 0) + total - len(trials)
+    running = [t for t in trials if TRIAL_STATES.get(t.status) == "running"]
+    parts, left, projected = [], [], []
+    for t in running:
+        result, last = t.last_result or {}, epochs(t)
+        what, done = counted(result)
+        if what is None or what == EPOCH:
+            text, eta = f"epoch {done}/{last}", clock.remaining(t.trial_id, EPOCH, done, last, result)
+        else:
+            steps_total, epoch = int(result[PROGRESS_TOTAL]), int(result.get(PROGRESS_EPOCH, 0))
+            text = f"{what} {done}/{steps_total} steps at epoch {epoch}/{last}"
+            # the steps left, then the epochs left at their rate (none yet before the first epoch)
+            steps = clock.remaining(t.trial_id, what, done, steps_total, result)
+            after = clock.remaining(t.trial_id, EPOCH, epoch, last, result) if epoch < last else 0.0
+            eta = steps + after if steps is not None and after is not None else None
+        parts.append(f"{run_label(t.config, varied) or t.trial_id} {text}" + (f" ETA {duration(eta)}" if eta else ""))
+        left.append(eta)
+        begun = clock.begun.get(t.trial_id)
+        if eta is not None and begun is not None:
+            projected.append(clock.now() - begun + eta)
+    line = f"-- {duration(elapsed)}: " + ", ".join(f"{n} {state}" for state, n in counts.items())
+    if parts:
+        line += "; " + ", ".join(parts[:SHOWN]) + (f", {len(parts) - SHOWN} more running" if len(parts) > SHOWN else "")
+    typical = clock.durations or projected
+    waiting = counts.get(pending, 0)
+    if running and all(eta is not None for eta in left) and (typical or not waiting):
+        mean = sum(typical) / len(typical) if typical else 0.0
+        line += f"; sweep ETA {duration((sum(left) + waiting * mean) / len(running))}"
+    return line

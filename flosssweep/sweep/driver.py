@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -28,11 +29,10 @@ from pathlib import Path
 
 from flosssweep.checks import OneLineParser, one_line, private_files, redact
 from flosssweep.config import ConfigError
-from flosssweep.names import ADAPTIVE_STATE, END_REASON, EXTENDS, TAG_PREFIX
+from flosssweep.names import ADAPTIVE_STATE, END_REASON, EXTENDS, RAY_ADDRESS_ENV, TAG_PREFIX
 from flosssweep.protocol import LaunchFile
 from flosssweep.sweep import lease, preflight, spec, watchdog
 from flosssweep.sweep import storage as storage_paths
-from flosssweep.sweep.worker import run_trial
 from flosssweep.tracking.store import TrackingStore, TrackingUnavailable
 from flosssweep.tracking.summary import ui_page
 
@@ -173,19 +173,22 @@ def _read_launch(experiment_dir: str) -> LaunchFile | None:
 
 
 def _init_ray(args: argparse.Namespace) -> None:
-    import ray
-
     from flosssweep.sweep import quiet
+    from flosssweep.sweep.loopback import loopback_only, ray_running
 
     options = quiet.configure(args.verbose)
-    if ray.is_initialized():
+    if ray_running():
         return
-    if args.address == "local":
-        ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, **options)
-    elif args.num_cpus is not None and args.address is None:
-        ray.init(num_cpus=args.num_cpus, **options)
-    else:
-        ray.init(address=args.address, **options)
+    # a Ray of its own (no address, or `local`) listens on 127.0.0.1 only, as set before `import ray`
+    with loopback_only(args.address in (None, "local") and not os.environ.get(RAY_ADDRESS_ENV)):
+        import ray
+
+        if args.address == "local":
+            ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, **options)
+        elif args.num_cpus is not None and args.address is None:
+            ray.init(num_cpus=args.num_cpus, **options)
+        else:
+            ray.init(address=args.address, **options)
 
 
 def trainable(sweep, launch: str):
@@ -194,6 +197,7 @@ def trainable(sweep, launch: str):
     from ray import tune
 
     from flosssweep import provenance
+    from flosssweep.sweep.worker import run_trial  # Parquet and NumPy: after the first line
 
     function = tune.with_parameters(
         run_trial,
@@ -202,6 +206,7 @@ def trainable(sweep, launch: str):
         launch=launch,
         checkpoint_seconds=sweep.checkpoint_seconds,
         provenance=provenance.collect(),
+        metric=sweep.ray_metric_name,
     )
     return tune.with_resources(function, {"cpu": sweep.resources["cpu"], "gpu": sweep.resources["gpu"]})
 
@@ -226,7 +231,7 @@ def build_tuner(sweep, storage: str, callback, launch: str, search_options: dict
         name=sweep.name,
         storage_path=storage,
         verbose=verbose,
-        callbacks=[callback, TerminalProgress(list(sweep.space))],
+        callbacks=[callback, TerminalProgress(list(sweep.space), sweep.base)],
         failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
     )  # see _Checkpoints
@@ -292,10 +297,14 @@ def _tuner(launch: Launch, max_concurrent_flag: bool):
 
 
 def _resolved_base(sweep) -> str:
-    """Every key of a trial, the varied ones by their axis; '*' marks a value that is not the default."""
+    """Every key the sweep's trials use (those of its task, or of each task it varies), the varied ones
+    by their axis; '*' marks a value that is not the default."""
     from flosssweep import config as cfg
 
-    values = cfg.flatten(sweep.base_values())
+    base = sweep.base_values()
+    tasks = sweep.space["task.name"].values if "task.name" in sweep.space else [base["task"]["name"]]
+    used = {key for task in tasks for key in cfg.applicable_keys({"task": {"name": task}})}
+    values = {key: value for key, value in cfg.flatten(base).items() if key in used}
     width = max(map(len, values))
     lines = [
         f"  {'*' if value != cfg.SCHEMA[key].default else ' '} {key:<{width}}  "
@@ -443,6 +452,11 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m flosssweep.run
 
     storage = storage_paths.resolve(args.storage_path, launch_dir)
     experiment_dir = f"{storage}/{sweep.name}"
+    if not args.close:
+        # the first line within a second or two of the command: the checks and Ray's start take longer
+        print(
+            f"{sweep.name}: {sweep.num_trials()} trials; checking storage and MLflow, then starting Ray...", flush=True
+        )
     if args.close:
         return _close(args, sweep, launch_dir, experiment_dir)
     store = TrackingStore.resolve(args.tracking_uri, launch_dir)

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from flosssweep.sweep.loopback import loopback_only
 from flosssweep.tracking.uris import sqlite_uri
 
 
@@ -52,19 +53,20 @@ def bench_ray(sizes: dict, repeats: int) -> dict:
     """Per-trial overhead as the wall time of a sweep of near-empty trials over their number, at
     two sweep sizes, which also splits it into a fixed cost per sweep and a marginal cost per trial."""
     _quiet_ray_env()
-    import ray
-
     sizes_n = sorted({max(1, sizes["ray_trials"] // 8), sizes["ray_trials"]})
     out: dict = {"trials": sizes["ray_trials"], "sizes": sizes_n}
     started = time.perf_counter()
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        configure_logging=True,
-        logging_level="ERROR",
-    )
+    with loopback_only(True):
+        import ray
+
+        ray.init(
+            address="local",
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=True,
+            logging_level="ERROR",
+        )
     out["ray_init_seconds"] = time.perf_counter() - started
     try:
         with tempfile.TemporaryDirectory(prefix="flosssweep-bench-") as tmp:
@@ -90,9 +92,15 @@ def _overhead(sweep: Callable[[int, int], float], sizes_n: list[int], repeats: i
         "walls": {str(m): w for m, w in walls.items()},
     }
     if len(sizes_n) > 1:
+        # One estimate per repeat (the two sizes timed back to back), then their median and range: a
+        # difference of two noisy wall times can come out negative, which is noise, not a cost.
         small = sizes_n[0]
-        result["marginal_per_trial"] = (best[n] - best[small]) / (n - small)
-        result["fixed_per_sweep"] = best[small] - result["marginal_per_trial"] * small
+        marginal = [(big - little) / (n - small) for big, little in zip(walls[n], walls[small])]
+        fixed = [little - m * small for little, m in zip(walls[small], marginal)]
+        result["marginal_per_trial"] = statistics.median(marginal)
+        result["marginal_range"] = [min(marginal), max(marginal)]
+        result["fixed_per_sweep"] = statistics.median(fixed)
+        result["repeats"] = len(marginal)
     return result
 
 

@@ -12,6 +12,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from flosssweep.names import PROGRESS_WHAT
 from flosssweep.sweep.spec import DISCRETE, Axis, Sweep
 from flosssweep.tracking.store import TrackingStore
 from flosssweep.tracking.uris import sqlite_uri
@@ -53,7 +54,16 @@ class RayGridSampler(GridSampler):
         pass
 
 
-class StoredOptunaSearch(OptunaSearch):
+class ProgressAwareOptunaSearch(OptunaSearch):
+    """Ray's Optuna searcher, minus the progress results of a flossing trial (names.PROGRESS_KEYS):
+    they repeat the last reported value of the metric, or carry none yet, and are no step of the trial."""
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if PROGRESS_WHAT not in result:
+            super().on_trial_result(trial_id, result)
+
+
+class StoredOptunaSearch(ProgressAwareOptunaSearch):
     """Ray's Optuna searcher over a study in a database. A resumed launch restores the searcher from
     the experiment snapshot, which can be older than the database: a trial the killed driver had
     already told the study about is then reported again, and Optuna refuses to change a finished
@@ -156,7 +166,7 @@ def searcher(
     if sweep.search == "optuna":
         import optuna
 
-        kind, kept = OptunaSearch, {}
+        kind, kept = ProgressAwareOptunaSearch, {}
         if storage:
             kind, kept = StoredOptunaSearch, {"storage": optuna.storages.RDBStorage(storage), "study_name": study_name}
         if sweep.optuna_grid:

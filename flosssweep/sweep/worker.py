@@ -5,12 +5,24 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import math
 import os
 import time
 from pathlib import Path
 
 from flosssweep.config import resolve
-from flosssweep.names import EPOCH, RECORDS_ARTIFACT, RESTORED_FROM, SUCCESS_RATE, TRAINER_ENV
+from flosssweep.names import (
+    EPOCH,
+    PROGRESS_DONE,
+    PROGRESS_EPOCH,
+    PROGRESS_TOTAL,
+    PROGRESS_WHAT,
+    RECORDS_ARTIFACT,
+    RESTORED_FROM,
+    SUCCESS_RATE,
+    TRAINER_ENV,
+    WORKER_TIME,
+)
 from flosssweep.protocol import CheckpointMeta, FinalResult
 from flosssweep.records import write as write_records
 
@@ -18,6 +30,7 @@ TRAIN = "flosssweep.train:train"
 STATE_FILE = "state.pt"  # trainer state (`Trial.state_dict`), in all but a finished trial's checkpoints
 META_FILE = "meta.json"  # a `protocol.CheckpointMeta`, in every checkpoint
 KEEP_STATES = 2  # checkpoints of a trial that keep their (large) state file
+PROGRESS_SECONDS = 5.0  # between two progress results of a flossing trial (the status line shows every 30 s)
 
 
 # -- inside a trial (a Ray worker) ----------------------------------------------------------------
@@ -124,7 +137,10 @@ class _Progress:
         checkpoints: _Checkpoints,
         history: list | None = None,
         restored_from: int = 0,
+        metric: str | None = None,
     ):
+        self.metric = metric  # the sweep's metric, which Ray Tune wants in every result
+        self.last_progress = -math.inf
         self.restored_from: int | None = restored_from  # None once the first report is out
         self.final_epoch = final_epoch
         self.checkpoint_seconds = checkpoint_seconds
@@ -152,6 +168,19 @@ class _Progress:
             self._send(state)
         else:
             self.state = (state, epoch)
+
+    def steps(self, what: str, done: int, total: int, epoch: int) -> None:
+        """The trainer's `progress`: a progress result (names.PROGRESS_KEYS) at the first step and then
+        every PROGRESS_SECONDS, so that the driver's status line shows flossing steps, not a frozen epoch."""
+        from ray import tune
+
+        if done > 1 and time.monotonic() - self.last_progress < PROGRESS_SECONDS:
+            return
+        self.last_progress = time.monotonic()
+        latest = self.history[-1][1].get(self.metric) if self.history else None
+        result = {PROGRESS_WHAT: what, PROGRESS_DONE: done, PROGRESS_TOTAL: total, PROGRESS_EPOCH: epoch}
+        result[WORKER_TIME] = time.time()
+        tune.report({self.metric: latest, **result} if self.metric else result)
 
     def _send(self, state: dict | None = None) -> None:
         import tempfile
@@ -184,6 +213,7 @@ def _result(metrics: dict, epoch: int) -> dict:
     result = {EPOCH: int(epoch)}
     result.update({k: metrics[k] for k in first if k in metrics})
     result.update({k: v for k, v in metrics.items() if k not in result})
+    result[WORKER_TIME] = time.time()
     return result
 
 
@@ -218,9 +248,11 @@ def run_trial(
     launch: str,
     checkpoint_seconds: float = 60.0,
     provenance: dict | None = None,
+    metric: str | None = None,
 ) -> None:
     """Ray Tune function trainable: one trial of the sweep (its dotted values over the base).
-    `provenance`: the driver's `flosssweep.provenance.collect()`, added to every record."""
+    `provenance`: the driver's `flosssweep.provenance.collect()`, added to every record; `metric`: the
+    sweep's metric as Ray Tune knows it (`Sweep.ray_metric_name`)."""
 
     import pyarrow.parquet as pq
     import torch
@@ -242,6 +274,10 @@ def run_trial(
                 return
             restore = torch.load(Path(directory, STATE_FILE), weights_only=False)
             history, restored_from = meta.history, int(meta.epoch)
-    progress = _Progress(trial_config["train"]["epochs"], checkpoint_seconds, checkpoints, history, restored_from)
-    records = _load_train()(trial_config, report=progress.report, checkpoint=progress.checkpoint, restore=restore)
+    progress = _Progress(
+        trial_config["train"]["epochs"], checkpoint_seconds, checkpoints, history, restored_from, metric
+    )
+    records = _load_train()(
+        trial_config, report=progress.report, checkpoint=progress.checkpoint, restore=restore, progress=progress.steps
+    )
     progress.finish([{"sweep": sweep_name, "trial_id": trial_id, **r, **(provenance or {})} for r in records])

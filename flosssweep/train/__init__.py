@@ -1,6 +1,6 @@
 """Training: one trial of a resolved config in, one record per ensemble member out; no Ray, no MLflow.
 
-`train(config, report, checkpoint, restore)` picks the trial for the task: delayed parity
+`train(config, report, checkpoint, restore, progress)` picks the trial for the task: delayed parity
 (`train.parity`) or chaotic data with sparse teacher forcing (`train.chaotic`), both users of the
 shared loop in `train.loop`.
 """
@@ -11,7 +11,7 @@ import torch
 
 from flosssweep.config import CHAOTIC_TASKS
 from flosssweep.train.chaotic import ChaoticTrial
-from flosssweep.train.loop import Checkpoint, Report, Trial, member_generators
+from flosssweep.train.loop import Checkpoint, Progress, Report, Trial, member_generators
 from flosssweep.train.parity import ParityTrial, epochs_to_success
 
 __all__ = ["ChaoticTrial", "ParityTrial", "Trial", "epochs_to_success", "make_trial", "member_generators", "train"]
@@ -22,12 +22,17 @@ def make_trial(config: dict) -> Trial:
 
 
 def train(
-    config: dict, report: Report | None = None, checkpoint: Checkpoint | None = None, restore: dict | None = None
+    config: dict,
+    report: Report | None = None,
+    checkpoint: Checkpoint | None = None,
+    restore: dict | None = None,
+    progress: Progress | None = None,
 ) -> list[dict]:
     """Run one trial of `config` (resolved by `flosssweep.config.resolve`); returns one record per
-    member (docs/DESIGN.md, "Records", without `sweep` and `trial_id`, which the caller adds)."""
+    member (docs/DESIGN.md, "Records", without `sweep` and `trial_id`, which the caller adds).
+    `report(metrics, epoch)` every `train.report_every` epochs, `progress` during flossing (`train.loop`)."""
     torch.set_num_threads(config["threads"])
     trial = make_trial(config)
     if restore is not None:
         trial.load_state_dict(restore)
-    return trial.run(report, checkpoint)
+    return trial.run(report, checkpoint, progress)

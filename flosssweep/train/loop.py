@@ -28,6 +28,9 @@ from flosssweep.train.graph import epoch_runner
 
 Report = Callable[[dict, int], None]
 Checkpoint = Callable[[dict, int], None]
+# progress(what, done, total, epoch) during work between two reports: flossing steps done of total,
+# what being "pre-flossing" or "flossing episode i/n" (pre-flossing alone can take minutes)
+Progress = Callable[[str, int, int, int], None]
 
 
 def member_generators(seed: int, members: int, stream: int = 0) -> list[torch.Generator]:
@@ -131,20 +134,25 @@ class Trial:
             self.accuracy[: self.epoch] = self.accuracy_device[: self.epoch].cpu()
 
     # -- the whole trial -------------------------------------------------------------------------
-    def run(self, report: Report | None = None, checkpoint: Checkpoint | None = None) -> list[dict]:
-        train = self.config["train"]
+    def run(
+        self, report: Report | None = None, checkpoint: Checkpoint | None = None, progress: Progress | None = None
+    ) -> list[dict]:
+        train, floss = self.config["train"], self.config["floss"]
         started = time.perf_counter()
         if not self.pre_flossed:
             self.mark_stage("initial")
             if self.flosser.before_training:
-                self.floss_value.copy_(self.flosser.run(self.config["floss"]["pre_steps"], self.active))
+                steps = self._steps(progress, "pre-flossing", floss["pre_steps"])
+                self.floss_value.copy_(self.flosser.run(floss["pre_steps"], self.active, steps))
             self.pre_flossed = True
             self.mark_stage("pre")
             if report:
                 report(self.metrics(), 0)
         while self.epoch < train["epochs"]:
             if self.flosser.episode_due(self.epoch):
-                self.floss_value.copy_(self.flosser.run(self.config["floss"]["steps"], self.active))
+                what = f"flossing episode {self.flosser.episodes_done + 1}/{floss['episodes']}"
+                steps = self._steps(progress, what, floss["steps"])
+                self.floss_value.copy_(self.flosser.run(floss["steps"], self.active, steps))
                 self.flosser.episodes_done += 1
             self.train_step()
             self.epoch += 1
@@ -156,6 +164,12 @@ class Trial:
         self.read_back()
         self.mark_stage("final")
         return self.records(time.perf_counter() - started)
+
+    def _steps(self, progress: Progress | None, what: str, total: int) -> Callable[[int], None] | None:
+        """The flosser's per-step hook that tells `progress` how far `what` has come."""
+        if progress is None:
+            return None
+        return lambda done: progress(what, done, total, self.epoch)
 
     def mark_stage(self, stage: str) -> None:
         """Keep the task's stage diagnostics (`stage_diagnostics`) as record columns `<name>_<stage>`."""

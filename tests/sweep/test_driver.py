@@ -88,10 +88,11 @@ def test_grid_sweep_records_every_trial_in_mlflow(ray_local, tmp_path, monkeypat
     assert code == 0, out
     assert (tmp_path / "report" / "horizon.png").stat().st_size > 0, "the sweep's one report, also on disk"
 
-    # the terminal: one line per finished trial with its varied keys and k/n
+    # the terminal: one line per finished trial named by its values, as its MLflow run is, and k/n
     finished = [line for line in out.splitlines() if " finished " in line and "succeeded" in line]
     assert len(finished) == 4
-    assert all("floss.mode=" in line and "task.delay=" in line for line in finished)
+    named = {line.split(" finished ")[1].split(" (")[0] for line in finished}
+    assert named == {"none delay=2", "pre delay=2", "none delay=4", "pre delay=4"}, finished
     assert all(line.split(": ")[-1].split()[0].count("/") == 1 for line in finished)
 
     parents, children = runs_of(uri, "tiny-grid")
@@ -408,6 +409,29 @@ def test_dry_run_lists_trials_without_starting_anything(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "6 trials" in result.stdout and result.stdout.count("none") >= 3
     assert not any(tmp_path.iterdir())
+
+
+def base_keys(listing: str) -> set[str]:
+    """The keys of a dry run's 'base of every trial' block."""
+    block = listing.split("base of every trial", 1)[1].splitlines()[1:]
+    return {line.lstrip(" *").split()[0] for line in block if line.strip()}
+
+
+def test_dry_run_lists_only_the_keys_of_the_sweeps_task(tmp_path):
+    from flosssweep.config import SCHEMA
+
+    parity = base_keys(run_cli("quickstart", "--dry-run", cwd=tmp_path).stdout)
+    assert {"task.delay", "task.bits", "train.success_threshold", "floss.pre_steps"} <= parity
+    chaotic_only = {key for key, field in SCHEMA.items() if "parity" not in field.tasks}
+    assert {"task.tau", "train.dstsp_threshold", "task.dt"} <= chaotic_only
+    assert not parity & chaotic_only, sorted(parity & chaotic_only)
+    chaotic = base_keys(run_cli("chaotic_tau", "--dry-run", cwd=tmp_path).stdout)
+    assert {"task.tau", "train.dstsp_threshold"} <= chaotic and not {"task.delay", "task.bits"} & chaotic
+    # a sweep that varies the task lists the keys of each of its tasks
+    both = write_sweep(
+        tmp_path, "both", base={"model": {"hidden": 8}}, space={"task.name": {"grid": ["parity", "lorenz63"]}}
+    )
+    assert {"task.delay", "task.tau"} <= base_keys(run_cli(str(both), "--dry-run", cwd=tmp_path).stdout)
 
 
 def test_run_py_works_as_a_lone_file_like_ray_submit_runs_it(tmp_path):
