@@ -94,8 +94,11 @@ CONFIG_COLUMNS = {
 }
 # The `records_version` every row carries: which random streams made its realization. 1 (rows without
 # the column): per-member CPU generators; 2: per-member Philox streams on the trial's device
-# (flosssweep.streams). Rows of one seed, member and config_key but another version are other realizations.
-RECORDS_VERSION = 2
+# (flosssweep.streams); 3: the same training, with each state's diagnostics (lambda_1, lambda_k,
+# log_condition_*) read from one spectrum estimate whose inputs are numbered by the state
+# (ParityTrial.state_spectrum). Rows of one seed, member and config_key but another version are
+# other realizations.
+RECORDS_VERSION = 3
 
 # -- MLflow: one experiment per sweep name, a parent run per launch, a child run per trial -------
 PARENT = "mlflow.parentRunId"  # MLflow's own: nests the children under their parent in the UI

@@ -63,7 +63,9 @@ class Trial:
         self.device = torch.device(c["device"])
         members = c["ensemble"]
         self.streams = MemberStreams(c["seed"], members, stream=0, device=self.device)
-        # Diagnostics draw from their own streams so that reporting never changes the training data.
+        # Diagnostics draw from their own streams so that reporting never changes the training data; a
+        # task numbers its diagnostic draws by the training state (ParityTrial.state_spectrum), so
+        # their counter is not part of a checkpoint.
         self.diagnostic_streams = MemberStreams(c["seed"], members, stream=1, device=self.device)
         self.model = models.build(c, inputs=inputs, outputs=outputs)
         self.params = models.init_params(self.model, member_generators(c["seed"], members), device=self.device)
@@ -222,13 +224,13 @@ class Trial:
         self.read_back()
         return copy.deepcopy(
             {
+                "records_version": RECORDS_VERSION,
                 "epoch": self.epoch,
                 "pre_flossed": self.pre_flossed,
                 "params": {name: t.detach() for name, t in self.params.items()},
                 "optimizer": self.optimizer.state_dict(),
                 "flosser": self.flosser.state_dict(),
                 "streams": self.streams.state_dict(),
-                "diagnostic_streams": self.diagnostic_streams.state_dict(),
                 "accuracy": self.accuracy,
                 "loss": self.loss,
                 "active": self.active,
@@ -241,10 +243,11 @@ class Trial:
         )
 
     def load_state_dict(self, state: dict) -> None:
-        if "streams" not in state:
+        made_by = state.get("records_version", 2 if "streams" in state else 1)
+        if made_by != RECORDS_VERSION:
             raise ValueError(
-                f"checkpoint from before records version {RECORDS_VERSION} (CPU generators): its data streams "
-                "cannot continue on this version's; start the trial again"
+                f"checkpoint of records version {made_by}, this trainer makes version {RECORDS_VERSION}: its "
+                "streams or diagnostics cannot continue on this version's; start the trial again"
             )
         self.epoch, self.pre_flossed = state["epoch"], state["pre_flossed"]
         with torch.no_grad():
@@ -253,7 +256,6 @@ class Trial:
         self.optimizer.load_state_dict(state["optimizer"])
         self.flosser.load_state_dict(state["flosser"])
         self.streams.load_state_dict(state["streams"])
-        self.diagnostic_streams.load_state_dict(state["diagnostic_streams"])
         for name in ("accuracy", "loss", "active", "nonfinite", "consecutive_nonfinite", "grad_norm", "floss_value"):
             getattr(self, name).copy_(state[name])
         self.loss_device.copy_(self.loss)
