@@ -34,6 +34,7 @@ from flosssweep.report.figures import write_outputs
 from flosssweep.report.headline import TABLE_ARTIFACT, summary_metrics, summary_table
 from flosssweep.report.maps import map_caption, plot_success_map, success_map
 from flosssweep.report.outcomes import format_outcomes, outcome_summary, plot_outcome
+from flosssweep.report.seeds import format_seed_spread, seed_spread
 from flosssweep.report.sources import find_parent_run, open_store, read_mlflow_records, read_parquet_records
 from flosssweep.report.text import format_report
 from flosssweep.tracking.store import TrackingStore
@@ -133,6 +134,9 @@ def make_report(source: FromStore | FromParquet | pa.Table, settings: ReportSett
         raise ReportError(f"--horizon-axis {s.horizon_axis!r} is not a grouping column ({', '.join(by) or 'none'})")
     if s.format:
         print(format_report(aggregated, s.format))
+    spread = seed_spread(table, aggregated)
+    if spread is not None and s.format in ("table", "markdown"):
+        print("\n" + format_seed_spread(spread, markdown=s.format == "markdown"))
     outcomes = None
     if s.outcome:
         outcomes = outcome_summary(table, s.outcome, x=x, by=by, thresholds=s.thresholds)
@@ -158,6 +162,8 @@ def make_report(source: FromStore | FromParquet | pa.Table, settings: ReportSett
             report.written += _write_outcome(outcomes, s, x, out_dir, marker)
         if cells is not None:
             report.written += _write_map(cells, s, out_dir, formats)
+        if spread is not None:
+            report.written += _write_seeds(spread, out_dir)
         if s.out is not None:
             print(f"wrote {', '.join(str(w) for w in report.written)}", file=sys.stderr)
         if log:
@@ -190,6 +196,14 @@ def _write_map(cells: pa.Table, s: ReportSettings, out_dir: Path, formats: list[
     with open(out_dir / "report.md", "a") as report_md:
         report_md.write(f"\n![Map]({stem.name}.{formats[0]})\n\n**Map.** {map_caption(cells, x_map, y_map)}\n")
     return written
+
+
+def _write_seeds(spread: pa.Table, out_dir: Path) -> list[Path]:
+    path = out_dir / "seeds.parquet"
+    pq.write_table(spread, path)
+    with open(out_dir / "report.md", "a") as report_md:
+        report_md.write("\n" + format_seed_spread(spread, markdown=True) + "\n")
+    return [path]
 
 
 def _description(aggregated: Aggregate) -> str:
