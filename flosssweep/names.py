@@ -125,6 +125,12 @@ RETRIES = "flosssweep.retries"
 SUMMARY_TAGS = ("successes", "members", "diverged", "status")  # child: flosssweep.<name>
 TAG_PREFIX = "flosssweep."  # of every tag above, and of the counts and summary tags
 RECORDS_ARTIFACT = "records.parquet"  # per-member records, at each child run's artifact root
+# Diagnostics over training (flosssweep.train.diagnostics), at each child run's artifact root: one row
+# per (epoch, stage, member, quantity, index); stages and quantities as listed here.
+DIAGNOSTICS_ARTIFACT = "diagnostics.parquet"
+DIAGNOSTIC_COLUMNS = ("config_key", "seed", "epoch", "stage", "member", "quantity", "index", "value")
+DIAGNOSTIC_STAGES = ("initial", "pre", "train", "final")  # "train": a report during training
+DIAGNOSTIC_QUANTITIES = ("lyapunov", "jacobian_log_sv", "grad_norm_by_lag")
 REPORT_ARTIFACT_DIR = "report"  # the report's outputs, under the parent run
 # Schema metadata of the report's success_curves.parquet and horizon.parquet: the settings that made them.
 REPORT_SETTINGS = "flosssweep.report_settings"

@@ -35,7 +35,15 @@ from flosssweep.report.headline import TABLE_ARTIFACT, summary_metrics, summary_
 from flosssweep.report.maps import map_caption, plot_success_map, success_map
 from flosssweep.report.outcomes import format_outcomes, outcome_summary, plot_outcome
 from flosssweep.report.seeds import format_seed_spread, seed_spread
-from flosssweep.report.sources import find_parent_run, open_store, read_mlflow_records, read_parquet_records
+from flosssweep.report.sources import (
+    find_parent_run,
+    open_store,
+    read_mlflow_diagnostics,
+    read_mlflow_records,
+    read_parquet_diagnostics,
+    read_parquet_records,
+)
+from flosssweep.report.spectra import plot_spectrum_evolution, spectrum_caption, spectrum_evolution
 from flosssweep.report.text import format_report
 from flosssweep.tracking.store import TrackingStore
 from flosssweep.tracking.summary import log_summary
@@ -164,6 +172,15 @@ def make_report(source: FromStore | FromParquet | pa.Table, settings: ReportSett
             report.written += _write_map(cells, s, out_dir, formats)
         if spread is not None:
             report.written += _write_seeds(spread, out_dir)
+        diagnostics = (
+            read_mlflow_diagnostics(store, parent)
+            if isinstance(source, FromStore)
+            else read_parquet_diagnostics(source.paths)
+            if isinstance(source, FromParquet)
+            else None
+        )
+        if diagnostics is not None:
+            report.written += _write_spectra(diagnostics, table, by, out_dir, formats)
         if s.out is not None:
             print(f"wrote {', '.join(str(w) for w in report.written)}", file=sys.stderr)
         if log:
@@ -196,6 +213,21 @@ def _write_map(cells: pa.Table, s: ReportSettings, out_dir: Path, formats: list[
     with open(out_dir / "report.md", "a") as report_md:
         report_md.write(f"\n![Map]({stem.name}.{formats[0]})\n\n**Map.** {map_caption(cells, x_map, y_map)}\n")
     return written
+
+
+def _write_spectra(diagnostics: pa.Table, records: pa.Table, by, out_dir: Path, formats: list[str]) -> list[Path]:
+    """The spectrum over training per group (flosssweep.report.spectra), when the trials kept one."""
+    evolution = spectrum_evolution(diagnostics, records, [c for c in by if c in records.column_names])
+    if evolution.num_rows == 0:
+        return []
+    table_path = out_dir / "spectrum_evolution.parquet"
+    pq.write_table(evolution, table_path)
+    figures = plot_spectrum_evolution(evolution, out_dir / "spectrum_evolution", formats)
+    with open(out_dir / "report.md", "a") as report_md:
+        report_md.write(
+            f"\n![Spectrum over training]({figures[0].name})\n\n**Spectrum.** {spectrum_caption(evolution)}\n"
+        )
+    return [table_path, *figures]
 
 
 def _write_seeds(spread: pa.Table, out_dir: Path) -> list[Path]:

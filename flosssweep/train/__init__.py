@@ -7,6 +7,9 @@ shared loop in `train.loop`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import pyarrow as pa
 import torch
 
 from flosssweep.config import CHAOTIC_TASKS
@@ -22,12 +25,20 @@ def make_trial(config: dict) -> Trial:
 
 
 def train(
-    config: dict, report: Report | None = None, checkpoint: Checkpoint | None = None, restore: dict | None = None
+    config: dict,
+    report: Report | None = None,
+    checkpoint: Checkpoint | None = None,
+    restore: dict | None = None,
+    diagnostics: Callable[[pa.Table], None] | None = None,
 ) -> list[dict]:
     """Run one trial of `config` (resolved by `flosssweep.config.resolve`); returns one record per
-    member (docs/DESIGN.md, "Records", without `sweep` and `trial_id`, which the caller adds)."""
+    member (docs/DESIGN.md, "Records", without `sweep` and `trial_id`, which the caller adds), and
+    hands `diagnostics` the trial's diagnostics over training (`flosssweep.train.diagnostics`)."""
     torch.set_num_threads(config["threads"])
     trial = make_trial(config)
     if restore is not None:
         trial.load_state_dict(restore)
-    return trial.run(report, checkpoint)
+    records = trial.run(report, checkpoint)
+    if diagnostics is not None:
+        diagnostics(trial.diagnostics_table())
+    return records

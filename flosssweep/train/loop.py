@@ -24,6 +24,7 @@ from flosssweep.floss import Flosser
 from flosssweep.names import RECORDS_VERSION
 from flosssweep.optim import MemberAdam, clip, finite_members, member_norms
 from flosssweep.streams import MemberStreams
+from flosssweep.train.diagnostics import Curves, curves_table
 from flosssweep.train.graph import epoch_runner
 
 Report = Callable[[dict, int], None]
@@ -54,7 +55,8 @@ class Trial:
     - `task_metrics()`, the task's own metrics (merged over the shared ones);
     - `outcome(j)`, the task's own record columns of member j;
     - `succeeding()` -> bool (R,);
-    - optionally `stage_diagnostics()`, per-member values recorded at the start, after pre-flossing and at the end.
+    - optionally `stage_diagnostics()`, per-member values recorded at the start, after pre-flossing and at the end;
+    - optionally `stage_curves(stage)`, per-member vectors kept over training (`diagnostics_table`).
     """
 
     def __init__(self, config: dict, inputs: int, outputs: int):
@@ -87,6 +89,7 @@ class Trial:
         self.grad_norm = torch.full((members,), float("nan"), device=self.device)
         self.floss_value = torch.full((members,), float("nan"), device=self.device)
         self.stages: dict[str, Tensor] = {}  # per-member diagnostics at the start, after pre-flossing, at the end
+        self.curves: Curves = []  # diagnostics over training (flosssweep.train.diagnostics)
         self.epoch_step = epoch_runner(self)  # guarded_step, eager or replayed from a CUDA graph
 
     def make_flosser(self) -> Flosser:
@@ -151,6 +154,8 @@ class Trial:
             self.train_step()
             self.epoch += 1
             if self.epoch % train["report_every"] == 0 or self.epoch == train["epochs"]:
+                if self.epoch < train["epochs"]:  # the last one is the final stage's
+                    self.observe("train")
                 if report:
                     report(self.metrics(), self.epoch)
                 if checkpoint:
@@ -163,6 +168,17 @@ class Trial:
         """Keep the task's stage diagnostics (`stage_diagnostics`) as record columns `<name>_<stage>`."""
         for name, values in self.stage_diagnostics().items():
             self.stages[f"{name}_{stage}"] = values.detach().cpu()
+        self.observe(stage)
+
+    def observe(self, stage: str) -> None:
+        """Keep the task's diagnostics over training (`stage_curves`) of the current state."""
+        values = {name: t.detach().cpu() for name, t in self.stage_curves(stage).items()}
+        if values:
+            self.curves.append((self.epoch, stage, values))
+
+    def diagnostics_table(self):
+        """The diagnostics over training as one long Arrow table (names.DIAGNOSTIC_COLUMNS)."""
+        return curves_table(self.curves, config_key(self.config), self.config["seed"])
 
     # -- results ---------------------------------------------------------------------------------
     def metrics(self) -> dict:
@@ -239,6 +255,7 @@ class Trial:
                 "grad_norm": self.grad_norm,
                 "floss_value": self.floss_value,
                 "stages": self.stages,
+                "curves": self.curves,
             }
         )
 
@@ -261,6 +278,7 @@ class Trial:
         self.loss_device.copy_(self.loss)
         self.accuracy_device.copy_(self.accuracy)
         self.stages = dict(state.get("stages", {}))
+        self.curves = list(state.get("curves", []))
 
     # -- what a task provides ----------------------------------------------------------------------
     def batch_loss(self) -> tuple[Tensor, Tensor | None]:
@@ -277,4 +295,9 @@ class Trial:
 
     def stage_diagnostics(self) -> dict[str, Tensor]:
         """Per-member values (R,) worth comparing before training, after pre-flossing and at the end."""
+        return {}
+
+    def stage_curves(self, stage: str) -> dict[str, Tensor]:
+        """Per-member vectors {quantity: (R, n)} kept over training: at every report during training
+        (`stage` "train") and at the stages ("initial", "pre", "final")."""
         return {}

@@ -9,6 +9,8 @@ from torch import Tensor
 
 from flosssweep import models, tasks
 from flosssweep.floss import floss_loss
+from flosssweep.streams import MemberStreams
+from flosssweep.train.diagnostics import gradient_by_lag, jacobian_log_singular_values
 from flosssweep.train.loop import Trial, nanmean
 
 CONVERGENCE_WINDOW = 20  # epochs of the moving mean that defines epochs_to_success
@@ -33,6 +35,8 @@ class ParityTrial(Trial):
         self.task = tasks.Parity(task["bits"], task["delay"], train["batch"], train["length"])
         self.workspace = models.Workspace()  # scratch memory of a fused forward, reused every epoch
         self._state_spectrum: tuple[tuple[int, bool], Tensor] | None = None
+        # the batches of the gradient-against-lag diagnostic: a third stream, numbered like the spectrum's
+        self.lag_streams = MemberStreams(config["seed"], config["ensemble"], stream=2, device=self.device)
 
     def batch_loss(self) -> tuple[Tensor, Tensor]:
         x0 = self.model.initial_state(self.params, self.config["train"]["batch"])
@@ -61,9 +65,35 @@ class ParityTrial(Trial):
         came before it (a run with and without progress reports records the same values)."""
         key = (self.epoch, self.pre_flossed)
         if self._state_spectrum is None or self._state_spectrum[0] != key:
-            self.diagnostic_streams.draws.fill_(2 * self.epoch + int(self.pre_flossed))
+            self.diagnostic_streams.draws.fill_(self.state_draw())
             self._state_spectrum = (key, self.spectrum())
         return self._state_spectrum[1]
+
+    def state_draw(self) -> int:
+        """The diagnostic draw number of the current training state."""
+        return 2 * self.epoch + int(self.pre_flossed)
+
+    def stage_curves(self, stage: str) -> dict[str, Tensor]:
+        """Every k exponents of the state's spectrum estimate; at the stages also the log singular values
+        of the Tp-step Jacobian along that estimate's trajectory (its own inputs, drawn again) and the
+        gradient norm against the lag on a fresh batch of the lag streams (flosssweep.train.diagnostics)."""
+        curves = {"lyapunov": self.state_spectrum()}
+        if stage == "train":
+            return curves
+        self.diagnostic_streams.draws.fill_(self.state_draw())
+        curves["jacobian_log_sv"] = jacobian_log_singular_values(
+            self.model, self.params, self.flosser.inputs(self.diagnostic_streams)
+        )
+        self.lag_streams.draws.fill_(self.state_draw())
+        dtype = self.params[self.model.flossed[0]].dtype
+        inputs, targets = (t.to(dtype) for t in self.task.sample(self.lag_streams))
+
+        def last_loss(p: dict, z: Tensor) -> Tensor:
+            logits = self.model.readout(p, z)[..., 0]
+            return F.binary_cross_entropy_with_logits(logits, targets[-1], reduction="none")
+
+        curves["grad_norm_by_lag"] = gradient_by_lag(self.model, self.params, inputs, last_loss)
+        return curves
 
     def succeeding(self) -> Tensor:
         """Bool (R,): mean accuracy over the last success_window epochs (fewer early on) passes."""
