@@ -24,6 +24,7 @@ ARCHS = ("rnn", "lstm", "gru", "plrnn")
 PARITY_TASKS = ("parity",)  # trained by flosssweep.train.parity on generated bit sequences
 CHAOTIC_TASKS = ("lorenz63", "roessler")  # trained by flosssweep.train.chaotic (sparse teacher forcing)
 TASKS = PARITY_TASKS + CHAOTIC_TASKS
+DSTSP_CONVENTIONS = ("flosssweep", "authors")  # chaotic data: this project's D_stsp, the STF authors'
 # Every integer key is at most this unless its field says less: records keep integers as int64, and
 # a count beyond it is a typo, not a plan.
 INT_LIMIT = 2**31 - 1
@@ -222,6 +223,16 @@ SCHEMA: dict[str, Field] = {
         "chaotic data: bins per dimension of the D_stsp occupancy",
         positive=True,
         maximum=1000,
+        tasks=CHAOTIC_TASKS,
+    ),
+    "train.dstsp_convention": Field(
+        "flosssweep",
+        str,
+        "chaotic data: how D_stsp is computed: flosssweep (train.dstsp_bins bins over the test data's min-max, "
+        "points outside in the edge bins, the train.eval_trajectories runs) or authors (the STF authors' "
+        "evaluation: 10 bins over +-2 sd, points outside dropped, one 100000-step free run from the first "
+        "test point); train.dstsp_threshold's calibration is flosssweep's",
+        choices=DSTSP_CONVENTIONS,
         tasks=CHAOTIC_TASKS,
     ),
     "train.eval_trajectories": Field(

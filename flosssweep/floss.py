@@ -97,15 +97,19 @@ class Flosser:
             and self.episodes_done < cfg["episodes"]
         )
 
+    def inputs(self, streams: MemberStreams | None = None) -> Tensor:
+        """A fresh random input sequence (horizon, R, 1, 1) of the members' streams (or the given ones)."""
+        horizon = self.cfg["horizon"]
+        return (streams or self.streams).bits((horizon,)).T.reshape(horizon, -1, 1, 1)
+
     def spectrum(self, streams: MemberStreams | None = None) -> Tensor:
         """Exponents (R, k) on a fresh random input sequence of length `horizon` per member, drawn
         from the members' streams (or the given ones)."""
         cfg = self.cfg
-        inputs = (streams or self.streams).bits((cfg["horizon"],)).T.reshape(cfg["horizon"], -1, 1, 1)
         return model_spectrum(
             self.model,
             self.params,
-            inputs,
+            self.inputs(streams),
             cfg["k"],
             warmup=cfg["warmup"],
             qr_every=cfg["qr_every"],

@@ -94,8 +94,11 @@ CONFIG_COLUMNS = {
 }
 # The `records_version` every row carries: which random streams made its realization. 1 (rows without
 # the column): per-member CPU generators; 2: per-member Philox streams on the trial's device
-# (flosssweep.streams). Rows of one seed, member and config_key but another version are other realizations.
-RECORDS_VERSION = 2
+# (flosssweep.streams); 3: the same training, with each state's diagnostics (lambda_1, lambda_k,
+# log_condition_*) read from one spectrum estimate whose inputs are numbered by the state
+# (ParityTrial.state_spectrum). Rows of one seed, member and config_key but another version are
+# other realizations.
+RECORDS_VERSION = 3
 
 # -- MLflow: one experiment per sweep name, a parent run per launch, a child run per trial -------
 PARENT = "mlflow.parentRunId"  # MLflow's own: nests the children under their parent in the UI
@@ -125,6 +128,12 @@ RETRIES = "flosssweep.retries"
 SUMMARY_TAGS = ("successes", "members", "diverged", "status")  # child: flosssweep.<name>
 TAG_PREFIX = "flosssweep."  # of every tag above, and of the counts and summary tags
 RECORDS_ARTIFACT = "records.parquet"  # per-member records, at each child run's artifact root
+# Diagnostics over training (flosssweep.train.diagnostics), at each child run's artifact root: one row
+# per (epoch, stage, member, quantity, index); stages and quantities as listed here.
+DIAGNOSTICS_ARTIFACT = "diagnostics.parquet"
+DIAGNOSTIC_COLUMNS = ("config_key", "seed", "epoch", "stage", "member", "quantity", "index", "value")
+DIAGNOSTIC_STAGES = ("initial", "pre", "train", "final")  # "train": a report during training
+DIAGNOSTIC_QUANTITIES = ("lyapunov", "jacobian_log_sv", "grad_norm_by_lag")
 REPORT_ARTIFACT_DIR = "report"  # the report's outputs, under the parent run
 # Schema metadata of the report's success_curves.parquet and horizon.parquet: the settings that made them.
 REPORT_SETTINGS = "flosssweep.report_settings"

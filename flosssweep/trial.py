@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import torch
 
 from flosssweep import footprint, provenance, records, yamlio
@@ -52,6 +53,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--config", type=Path, help="YAML file with a (nested or dotted) config")
     parser.add_argument("--out", type=Path, help="write the per-member records to this Parquet file")
+    parser.add_argument(
+        "--diagnostics",
+        type=Path,
+        help="write the diagnostics over training (spectrum per report, Jacobian and gradient against the lag "
+        "at the stages) to this Parquet file; name it *diagnostics.parquet next to --out and the report draws it",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.add_argument(
         "--dry-run", action="store_true", help="check the config and --out, print the config and its memory estimate"
@@ -171,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         out = writable_file(args.out, "--out") if args.out else None
+        diagnostics_out = writable_file(args.diagnostics, "--diagnostics") if args.diagnostics else None
     except Unwritable as err:
         print(f"flosssweep.trial: error: {one_line(str(err))}", file=sys.stderr)
         return 2
@@ -184,18 +192,27 @@ def main(argv: list[str] | None = None) -> int:
     if printer:
         print(success_definitions(config), flush=True)
     made_by = provenance.collect()
+    diagnostics: list = []
     rows = [
         {**row, **made_by}
-        for row in train(config, report=printer and printer.report, progress=printer and printer.steps)
+        for row in train(
+            config,
+            report=printer and printer.report,
+            progress=printer and printer.steps,
+            diagnostics=diagnostics.append,
+        )
     ]
     print(member_table(rows))
     print(success_definitions(config))
-    if out:
-        try:
+    try:
+        if out:
             print(f"records written to {records.write_or_keep(rows, out)}")
-        except records.NotWritten as err:
-            print(f"flosssweep.trial: error: {one_line(str(err))}", file=sys.stderr)
-            return 1
+        if diagnostics_out:
+            pq.write_table(diagnostics[0], diagnostics_out)
+            print(f"diagnostics written to {diagnostics_out}")
+    except (records.NotWritten, OSError) as err:
+        print(f"flosssweep.trial: error: {one_line(str(err))}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -145,17 +145,19 @@ def _mark(name: str, text: str) -> None:
         out.write(text + "\n")
 
 
-def logged_train(config, report=None, checkpoint=None, restore=None, progress=None):
+def logged_train(config, report=None, checkpoint=None, restore=None, progress=None, diagnostics=None):
     """The real trainer, noting in `starts.log` every time a trial starts training."""
     from ray import tune
 
     from flosssweep.train import train
 
     _mark("starts.log", f"{tune.get_context().get_trial_id()} {restore['epoch'] if restore else 0}")
-    return train(config, report=report, checkpoint=checkpoint, restore=restore, progress=progress)
+    return train(
+        config, report=report, checkpoint=checkpoint, restore=restore, progress=progress, diagnostics=diagnostics
+    )
 
 
-def die_once_train(config, report=None, checkpoint=None, restore=None, progress=None):
+def die_once_train(config, report=None, checkpoint=None, restore=None, progress=None, diagnostics=None):
     """The real trainer, except that each trial's worker process dies once, halfway through."""
     from ray import tune
 
@@ -171,4 +173,11 @@ def die_once_train(config, report=None, checkpoint=None, restore=None, progress=
             died.write_text("x")
             os._exit(1)  # the whole worker goes, as if its node were lost
 
-    return train(config, report=report_then_maybe_die, checkpoint=checkpoint, restore=restore, progress=progress)
+    return train(
+        config,
+        report=report_then_maybe_die,
+        checkpoint=checkpoint,
+        restore=restore,
+        progress=progress,
+        diagnostics=diagnostics,
+    )

@@ -37,6 +37,7 @@ CHAOTIC_ONLY = {
     "task.data_seed",
     "train.forcing",
     "train.dstsp_threshold",
+    "train.dstsp_convention",
     "train.dstsp_bins",
     "train.eval_trajectories",
     "train.eval_steps",

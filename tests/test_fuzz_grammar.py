@@ -82,6 +82,7 @@ sweeps = st.fixed_dictionaries(
         "metric": st.sampled_from(["success_rate", "charts/dstsp"]) | scalars,
         "checkpoint_seconds": scalars,
         "search_seed": scalars,
+        "replicates": scalars,
         **{key: values for key in ("mode", "description", "max_failures")},
     },
 )
@@ -127,7 +128,11 @@ plausible = st.fixed_dictionaries(
             },
         ),
     },
-    optional={"num_samples": st.sampled_from([1, 3, 100001]), "search": st.sampled_from(["grid", "random"])},
+    optional={
+        "num_samples": st.sampled_from([1, 3, 100001]),
+        "search": st.sampled_from(["grid", "random"]),
+        "replicates": st.sampled_from([1, 3, 0, 100001]),
+    },
 )
 
 

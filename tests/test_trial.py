@@ -22,6 +22,7 @@ torch.set_num_threads(1)
         (["floss.k=100"], "floss.k: expected at most the state size 80"),
         (["task.bits=2", "task.delay=7"], "task.delay: expected a multiple of task.bits = 2"),
         (["oops"], "dotted.key=value"),
+        (["--diagnostics", "/proc/no/such/d.parquet"], "--diagnostics"),
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_2(args, words):
@@ -40,10 +41,14 @@ def test_cli_bad_input_in_its_own_process_leaves_no_traceback():
 def test_cli_runs_a_trial_and_writes_records(tmp_path):
     out = tmp_path / "r.parquet"
     args = [f"{k}={v}" for k, v in SMALL.items()] + ["ensemble=2", "task.delay=4", "train.report_every=10"]
+    diagnostics = tmp_path / "r-diagnostics.parquet"
     done = subprocess.run(
-        [sys.executable, "-m", "flosssweep.trial", *args, "--out", str(out)], capture_output=True, text=True
+        [sys.executable, "-m", "flosssweep.trial", *args, "--out", str(out), "--diagnostics", str(diagnostics)],
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr
+    assert set(pq.read_table(diagnostics)["epoch"].to_pylist()) == {0, 10, 20, 30}
     assert "epoch 10/30" in done.stdout and "members succeeded" in done.stdout
     table = pq.read_table(out)
     assert table.num_rows == 2

@@ -5,6 +5,7 @@
     python -m flosssweep.bench --device cuda   # the trainer and flossing sections on a GPU
     python -m flosssweep.bench --device cuda --section gpu   # only the GPU section (flosssweep.bench.gpu)
     python -m flosssweep.bench --section adaptive            # only adaptive placement (flosssweep.bench.adaptive)
+    python -m flosssweep.bench --section diagnostics   # only what the diagnostics over training cost
     python -m flosssweep.bench --out DIR       # where bench.json and bench.md go (default bench_out)
 
 Sections (all in one run unless --skip names some):
@@ -56,7 +57,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from flosssweep.bench import adaptive, gpu, references
+from flosssweep.bench import adaptive, diagnostics, gpu, references
 from flosssweep.bench.common import BenchError, calibrate, measure, trainer_config
 from flosssweep.bench.tables import markdown
 from flosssweep.sweep import overhead
@@ -335,11 +336,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=None, help="measurements per figure (default 5, quick 1)")
     parser.add_argument(
         "--section",
-        choices=("all", "gpu", "adaptive"),
+        choices=("all", "gpu", "adaptive", "diagnostics"),
         default="all",
         help="all: the sections above (less --skip); gpu: only the GPU section, eager and graphed epochs "
         "at R up to 1024, packing, torch.nn and issue 23's targets (gpu.json, gpu.md); adaptive: only the "
-        "simulation of adaptive delay placement against a fixed grid (adaptive.json, adaptive.md)",
+        "simulation of adaptive delay placement against a fixed grid (adaptive.json, adaptive.md); "
+        "diagnostics: only the cost of the diagnostics over training per epoch (diagnostics.json, diagnostics.md)",
     )
     return parser.parse_args(argv)
 
@@ -356,6 +358,11 @@ def run(args: argparse.Namespace) -> dict:
     if args.section == "gpu":
         return {
             **gpu.run(args.device, args.quick, args.repeats or (1 if args.quick else 3)),
+            "machine": machine(args.device),
+        }
+    if args.section == "diagnostics":
+        return {
+            **diagnostics.run(args.device, args.quick, args.repeats or (1 if args.quick else 5)),
             "machine": machine(args.device),
         }
     sizes = dict(QUICK if args.quick else FULL)
@@ -434,12 +441,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"flosssweep.bench: error: {err}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    name = args.section if args.section in ("gpu", "adaptive") else "bench"
+    name = args.section if args.section in ("gpu", "adaptive", "diagnostics") else "bench"
     (args.out / f"{name}.json").write_text(json.dumps(results, indent=1))
     if args.section == "adaptive":
         table = adaptive.markdown(results, results["machine"])
     elif args.section == "gpu":
         table = gpu.markdown(results, results["machine"])
+    elif args.section == "diagnostics":
+        table = diagnostics.markdown(results)
     else:
         table = markdown(results)
     (args.out / f"{name}.md").write_text(table + "\n")

@@ -22,6 +22,8 @@ Metrics of a generated trajectory against data (both (T, D) arrays):
   as misplaced instead of being dropped. Empty bins get a Laplace pseudo-count `alpha` (default
   1e-5 per bin, added to the counts before normalising), so the KL is finite; for identical inputs
   it is exactly 0.
+- `authors_state_space_divergence`: D_stsp as the STF authors' evaluation computes it (10 bins over
+  +-2 sd of the data, points outside dropped), for `train.dstsp_convention: authors`.
 - `power_spectrum_distance` (D_H): per dimension, Welch power spectra (Hann window, `segment` samples,
   half overlap) of the standardized series, smoothed by a Gaussian of `smoothing` frequency bins and
   normalised to unit sum; the Hellinger distance sqrt(1 - sum sqrt(p q)) between them, averaged over
@@ -30,7 +32,13 @@ Metrics of a generated trajectory against data (both (T, D) arrays):
 
 from __future__ import annotations
 
-from flosssweep.chaos.metrics import power_spectrum, power_spectrum_distance, state_space_divergence
+from flosssweep.chaos.metrics import (
+    AUTHORS_FREE_RUN,
+    authors_state_space_divergence,
+    power_spectrum,
+    power_spectrum_distance,
+    state_space_divergence,
+)
 from flosssweep.chaos.systems import (
     SYSTEMS,
     ChaoticData,
@@ -43,8 +51,10 @@ from flosssweep.chaos.systems import (
 )
 
 __all__ = [
+    "AUTHORS_FREE_RUN",
     "SYSTEMS",
     "ChaoticData",
+    "authors_state_space_divergence",
     "flow_lyapunov",
     "forcing_interval",
     "integrate",

@@ -55,6 +55,43 @@ def state_space_divergence(data, generated, bins: int = DSTSP_BINS, alpha: float
     return float(np.sum(p * (np.log(p) - np.log(q))))
 
 
+# The STF authors' evaluation (main_eval.py and evaluation/klx.py of DurstewitzLab/ChaosRNN, commit
+# 0e84b30): 10 bins per dimension over +-2 sd of the data around 0 (their data are standardized), one
+# free run of 100 000 steps.
+AUTHORS_BINS = 10
+AUTHORS_SPREAD = 2.0
+AUTHORS_FREE_RUN = 100_000
+
+
+def authors_state_space_divergence(data, generated, bins: int = AUTHORS_BINS, alpha: float = DSTSP_ALPHA) -> float:
+    """D_stsp in the STF authors' convention: KL(p_data || p_generated) of occupancies on `bins` bins per
+    dimension spanning [-2 sd, 2 sd] of the data (sd with Bessel's correction, as torch's default).
+    Points outside that box, non-finite ones, and, as the authors' histogram keeps only bin indices
+    above 0, those of the lowest bin of any dimension are dropped, not counted; the Laplace pseudo-count
+    `alpha` is spread over all bins**D cells as theirs is. NaN when no point of either set is kept."""
+    data, generated = _trajectories(data), _trajectories(generated)
+    if data.shape[-1] != generated.shape[-1]:
+        raise ValueError(f"data and generated differ in dimension: {data.shape[-1]} vs {generated.shape[-1]}")
+    data, generated = data.reshape(-1, data.shape[-1]), generated.reshape(-1, data.shape[-1])
+    half = AUTHORS_SPREAD * data.std(axis=0, ddof=1)
+    cells = bins ** data.shape[1]
+
+    def occupancy_kept(points: np.ndarray) -> np.ndarray | None:
+        with np.errstate(invalid="ignore", over="ignore"):
+            scaled = np.trunc((points + half) / (2 * half) * bins)  # truncation toward 0, as torch's .long()
+            kept = np.isfinite(scaled).all(axis=1) & (scaled > 0).all(axis=1) & (scaled < bins).all(axis=1)
+        if not kept.any():
+            return None
+        index = np.ravel_multi_index(scaled[kept].astype(np.int64).T, (bins,) * points.shape[1])
+        counts = np.bincount(index, minlength=cells).astype(np.float64)
+        return (counts + alpha) / (counts.sum() + alpha * cells)
+
+    p, q = occupancy_kept(data), occupancy_kept(generated)
+    if p is None or q is None:
+        return float("nan")
+    return float(np.sum(p * (np.log(p) - np.log(q))))
+
+
 def power_spectrum(series, segment: int = 1000, smoothing: float = 2.0) -> np.ndarray:
     """Smoothed, normalised power spectrum of each dimension of (T, D) or (n, T, D) series: Welch
     periodograms (Hann window, `segment` samples, half overlap) of each standardized trajectory,

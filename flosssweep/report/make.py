@@ -36,7 +36,16 @@ from flosssweep.report.headline import TABLE_ARTIFACT, headline, summary_metrics
 from flosssweep.report.html import write_html
 from flosssweep.report.maps import map_caption, plot_success_map, success_map
 from flosssweep.report.outcomes import format_outcomes, outcome_summary, plot_outcome
-from flosssweep.report.sources import find_parent_run, open_store, read_mlflow_records, read_parquet_records
+from flosssweep.report.seeds import format_seed_spread, seed_spread
+from flosssweep.report.sources import (
+    find_parent_run,
+    open_store,
+    read_mlflow_diagnostics,
+    read_mlflow_records,
+    read_parquet_diagnostics,
+    read_parquet_records,
+)
+from flosssweep.report.spectra import plot_spectrum_evolution, spectrum_caption, spectrum_evolution
 from flosssweep.report.text import cell_text, format_report, t50_text
 from flosssweep.tracking.store import TrackingStore
 from flosssweep.tracking.summary import log_summary
@@ -139,6 +148,9 @@ def make_report(source: FromStore | FromParquet | pa.Table, settings: ReportSett
         raise ReportError(f"--horizon-axis {s.horizon_axis!r} is not a grouping column ({', '.join(by) or 'none'})")
     if s.format:
         print(format_report(aggregated, s.format))
+    spread = seed_spread(table, aggregated)
+    if spread is not None and s.format in ("table", "markdown"):
+        print("\n" + format_seed_spread(spread, markdown=s.format == "markdown"))
     outcomes = None
     if s.outcome:
         outcomes = outcome_summary(table, s.outcome, x=x, by=by, thresholds=s.thresholds)
@@ -164,6 +176,17 @@ def make_report(source: FromStore | FromParquet | pa.Table, settings: ReportSett
             report.written += _write_outcome(outcomes, s, x, out_dir, marker, series_looks(aggregated)[1])
         if cells is not None:
             report.written += _write_map(cells, s, out_dir, formats)
+        if spread is not None:
+            report.written += _write_seeds(spread, out_dir)
+        diagnostics = (
+            read_mlflow_diagnostics(store, parent)
+            if isinstance(source, FromStore)
+            else read_parquet_diagnostics(source.paths)
+            if isinstance(source, FromParquet)
+            else None
+        )
+        if diagnostics is not None:
+            report.written += _write_spectra(diagnostics, table, by, out_dir, formats)
         report.written.append(write_html(out_dir / "report.md", f"flosssweep report: {where}"))
         if s.out is not None:
             print(f"wrote {', '.join(str(w) for w in report.written)}", file=sys.stderr)
@@ -197,6 +220,29 @@ def _write_map(cells: pa.Table, s: ReportSettings, out_dir: Path, formats: list[
     with open(out_dir / "report.md", "a") as report_md:
         report_md.write(f"\n![Map]({stem.name}.{formats[0]})\n\n**Map.** {map_caption(cells, x_map, y_map)}\n")
     return written
+
+
+def _write_spectra(diagnostics: pa.Table, records: pa.Table, by, out_dir: Path, formats: list[str]) -> list[Path]:
+    """The spectrum over training per group (flosssweep.report.spectra), when the trials kept one."""
+    evolution = spectrum_evolution(diagnostics, records, [c for c in by if c in records.column_names])
+    if evolution.num_rows == 0:
+        return []
+    table_path = out_dir / "spectrum_evolution.parquet"
+    pq.write_table(evolution, table_path)
+    figures = plot_spectrum_evolution(evolution, out_dir / "spectrum_evolution", formats)
+    with open(out_dir / "report.md", "a") as report_md:
+        report_md.write(
+            f"\n![Spectrum over training]({figures[0].name})\n\n**Spectrum.** {spectrum_caption(evolution)}\n"
+        )
+    return [table_path, *figures]
+
+
+def _write_seeds(spread: pa.Table, out_dir: Path) -> list[Path]:
+    path = out_dir / "seeds.parquet"
+    pq.write_table(spread, path)
+    with open(out_dir / "report.md", "a") as report_md:
+        report_md.write("\n" + format_seed_spread(spread, markdown=True) + "\n")
+    return [path]
 
 
 def _description(aggregated: Aggregate) -> str:

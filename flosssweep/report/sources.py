@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from flosssweep.names import PARENT, RECORDS_ARTIFACT, ROLE
+from flosssweep.names import DIAGNOSTICS_ARTIFACT, PARENT, RECORDS_ARTIFACT, ROLE
 from flosssweep.records import RecordConflict, deduplicate
 from flosssweep.report.common import DEFAULT_X, ReportError, StoreUnavailable, default_x
 from flosssweep.report.curves import missing_columns
@@ -54,13 +54,51 @@ def _check_records(t: pa.Table, where: str, x: str | None) -> None:
         raise ReportError(f"{where}: column success: expected true/false values, got {kind}")
 
 
+def is_diagnostics(path: Path) -> bool:
+    """A trial's diagnostics over training (`diagnostics.parquet`, or a name ending so), not records."""
+    return path.name.endswith(DIAGNOSTICS_ARTIFACT)
+
+
+def read_parquet_diagnostics(paths: Iterable[str | os.PathLike]) -> pa.Table | None:
+    """The diagnostics files among `paths` (and below its directories), concatenated; None if none."""
+    files = []
+    for p in map(Path, paths):
+        files += sorted(f for f in p.rglob("*.parquet") if is_diagnostics(f)) if p.is_dir() else [p] * is_diagnostics(p)
+    tables = [pq.read_table(f) for f in dict.fromkeys(files)]
+    return pa.concat_tables(tables) if tables else None
+
+
+def read_mlflow_diagnostics(store: TrackingStore, parent) -> pa.Table | None:
+    """The diagnostics.parquet of every child run of ``parent`` that has one, concatenated; None if none."""
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    tables = []
+    children = store.children(parent.info.experiment_id, parent.info.run_id)
+    with tempfile.TemporaryDirectory(prefix="flosssweep-report-") as tmp:
+        for child in children:
+            if child.data.tags.get(ROLE, "child") != "child":
+                continue
+            try:
+                local = mlflow.artifacts.download_artifacts(
+                    run_id=child.info.run_id,
+                    artifact_path=DIAGNOSTICS_ARTIFACT,
+                    dst_path=os.path.join(tmp, child.info.run_id),
+                    tracking_uri=store.uri,
+                )
+                tables.append(pq.read_table(local))
+            except (MlflowException, OSError, pa.ArrowInvalid):
+                continue
+    return pa.concat_tables(tables) if tables else None
+
+
 def read_parquet_records(paths: Iterable[str | os.PathLike], x: str | None = DEFAULT_X) -> pa.Table:
-    """Concatenate record files (a directory means every ``*.parquet`` below it)."""
+    """Concatenate record files (a directory means every ``*.parquet`` below it but diagnostics files)."""
     files: list[Path] = []
     for p in dict.fromkeys(Path(p).resolve() for p in paths):
         p = Path(p)
         if p.is_dir():
-            found = sorted(p.rglob("*.parquet"))
+            found = sorted(f for f in p.rglob("*.parquet") if not is_diagnostics(f))
             if not found:
                 raise ReportError(f"no *.parquet files under {p}")
             files.extend(f for f in found if f not in files)

@@ -19,6 +19,9 @@ Axis kinds (one per key of `space`):
                                axis a grid: each combination of grid values is a group with its
                                own track of rounds
 
+`replicates: n` (grid search) repeats every cell with base seeds seed, seed + 1, ..., seed + n - 1: a
+grid axis over `seed`, kept out of the report's groups (docs/DESIGN.md, "Replicates").
+
 Searches: `grid` enumerates the grid axes (`num_samples` repeats the whole grid) and draws the other
 axes per trial; `random` draws every axis, grid axes uniformly from their values, `num_samples` trials;
 `optuna` runs Optuna's TPE over the non-grid axes for `num_samples` trials, or, when every axis is a
@@ -54,6 +57,7 @@ TOP_KEYS = {
     "search": "grid, random or optuna",
     "search_seed": "seed of the search algorithm",
     "num_samples": "grid: repeats of the whole grid; random/optuna: number of trials",
+    "replicates": "grid: independent repeats of every cell, each with its own base seed (seed, seed + 1, ...)",
     "max_concurrent": "trials running at once",
     "resources": "per trial: {cpu: n, gpu: fraction}",
     "scheduler": "none or asha",
@@ -69,6 +73,7 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # 255 bytes a file name may have.
 MAX_NAME = 100
 MAX_TRIALS = 100_000  # per launch: more is a typo (and --dry-run would list them all)
+MAX_REPLICATES = 1000  # independent seeds per cell: more is a typo
 # Above this many corners the cross-key checks fall back to varying one axis at a time.
 MAX_CORNERS = 5000
 
@@ -353,6 +358,7 @@ def parse(raw: Any) -> Sweep:
     if not isinstance(space_raw, dict):
         raise ConfigError("space", "a mapping of dotted config keys to axes", type(space_raw).__name__)
     space = {str(key): _axis(str(key), spec) for key, spec in space_raw.items()}
+    space.update(_replicates(raw, search, space, base_values))
 
     sweep = Sweep(
         name=name,
@@ -402,6 +408,23 @@ def merged_base(base: dict) -> dict:
     for key, value in values.items():
         cfg.set_dotted(merged, key, value)
     return merged
+
+
+def _replicates(raw: dict, search: str, space: dict, base_values: dict) -> dict[str, Axis]:
+    """`replicates: n` as a grid axis over the base seed: n independent ensembles per cell, whose rows
+    differ only in `seed` (an operational key: one config_key, pooled by the report, which also shows
+    the spread between seeds)."""
+    replicates = _integer(raw, "replicates", 1, minimum=1, maximum=MAX_REPLICATES)
+    if replicates == 1:
+        return {}
+    if search != "grid":
+        raise ConfigError("replicates", "only with search: grid (repeats of every grid cell)", replicates)
+    if "seed" in space:
+        raise ConfigError("replicates", "not together with a space.seed axis (both vary the seed)", replicates)
+    first = base_values["seed"]
+    if first + replicates - 1 > cfg.SEED_LIMIT:
+        raise ConfigError("replicates", f"at most {cfg.SEED_LIMIT - first + 1} from base seed {first}", replicates)
+    return {"seed": Axis("seed", "grid", tuple(range(first, first + replicates)))}
 
 
 def _integer(raw: dict, key: str, default: int | None, minimum: int, maximum: int = cfg.INT_LIMIT) -> int | None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from flosssweep.config import resolve
 from flosssweep.names import (
+    DIAGNOSTICS_ARTIFACT,
     EPOCH,
     PROGRESS_DONE,
     PROGRESS_EPOCH,
@@ -201,10 +202,10 @@ class _Progress:
         self.last_checkpoint = time.monotonic()
         self.checkpoints.prune()
 
-    def finish(self, records: list[dict]) -> None:
+    def finish(self, records: list[dict], diagnostics=None) -> None:
         metrics, epoch = self.held if self.held is not None else ({}, self.final_epoch)
         self.held = None
-        _final_report(self.checkpoints, epoch, metrics, FinalResult(records, self.history))
+        _final_report(self.checkpoints, epoch, metrics, FinalResult(records, self.history), diagnostics)
 
 
 def _result(metrics: dict, epoch: int) -> dict:
@@ -217,11 +218,13 @@ def _result(metrics: dict, epoch: int) -> dict:
     return result
 
 
-def _final_report(checkpoints: _Checkpoints, epoch: int, metrics: dict, final: FinalResult) -> None:
+def _final_report(checkpoints: _Checkpoints, epoch: int, metrics: dict, final: FinalResult, diagnostics=None) -> None:
     """The trial's last result: its metrics, the success rate over members and the `FinalResult`,
-    with a checkpoint that marks the trial done."""
+    with a checkpoint that marks the trial done and holds the records and the diagnostics over
+    training (an Arrow table, too large for a result: the driver reads it from the checkpoint)."""
     import tempfile
 
+    import pyarrow.parquet as pq
     from ray import tune
 
     result = _result(metrics, epoch)
@@ -230,6 +233,8 @@ def _final_report(checkpoints: _Checkpoints, epoch: int, metrics: dict, final: F
     result.update(final.to_result())
     with tempfile.TemporaryDirectory() as tmp:
         write_records(final.records, Path(tmp, RECORDS_ARTIFACT))
+        if diagnostics is not None:
+            pq.write_table(diagnostics, Path(tmp, DIAGNOSTICS_ARTIFACT))
         Path(tmp, META_FILE).write_text(checkpoints.meta(epoch, True, metrics=metrics, history=final.history))
         tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
 
@@ -270,14 +275,26 @@ def run_trial(
             if meta.done:  # finished before the driver went away: report, do not retrain
                 records = pq.read_table(Path(directory, RECORDS_ARTIFACT)).to_pylist()
                 records = [{**r, "trial_id": trial_id} for r in records]  # this trial's id, if Ray gave a new one
-                _final_report(checkpoints, meta.epoch, meta.metrics, FinalResult(records, meta.history, replayed=True))
+                kept = Path(directory, DIAGNOSTICS_ARTIFACT)
+                diagnostics = pq.read_table(kept) if kept.is_file() else None
+                final = FinalResult(records, meta.history, replayed=True)
+                _final_report(checkpoints, meta.epoch, meta.metrics, final, diagnostics)
                 return
             restore = torch.load(Path(directory, STATE_FILE), weights_only=False)
             history, restored_from = meta.history, int(meta.epoch)
     progress = _Progress(
         trial_config["train"]["epochs"], checkpoint_seconds, checkpoints, history, restored_from, metric
     )
+    diagnostics = []
     records = _load_train()(
-        trial_config, report=progress.report, checkpoint=progress.checkpoint, restore=restore, progress=progress.steps
+        trial_config,
+        report=progress.report,
+        checkpoint=progress.checkpoint,
+        restore=restore,
+        progress=progress.steps,
+        diagnostics=diagnostics.append,
     )
-    progress.finish([{"sweep": sweep_name, "trial_id": trial_id, **r, **(provenance or {})} for r in records])
+    progress.finish(
+        [{"sweep": sweep_name, "trial_id": trial_id, **r, **(provenance or {})} for r in records],
+        diagnostics[0] if diagnostics else None,
+    )

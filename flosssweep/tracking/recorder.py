@@ -13,6 +13,7 @@ from typing import Any
 from flosssweep import config as cfg
 from flosssweep.names import (
     CONFIG_KEY,
+    DIAGNOSTICS_ARTIFACT,
     ENDED_STATUSES,
     EPOCH,
     PARENT,
@@ -265,12 +266,35 @@ class SweepRecorder:
             path = Path(tmp, RECORDS_ARTIFACT)
             write_records(records, path)
             c.log_artifact(child.run_id, str(path))
+            diagnostics = _copy_diagnostics(trial, Path(tmp))
+            if diagnostics is not None:
+                c.log_artifact(child.run_id, str(diagnostics))
         tags = [RunTag(f"{TAG_PREFIX}{key}", str(summary[key])) for key in SUMMARY_TAGS]
         # FINISHED before the tag that says so: a driver killed in between leaves a run that a resumed
         # driver still records (and reopens), never one tagged recorded yet left RUNNING for good.
         c.set_terminated(child.run_id, status="FINISHED")
         c.log_batch(child.run_id, tags=tags + [RunTag(RECORDED, "true")])
         child.recorded = True
+
+
+def _copy_diagnostics(trial, into: Path) -> Path | None:
+    """The diagnostics over training that the trial's final checkpoint holds, copied into `into`
+    (from the local disk or the bucket of Ray's storage), or None when it holds none: a trial of a
+    trainer without diagnostics, or a checkpoint no longer readable (a warning says which)."""
+    checkpoint = getattr(trial, "checkpoint", None)
+    if checkpoint is None:
+        return None
+    source = f"{checkpoint.path.rstrip('/')}/{DIAGNOSTICS_ARTIFACT}"
+    target = into / DIAGNOSTICS_ARTIFACT
+    try:
+        with checkpoint.filesystem.open_input_stream(source) as stream, open(target, "wb") as out:
+            out.write(stream.read())
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        print(f"warning: diagnostics of trial {trial.trial_id} not logged: {str(err).splitlines()[0]}", flush=True)
+        return None
+    return target
 
 
 def run_label(config: dict, varied: list[str]) -> str:

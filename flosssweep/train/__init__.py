@@ -7,6 +7,9 @@ shared loop in `train.loop`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import pyarrow as pa
 import torch
 
 from flosssweep.config import CHAOTIC_TASKS
@@ -27,12 +30,17 @@ def train(
     checkpoint: Checkpoint | None = None,
     restore: dict | None = None,
     progress: Progress | None = None,
+    diagnostics: Callable[[pa.Table], None] | None = None,
 ) -> list[dict]:
     """Run one trial of `config` (resolved by `flosssweep.config.resolve`); returns one record per
     member (docs/DESIGN.md, "Records", without `sweep` and `trial_id`, which the caller adds).
-    `report(metrics, epoch)` every `train.report_every` epochs, `progress` during flossing (`train.loop`)."""
+    `report(metrics, epoch)` every `train.report_every` epochs, `progress` during flossing (`train.loop`);
+    `diagnostics` gets the trial's diagnostics over training (`flosssweep.train.diagnostics`)."""
     torch.set_num_threads(config["threads"])
     trial = make_trial(config)
     if restore is not None:
         trial.load_state_dict(restore)
-    return trial.run(report, checkpoint, progress)
+    records = trial.run(report, checkpoint, progress)
+    if diagnostics is not None:
+        diagnostics(trial.diagnostics_table())
+    return records

@@ -28,8 +28,11 @@ After training, each member generates `train.eval_trajectories` free-running tra
 `train.eval_steps` steps from states inferred from evenly spaced test-set samples; D_stsp and D_H
 compare them with the test set, and the largest Lyapunov exponent of the generated dynamics is
 estimated on the trajectories' end points. A realization succeeds when D_stsp is below
-`train.dstsp_threshold`. Everything else (ensembles, per-member Adam with non-finite guards,
-flossing schedules, reports, checkpoints, records) is the parity trainer's.
+`train.dstsp_threshold`. `train.dstsp_convention: authors` computes D_stsp as the STF authors'
+evaluation does instead: one 100 000-step free run per member from the first test sample, 10 bins over
++-2 sd of the test data, points outside dropped (`chaos.authors_state_space_divergence`).
+Everything else (ensembles, per-member Adam with non-finite guards, flossing schedules, reports,
+checkpoints, records) is the parity trainer's.
 """
 
 from __future__ import annotations
@@ -262,15 +265,30 @@ class ChaoticTrial(Trial):
             trajectories, end = free_run(self.model, self.params, z0, train["eval_steps"])
         return trajectories.cpu().double().numpy(), end
 
+    def generate_authors_run(self, steps: int = chaos.AUTHORS_FREE_RUN) -> np.ndarray:
+        """One free run (R, steps, D) per member from the state inferred from the first test sample,
+        that state's observation first, as the STF authors' evaluation generates (main_eval.py)."""
+        test = torch.as_tensor(self.data.test[:1], dtype=torch.float32, device=self.device)
+        with torch.no_grad():
+            z0 = Forcer(self.model, self.params).infer(test.expand(len(self.streams), -1, -1))
+            start = self.model.readout(self.params, z0)
+            run, _ = free_run(self.model, self.params, z0, steps - 1)
+        return torch.cat([start.unsqueeze(2), run], dim=2)[:, 0].cpu().double().numpy()
+
     def evaluate(self) -> dict:
         """Per-member D_stsp, D_H and exponents (cached per epoch)."""
         if self._evaluated is not None and self._evaluated[0] == self.epoch:
             return self._evaluated[1]
         train, k = self.config["train"], self.config["floss"]["k"]
         trajectories, end = self.generate()
-        dstsp = np.array(
-            [chaos.state_space_divergence(self.data.test, traj, bins=train["dstsp_bins"]) for traj in trajectories]
-        )
+        if train["dstsp_convention"] == "authors":
+            dstsp = np.array(
+                [chaos.authors_state_space_divergence(self.data.test, run) for run in self.generate_authors_run()]
+            )
+        else:
+            dstsp = np.array(
+                [chaos.state_space_divergence(self.data.test, traj, bins=train["dstsp_bins"]) for traj in trajectories]
+            )
         dh = np.array([chaos.power_spectrum_distance(self.data.test, traj) for traj in trajectories])
         starts = end[:, : min(LYAPUNOV_STARTS, end.shape[1])]
         steps = min(LYAPUNOV_STEPS, train["eval_steps"])

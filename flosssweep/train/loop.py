@@ -24,6 +24,7 @@ from flosssweep.floss import Flosser
 from flosssweep.names import RECORDS_VERSION
 from flosssweep.optim import MemberAdam, clip, finite_members, member_norms
 from flosssweep.streams import MemberStreams
+from flosssweep.train.diagnostics import Curves, curves_table
 from flosssweep.train.graph import epoch_runner
 
 Report = Callable[[dict, int], None]
@@ -57,7 +58,8 @@ class Trial:
     - `task_metrics()`, the task's own metrics (merged over the shared ones);
     - `outcome(j)`, the task's own record columns of member j;
     - `succeeding()` -> bool (R,);
-    - optionally `stage_diagnostics()`, per-member values recorded at the start, after pre-flossing and at the end.
+    - optionally `stage_diagnostics()`, per-member values recorded at the start, after pre-flossing and at the end;
+    - optionally `stage_curves(stage)`, per-member vectors kept over training (`diagnostics_table`).
     """
 
     def __init__(self, config: dict, inputs: int, outputs: int):
@@ -66,7 +68,9 @@ class Trial:
         self.device = torch.device(c["device"])
         members = c["ensemble"]
         self.streams = MemberStreams(c["seed"], members, stream=0, device=self.device)
-        # Diagnostics draw from their own streams so that reporting never changes the training data.
+        # Diagnostics draw from their own streams so that reporting never changes the training data; a
+        # task numbers its diagnostic draws by the training state (ParityTrial.state_spectrum), so
+        # their counter is not part of a checkpoint.
         self.diagnostic_streams = MemberStreams(c["seed"], members, stream=1, device=self.device)
         self.model = models.build(c, inputs=inputs, outputs=outputs)
         self.params = models.init_params(self.model, member_generators(c["seed"], members), device=self.device)
@@ -88,6 +92,7 @@ class Trial:
         self.grad_norm = torch.full((members,), float("nan"), device=self.device)
         self.floss_value = torch.full((members,), float("nan"), device=self.device)
         self.stages: dict[str, Tensor] = {}  # per-member diagnostics at the start, after pre-flossing, at the end
+        self.curves: Curves = []  # diagnostics over training (flosssweep.train.diagnostics)
         self.epoch_step = epoch_runner(self)  # guarded_step, eager or replayed from a CUDA graph
 
     def make_flosser(self) -> Flosser:
@@ -157,6 +162,8 @@ class Trial:
             self.train_step()
             self.epoch += 1
             if self.epoch % train["report_every"] == 0 or self.epoch == train["epochs"]:
+                if self.epoch < train["epochs"]:  # the last one is the final stage's
+                    self.observe("train")
                 if report:
                     report(self.metrics(), self.epoch)
                 if checkpoint:
@@ -175,6 +182,17 @@ class Trial:
         """Keep the task's stage diagnostics (`stage_diagnostics`) as record columns `<name>_<stage>`."""
         for name, values in self.stage_diagnostics().items():
             self.stages[f"{name}_{stage}"] = values.detach().cpu()
+        self.observe(stage)
+
+    def observe(self, stage: str) -> None:
+        """Keep the task's diagnostics over training (`stage_curves`) of the current state."""
+        values = {name: t.detach().cpu() for name, t in self.stage_curves(stage).items()}
+        if values:
+            self.curves.append((self.epoch, stage, values))
+
+    def diagnostics_table(self):
+        """The diagnostics over training as one long Arrow table (names.DIAGNOSTIC_COLUMNS)."""
+        return curves_table(self.curves, config_key(self.config), self.config["seed"])
 
     # -- results ---------------------------------------------------------------------------------
     def metrics(self) -> dict:
@@ -236,13 +254,13 @@ class Trial:
         self.read_back()
         return copy.deepcopy(
             {
+                "records_version": RECORDS_VERSION,
                 "epoch": self.epoch,
                 "pre_flossed": self.pre_flossed,
                 "params": {name: t.detach() for name, t in self.params.items()},
                 "optimizer": self.optimizer.state_dict(),
                 "flosser": self.flosser.state_dict(),
                 "streams": self.streams.state_dict(),
-                "diagnostic_streams": self.diagnostic_streams.state_dict(),
                 "accuracy": self.accuracy,
                 "loss": self.loss,
                 "active": self.active,
@@ -251,14 +269,16 @@ class Trial:
                 "grad_norm": self.grad_norm,
                 "floss_value": self.floss_value,
                 "stages": self.stages,
+                "curves": self.curves,
             }
         )
 
     def load_state_dict(self, state: dict) -> None:
-        if "streams" not in state:
+        made_by = state.get("records_version", 2 if "streams" in state else 1)
+        if made_by != RECORDS_VERSION:
             raise ValueError(
-                f"checkpoint from before records version {RECORDS_VERSION} (CPU generators): its data streams "
-                "cannot continue on this version's; start the trial again"
+                f"checkpoint of records version {made_by}, this trainer makes version {RECORDS_VERSION}: its "
+                "streams or diagnostics cannot continue on this version's; start the trial again"
             )
         self.epoch, self.pre_flossed = state["epoch"], state["pre_flossed"]
         with torch.no_grad():
@@ -267,12 +287,12 @@ class Trial:
         self.optimizer.load_state_dict(state["optimizer"])
         self.flosser.load_state_dict(state["flosser"])
         self.streams.load_state_dict(state["streams"])
-        self.diagnostic_streams.load_state_dict(state["diagnostic_streams"])
         for name in ("accuracy", "loss", "active", "nonfinite", "consecutive_nonfinite", "grad_norm", "floss_value"):
             getattr(self, name).copy_(state[name])
         self.loss_device.copy_(self.loss)
         self.accuracy_device.copy_(self.accuracy)
         self.stages = dict(state.get("stages", {}))
+        self.curves = list(state.get("curves", []))
 
     # -- what a task provides ----------------------------------------------------------------------
     def batch_loss(self) -> tuple[Tensor, Tensor | None]:
@@ -289,4 +309,9 @@ class Trial:
 
     def stage_diagnostics(self) -> dict[str, Tensor]:
         """Per-member values (R,) worth comparing before training, after pre-flossing and at the end."""
+        return {}
+
+    def stage_curves(self, stage: str) -> dict[str, Tensor]:
+        """Per-member vectors {quantity: (R, n)} kept over training: at every report during training
+        (`stage` "train") and at the stages ("initial", "pre", "final")."""
         return {}

@@ -9,6 +9,8 @@ from torch import Tensor
 
 from flosssweep import models, tasks
 from flosssweep.floss import floss_loss
+from flosssweep.streams import MemberStreams
+from flosssweep.train.diagnostics import gradient_by_lag, jacobian_log_singular_values
 from flosssweep.train.loop import Trial, nanmean
 
 CONVERGENCE_WINDOW = 20  # epochs of the moving mean that defines epochs_to_success
@@ -32,6 +34,9 @@ class ParityTrial(Trial):
         task, train = config["task"], config["train"]
         self.task = tasks.Parity(task["bits"], task["delay"], train["batch"], train["length"])
         self.workspace = models.Workspace()  # scratch memory of a fused forward, reused every epoch
+        self._state_spectrum: tuple[tuple[int, bool], Tensor] | None = None
+        # the batches of the gradient-against-lag diagnostic: a third stream, numbered like the spectrum's
+        self.lag_streams = MemberStreams(config["seed"], config["ensemble"], stream=2, device=self.device)
 
     def batch_loss(self) -> tuple[Tensor, Tensor]:
         x0 = self.model.initial_state(self.params, self.config["train"]["batch"])
@@ -51,6 +56,45 @@ class ParityTrial(Trial):
         with torch.no_grad():
             return self.flosser.spectrum(streams=self.diagnostic_streams).cpu()
 
+    def state_spectrum(self) -> Tensor:
+        """The exponents (R, k) of the current training state, estimated once: every metric, stage
+        column and outcome of one state reads this one estimate, so a record agrees with itself
+        (log_condition_final is exactly (lambda_1 - lambda_k) * Tp). A state is (epoch, pre-flossed):
+        within `run` nothing else changes the parameters. Its input sequence is diagnostic draw number
+        2 * epoch + pre-flossed, so the estimate depends on the state alone, not on how many reports
+        came before it (a run with and without progress reports records the same values)."""
+        key = (self.epoch, self.pre_flossed)
+        if self._state_spectrum is None or self._state_spectrum[0] != key:
+            self.diagnostic_streams.draws.fill_(self.state_draw())
+            self._state_spectrum = (key, self.spectrum())
+        return self._state_spectrum[1]
+
+    def state_draw(self) -> int:
+        """The diagnostic draw number of the current training state."""
+        return 2 * self.epoch + int(self.pre_flossed)
+
+    def stage_curves(self, stage: str) -> dict[str, Tensor]:
+        """Every k exponents of the state's spectrum estimate; at the stages also the log singular values
+        of the Tp-step Jacobian along that estimate's trajectory (its own inputs, drawn again) and the
+        gradient norm against the lag on a fresh batch of the lag streams (flosssweep.train.diagnostics)."""
+        curves = {"lyapunov": self.state_spectrum()}
+        if stage == "train":
+            return curves
+        self.diagnostic_streams.draws.fill_(self.state_draw())
+        curves["jacobian_log_sv"] = jacobian_log_singular_values(
+            self.model, self.params, self.flosser.inputs(self.diagnostic_streams)
+        )
+        self.lag_streams.draws.fill_(self.state_draw())
+        dtype = self.params[self.model.flossed[0]].dtype
+        inputs, targets = (t.to(dtype) for t in self.task.sample(self.lag_streams))
+
+        def last_loss(p: dict, z: Tensor) -> Tensor:
+            logits = self.model.readout(p, z)[..., 0]
+            return F.binary_cross_entropy_with_logits(logits, targets[-1], reduction="none")
+
+        curves["grad_norm_by_lag"] = gradient_by_lag(self.model, self.params, inputs, last_loss)
+        return curves
+
     def succeeding(self) -> Tensor:
         """Bool (R,): mean accuracy over the last success_window epochs (fewer early on) passes."""
         train = self.config["train"]
@@ -60,7 +104,7 @@ class ParityTrial(Trial):
         return (window.mean(dim=0) >= train["success_threshold"]) & self.active.cpu()
 
     def task_metrics(self) -> dict:
-        exponents = self.spectrum()
+        exponents = self.state_spectrum()
         alive = self.active.cpu()
         last = self.epoch - 1
         accuracy = self.accuracy[last][alive] if last >= 0 else torch.tensor([])
@@ -77,12 +121,8 @@ class ParityTrial(Trial):
     def stage_diagnostics(self) -> dict[str, Tensor]:
         """log condition number of the Tp-step Jacobian along a trajectory, estimated as
         (lambda_1 - lambda_k) * Tp from the first k exponents (with k = N, of the whole Jacobian)."""
-        exponents = self.spectrum()
+        exponents = self.state_spectrum()
         return {"log_condition": (exponents[:, 0] - exponents[:, -1]) * self.config["floss"]["horizon"]}
-
-    def records(self, seconds: float) -> list[dict]:
-        self._final_exponents = self.spectrum()
-        return super().records(seconds)
 
     def outcome(self, j: int) -> dict:
         train = self.config["train"]
@@ -90,6 +130,6 @@ class ParityTrial(Trial):
         return {
             "final_accuracy": float(self.accuracy[window, j].mean()),
             "epochs_to_success": epochs_to_success(self.accuracy[:, j].numpy(), train["success_threshold"]),
-            "lambda_1": float(self._final_exponents[j, 0]),
-            "lambda_k": float(self._final_exponents[j, -1]),
+            "lambda_1": float(self.state_spectrum()[j, 0]),
+            "lambda_k": float(self.state_spectrum()[j, -1]),
         }

@@ -140,3 +140,13 @@ def test_paper_scan_projection_by_hand():
     # 60 x 16 x 3000 realization-epochs at 2880/s = 1000 s; 20 x 500 + 20 x 1500 flossing steps and
     # 60 x 3000 / 50 spectrum estimates at 0.02 s = 872 s
     assert gpu.projection(results) == pytest.approx((1000 + 872) / 60)
+
+
+def test_diagnostics_section_runs_at_quick_sizes_and_its_overhead_by_hand(tmp_path, capsys):
+    assert bench.main(["--quick", "--section", "diagnostics", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "diagnostics.json").read_text())
+    assert not (tmp_path / "bench.json").exists()
+    t, every, epochs = results["timings"], results["report_every"], results["epochs"]
+    by_hand = (t["report"]["wall_best"] / every + 3 * t["stage"]["wall_best"] / epochs) / t["epoch"]["wall_best"]
+    assert results["overhead"] == pytest.approx(by_hand)
+    assert every == 50 and "Overhead per epoch at report_every = 50" in capsys.readouterr().out

@@ -122,6 +122,15 @@ def test_grid_sweep_records_every_trial_in_mlflow(ray_local, tmp_path, monkeypat
         assert {"success", "status", "final_accuracy", "config_key", "floss_mode", "delay"} <= set(table.column_names)
         assert rows[0]["floss_mode"] == params["floss.mode"] and str(rows[0]["delay"]) == params["task.delay"]
         assert tags["flosssweep.successes"] == str(sum(r["success"] for r in rows))
+        # diagnostics over training: the k exponents of every report and the stages' curves, per member
+        into = tmp_path / "dl-diag" / trial_id
+        into.mkdir(parents=True)
+        diagnostics = pq.read_table(
+            mlflow_client(uri).download_artifacts(child.info.run_id, names.DIAGNOSTICS_ARTIFACT, str(into))
+        )
+        assert set(diagnostics["stage"].to_pylist()) == set(names.DIAGNOSTIC_STAGES)
+        assert set(diagnostics["member"].to_pylist()) == {0, 1}
+        assert set(diagnostics["config_key"].to_pylist()) == {rows[0]["config_key"]}
     assert seen == {("none", "2"), ("none", "4"), ("pre", "2"), ("pre", "4")}
     assert (tmp_path / "mlartifacts").is_dir(), "a local store keeps its artifacts next to the database"
     check_what_a_reader_sees(uri, parent, children, out, tmp_path / "ray" / "tiny-grid", tmp_path)

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from conftest import TINY, sweep_with
 
-from flosssweep.config import ConfigError
+from flosssweep.config import ConfigError, config_key
 from flosssweep.sweep import spec as space
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -167,6 +167,12 @@ def test_cpus_per_trial_become_its_torch_threads_unless_the_base_sets_them():
         # Optuna cannot mix grids with distributions
         ({"search": "optuna", "space__seed": {"randint": [0, 9]}}, "space.floss.mode", "under search: optuna"),
         ({"search": "optuna", "num_samples": 3}, "num_samples", "grid sampler"),
+        # replicates: whole numbers, on a grid, the only thing that varies the seed
+        ({"replicates": 0}, "replicates", ">= 1"),
+        ({"replicates": 2.5}, "replicates", "an integer"),
+        ({"replicates": 3, "search": "random"}, "replicates", "only with search: grid"),
+        ({"replicates": 3, "space__seed": {"grid": [0, 1]}}, "replicates", "not together with a space.seed axis"),
+        ({"replicates": 3, "base__seed": 2**32 - 2}, "replicates", "at most 2 from base seed 4294967294"),
     ],
 )
 def test_bad_sweeps_are_refused_with_the_dotted_key(changes, key, words):
@@ -186,3 +192,15 @@ def test_fingerprint_ignores_concurrency_but_not_the_space():
     one = space.parse(sweep_with(max_concurrent=1)).fingerprint()
     assert one == space.parse(sweep_with(max_concurrent=4)).fingerprint()
     assert one != space.parse(sweep_with(**{"space__task.delay": {"grid": [2, 6]}})).fingerprint()
+
+
+def test_replicates_repeat_every_cell_with_the_next_base_seeds():
+    sweep = space.parse(sweep_with(replicates=3, base__seed=5))
+    assert sweep.num_trials() == 4 * 3  # the 2 x 2 grid of TINY, three times
+    assert sweep.space["seed"] == space.Axis("seed", "grid", (5, 6, 7))
+    configs = [sweep.trial_config({"floss.mode": "pre", "task.delay": 2, "seed": s}) for s in (5, 6, 7)]
+    assert [c["seed"] for c in configs] == [5, 6, 7]
+    # one configuration: the seed is operational, so the replicates share the config_key
+    assert len({config_key(c) for c in configs}) == 1
+    assert "seed" in sweep.describe() and sweep.fingerprint() != space.parse(sweep_with()).fingerprint()
+    assert space.parse(sweep_with(replicates=1)).space.keys() == space.parse(sweep_with()).space.keys()

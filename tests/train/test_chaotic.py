@@ -137,6 +137,21 @@ def test_chaotic_trial_records_and_reports():
     assert "delay" not in to_table(rows).column_names  # converts to Arrow, fixed types where present
 
 
+@pytest.mark.slow  # two free runs of 100 000 steps: about 20 s each on a quiet core
+def test_the_authors_dstsp_convention_scores_one_long_free_run_from_the_first_test_point():
+    trial = stf.ChaoticTrial(small(ensemble=2, **{"train.dstsp_convention": "authors", "train.epochs": 2}))
+    run = trial.generate_authors_run(steps=50)
+    assert run.shape == (2, 50, 3)
+    np.testing.assert_allclose(run[:, 0], np.broadcast_to(trial.data.test[0], (2, 3)), atol=1e-5)
+    rows = trial.run()
+    runs = trial.generate_authors_run()
+    assert runs.shape == (2, chaos.AUTHORS_FREE_RUN, 3)
+    for row, one in zip(rows, runs):
+        expected = chaos.authors_state_space_divergence(trial.data.test, one)
+        assert row["dstsp"] == pytest.approx(expected, nan_ok=True)
+        assert row["train_dstsp_convention"] == "authors"
+
+
 def test_tau_none_and_auto_become_numbers_in_the_records():
     none = train(small(**{"task.tau": "none", "train.epochs": 2}))
     assert none[0]["tau"] == 20  # the window length: no forcing inside a window
@@ -228,6 +243,8 @@ def test_plrnn_also_runs_the_parity_task():
         ({"task.dt": -0.1}, "task.dt"),
         ({"train.forcing": "partial"}, "train.forcing"),
         ({"floss.target": "zero"}, "floss.target"),
+        ({"task.name": "lorenz63", "train.dstsp_convention": "paper"}, "train.dstsp_convention"),
+        ({"train.dstsp_convention": "authors"}, "train.dstsp_convention"),  # parity has no D_stsp
     ],
 )
 def test_bad_chaotic_config_names_the_key(override, key):

@@ -112,6 +112,25 @@ def test_a_non_finite_member_is_marked_diverged_while_the_others_finish():
         assert torch.isfinite(trial.params["J"][j]).all()
 
 
+def test_a_record_agrees_with_itself_and_with_the_final_report():
+    # One spectrum estimate per training state: the final stage column, the outcome columns and the
+    # last report's metrics all read it, so log_condition_final is (lambda_1 - lambda_k) * Tp to the
+    # float32 rounding of the exponents (version 2 drew two estimates: 0.80 against 3.09 in one record).
+    config = resolve(SMALL, {"ensemble": 3, "floss.k": 4, "floss.mode": "pre", "train.report_every": 10})
+    reported = {}
+    rows = train(config, report=lambda metrics, epoch: reported.setdefault(epoch, metrics))
+    horizon = config["floss"]["horizon"]
+    for row in rows:
+        assert row["log_condition_final"] == pytest.approx((row["lambda_1"] - row["lambda_k"]) * horizon, rel=1e-5)
+    last = reported[config["train"]["epochs"]]
+    assert last["lyapunov/lambda_1"] == pytest.approx(np.mean([r["lambda_1"] for r in rows]), rel=1e-5)
+    assert last["lyapunov/log_condition"] == pytest.approx(np.mean([r["log_condition_final"] for r in rows]), rel=1e-5)
+    # the estimate depends on the state alone, not on how many reports drew before it
+    quiet = train(config)
+    for a, b in zip(rows, quiet):
+        assert (a["lambda_1"], a["log_condition_pre"]) == (b["lambda_1"], b["log_condition_pre"])
+
+
 @pytest.mark.parametrize("mode", ["pre+during", "pre"])
 def test_restoring_a_checkpoint_continues_the_same_trajectory(mode):
     config = resolve(
@@ -125,11 +144,22 @@ def test_restoring_a_checkpoint_continues_the_same_trajectory(mode):
         report=lambda metrics, epoch: reported.setdefault(epoch, metrics),
     )
     resumed = train(config, restore=saved[10], report=lambda m, epoch: reported_after_restore.setdefault(epoch, m))
+    # every record column but the wall time, and every report after the restore (a checkpoint without the
+    # flossing loss made losses/floss NaN from there on), is what the uninterrupted trial gave
     for a, b in zip(uninterrupted, resumed):
-        assert a["final_loss"] == pytest.approx(b["final_loss"], rel=1e-6)
-        assert a["lambda_1"] == pytest.approx(b["lambda_1"], rel=1e-6)
-    # the checkpoint holds everything a report reads: the first report after the restore is the same
-    # as the uninterrupted one (a checkpoint without the flossing loss made losses/floss NaN from there on)
-    first = min(reported_after_restore)
-    for name, value in reported[first].items():
-        assert reported_after_restore[first][name] == pytest.approx(value, rel=1e-6, nan_ok=True), name
+        assert set(a) == set(b)
+        for name in set(a) - {"train_seconds"}:
+            same = a[name] if isinstance(a[name], (str, bool)) or a[name] is None else pytest.approx(a[name], rel=1e-6)
+            assert b[name] == same, name
+    assert sorted(reported_after_restore) == [20, 30]
+    for epoch, metrics in reported_after_restore.items():
+        assert set(metrics) == set(reported[epoch])
+        for name, value in reported[epoch].items():
+            assert metrics[name] == pytest.approx(value, rel=1e-6, nan_ok=True), (epoch, name)
+
+
+def test_a_checkpoint_of_another_records_version_is_refused():
+    trial = Trial(resolve(SMALL, {"floss.mode": "none"}))
+    state = trial.state_dict()
+    with pytest.raises(ValueError, match=r"^checkpoint of records version 2, this trainer makes version 3"):
+        Trial(trial.config).load_state_dict({**state, "records_version": 2})

@@ -1,0 +1,68 @@
+"""The spectrum over training per group: quartiles by hand, the stage at epoch 0, the report's figure."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from flosssweep.records import write
+from flosssweep.report.make import FromParquet, ReportSettings, make_report
+from flosssweep.report.spectra import spectrum_evolution
+
+
+def diagnostics(config_key: str, offset: float) -> pa.Table:
+    """lambda_i of member m at epoch e: offset - i + m / 10 + e / 100; 'initial' at epoch 0 is 99 ('pre' wins)."""
+    rows = []
+    for stage, epoch in (("initial", 0), ("pre", 0), ("train", 10), ("final", 20)):
+        for m in range(4):
+            for i in (1, 2, 3):
+                value = 99.0 if stage == "initial" else offset - i + m / 10 + epoch / 100
+                rows.append(
+                    {
+                        "config_key": config_key,
+                        "seed": 0,
+                        "epoch": epoch,
+                        "stage": stage,
+                        "member": m,
+                        "quantity": "lyapunov",
+                        "index": i,
+                        "value": value,
+                    }
+                )
+    rows.append({**rows[-1], "quantity": "jacobian_log_sv", "value": -7.0})  # another quantity: not drawn
+    return pa.Table.from_pylist(rows)
+
+
+RECORDS = [
+    {"config_key": key, "floss_mode": mode, "delay": 10, "member": m, "seed": 0, "success": True, "status": "ok"}
+    for key, mode in (("a", "none"), ("b", "pre"))
+    for m in range(4)
+]
+
+
+def test_median_and_quartiles_of_the_first_middle_and_last_exponent():
+    table = pa.concat_tables([diagnostics("a", 0.0), diagnostics("b", 1.0)])
+    rows = spectrum_evolution(table, pa.Table.from_pylist(RECORDS), ["floss_mode"]).to_pylist()
+    got = {(r["group"], r["i"], r["epoch"]): r for r in rows}
+    assert {i for _, i, _ in got} == {1, 2, 3} and {e for _, _, e in got} == {0, 10, 20}
+    members = np.arange(4) / 10
+    for group, offset in (("floss_mode=none", 0.0), ("floss_mode=pre", 1.0)):
+        for i in (1, 2, 3):
+            for epoch in (0, 10, 20):
+                values = offset - i + members + epoch / 100
+                r = got[group, i, epoch]
+                assert (r["q25"], r["median"], r["q75"]) == pytest.approx(tuple(np.percentile(values, [25, 50, 75])))
+    assert got["floss_mode=pre", 1, 0]["median"] == pytest.approx(1.0 - 1 + 0.15)  # 'pre', not 'initial' (99)
+
+
+def test_the_report_draws_the_spectrum_from_diagnostics_files_next_to_the_records(tmp_path):
+    write(RECORDS, tmp_path / "in" / "records.parquet")
+    pq.write_table(diagnostics("a", 0.0), tmp_path / "in" / "a-diagnostics.parquet")
+    pq.write_table(diagnostics("b", 1.0), tmp_path / "in" / "b-diagnostics.parquet")
+    report = make_report(
+        FromParquet([str(tmp_path / "in")]), ReportSettings(n_draws=50, out=tmp_path / "out", figure_formats=["png"])
+    )
+    assert report.aggregate.curves.num_rows == 2  # the diagnostics files are not read as records
+    assert (tmp_path / "out" / "spectrum_evolution.png").stat().st_size > 0
+    assert pq.read_table(tmp_path / "out" / "spectrum_evolution.parquet").num_rows == 2 * 3 * 3
+    assert "Spectrum over training" in (tmp_path / "out" / "report.md").read_text()
