@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flosssweep.report.curves import Aggregate, _plain, aggregate
-from flosssweep.report.text import _bound, _t50_text
+from flosssweep.report.text import bound_text, t50_text
 
 SEED = "seed"
 
@@ -85,8 +85,8 @@ def seed_spread(table: pa.Table, aggregated: Aggregate) -> pa.Table | None:
                     "group": labels.get(key, "all"),
                     SEED: row[SEED],
                     "n": row["n"],
-                    "t50": _bound(row["t50"], row["t50_relation"]),
-                    "t50_interval": _t50_text(row, with_ci=True),
+                    "t50": bound_text(row["t50"], row["t50_relation"]),
+                    "t50_interval": t50_text(row, with_ci=True),
                     "inside_others": f"{sum(known)}/{len(known)}" if known else "n/a",
                 }
             )

@@ -86,6 +86,6 @@ def curves_table(curves: Curves, config_key: str, seed: int) -> pa.Table:
     for name, parts in columns.items():
         if name in ("config_key", "seed"):
             continue
-        data = np.concatenate(parts) if parts else np.empty(0)
+        data = np.concatenate(parts) if parts else []  # a task without diagnostics: an empty table
         table[name] = pa.array(data, type=types.get(name, pa.int64()))
     return pa.table(table)

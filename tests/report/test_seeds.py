@@ -46,7 +46,7 @@ def test_t50_per_seed_next_to_the_pooled_group():
     t50 = {r["group"]: (r["t50"], r["t50_relation"]) for r in pooled.horizon.to_pylist()}
     assert t50["floss_mode=pre"] == (20.0, "=")
     spread = {(r["group"], r["seed"]): r for r in seed_spread(table, pooled).to_pylist()}
-    assert spread["floss_mode=pre", 0]["t50"] == "25" and spread["floss_mode=pre", 1]["t50"] == "15"
+    assert spread["floss_mode=pre", 0]["t50"] == "25.0" and spread["floss_mode=pre", 1]["t50"] == "15.0"
     assert spread["floss_mode=none", 0]["t50"] == "< 10" and spread["floss_mode=pre", 0]["n"] == 24
     # both unflossed seeds fail everywhere: each censored T50 lies in the other's censored interval
     assert spread["floss_mode=none", 0]["inside_others"] == "1/1"
