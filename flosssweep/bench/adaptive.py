@@ -1,7 +1,7 @@
 """The adaptive section: how many realizations adaptive delay placement needs for the T50 interval a fixed
 grid reaches, on simulated success curves; and the fitted T50's error against the interpolated one.
 
-    python -m flosssweep.bench --section adaptive            # about 10 minutes on a shared core
+    python -m flosssweep.bench --section adaptive            # 2 minutes on an idle core, 10 on a busy one
     python -m flosssweep.bench --section adaptive --quick    # seconds: checks that it runs
 
 Each simulated experiment draws a true curve of one shape with T50 uniform in [25, 95] on delays 10..120
