@@ -483,7 +483,8 @@ def horizon_caption(aggregated: Aggregate, *, axis: str | None = None, note: str
     if aggregated.settings.fit:
         text += (
             f" Pale boxes: the fitted T50 ({aggregated.settings.fit} curve with lapse and guess rates), its 95% "
-            "posterior interval, with a bar at its median; a box that reaches a dashed line is censored there."
+            "posterior interval, with a bar at its median; a box that ends at its group's smallest or largest "
+            "tested value is censored there (the tables say '<' or '>=')."
         )
     return text + (f" Figure {note}." if note else "")
 

@@ -4,6 +4,7 @@ checked by simulation on curves the model does not contain."""
 import json
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from test_report import GROUPS, PNG_MAGIC, horizon_row, make_records
@@ -45,6 +46,18 @@ def test_the_fitted_curves_span_each_group_and_stay_rates(fitted):
     mine = curves["group_id"].to_numpy() == g["group_id"]
     crossing = np.interp(0.5, rate[mine][::-1], delay[mine][::-1])
     assert crossing == pytest.approx(g["fit_t50"], abs=3)
+
+
+def test_an_adaptive_sweep_is_fitted_like_a_grid():
+    # adaptive rounds leave each group its own x values, unevenly spaced and crowded near its T50
+    rnn = make_records({("rnn", "none"): [10, 9, 6, 3, 0]}, delays=(10, 36, 40, 44, 90))
+    gru = make_records({("gru", "none"): [10, 8, 5, 1]}, delays=(20, 58, 62, 66))
+    fitted = report.aggregate(pa.concat_tables([rnn, gru]), by=["arch", "floss_mode"], n_draws=0, fit="logistic")
+    for arch, inside in (("rnn", (36, 44)), ("gru", (58, 66))):
+        row = horizon_row(fitted.horizon, arch, "none")
+        assert row["fit_t50_relation"] == "=" and inside[0] < row["fit_t50"] < inside[1]
+        mine = fitted.fitted["group_id"].to_numpy() == row["group_id"]
+        assert fitted.fitted["delay"].to_numpy()[mine][[0, -1]].tolist() == [row["x_min"], row["x_max"]]
 
 
 def test_without_fit_nothing_changes():
