@@ -418,6 +418,11 @@ def _close(args, sweep, launch_dir: Path, experiment_dir: str) -> int:
     except TrackingUnavailable as err:
         return _refuse(str(err), err.code)
     closed = store.close_launches(sweep.name, experiment_dir)
+    if launch is not None:
+        try:
+            lease.mark_closed(experiment_dir)  # a stalled driver of the launch learns it at its next heartbeat
+        except OSError:  # the runs are closed all the same; only a stalled driver would not be told
+            pass
     print(
         f"closed {len(closed)} unfinished launch(es) of sweep {sweep.name} in {experiment_dir}"
         + (f": parent run(s) {', '.join(closed)}" if closed else "")
@@ -539,7 +544,13 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m flosssweep.run
             store.tag_run(launch.parent_run_id, {EXTENDS: "true"})
     # From here on the parent run is RUNNING: whatever happens, it is closed below.
     reason = None
-    held = lease.Lease(experiment_dir, launch.parent_run_id)  # --resume and --close refuse the launch while held
+    # --resume and --close refuse the launch while it is held; a driver that wakes from a stall to find
+    # it taken over stops its own Ray and writes nothing more (the runs are no longer its to end)
+    held = lease.Lease(
+        experiment_dir,
+        launch.parent_run_id,
+        lambda now: watch.end(lease.taken_from(now), "(nothing more was written to its runs)", EXIT_FAILED),
+    )
     watch = watchdog.Watchdog(_gcs_address(), lambda why: _close_dead(launch, held, why))
     try:
         held.acquire()

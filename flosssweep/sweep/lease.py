@@ -6,6 +6,11 @@ and a heartbeat it renews every HEARTBEAT_SECONDS) and removes it when it ends. 
 its heartbeat is older than STALE_SECONDS, or when it names this host and a pid that no longer
 runs (a killed driver, a rebooted machine), and then it is taken over. The folder may be an object
 store (s3://...), so the file goes through pyarrow's file systems, like the launch file.
+
+A driver stalled past STALE_SECONDS (a suspended laptop, a paused VM) may wake to find its launch
+taken over: resumed by another driver, whose lease now names it, or closed with `--close`, which
+leaves a closed lease behind. Before each heartbeat the driver reads the lease; one that is not its
+own means the launch is someone else's now, and the driver is told (`on_lost`) instead of writing on.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 from flosssweep.sweep.preflight import Refused
 
@@ -80,16 +86,43 @@ def check_free(directory: str, option: str) -> None:
         )
 
 
-class Lease:
-    """This driver's hold on a launch: written by `acquire`, renewed by a thread, removed by `release`."""
+def mark_closed(directory: str) -> None:
+    """What `--close` leaves: a lease that is never live and names who closed the launch, so a driver
+    that still holds it in memory learns at its next heartbeat that the launch is closed."""
+    fs, path = _filesystem(directory)
+    fs.create_dir(path)
+    body = {"pid": os.getpid(), "host": socket.gethostname(), "closed": True, "heartbeat": 0}
+    with fs.open_output_stream(f"{path}/{LEASE_FILE}") as out:
+        out.write(json.dumps(body).encode())
 
-    def __init__(self, directory: str, parent_run_id: str):
+
+def taken_from(lease_now: dict) -> str:
+    """Why a driver lost its launch, from the lease it found in place of its own."""
+    who = f"pid {lease_now.get('pid')} on host {lease_now.get('host')}"
+    if lease_now.get("closed"):
+        return f"the launch was closed with --close by {who} while this driver was stalled"
+    return f"the launch was resumed by another driver ({who}) while this driver was stalled"
+
+
+class Lease:
+    """This driver's hold on a launch: written by `acquire`, renewed by a thread, removed by `release`.
+    `on_lost(lease_now)` is called, once, from the renewing thread when the file names someone else."""
+
+    def __init__(self, directory: str, parent_run_id: str, on_lost: Callable[[dict], None] | None = None):
         self.directory = directory
         self.fs, self.path = _filesystem(directory)
         self.file = f"{self.path}/{LEASE_FILE}"
         self.body = {"pid": os.getpid(), "host": socket.gethostname(), "parent_run_id": parent_run_id}
+        self.on_lost = on_lost
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renew, name="flosssweep-lease", daemon=True)
+
+    def _mine(self, lease_now: dict | None) -> bool:
+        """A missing or half-written file is still ours (storage briefly away): only a readable lease
+        naming another driver, or a closed one, is someone else's."""
+        if lease_now is None:
+            return True
+        return not lease_now.get("closed") and all(lease_now.get(k) == v for k, v in self.body.items())
 
     def _write(self) -> None:
         self.fs.create_dir(self.path)
@@ -98,6 +131,12 @@ class Lease:
 
     def _renew(self) -> None:
         while not self._stop.wait(HEARTBEAT_SECONDS):
+            lease_now = read(self.directory)
+            if not self._mine(lease_now):
+                self._stop.set()
+                if self.on_lost is not None:
+                    self.on_lost(lease_now)
+                return
             try:
                 self._write()
             except OSError:  # storage briefly away: the next beat tries again
@@ -113,7 +152,8 @@ class Lease:
         if self._thread.is_alive():
             self._thread.join(timeout=5)
         try:
-            if (read(self.directory) or {}).get("pid") == self.body["pid"]:
+            lease_now = read(self.directory)
+            if lease_now is not None and self._mine(lease_now):  # never another driver's, nor a closed one
                 self.fs.delete_file(self.file)
         except OSError:
             pass

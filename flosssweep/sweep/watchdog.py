@@ -92,19 +92,25 @@ class Watchdog:
         try:
             self.close(reason)
         finally:
-            stopped = 0
-            for pid, started in self.started.items():
-                if _start_time(pid) == started:
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                        stopped += 1
-                    except OSError:
-                        pass
-            print(
-                f"flosssweep.run: error: {reason}; the launch was closed"
-                + (f" and {stopped} Ray process(es) of this driver stopped" if stopped else "")
-                + " (continue it with --resume once Ray runs again)",
-                file=sys.stderr,
-                flush=True,
-            )
-            os._exit(EXIT_UNAVAILABLE)
+            self.end(f"{reason}; the launch was closed", "(continue it with --resume once Ray runs again)")
+
+    def end(self, what: str, way_out: str, code: int = EXIT_UNAVAILABLE) -> None:
+        """Stop the Ray processes this driver started and end the driver with one line: `what`
+        happened, how many processes were stopped, and `way_out`."""
+        self.stopped.set()
+        stopped = 0
+        for pid, started in self.started.items():
+            if _start_time(pid) == started:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    stopped += 1
+                except OSError:
+                    pass
+        print(
+            f"flosssweep.run: error: {what}"
+            + (f" and {stopped} Ray process(es) of this driver stopped" if stopped else "")
+            + f" {way_out}",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(code)

@@ -208,3 +208,93 @@ def test_gcs_death_is_noticed_in_seconds_runs_closed_and_workers_stopped(tmp_pat
         time.sleep(0.5)
         left = [pid for pid, started in ours.items() if watchdog._start_time(pid) == started and not zombie(pid)]
     assert left == [], "no Ray process of the driver outlives it"
+
+
+def test_a_driver_whose_launch_was_resumed_elsewhere_is_told_at_its_next_heartbeat(tmp_path, monkeypatch):
+    """A driver stalled past STALE_SECONDS wakes to a lease that names another driver (which resumed
+    the launch from another host): it is told, once, and renews nothing more."""
+    monkeypatch.setattr(lease, "HEARTBEAT_SECONDS", 0.05)
+    lost = []
+    held = lease.Lease(str(tmp_path), "parent-1", lost.append).acquire()
+    try:
+        time.sleep(0.2)
+        assert lost == [], "its own renewed lease is not a loss"
+        hold(str(tmp_path), pid=4242, host="another-node")
+        deadline = time.monotonic() + 5
+        while not lost and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [(w["pid"], w["host"]) for w in lost] == [(4242, "another-node")]
+        time.sleep(0.2)
+        assert lease.read(str(tmp_path))["host"] == "another-node", "the new driver's lease is left as it is"
+        assert "resumed by another driver (pid 4242 on host another-node)" in lease.taken_from(lost[0])
+    finally:
+        held.release()
+    assert lease.read(str(tmp_path))["host"] == "another-node", "release never removes another driver's lease"
+
+
+def test_close_leaves_a_closed_lease_that_a_stalled_driver_reads_as_lost(tmp_path, monkeypatch):
+    monkeypatch.setattr(lease, "HEARTBEAT_SECONDS", 0.05)
+    lost = []
+    held = lease.Lease(str(tmp_path), "parent-1", lost.append).acquire()
+    try:
+        lease.mark_closed(str(tmp_path))
+        assert not lease.live(lease.read(str(tmp_path))), "a closed lease never holds the launch"
+        deadline = time.monotonic() + 5
+        while not lost and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(lost) == 1 and "closed with --close" in lease.taken_from(lost[0])
+    finally:
+        held.release()
+
+
+def test_a_lease_file_briefly_unreadable_is_not_a_loss(tmp_path, monkeypatch):
+    monkeypatch.setattr(lease, "HEARTBEAT_SECONDS", 0.05)
+    lost = []
+    held = lease.Lease(str(tmp_path), "parent-1", lost.append).acquire()
+    try:
+        Path(tmp_path, lease.LEASE_FILE).write_text("{half writ")
+        time.sleep(0.3)
+        assert lost == [] and lease.live(lease.read(str(tmp_path))), "the next heartbeat rewrites it"
+    finally:
+        held.release()
+
+
+@pytest.mark.slow
+def test_a_running_driver_taken_over_stops_its_ray_and_writes_nothing_more(tmp_path):
+    """The whole driver: its lease replaced by another host's (a resume elsewhere while it was
+    stalled), it stops within a heartbeat or two, in one line, with no Ray process of its own left,
+    and leaves the parent run to the new driver (still RUNNING, not ended by this one)."""
+    from flosssweep.sweep import watchdog
+
+    env = sweep_environment(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    base = copy.deepcopy(TINY_BASE)
+    base["train"].update({"epochs": 3000, "report_every": 50})
+    path = write_sweep(tmp_path, "taken", base=base, max_concurrent=1)
+    storage = tmp_path / "ray"
+    args = [str(path), "--tracking-uri", uri, "--storage-path", str(storage), "--address", "local", "--num-cpus", "2"]
+    first = subprocess.Popen(
+        sweep_command(*args), cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines = []
+    for line in first.stdout:
+        lines.append(line)
+        if line.startswith("started") or len(lines) > 40:
+            break
+    time.sleep(3)
+    ours = watchdog.descendants(first.pid)
+    assert ours and Path(storage, "taken", lease.LEASE_FILE).is_file(), "".join(lines)
+    taken_at = time.monotonic()
+    hold(f"{storage}/taken", pid=4242, host="another-node")
+    rest, _ = first.communicate(timeout=120)
+    assert first.returncode == 1, "".join(lines) + rest
+    assert time.monotonic() - taken_at < 3 * lease.HEARTBEAT_SECONDS
+    assert "resumed by another driver (pid 4242 on host another-node)" in rest and "Traceback" not in rest, rest
+    parents, _ = runs_of(uri, "taken")
+    assert [p.info.status for p in parents] == ["RUNNING"], "the new driver's runs are not this driver's to end"
+    assert json.loads(Path(storage, "taken", lease.LEASE_FILE).read_text())["host"] == "another-node"
+    deadline, left = time.monotonic() + 15, list(ours)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.5)
+        left = [pid for pid, started in ours.items() if watchdog._start_time(pid) == started and not zombie(pid)]
+    assert left == [], "no Ray process of the driver outlives it"
