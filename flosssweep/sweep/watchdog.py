@@ -8,6 +8,10 @@ started (a local Ray instance: gcs_server, raylet and the trial workers, known b
 driver's descendants taken at every check, since orphans are re-parented away from it), and ends the
 driver with one line and exit status 3. A Ray cluster the driver only attached to is not its to stop:
 its processes are no descendants of the driver.
+
+A local instance's raylet can die while its GCS lives; the one node is then gone, and Ray Tune waits
+for resources that never come. A raylet the driver started (one of its descendants) that is seen
+once and then gone is acted on the same way, at the next check.
 """
 
 from __future__ import annotations
@@ -32,6 +36,21 @@ def _start_time(pid: int) -> str | None:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
         return None
+
+
+def _is_raylet(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == "raylet"
+    except OSError:
+        return False
+
+
+def _zombie(pid: int) -> bool:
+    """A process that exited and waits for its parent to reap it (state Z)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def descendants(root: int) -> dict[int, str]:
@@ -70,6 +89,7 @@ class Watchdog:
         self.address, self.close = address, close
         self.stopped = threading.Event()
         self.started: dict[int, str] = {}
+        self.raylets: dict[int, str] = {}  # pid -> start time of the raylets among them
         self.thread = threading.Thread(target=self._watch, name="flosssweep-watchdog", daemon=True)
 
     def start(self) -> Watchdog:
@@ -82,13 +102,17 @@ class Watchdog:
     def _watch(self) -> None:
         failures = 0
         while not self.stopped.wait(CHECK_SECONDS):
-            self.started.update(descendants(os.getpid()))
+            now = descendants(os.getpid())
+            self.started.update(now)
+            self.raylets.update({pid: t for pid, t in now.items() if pid not in self.raylets and _is_raylet(pid)})
+            gone = [pid for pid, t in self.raylets.items() if _start_time(pid) != t or _zombie(pid)]
+            if gone and not self.stopped.is_set():
+                self._act(f"Ray's raylet (pid {gone[0]}) of this driver's local Ray died")
             failures = 0 if _alive(self.address) else failures + 1
             if failures >= FAILURES_TO_ACT and not self.stopped.is_set():
-                self._act()
+                self._act(f"Ray's GCS at {self.address} stopped answering")
 
-    def _act(self) -> None:
-        reason = f"Ray's GCS at {self.address} stopped answering"
+    def _act(self, reason: str) -> None:
         try:
             self.close(reason)
         finally:
