@@ -18,7 +18,6 @@ seed, and the recorder and the worker find its child run and checkpoints by that
 from __future__ import annotations
 
 import json
-import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +26,7 @@ from ray.tune.search import Searcher
 from flosssweep.names import ADAPTIVE_STATE
 from flosssweep.protocol import FinalResult
 from flosssweep.sweep.plan import Adaptive, snap
+from flosssweep.sweep.saved import SavedStateSearcher
 from flosssweep.threshold import Observation, ThresholdPosterior
 
 SEED = "seed"  # the config key a repeated value varies
@@ -72,7 +72,7 @@ class Track:
         return base_seed + len(taken)
 
 
-class AdaptiveSearch(Searcher):
+class AdaptiveSearch(SavedStateSearcher):
     """Ray Tune searcher of a sweep with an adaptive axis. `seen`: observations earlier launches of the
     experiment recorded, per group (index into `groups`), for `--extend`. `tag`: (store, parent run id),
     whose parent run is tagged when every group has stopped (how the driver tells a finished adaptive
@@ -182,14 +182,6 @@ class AdaptiveSearch(Searcher):
 
     def set_state(self, state: dict) -> None:
         self.tracks, self.turn, self.tagged = state["tracks"], state["turn"], state["tagged"]
-
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as out:
-            pickle.dump(self.get_state(), out)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as stream:
-            self.set_state(pickle.load(stream))
 
 
 def group_of(trial_config: dict, groups: list[dict[str, Any]]) -> int | None:

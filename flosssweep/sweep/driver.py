@@ -544,13 +544,8 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m flosssweep.run
             store.tag_run(launch.parent_run_id, {EXTENDS: "true"})
     # From here on the parent run is RUNNING: whatever happens, it is closed below.
     reason = None
-    # --resume and --close refuse the launch while it is held; a driver that wakes from a stall to find
-    # it taken over stops its own Ray and writes nothing more (the runs are no longer its to end)
-    held = lease.Lease(
-        experiment_dir,
-        launch.parent_run_id,
-        lambda now: watch.end(lease.taken_from(now), "(nothing more was written to its runs)", EXIT_FAILED),
-    )
+    # held, the launch is refused to --resume and --close; lost after a stall, this driver stops (lease.py)
+    held = lease.Lease(experiment_dir, launch.parent_run_id, lambda now: watch.end(*lease.lost(now), EXIT_FAILED))
     watch = watchdog.Watchdog(_gcs_address(), lambda why: _close_dead(launch, held, why))
     try:
         held.acquire()

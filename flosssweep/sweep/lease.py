@@ -96,12 +96,14 @@ def mark_closed(directory: str) -> None:
         out.write(json.dumps(body).encode())
 
 
-def taken_from(lease_now: dict) -> str:
-    """Why a driver lost its launch, from the lease it found in place of its own."""
+def lost(lease_now: dict) -> tuple[str, str]:
+    """Why a driver lost its launch, from the lease it found in place of its own, and what it leaves."""
     who = f"pid {lease_now.get('pid')} on host {lease_now.get('host')}"
     if lease_now.get("closed"):
-        return f"the launch was closed with --close by {who} while this driver was stalled"
-    return f"the launch was resumed by another driver ({who}) while this driver was stalled"
+        why = f"the launch was closed with --close by {who} while this driver was stalled"
+    else:
+        why = f"the launch was resumed by another driver ({who}) while this driver was stalled"
+    return why, "(nothing more was written to its runs)"
 
 
 class Lease:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from flosssweep.names import PROGRESS_WHAT
+from flosssweep.sweep.saved import SavedStateSearcher
 from flosssweep.sweep.spec import DISCRETE, Axis, Sweep
 from flosssweep.tracking.store import TrackingStore
 from flosssweep.tracking.uris import sqlite_uri
@@ -84,7 +84,7 @@ class StoredOptunaSearch(ProgressAwareOptunaSearch):
         super().on_trial_complete(trial_id, result, error)
 
 
-class ListedSearch(Searcher):
+class ListedSearch(SavedStateSearcher):
     """The given trials, in order, `max_concurrent` at a time: the cells of a grid that an --extend
     launch has still to run. Its place in the list is saved with the experiment, for --resume."""
 
@@ -114,14 +114,6 @@ class ListedSearch(Searcher):
 
     def set_state(self, state: dict) -> None:
         self.next, self.running = state["next"], state["running"]
-
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as out:
-            pickle.dump(self.get_state(), out)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as stream:
-            self.set_state(pickle.load(stream))
 
 
 def study_storage(store: TrackingStore, experiment_dir: str) -> str | None:

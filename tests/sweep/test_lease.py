@@ -234,7 +234,7 @@ def test_a_driver_whose_launch_was_resumed_elsewhere_is_told_at_its_next_heartbe
         assert [(w["pid"], w["host"]) for w in lost] == [(4242, "another-node")]
         time.sleep(0.2)
         assert lease.read(str(tmp_path))["host"] == "another-node", "the new driver's lease is left as it is"
-        assert "resumed by another driver (pid 4242 on host another-node)" in lease.taken_from(lost[0])
+        assert "resumed by another driver (pid 4242 on host another-node)" in lease.lost(lost[0])[0]
     finally:
         held.release()
     assert lease.read(str(tmp_path))["host"] == "another-node", "release never removes another driver's lease"
@@ -250,7 +250,7 @@ def test_close_leaves_a_closed_lease_that_a_stalled_driver_reads_as_lost(tmp_pat
         deadline = time.monotonic() + 5
         while not lost and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert len(lost) == 1 and "closed with --close" in lease.taken_from(lost[0])
+        assert len(lost) == 1 and "closed with --close" in lease.lost(lost[0])[0]
     finally:
         held.release()
 
