@@ -73,7 +73,7 @@ def plot_spectrum_evolution(evolution: pa.Table, stem: Path, formats: Sequence[s
                 )
                 ax.plot(epochs, [r["median"] for r in line], color=color, lw=1.4, label=f"i = {index}")
             ax.axhline(0.0, color="0.5", lw=0.8, ls=":")
-            ax.set_title(group, fontsize="medium")
+            ax.set_title(_title(group), fontsize="medium")
             ax.set_xlabel("epoch")
         axes[0][0].set_ylabel(r"$\lambda_i$ per step")
         axes[0][-1].legend(title=f"of k = {rows[0]['k']}", loc="best")
@@ -89,3 +89,9 @@ def spectrum_caption(evolution: pa.Table) -> str:
         f"group ({', '.join(groups)}) of the first, middle and last of the k exponents kept at every report; "
         "epoch 0 is after pre-flossing."
     )
+
+
+def _title(group: str) -> str:
+    """A group ('floss_mode=pre, arch=rnn') as the other figures label it ('flossing schedule = pre, ...')."""
+    parts = [part.partition("=") for part in group.split(", ")]
+    return ", ".join(f"{style.label(c)} = {v}" if sep else c for c, sep, v in parts)
