@@ -231,6 +231,7 @@ class ThresholdPosterior:
         free = np.ones(pool.size, dtype=bool)
         chosen: list[float] = []
         tails = np.array([(1 - PLACE_LEVEL) / 2, (1 + PLACE_LEVEL) / 2])
+        median = float(self.quantiles([0.5])[0])
         for _ in range(m):
             if not free.any():
                 free[:] = True
@@ -243,7 +244,11 @@ class ThresholdPosterior:
                 # the first points past each tail's mass: the interval's ends
                 ends = [np.minimum((cdf < tail * cdf[..., -1:]).sum(axis=-1), t50.size - 1) for tail in tails]
                 expected += (chance * (t50[ends[1]] - t50[ends[0]])).sum(axis=1)
-            i = int(np.argmin(np.where(free, expected, np.inf)))
+            expected = np.where(free, expected, np.inf)
+            # where no candidate changes the expected width (a posterior far narrower than the candidates'
+            # spacing), measure at the candidate nearest T50's median rather than at the first one
+            tied = expected <= expected.min() + 1e-9 * max(float(expected.min()), 1.0)
+            i = int(np.argmin(np.where(tied, np.abs(pool - median), np.inf)))
             free[i] = False
             chosen.append(float(pool[i]))
             grown = [
