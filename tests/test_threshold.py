@@ -88,24 +88,22 @@ def test_updated_is_pure_and_evidence_adds_up_in_any_batches():
     assert once.realizations == twice.realizations == 8 * len(obs)
 
 
-def expected_variance(posterior: ThresholdPosterior, x: float) -> float:
-    """T50's posterior variance after one more realization at x, averaged over its two outcomes, by the
-    posterior's own update on the whole grid (place works on a resampled grid with matrix products)."""
-    centers = np.linspace(posterior.lo, posterior.hi, T50_BINS + 1)
-    centers = (centers[:-1] + centers[1:]) / 2
+def expected_width(posterior: ThresholdPosterior, x: float) -> float:
+    """T50's 95% interval width after one more realization at x, averaged over its two outcomes, by the
+    posterior's own update and interval on the whole grid (place works on a resampled grid)."""
 
-    def variance(post: ThresholdPosterior) -> float:
-        mass = post.t50_mass()
-        return float(mass @ centers**2 - (mass @ centers) ** 2)
+    def width(post: ThresholdPosterior) -> float:
+        _, low, high = post.interval()
+        return high - low
 
     success = float(posterior.curve([x])[0])  # the posterior predictive chance of a success at x
-    return success * variance(posterior.updated([Observation(x, 1, 1)])) + (1 - success) * variance(
+    return success * width(posterior.updated([Observation(x, 1, 1)])) + (1 - success) * width(
         posterior.updated([Observation(x, 0, 1)])
     )
 
 
 @pytest.mark.parametrize("case", ["prior", "bracketed", "lapse and plateau"])
-def test_place_picks_the_candidate_of_least_expected_t50_variance(case):
+def test_place_picks_the_candidate_of_least_expected_interval_width(case):
     prior = ThresholdPosterior.prior(10, 120)
     posterior = {
         "prior": prior,
@@ -113,12 +111,12 @@ def test_place_picks_the_candidate_of_least_expected_t50_variance(case):
         "lapse and plateau": prior.updated(measured(lambda x: 0.2 + 0.7 / (1 + np.exp((x - 60) / 6)), XS[::6], 3)),
     }[case]
     candidates = XS[::3]
-    by_hand = np.array([expected_variance(posterior, float(x)) for x in candidates])
+    by_hand = np.array([expected_width(posterior, float(x)) for x in candidates])
     (chosen,) = posterior.place(candidates, 1)
-    # the resampled grid may swap near-ties: the pick's exact expected variance is within 2% of the least,
-    # and clearly below that of the median candidate
-    assert by_hand[list(candidates).index(chosen)] <= 1.02 * by_hand.min()
-    assert by_hand[list(candidates).index(chosen)] < np.median(by_hand) - 0.2 * (np.median(by_hand) - by_hand.min())
+    picked = by_hand[list(candidates).index(chosen)]
+    # the resampled grid may swap near-ties, but the pick is near the best of the candidates and far from
+    # the typical one
+    assert picked - by_hand.min() <= 0.1 * (np.median(by_hand) - by_hand.min()), (chosen, by_hand)
 
 
 def test_place_stays_among_distinct_candidates_near_a_narrow_t50():
