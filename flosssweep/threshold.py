@@ -219,12 +219,19 @@ class ThresholdPosterior:
         t50 = np.broadcast_to(self._grid.t50, self._log_post.shape).ravel()[kept]
         by_t50 = np.argsort(t50, kind="stable")
         kept, weight, t50 = kept[by_t50], (counts / PLACE_POINTS)[by_t50], t50[by_t50]
-        rates = [self._grid.log_rates(float(x)) for x in pool]
-        log_p = np.stack([r[0].ravel()[kept] for r in rates]).astype(np.float64)  # (candidates, kept)
-        log_q = np.stack([r[1].ravel()[kept] for r in rates]).astype(np.float64)
+        # P(x) at the kept points only, not through the per-x cache: a hundred candidates would evict the x
+        # values the updates need, and the kept points are a few percent of the grid
+        grid = self._grid
+        slope, floor, span, offset = (
+            np.broadcast_to(a, self._log_post.shape).ravel()[kept]
+            for a in (grid.slope, grid.floor, grid.span, np.where(grid.crosses, grid.offset, 0.0))
+        )
+        with np.errstate(over="ignore"):
+            z = (pool[:, None] - t50) / slope + offset
+            success = np.clip(floor + span / (1.0 + np.exp(z)), P_FLOOR, 1.0 - P_FLOOR)  # (candidates, kept)
         # per outcome (success, failure): its predictive probability (the model's rate) and the tempered
         # factor the posterior's update multiplies in
-        outcomes = ((np.exp(log_p), np.exp(TEMPER * log_p)), (np.exp(log_q), np.exp(TEMPER * log_q)))
+        outcomes = ((success, success**TEMPER), (1.0 - success, (1.0 - success) ** TEMPER))
         # branches: one per combination of outcomes at the x chosen so far, each a predictive weight (summing
         # to the branch's probability) and the posterior weight that combination leaves
         branches = [(weight, weight)]
