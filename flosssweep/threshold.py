@@ -44,6 +44,11 @@ TEMPER = 0.7
 # P is kept this far from 0 and 1 so a cell that contradicts every grid point (a success far past a
 # step-like curve) lowers the likelihood instead of zeroing the whole posterior.
 P_FLOOR = 1e-9
+# Placement's lookahead (`ThresholdPosterior.place`): the grid points that stand for the posterior, the
+# outcome combinations followed within a round, and the interval it narrows (the one `interval` reports).
+PLACE_POINTS = 4096
+PLACE_BRANCHES = 16
+PLACE_LEVEL = 0.95
 CURVE_TOLERANCE = 2e-3  # of a drawn curve's rate: far below a line's width on a figure
 
 
@@ -196,20 +201,72 @@ class ThresholdPosterior:
             return np.array([weight @ (floor + span / (1.0 + np.exp((x - t50) / slope + offset))) for x in xs])
 
     def place(self, candidates: Sequence[float], m: int) -> list[float]:
-        """The next ``m`` x values, among ``candidates``: T50's posterior quantiles at levels
-        (i + 1/2) / m, each snapped to the nearest candidate not taken yet (repeats only once every
-        candidate is taken), in ascending order. Why quantiles and not expected entropy reduction:
+        """The next ``m`` x values, among ``candidates``, in ascending order: chosen one at a time, each the
+        candidate that most narrows T50's expected 95% interval once one realization at it and one at every
+        x chosen before it in the round have come out (each combination of outcomes weighed by the
+        posterior predictive). Distinct, repeating only once every candidate is taken. Why this rule:
         docs/DESIGN.md, "Adaptive delay placement"."""
         pool = np.unique(np.asarray(candidates, dtype=np.float64))
         if pool.size == 0 or m <= 0:
             return []
-        chosen: list[float] = []
+        # PLACE_POINTS grid points drawn by systematic resampling (evenly spaced levels of the posterior's
+        # cumulative mass, so the draw is a pure function of the posterior) stand for the whole grid: the
+        # lookahead then costs the same on a broad posterior as on a narrow one. Sorted by T50, so a
+        # cumulative sum along them is T50's distribution function.
+        cdf = np.cumsum(self._weights().ravel())
+        levels = (np.arange(PLACE_POINTS) + 0.5) / PLACE_POINTS * cdf[-1]
+        kept, counts = np.unique(np.minimum(np.searchsorted(cdf, levels), cdf.size - 1), return_counts=True)
+        t50 = np.broadcast_to(self._grid.t50, self._log_post.shape).ravel()[kept]
+        by_t50 = np.argsort(t50, kind="stable")
+        kept, weight, t50 = kept[by_t50], (counts / PLACE_POINTS)[by_t50], t50[by_t50]
+        # P(x) at the kept points only, not through the per-x cache: a hundred candidates would evict the x
+        # values the updates need, and the kept points are a few percent of the grid
+        grid = self._grid
+        slope, floor, span, offset = (
+            np.broadcast_to(a, self._log_post.shape).ravel()[kept]
+            for a in (grid.slope, grid.floor, grid.span, np.where(grid.crosses, grid.offset, 0.0))
+        )
+        with np.errstate(over="ignore"):
+            z = (pool[:, None] - t50) / slope + offset
+            success = np.clip(floor + span / (1.0 + np.exp(z)), P_FLOOR, 1.0 - P_FLOOR)  # (candidates, kept)
+        # per outcome (success, failure): its predictive probability (the model's rate) and the tempered
+        # factor the posterior's update multiplies in
+        outcomes = ((success, success**TEMPER), (1.0 - success, (1.0 - success) ** TEMPER))
+        # branches: one per combination of outcomes at the x chosen so far, each a predictive weight (summing
+        # to the branch's probability) and the posterior weight that combination leaves
+        branches = [(weight, weight)]
         free = np.ones(pool.size, dtype=bool)
-        for target_x in self.quantiles((np.arange(m) + 0.5) / m):
+        chosen: list[float] = []
+        tails = np.array([(1 - PLACE_LEVEL) / 2, (1 + PLACE_LEVEL) / 2])
+        median = float(self.quantiles([0.5])[0])
+        for _ in range(m):
             if not free.any():
                 free[:] = True
-            distance = np.where(free, np.abs(pool - target_x), np.inf)
-            i = int(np.argmin(distance))
+            predictive = np.stack([b[0] for b in branches])  # (branches, kept)
+            posterior = np.stack([b[1] for b in branches])
+            expected = np.zeros(pool.size)
+            for rate, update in outcomes:
+                chance = rate @ predictive.T  # (candidates, branches): P(branch, then this outcome at x)
+                cdf = np.cumsum(update[:, None, :] * posterior[None, :, :], axis=-1)
+                # the first points past each tail's mass: the interval's ends
+                ends = [np.minimum((cdf < tail * cdf[..., -1:]).sum(axis=-1), t50.size - 1) for tail in tails]
+                expected += (chance * (t50[ends[1]] - t50[ends[0]])).sum(axis=1)
+            expected = np.where(free, expected, np.inf)
+            # where no candidate changes the expected width (a posterior far narrower than the candidates'
+            # spacing), measure at the candidate nearest T50's median rather than at the first one
+            tied = expected <= expected.min() + 1e-9 * max(float(expected.min()), 1.0)
+            i = int(np.argmin(np.where(tied, np.abs(pool - median), np.inf)))
             free[i] = False
             chosen.append(float(pool[i]))
+            grown = [
+                (predictive[b] * rate[i], posterior[b] * update[i])
+                for b in range(len(branches))
+                for rate, update in outcomes
+            ]
+            # the likeliest PLACE_BRANCHES combinations stand for the rest (2^m grows too fast for large m);
+            # the predictive weights keep each branch's probability, the posterior ones are renormalized
+            grown.sort(key=lambda b: -float(b[0].sum()))
+            grown = grown[:PLACE_BRANCHES]
+            total = sum(float(p.sum()) for p, _ in grown)
+            branches = [(p / total, q / q.sum()) for p, q in grown]
         return sorted(chosen)

@@ -1,7 +1,7 @@
 """The adaptive section: how many realizations adaptive delay placement needs for the T50 interval a fixed
 grid reaches, on simulated success curves; and the fitted T50's error against the interpolated one.
 
-    python -m flosssweep.bench --section adaptive            # 2 minutes on an idle core, 10 on a busy one
+    python -m flosssweep.bench --section adaptive            # 15 minutes on a busy core (docs/PERFORMANCE.md)
     python -m flosssweep.bench --section adaptive --quick    # seconds: checks that it runs
 
 Each simulated experiment draws a true curve of one shape with T50 uniform in [25, 95] on delays 10..120
@@ -34,7 +34,8 @@ T50_RANGE = (25.0, 95.0)
 CANDIDATES = np.arange(LO, HI + STEP / 2, STEP)
 GRID = np.round(np.linspace(LO, HI, 8) / STEP) * STEP  # on the step, so the grid's x are candidates too
 # Delays per adaptive round, realizations per delay and round: of 2 x 4, 4 x 2 and 8 x 1 on the same
-# experiments, 4 x 2 and 8 x 1 needed the fewest realizations (docs/PERFORMANCE.md, "Adaptive placement").
+# experiments, 4 x 2 and 8 x 1 needed the fewest realizations with the earlier quantile placement
+# (docs/PERFORMANCE.md, "Adaptive placement").
 PER_ROUND, REALIZATIONS = 4, 2
 GRID_LAYERS = 32  # the grid runs up to 8 x 32 = 256 realizations
 FIT_LAYERS = 8  # the fitted and interpolated T50 are compared on the 8 x 8 grid (the issue's RMSE 3.30 to 2.42)
