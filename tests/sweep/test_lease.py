@@ -123,26 +123,33 @@ def test_corrupt_experiment_state_on_resume_is_one_line_and_no_loop(launch, caps
     assert run.main([str(path), "--close", "--storage-path", str(storage)]) == 0
 
 
+def running_driver(tmp_path, name: str, epochs: int):
+    """A tiny one-at-a-time sweep's driver, started as a user starts it and read until its first trial
+    trains: (process, its arguments, environment, tracking URI, storage folder, lines read so far)."""
+    env = sweep_environment(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    base = copy.deepcopy(TINY_BASE)
+    base["train"].update({"epochs": epochs, "report_every": 50})
+    path = write_sweep(tmp_path, name, base=base, max_concurrent=1)
+    storage = tmp_path / "ray"
+    args = [str(path), "--tracking-uri", uri, "--storage-path", str(storage), "--address", "local", "--num-cpus", "2"]
+    process = subprocess.Popen(
+        sweep_command(*args), cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("started") or "epoch" in line or len(lines) > 40:
+            break
+    return process, args, env, uri, storage, lines
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("number", [signal.SIGHUP, signal.SIGQUIT], ids=["SIGHUP", "SIGQUIT"])
 def test_a_hung_up_driver_closes_its_runs_and_a_second_driver_is_refused_meanwhile(tmp_path, number):
     """A closed terminal (SIGHUP) or Ctrl-\\ (SIGQUIT) stops the sweep as SIGTERM does: parent and child
     runs closed, the lease released; while the driver lives, --resume and --close are refused."""
-    env = sweep_environment(tmp_path)
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    base = copy.deepcopy(TINY_BASE)
-    base["train"].update({"epochs": 2000, "report_every": 50})
-    path = write_sweep(tmp_path, "hangup", base=base, max_concurrent=1)
-    storage = tmp_path / "ray"
-    args = [str(path), "--tracking-uri", uri, "--storage-path", str(storage), "--address", "local", "--num-cpus", "2"]
-    first = subprocess.Popen(
-        sweep_command(*args), cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    lines = []
-    for line in first.stdout:
-        lines.append(line)
-        if " started" in line or "epoch" in line or len(lines) > 40:
-            break
+    first, args, env, uri, storage, lines = running_driver(tmp_path, "hangup", epochs=2000)
     held = Path(storage, "hangup", lease.LEASE_FILE)
     assert held.is_file(), "".join(lines)
     for flag in ("--resume", "--close"):
@@ -274,21 +281,7 @@ def test_a_running_driver_taken_over_stops_its_ray_and_writes_nothing_more(tmp_p
     and leaves the parent run to the new driver (still RUNNING, not ended by this one)."""
     from flosssweep.sweep import watchdog
 
-    env = sweep_environment(tmp_path)
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    base = copy.deepcopy(TINY_BASE)
-    base["train"].update({"epochs": 3000, "report_every": 50})
-    path = write_sweep(tmp_path, "taken", base=base, max_concurrent=1)
-    storage = tmp_path / "ray"
-    args = [str(path), "--tracking-uri", uri, "--storage-path", str(storage), "--address", "local", "--num-cpus", "2"]
-    first = subprocess.Popen(
-        sweep_command(*args), cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    lines = []
-    for line in first.stdout:
-        lines.append(line)
-        if line.startswith("started") or len(lines) > 40:
-            break
+    first, _, _, uri, storage, lines = running_driver(tmp_path, "taken", epochs=3000)
     time.sleep(3)
     ours = watchdog.descendants(first.pid)
     assert ours and Path(storage, "taken", lease.LEASE_FILE).is_file(), "".join(lines)
