@@ -68,27 +68,31 @@ def read_parquet_diagnostics(paths: Iterable[str | os.PathLike]) -> pa.Table | N
     return pa.concat_tables(tables) if tables else None
 
 
-def read_mlflow_diagnostics(store: TrackingStore, parent) -> pa.Table | None:
-    """The diagnostics.parquet of every child run of ``parent`` that has one, concatenated; None if none."""
+def _child_table(store: TrackingStore, run_id: str, artifact: str, tmp: str) -> pa.Table | None:
+    """A child run's Parquet artifact, downloaded under `tmp`; None where it has none readable."""
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
 
+    try:
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=artifact, dst_path=os.path.join(tmp, run_id), tracking_uri=store.uri
+        )
+        return pq.read_table(local)
+    except (MlflowException, OSError, pa.ArrowInvalid):
+        return None
+
+
+def read_mlflow_diagnostics(store: TrackingStore, parent) -> pa.Table | None:
+    """The diagnostics.parquet of every child run of ``parent`` that has one, concatenated; None if none."""
     tables = []
     children = store.children(parent.info.experiment_id, parent.info.run_id)
     with tempfile.TemporaryDirectory(prefix="flosssweep-report-") as tmp:
         for child in children:
             if child.data.tags.get(ROLE, "child") != "child":
                 continue
-            try:
-                local = mlflow.artifacts.download_artifacts(
-                    run_id=child.info.run_id,
-                    artifact_path=DIAGNOSTICS_ARTIFACT,
-                    dst_path=os.path.join(tmp, child.info.run_id),
-                    tracking_uri=store.uri,
-                )
-                tables.append(pq.read_table(local))
-            except (MlflowException, OSError, pa.ArrowInvalid):
-                continue
+            table = _child_table(store, child.info.run_id, DIAGNOSTICS_ARTIFACT, tmp)
+            if table is not None:
+                tables.append(table)
     return pa.concat_tables(tables) if tables else None
 
 
@@ -191,8 +195,6 @@ def read_mlflow_records(
 ) -> pa.Table:
     """Download and concatenate the records.parquet of every child run of ``parent``, or with
     ``every_launch`` of every launch in ``parent``'s experiment (each realization counted once)."""
-    import mlflow.artifacts
-    from mlflow.exceptions import MlflowException
 
     pid = parent.info.run_id
     if every_launch:
@@ -212,15 +214,8 @@ def read_mlflow_records(
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="flosssweep-report-") as tmp:
         for i, child in enumerate(children, 1):
-            try:
-                local = mlflow.artifacts.download_artifacts(
-                    run_id=child.info.run_id,
-                    artifact_path=RECORDS_ARTIFACT,
-                    dst_path=os.path.join(tmp, child.info.run_id),
-                    tracking_uri=store.uri,
-                )
-                t = pq.read_table(local)
-            except (MlflowException, OSError, pa.ArrowInvalid):
+            t = _child_table(store, child.info.run_id, RECORDS_ARTIFACT, tmp)
+            if t is None:
                 missing_art += 1
                 continue
             _check_records(t, f"{RECORDS_ARTIFACT} of child run {child.info.run_id}", x)
