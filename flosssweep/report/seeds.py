@@ -37,13 +37,25 @@ def inside(t50: float, lo: float, hi: float) -> bool | None:
     return lo <= t50 <= hi
 
 
+def _with_own_curves(table: pa.Table, keys: list[str], x: str) -> pa.Table:
+    """The rows of the seeds that cover two x values or more within their group."""
+    columns = [_plain(table[c]).to_pylist() for c in [*keys, SEED]]
+    xs: dict[tuple, set] = {}
+    for cell, value in zip(zip(*columns), _plain(table[x]).to_pylist()):
+        xs.setdefault(cell, set()).add(value)
+    return table.filter(pa.array([len(xs[cell]) >= 2 for cell in zip(*columns)]))
+
+
 def seed_spread(table: pa.Table, aggregated: Aggregate) -> pa.Table | None:
     """One row per (group, seed): the group's keys and label, the seed, its n, T50 and interval (as
     text), and `inside_others`, e.g. '2/2': of the other seeds of the group, how many intervals hold
-    this seed's T50. None when no group has two seeds (nothing to compare)."""
+    this seed's T50. Only seeds with a curve of their own count: those at two x or more in their group
+    (an adaptive sweep that places an x twice gives the second trial a new seed, which is no replicate).
+    None when no group has two such seeds (nothing to compare)."""
     settings = aggregated.settings
     if SEED not in table.column_names or settings.x_categorical or SEED in settings.by:
         return None
+    table = _with_own_curves(table, settings.keys, settings.x)
     seeds = _plain(table[SEED])
     if settings.keys:
         counts = (

@@ -54,6 +54,16 @@ def test_t50_per_seed_next_to_the_pooled_group():
     assert "T50 per seed" in text and "floss_mode=pre" in text
 
 
+def test_a_seed_at_one_x_is_no_replicate():
+    """An adaptive sweep that places delay 20 a second time gives that trial seed 1: one point, no
+    curve of its own, so no per-seed table (before: it showed seed 1 as 'T50 >= 20' beside seed 0)."""
+    cells = {**{("pre", 0, d): k for d, k in ((10, 8), (20, 4), (30, 0))}, ("pre", 1, 20): 5}
+    table = pa.Table.from_pylist(records(cells))
+    assert seed_spread(table, aggregate(table, n_draws=50)) is None
+    both = pa.Table.from_pylist(records({**cells, ("pre", 1, 30): 0}))  # seed 1 at two delays: compared
+    assert [r["seed"] for r in seed_spread(both, aggregate(both, n_draws=50)).to_pylist()] == [0, 1]
+
+
 def test_inside_on_an_extended_line():
     inf = float("inf")
     assert inside(25.0, 21.0, 29.0) and not inside(15.0, 21.0, 29.0)
