@@ -14,6 +14,8 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 from unittest import mock
 
@@ -181,3 +183,59 @@ def die_once_train(config, report=None, checkpoint=None, restore=None, progress=
         progress=progress,
         diagnostics=diagnostics,
     )
+
+
+# -- small real disks (tmpfs mounts: root only, as in CI) ---------------------------------------------
+@pytest.fixture
+def small_disk(tmp_path):
+    """A mount point factory: tmpfs of `size` bytes and `inodes` files, unmounted afterwards."""
+    mounted = []
+
+    def mount(name: str, size: str = "256k", inodes: int = 100) -> Path:
+        point = tmp_path / name
+        point.mkdir()
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size},nr_inodes={inodes}", "tmpfs", str(point)],
+            capture_output=True,
+        )
+        if done.returncode:
+            pytest.skip("cannot mount a small tmpfs here (needs root)")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:  # lazily: the test's own MLflow client may still hold a database there
+        subprocess.run(["umount", "--lazy", str(point)], check=True)
+
+
+def fill(directory: Path) -> None:
+    """Write `directory/filler` until its disk is full (it may be full already)."""
+    try:
+        with open(directory / "filler", "wb") as out:
+            while True:
+                out.write(b"\0" * 65536)
+                out.flush()
+    except OSError:
+        pass
+
+
+# -- a real MLflow tracking server ---------------------------------------------------------------------
+def answers(url: str, timeout: float = 5.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
+
+
+def mlflow_server(port: int, backend: str, artifacts: Path, cwd: Path) -> subprocess.Popen:
+    """`mlflow server` on 127.0.0.1:`port` over the store `backend`, serving its artifacts from
+    `artifacts` (as `mlflow ui` does), returned once it answers."""
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    command += ["--backend-store-uri", backend, "--artifacts-destination", str(artifacts)]
+    server = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while not answers(f"http://127.0.0.1:{port}/health"):
+        assert server.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
+        time.sleep(1)
+    return server

@@ -4,14 +4,13 @@ a full disk named as such. The full disks are real: small tmpfs mounts (root onl
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import SMALL
+from conftest import SMALL, fill
 
 from flosssweep import records, trial
 from flosssweep.report import cli as report_cli
@@ -23,38 +22,6 @@ def one_line(capsys, *words: str) -> str:
     for word in words:
         assert word in err, err
     return err
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A mount point factory: tmpfs of `size` bytes and `inodes` files, unmounted afterwards."""
-    mounted = []
-
-    def mount(name: str, size: str = "256k", inodes: int = 100) -> Path:
-        point = tmp_path / name
-        point.mkdir()
-        done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size},nr_inodes={inodes}", "tmpfs", str(point)],
-            capture_output=True,
-        )
-        if done.returncode:
-            pytest.skip("cannot mount a small tmpfs here (needs root)")
-        mounted.append(point)
-        return point
-
-    yield mount
-    for point in mounted:
-        subprocess.run(["umount", str(point)], check=True)
-
-
-def fill(directory: Path) -> None:
-    with open(directory / "filler", "wb") as out:
-        try:
-            while True:
-                out.write(b"\0" * 65536)
-                out.flush()
-        except OSError:
-            pass
 
 
 def test_out_dev_full_refused_before_training(capsys):

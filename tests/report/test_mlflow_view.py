@@ -9,13 +9,11 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 
 import pytest
-from conftest import fresh_store
+from conftest import fresh_store, mlflow_server
 from test_report import GROUPS, log_sweep, make_records, split_trials
 
 from flosssweep import report
@@ -90,7 +88,6 @@ def test_a_second_log_keeps_one_answer_in_the_name(logged):
 
 
 def test_a_launch_name_starts_with_its_stamp_and_names_the_axes():
-    import time
 
     from flosssweep.sweep import spec
 
@@ -114,14 +111,6 @@ HEADLESS = [
 ]
 
 
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def ui(logged):
     """MLflow's own server over the logged store, on a free loopback port, as `mlflow ui` serves it."""
@@ -129,14 +118,8 @@ def ui(logged):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    command += ["--backend-store-uri", client.tracking_uri, "--artifacts-destination", str(root / "mlartifacts")]
-    server = subprocess.Popen(command, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = mlflow_server(port, client.tracking_uri, root / "mlartifacts", root)
     try:
-        deadline = time.monotonic() + 180
-        while not answers(f"http://127.0.0.1:{port}/health"):
-            assert server.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
-            time.sleep(1)
         yield f"http://127.0.0.1:{port}/"
     finally:
         server.terminate()
