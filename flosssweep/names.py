@@ -183,3 +183,8 @@ TRIAL_STATES = {
     "PENDING": "pending",
     "PAUSED": "paused",
 }
+
+# MLflow's HTTP client retries a request for minutes by default (7 tries, backoff factor 2). A sweep's
+# recorder waits for a store that stopped answering on its own terms (recorder.RETRY_SECONDS), so the
+# driver's calls give up in seconds instead of stalling Ray Tune's loop; either variable, set, wins.
+MLFLOW_BOUNDED_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}

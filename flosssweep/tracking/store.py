@@ -32,6 +32,7 @@ from flosssweep.names import (
     ENDED_STATUSES,
     EXPERIMENT_KIND,
     LAUNCH,
+    MLFLOW_BOUNDED_HTTP,
     OUTCOME_COUNTS,
     PARENT,
     RAY_PATH,
@@ -177,6 +178,9 @@ class TrackingStore:
             from mlflow import MlflowClient
 
             quiet_mlflow_logs()
+            if self.is_server:
+                for name, value in MLFLOW_BOUNDED_HTTP.items():
+                    os.environ.setdefault(name, value)
             self._client = MlflowClient(tracking_uri=self.uri)
         return self._client
 
