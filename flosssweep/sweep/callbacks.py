@@ -1,7 +1,9 @@
-"""Ray Tune callbacks of the driver: the MLflow recorder's hooks and the terminal's progress lines."""
+"""Ray Tune callbacks of the driver: the MLflow recorder's hooks, the terminal's progress lines, and the
+stop of a sweep whose disk is full."""
 
 from __future__ import annotations
 
+import re
 import time
 
 from ray.tune import Callback
@@ -17,6 +19,7 @@ from flosssweep.names import (
     WORKER_TIME,
 )
 from flosssweep.protocol import FinalResult
+from flosssweep.sweep.storage import full
 from flosssweep.tracking.recorder import SweepRecorder, run_label, trial_summary
 
 
@@ -30,6 +33,9 @@ class MLflowCallback(Callback):
 
     def setup(self, stop=None, num_samples=None, total_num_samples=None, **info):
         self.recorder.load_existing()
+
+    def on_step_begin(self, iteration, trials, **info):
+        self.recorder.catch_up(trials)
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.recorder.trial_started(trial, trials)
@@ -88,7 +94,9 @@ class TerminalProgress(Callback):
     def on_trial_start(self, iteration, trials, trial, **info):
         self._clock.started(trial.trial_id)
         epoch = (trial.last_result or {}).get(EPOCH)
-        print(f"started  {self._label(trial)}" + (f" (from epoch {epoch})" if epoch else ""), flush=True)
+        # a restarted trial continues from its newest checkpoint, which may be older than its last report
+        again = f" (again, from its newest checkpoint; it had reported epoch {epoch})" if epoch else ""
+        print(f"started  {self._label(trial)}{again}", flush=True)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self._clock.saw(trial.trial_id, result)
@@ -110,12 +118,11 @@ class TerminalProgress(Callback):
         )
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        print(f"retrying {self._label(trial)} (its worker failed: {trial.error_file})", flush=True)
+        print(f"retrying {self._label(trial)} (its worker failed: {failure(trial)})", flush=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         print(
-            f"[{self._finished(trials, trial)}/{self._total}] FAILED {self._label(trial)} "
-            f"(error log: {trial.error_file})",
+            f"[{self._finished(trials, trial)}/{self._total}] FAILED {self._label(trial)} ({failure(trial)})",
             flush=True,
         )
 
@@ -131,6 +138,66 @@ class TerminalProgress(Callback):
         if trial.trial_id not in self._totals:
             self._totals[trial.trial_id] = int(resolve(self.base, trial.config)["train"]["epochs"])
         return self._totals[trial.trial_id]
+
+
+# `ray.exceptions.ActorDiedError: The actor died ...`, `OSError: [Errno 28] ...`: an exception's line
+EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)*([A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt)\b.*)$")
+SHOWN_CHARS = 200
+
+
+def error_line(trial) -> str:
+    """The last exception named in a failed trial's error file (the innermost cause, without its
+    module path, cut at SHOWN_CHARS), or '' when it has none to read (a full disk may have left it
+    empty)."""
+    try:
+        with open(trial.error_file, errors="replace") as stream:
+            lines = stream.read(1 << 20).splitlines()
+    except (OSError, TypeError):
+        return ""
+    found = [m.group(1) for m in map(EXCEPTION_LINE.match, map(str.strip, lines)) if m]
+    line = found[-1] if found else ""
+    return line if len(line) <= SHOWN_CHARS else line[: SHOWN_CHARS - 3] + "..."
+
+
+def failure(trial) -> str:
+    """What a failed trial's error was and where its whole traceback is."""
+    line = error_line(trial)
+    return f"{line}; error log: {trial.error_file}" if line else f"error log: {trial.error_file}"
+
+
+class StorageFull(Exception):
+    """A trial failed on a full disk; the message says which disk and what to do."""
+
+
+class DiskWatch(Callback):
+    """Stops the sweep at the first trial that fails on a full disk, before Ray retries it and every
+    trial after it into the same wall: the storage path's disk has no room left, or the error is
+    ENOSPC. What was recorded stays recorded, the runs are closed by the driver, and --resume
+    continues once there is room."""
+
+    def __init__(self, storage: str):
+        self.storage = storage
+        self.problem: str | None = None
+
+    def __setstate__(self, state):  # a resumed launch starts with room again
+        self.__dict__.update(state, problem=None)
+
+    def _check(self, trial) -> None:
+        line = error_line(trial)
+        if full(self.storage):
+            self.problem = f"the disk of the storage path {self.storage} is full (no space left on the device)"
+        elif "No space left on device" in line or "rrno 28]" in line:
+            self.problem = f"a disk of trial {trial.trial_id}'s worker is full ({line})"
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self._check(trial)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._check(trial)
+
+    def on_step_end(self, iteration, trials, **info):
+        if self.problem is not None:
+            raise StorageFull(self.problem)
 
 
 class Clocks:

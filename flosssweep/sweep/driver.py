@@ -177,18 +177,19 @@ def _init_ray(args: argparse.Namespace) -> None:
     from flosssweep.sweep.loopback import loopback_only, ray_running
 
     options = quiet.configure(args.verbose)
-    if ray_running():
-        return
-    # a Ray of its own (no address, or `local`) listens on 127.0.0.1 only, as set before `import ray`
-    with loopback_only(args.address in (None, "local") and not os.environ.get(RAY_ADDRESS_ENV)):
-        import ray
+    if not ray_running():
+        # a Ray of its own (no address, or `local`) listens on 127.0.0.1 only, as set before `import ray`
+        with loopback_only(args.address in (None, "local") and not os.environ.get(RAY_ADDRESS_ENV)):
+            import ray
 
-        if args.address == "local":
-            ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, **options)
-        elif args.num_cpus is not None and args.address is None:
-            ray.init(num_cpus=args.num_cpus, **options)
-        else:
-            ray.init(address=args.address, **options)
+            if args.address == "local":
+                ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, **options)
+            elif args.num_cpus is not None and args.address is None:
+                ray.init(num_cpus=args.num_cpus, **options)
+            else:
+                ray.init(address=args.address, **options)
+    if not args.verbose:
+        quiet.once_ray_is_imported()
 
 
 def trainable(sweep, launch: str):
@@ -217,7 +218,7 @@ def build_tuner(sweep, storage: str, callback, launch: str, search_options: dict
     from ray import tune
 
     from flosssweep.sweep import search
-    from flosssweep.sweep.callbacks import TerminalProgress
+    from flosssweep.sweep.callbacks import DiskWatch, TerminalProgress
 
     tune_config = tune.TuneConfig(
         metric=sweep.ray_metric_name,
@@ -231,7 +232,7 @@ def build_tuner(sweep, storage: str, callback, launch: str, search_options: dict
         name=sweep.name,
         storage_path=storage,
         verbose=verbose,
-        callbacks=[callback, TerminalProgress(list(sweep.space), sweep.base)],
+        callbacks=[callback, TerminalProgress(list(sweep.space), sweep.base), DiskWatch(storage)],
         failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
     )  # see _Checkpoints
@@ -268,6 +269,7 @@ def _tuner(launch: Launch, max_concurrent_flag: bool):
             resume_errored=True,
         )
     from flosssweep import provenance
+    from flosssweep.sweep import search
     from flosssweep.sweep.callbacks import MLflowCallback
     from flosssweep.tracking.recorder import SweepRecorder
 
@@ -282,7 +284,7 @@ def _tuner(launch: Launch, max_concurrent_flag: bool):
             run_tags=provenance.mlflow_source_tags(provenance.collect()),
         )
     )
-    study = _study(launch)
+    study = search.study(sweep, launch.store, launch.experiment_dir, launch.parent_run_id)
     tuner = build_tuner(
         sweep, launch.storage, callback, launch.parent_run_id, launch.search_options(study), verbose=int(launch.verbose)
     )
@@ -312,28 +314,6 @@ def _resolved_base(sweep) -> str:
         for key, value in values.items()
     ]
     return "  base of every trial (* = not the default):\n" + "\n".join(lines)
-
-
-def _study(launch: Launch) -> dict | None:
-    """An Optuna search's study, one per launch, kept next to the tracking store (None otherwise)."""
-    from flosssweep.names import OPTUNA_STORAGE, OPTUNA_STUDY
-    from flosssweep.sweep import search
-
-    sweep = launch.sweep
-    if sweep.search != "optuna":
-        return None
-    where = search.study_storage(launch.store, launch.experiment_dir)
-    if where is None:
-        print(
-            "note: the Optuna study stays in memory (a tracking server and remote Ray storage leave no "
-            "local file for it)",
-            flush=True,
-        )
-        return None
-    study = {"storage": where, "study_name": f"{sweep.name} {launch.parent_run_id}"}
-    launch.store.tag_run(launch.parent_run_id, {OPTUNA_STORAGE: where, OPTUNA_STUDY: study["study_name"]})
-    print(f"Optuna study '{study['study_name']}' in {where}  (browse: optuna-dashboard {where})", flush=True)
-    return study
 
 
 def _report(launch: Launch, out: str | None) -> None:
@@ -522,6 +502,8 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m flosssweep.run
     preflight.stop_on_sigterm()
     from ray import tune  # seconds to import: after the refusals
 
+    from flosssweep.sweep.callbacks import StorageFull
+
     try:
         note = preflight.check_resources(sweep.resources)
     except preflight.Refused as err:
@@ -543,7 +525,7 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m flosssweep.run
         if launch.extended:
             store.tag_run(launch.parent_run_id, {EXTENDS: "true"})
     # From here on the parent run is RUNNING: whatever happens, it is closed below.
-    reason = None
+    reason = full = None
     # held, the launch is refused to --resume and --close; lost after a stall, this driver stops (lease.py)
     held = lease.Lease(experiment_dir, launch.parent_run_id, lambda now: watch.end(*lease.lost(now), EXIT_FAILED))
     watch = watchdog.Watchdog(_gcs_address(), lambda why: _close_dead(launch, held, why))
@@ -553,6 +535,8 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m flosssweep.run
         _tuner(launch, args.max_concurrent is not None).fit()
     except KeyboardInterrupt:
         reason = "interrupted"
+    except (StorageFull, TrackingUnavailable) as err:  # a full disk under Ray's storage or MLflow's store
+        reason = full = str(err)
     except BaseException as err:
         reason = f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
         raise
@@ -573,7 +557,11 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m flosssweep.run
             status = "KILLED" if reason in (None, "interrupted") else "FAILED"
             tags[END_REASON] = reason or "interrupted"
         watch.stop()
-        store.end_parent(launch.parent_run_id, status, tags)
+        try:
+            store.end_parent(launch.parent_run_id, status, tags)
+            closed = "stopped and its runs closed"
+        except Exception:  # noqa: BLE001 - a store that takes no more writes: said below, --close later
+            closed, full = "stopped; its runs could not be closed (--close does it)", full or "MLflow took no writes"
         held.release()
     minutes = (time.monotonic() - started) / 60
     print(
@@ -597,4 +585,6 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m flosssweep.run
         if store.is_server
         else f"browse:  mlflow ui --backend-store-uri {store.uri}   then http://127.0.0.1:5000/{page}"
     )
+    if full:
+        return _refuse(f"{full}; the sweep was {closed} (make room, then --resume)", EXIT_FAILED)
     return 0 if complete and not ended["error"] else EXIT_FAILED

@@ -3,9 +3,10 @@
 Every trial is already in MLflow, so Ray's per-trial loggers (TensorBoard events, progress.csv,
 result.json) only duplicate it: they are always off. Ray's own terminal output (its configuration
 box, "View detailed results here", the TensorBoard hint, INFO lines, the token notice of a local
-instance) is off unless `--verbose`; its warnings and errors stay, but a traceback that Ray, MLflow
-or SQLAlchemy logs with them (a locked database, a lost worker, a store that stops answering) is
-one summary line unless `--verbose`: the user's remedy is in the line, not in the library's stack.
+instance) and what trial workers print are off unless `--verbose`; its warnings and errors stay, but
+a traceback that Ray, MLflow or SQLAlchemy logs with them (a locked database, a lost worker, a store
+that stops answering) is one summary line unless `--verbose`: the user's remedy is in the line, not
+in the library's stack.
 """
 
 from __future__ import annotations
@@ -21,7 +22,12 @@ QUIET_OUTPUT = {"RAY_AIR_NEW_OUTPUT": "0"}
 # Loggers and the level they keep: a local instance's token notice is a WARNING that is no news (the
 # token is made and used on this machine alone); Optuna announces its study and every trial at INFO
 # (the driver names the study itself).
-QUIET_LOGGERS = {"ray._private.authentication.authentication_token_setup": logging.ERROR, "optuna": logging.WARNING}
+# MLflow's SQL store logs every database error it then raises (the recorder names and handles those).
+QUIET_LOGGERS = {
+    "ray._private.authentication.authentication_token_setup": logging.ERROR,
+    "optuna": logging.WARNING,
+    "mlflow.store.db.utils": logging.CRITICAL,
+}
 
 
 # Libraries whose logged tracebacks become one line (their handlers, and Python's last-resort one that
@@ -29,11 +35,19 @@ QUIET_LOGGERS = {"ray._private.authentication.authentication_token_setup": loggi
 LIBRARY_LOGGERS = ("ray", "mlflow", "sqlalchemy", "alembic", "urllib3", "")
 
 
+# Ray's error lines that the driver's own lines already say better (callbacks.TerminalProgress names
+# the failed trial, its exception and its error log)
+SAID_BY_THE_DRIVER = ("Trial task failed for trial",)
+
+
 class OneLineTracebacks(logging.Filter):
     """A record with a traceback keeps its message and gains the exception's type and first line;
-    the stack itself goes (a formatted 'Traceback (most recent call last)' in the text too)."""
+    the stack itself goes (a formatted 'Traceback (most recent call last)' in the text too). Records
+    that the driver's own lines repeat go altogether."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith(SAID_BY_THE_DRIVER):
+            return False
         summary = None
         if record.exc_info and record.exc_info[1] is not None:
             err = record.exc_info[1]
@@ -44,6 +58,7 @@ class OneLineTracebacks(logging.Filter):
             last = [line for line in stack.strip().splitlines() if line.strip()]
             message, summary = head.strip() or "error", summary or (last[-1].strip() if last else None)
         if summary is not None or record.exc_text:
+            message = (message.strip().splitlines() or [""])[0]
             record.msg = f"{message} ({summary}; --verbose shows the traceback)" if summary else message
             record.args, record.exc_info, record.exc_text, record.stack_info = (), None, None, None
         return True
@@ -66,4 +81,25 @@ def configure(verbose: bool) -> dict:
     for name, level in QUIET_LOGGERS.items():
         logging.getLogger(name).setLevel(level)
     one_line_tracebacks()
-    return {"logging_level": logging.WARNING}
+    # What trial workers print (Ray's restore notices, a dying worker's traceback, the raylet's "a
+    # worker died" text) stays in Ray's worker logs: the driver names a failed trial and its error file.
+    return {"logging_level": logging.WARNING, "log_to_driver": False}
+
+
+def once_ray_is_imported() -> None:
+    """What can only be quieted once `ray` is imported: its handler's tracebacks, and the raylet's
+    notices (a worker that died, a task out of memory), which Ray prints to the driver's terminal
+    whatever `log_to_driver` says. The trial's error log keeps the notice; the driver's line names it."""
+    from ray._private import worker
+
+    one_line_tracebacks()
+    shown = worker.print_to_stdstream
+    if getattr(shown, "quiet", False):
+        return
+
+    def shown_unless_raylet(data, ignore_prefix):
+        if data.get("pid") != "raylet":
+            shown(data, ignore_prefix)
+
+    shown_unless_raylet.quiet = True
+    worker.print_to_stdstream = shown_unless_raylet

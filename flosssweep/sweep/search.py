@@ -11,7 +11,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from flosssweep.names import PROGRESS_WHAT
+from flosssweep.names import OPTUNA_STORAGE, OPTUNA_STUDY, PROGRESS_WHAT
 from flosssweep.sweep.saved import SavedStateSearcher
 from flosssweep.sweep.spec import DISCRETE, Axis, Sweep
 from flosssweep.tracking.store import TrackingStore
@@ -127,6 +127,25 @@ def study_storage(store: TrackingStore, experiment_dir: str) -> str | None:
         Path(experiment_dir).mkdir(parents=True, exist_ok=True)
         return sqlite_uri(Path(experiment_dir) / STUDY_FILE)
     return None
+
+
+def study(sweep: Sweep, store: TrackingStore, experiment_dir: str, parent_run_id: str) -> dict | None:
+    """An Optuna search's study, one per launch, kept where `study_storage` says and named on the
+    parent run (None for other searches, or when it can only stay in memory)."""
+    if sweep.search != "optuna":
+        return None
+    where = study_storage(store, experiment_dir)
+    if where is None:
+        print(
+            "note: the Optuna study stays in memory (a tracking server and remote Ray storage leave no "
+            "local file for it)",
+            flush=True,
+        )
+        return None
+    found = {"storage": where, "study_name": f"{sweep.name} {parent_run_id}"}
+    store.tag_run(parent_run_id, {OPTUNA_STORAGE: where, OPTUNA_STUDY: found["study_name"]})
+    print(f"Optuna study '{found['study_name']}' in {where}  (browse: optuna-dashboard {where})", flush=True)
+    return found
 
 
 def searcher(

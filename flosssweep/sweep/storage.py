@@ -10,8 +10,11 @@ node read it and write one back.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from pathlib import Path
+
+from flosssweep.checks import PROBE_BYTES
 
 STORAGE_ENV = "FLOSSSWEEP_STORAGE_PATH"  # set by the cluster files, so `ray submit` needs no flag
 DEFAULT_STORAGE = "ray_results"
@@ -36,6 +39,20 @@ def resolve(flag: str | None, launch_dir: Path) -> str:
 
 def is_object_store(path: str) -> bool:
     return path.lower().startswith(OBJECT_STORES)
+
+
+def full(storage: str) -> bool:
+    """A local storage path whose disk has less room left than one checkpoint needs (about a
+    records file); an object store, or a path that cannot be asked, is never called full."""
+    if is_object_store(storage):
+        return False
+    path = Path(storage.removeprefix("file://"))
+    for candidate in (path, *path.parents):
+        try:
+            return shutil.disk_usage(candidate).free < PROBE_BYTES
+        except OSError:
+            continue
+    return False
 
 
 def check(storage: str, probe_seconds: float = PROBE_SECONDS) -> None:

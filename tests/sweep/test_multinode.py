@@ -24,13 +24,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import sweep_environment
+from conftest import answers, sweep_environment
 
 from flosssweep import names
 
@@ -188,14 +187,6 @@ def wait_until(check, timeout: float, what: str, processes: Processes, log: str)
     raise AssertionError(
         f"{what}: not within {timeout:.0f} s (exit status {process.poll()}); {log}.log:\n{processes.log(log)[-3000:]}"
     )
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as reply:
-            return reply.status == 200
-    except OSError:
-        return False
 
 
 def unshare_refusal(directory: Path) -> str | None:
