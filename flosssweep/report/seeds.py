@@ -56,6 +56,8 @@ def seed_spread(table: pa.Table, aggregated: Aggregate) -> pa.Table | None:
     if SEED not in table.column_names or settings.x_categorical or SEED in settings.by:
         return None
     table = _with_own_curves(table, settings.keys, settings.x)
+    if table.num_rows == 0:
+        return None
     seeds = _plain(table[SEED])
     if settings.keys:
         counts = (

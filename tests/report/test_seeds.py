@@ -64,6 +64,15 @@ def test_a_seed_at_one_x_is_no_replicate():
     assert [r["seed"] for r in seed_spread(both, aggregate(both, n_draws=50)).to_pylist()] == [0, 1]
 
 
+def test_no_seed_with_a_curve_of_its_own_gives_no_table():
+    """One trial, one delay: the filter leaves no row, which must read as 'nothing to compare' (it
+    once raised a TypeError at the end of every one-delay sweep, in the driver's closing report)."""
+    one = pa.Table.from_pylist(records({("pre", 0, 20): 4}))
+    named = one.append_column("sweep", pa.array(["one-delay"] * one.num_rows))  # a group key, as a launch has
+    for table in (one, named):
+        assert seed_spread(table, aggregate(table, n_draws=50)) is None
+
+
 def test_inside_on_an_extended_line():
     inf = float("inf")
     assert inside(25.0, 21.0, 29.0) and not inside(15.0, 21.0, 29.0)
