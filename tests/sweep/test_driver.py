@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -78,8 +80,10 @@ def with_trainer(env: dict[str, str], trainer: str) -> dict[str, str]:
 
 # -- a real sweep, read back from MLflow -----------------------------------------------------------------
 @pytest.mark.slow
-def test_grid_sweep_records_every_trial_in_mlflow(ray_local, tmp_path, monkeypatch, capsys):
+def test_grid_sweep_records_every_trial_in_mlflow(ray_local, tmp_path, monkeypatch, capsys, request):
     monkeypatch.chdir(tmp_path)
+    previous = os.umask(0o022)  # a shared machine's usual umask, which the driver must tighten
+    request.addfinalizer(lambda: os.umask(previous))
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     path = write_sweep(tmp_path, "tiny-grid")
     args = [str(path), "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray")]
@@ -133,6 +137,9 @@ def test_grid_sweep_records_every_trial_in_mlflow(ray_local, tmp_path, monkeypat
         assert set(diagnostics["config_key"].to_pylist()) == {rows[0]["config_key"]}
     assert seen == {("none", "2"), ("none", "4"), ("pre", "2"), ("pre", "4")}
     assert (tmp_path / "mlartifacts").is_dir(), "a local store keeps its artifacts next to the database"
+    # the files that hold results and the tracking URI are the user's alone (issue 24), despite umask 022
+    for held in (tmp_path / "mlflow.db", tmp_path / "mlartifacts", tmp_path / "ray" / "tiny-grid" / driver.LAUNCH_FILE):
+        assert stat.S_IMODE(held.stat().st_mode) & 0o077 == 0, f"{held} is {oct(held.stat().st_mode)}"
     check_what_a_reader_sees(uri, parent, children, out, tmp_path / "ray" / "tiny-grid", tmp_path)
 
 
