@@ -99,3 +99,52 @@ def test_an_mlflow_outage_mid_sweep_neither_stalls_the_sweep_nor_loses_or_double
         driver.kill()
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_a_locked_sqlite_store_mid_sweep_waits_in_one_line_without_sqlalchemy_tracebacks(tmp_path):
+    """The SQLite form of an outage: another process holds the database's write lock for 40 s (as a
+    second `mlflow ui` writing, or a backup, would). Before, SQLAlchemy's tracebacks reached the
+    terminal; now the writes wait like any outage's, and are recorded once the lock is gone."""
+    import sqlite3
+
+    base = copy.deepcopy(TINY_BASE)
+    base["train"].update({"epochs": 1500, "report_every": 100})
+    path = write_sweep(tmp_path, "locked", base=base, max_concurrent=1, space={"task.delay": {"grid": [2, 4]}})
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    args = [str(path), "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray"), "--address", "local"]
+    seen: list[str] = []
+    driver = subprocess.Popen(
+        sweep_command(*args, "--num-cpus", "2", "--no-report"),
+        cwd=tmp_path,
+        env=sweep_environment(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    holder = sqlite3.connect(tmp_path / "mlflow.db", timeout=60, isolation_level=None)
+    try:
+        lines = lines_of(driver)
+        read_until(lines, seen, lambda line: line.startswith("started"), 180)
+        holder.execute("BEGIN EXCLUSIVE")
+        read_until(lines, seen, lambda line: "does not answer" in line, 120)
+        time.sleep(40)
+        holder.execute("COMMIT")
+        driver.wait(timeout=400)
+        while (line := lines.get(timeout=30)) is not None:
+            seen.append(line)
+        out = "".join(seen)
+        assert driver.returncode == 0, out
+        assert "Traceback" not in out and "sqlalchemy" not in out.lower(), out
+        assert sum("does not answer" in line for line in seen) == 1, out
+        assert sum("answers again" in line for line in seen) == 1, out
+        parents, children = runs_of(uri, "locked")
+        assert [p.info.status for p in parents] == ["FINISHED"], out
+        recorded = [c for c in children if c.data.tags.get(names.RECORDED) == "true"]
+        assert len(children) == 2 and sorted(c.data.params["task.delay"] for c in recorded) == ["2", "4"]
+        for child in children:
+            steps = [m.step for m in mlflow_client(uri).get_metric_history(child.info.run_id, "charts/accuracy")]
+            assert steps == list(range(0, 1501, 100)), "every epoch's metrics logged once, none lost"
+    finally:
+        holder.close()
+        driver.kill()
