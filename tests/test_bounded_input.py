@@ -43,6 +43,13 @@ def test_yaml_duplicate_key_refused(tmp_path, capsys):
     one_line(capsys, "'task.delay' appears twice", "line 5")
 
 
+def test_yaml_duplicate_key_in_a_trial_config_refused(tmp_path, capsys):
+    path = tmp_path / "config.yaml"
+    path.write_text("task:\n  delay: 4\n  delay: 6\n")
+    assert trial.main(["--config", str(path), "--dry-run"]) == 2
+    one_line(capsys, "'delay' appears twice", "line 3")
+
+
 def test_yaml_merge_key_still_allowed(tmp_path, capsys):
     """`<<` supplies keys that the mapping may then override: that is not a duplicate."""
     text = "name: m\nbase:\n  model: {<<: {hidden: 8, arch: rnn}, hidden: 9}\n"
