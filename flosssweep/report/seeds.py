@@ -14,7 +14,7 @@ import math
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flosssweep.report.curves import Aggregate, _plain, aggregate
+from flosssweep.report.curves import Aggregate, _plain, aggregate, with_x
 from flosssweep.report.text import bound_text, t50_text
 
 SEED = "seed"
@@ -41,7 +41,7 @@ def _with_own_curves(table: pa.Table, keys: list[str], x: str) -> pa.Table:
     """The rows of the seeds that cover two x values or more within their group."""
     columns = [_plain(table[c]).to_pylist() for c in [*keys, SEED]]
     xs: dict[tuple, set] = {}
-    for cell, value in zip(zip(*columns), _plain(table[x]).to_pylist()):
+    for cell, value in zip(zip(*columns), _plain(with_x(table, x)[x]).to_pylist()):  # x may be derived
         xs.setdefault(cell, set()).add(value)
     return table.filter(pa.array([len(xs[cell]) >= 2 for cell in zip(*columns)]))
 
