@@ -220,3 +220,29 @@ def test_axis_the_task_ignores_refused(tmp_path, capsys):
     text = "name: ig\nbase: {task: {name: lorenz63}}\nspace:\n  task.delay: {grid: [2, 4]}\n"
     assert dry_run(sweep_file(tmp_path, text)) == 2
     one_line(capsys, "space.task.delay: expected a key that lorenz63 trials use")
+
+
+def test_parquet_footer_claiming_more_than_memory_refused(tmp_path, capsys, monkeypatch):
+    """The footer is read before the rows: a file whose row groups claim more than half the memory
+    is refused in one line. The machine's memory is shrunk to 64 KiB so that a real 200,000-row file
+    (about 3 MiB uncompressed, a few KiB on disk) is such a file."""
+    from flosssweep.report import sources
+
+    path = tmp_path / "huge.parquet"
+    n = 200_000
+    losses = pa.array(range(n), pa.float64())  # distinct values: no encoding shrinks them
+    columns = {"delay": [4] * n, "success": [True] * n, "config_key": ["k"] * n, "final_loss": losses}
+    pq.write_table(pa.table(columns), path)
+    monkeypatch.setattr(sources, "memory_bytes", lambda: 64 * 1024)
+    assert report_cli.main(["--from-parquet", str(path), "--out", str(tmp_path / "o")]) == 2
+    one_line(capsys, "huge.parquet", "fits in memory", "GiB of rows")
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_fifo_as_records_refused_without_hanging(tmp_path, capsys):
+    import os
+
+    fifo = tmp_path / "records.parquet"
+    os.mkfifo(fifo)
+    assert report_cli.main(["--from-parquet", str(fifo), "--out", str(tmp_path / "o")]) == 2
+    one_line(capsys, "records.parquet", "expected a regular Parquet file")

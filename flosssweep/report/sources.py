@@ -45,6 +45,31 @@ def _concat(tables: list[pa.Table], origins: list[str]) -> pa.Table:
     return table
 
 
+def memory_bytes() -> int:
+    """This machine's physical memory."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def read_parquet_file(path: Path) -> pa.Table:
+    """One Parquet file, or ReportError in one line. Its footer is read first: a file whose row
+    groups claim more than half this machine's memory (uncompressed) is refused before any of them is
+    read, since records of even a 10,000-trial sweep take megabytes. A device or a pipe is refused
+    unopened (opening a pipe blocks until someone writes to it)."""
+    if not path.is_file():
+        raise ReportError(f"{path}: expected a regular Parquet file (not a device, pipe or socket)")
+    try:
+        footer = pq.read_metadata(path)
+        claimed = sum(footer.row_group(i).total_byte_size for i in range(footer.num_row_groups))
+        if claimed > memory_bytes() // 2:
+            raise ReportError(
+                f"{path}: expected a records or diagnostics file that fits in memory, its footer claims "
+                f"{claimed / 2**30:.1f} GiB of rows"
+            )
+        return pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ReportError(f"cannot read {path} as Parquet: {str(exc).splitlines()[0]}") from None
+
+
 def _check_records(t: pa.Table, where: str, x: str | None) -> None:
     missing = missing_columns(t, x or default_x(t.column_names))
     if missing:
@@ -64,7 +89,7 @@ def read_parquet_diagnostics(paths: Iterable[str | os.PathLike]) -> pa.Table | N
     files = []
     for p in map(Path, paths):
         files += sorted(f for f in p.rglob("*.parquet") if is_diagnostics(f)) if p.is_dir() else [p] * is_diagnostics(p)
-    tables = [pq.read_table(f) for f in dict.fromkeys(files)]
+    tables = [read_parquet_file(f) for f in dict.fromkeys(files)]
     return pa.concat_tables(tables) if tables else None
 
 
@@ -116,10 +141,7 @@ def read_parquet_records(paths: Iterable[str | os.PathLike], x: str | None = DEF
         print(f"reading {len(files)} record files", file=sys.stderr)
     tables = []
     for f in files:
-        try:
-            t = pq.read_table(f)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise ReportError(f"cannot read {f} as Parquet: {str(exc).splitlines()[0]}") from None
+        t = read_parquet_file(f)
         _check_records(t, str(f), x)
         tables.append(t)
     return _concat(tables, [str(f) for f in files])
