@@ -28,6 +28,7 @@ from flosssweep.protocol import FinalResult
 from flosssweep.sweep.plan import Adaptive, snap
 from flosssweep.sweep.saved import SavedStateSearcher
 from flosssweep.threshold import Observation, ThresholdPosterior
+from flosssweep.tracking.recorder import run_label
 
 SEED = "seed"  # the config key a repeated value varies
 LEVEL = 0.95  # of the interval that `stop_width` and the round lines refer to
@@ -57,7 +58,9 @@ class Track:
 
     @property
     def label(self) -> str:
-        return ", ".join(str(v) for v in self.group.values()) or "all"
+        """The group as its trials are named ('pre', 'bits=4 k=16'): bare numbers would not say which
+        axis they are."""
+        return run_label(self.group, list(self.group)) or "all"
 
     @property
     def realizations(self) -> int:

@@ -281,3 +281,12 @@ def test_extend_is_refused_where_it_cannot_tell_recorded_trials(tmp_path, sweep,
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith(f"flosssweep.run: error: {words}"), result.stderr
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_group_is_named_by_its_axes_as_its_trials_are():
+    """'4, 16' did not say which number was the bits and which the k."""
+    from flosssweep.sweep.adaptive import Track
+
+    assert Track({"task.bits": 4, "floss.k": 16}, {}).label == "bits=4 k=16"
+    assert Track({"floss.mode": "pre"}, {}).label == "pre"
+    assert Track({}, {}).label == "all"
