@@ -22,6 +22,9 @@ from flosssweep.protocol import FinalResult
 from flosssweep.sweep.storage import full
 from flosssweep.tracking.recorder import SweepRecorder, run_label, trial_summary
 
+# how a worker's error line says that a disk (or the user's quota on it) is full: ENOSPC, EDQUOT
+DISK_FULL_WORDS = ("No space left on device", "rrno 28]", "Disk quota exceeded", "rrno 122]")
+
 
 class MLflowCallback(Callback):
     """Ray Tune callback that records every trial in MLflow. Runs in the driver process only (Ray
@@ -30,6 +33,21 @@ class MLflowCallback(Callback):
 
     def __init__(self, recorder: SweepRecorder):
         self.recorder = recorder
+        self.stopped_by: Exception | None = None
+
+    def __setstate__(self, state):  # a resumed launch starts afresh
+        self.__dict__.update(state, stopped_by=None)
+
+    def _in_trial_hook(self, record, *args) -> None:
+        """Ray turns an exception from a trial's hook into something else: that trial's failure (and
+        a rerun) from on_trial_complete, a TuneError with a traceback from on_trial_result. So what
+        the recorder raises there (a full disk under the store, a write MLflow refused) is kept, and
+        raised as itself at the step's end, which stops the sweep; nothing more is recorded meanwhile."""
+        if self.stopped_by is None:
+            try:
+                record(*args)
+            except Exception as err:  # noqa: BLE001 - re-raised in on_step_end
+                self.stopped_by = err
 
     def setup(self, stop=None, num_samples=None, total_num_samples=None, **info):
         self.recorder.load_existing()
@@ -38,22 +56,24 @@ class MLflowCallback(Callback):
         self.recorder.catch_up(trials)
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.recorder.trial_started(trial, trials)
+        self._in_trial_hook(self.recorder.trial_started, trial, trials)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        self.recorder.trial_result(trial, trials, result)
+        self._in_trial_hook(self.recorder.trial_result, trial, trials, result)
 
     def on_step_end(self, iteration, trials, **info):
+        if self.stopped_by is not None:
+            raise self.stopped_by
         self.recorder.flush_if_due()
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        self.recorder.trial_retried(trial, trials)
+        self._in_trial_hook(self.recorder.trial_retried, trial, trials)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self.recorder.trial_ended(trial, trials, failed=False)
+        self._in_trial_hook(self.recorder.trial_ended, trial, trials, False)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.recorder.trial_ended(trial, trials, failed=True)
+        self._in_trial_hook(self.recorder.trial_ended, trial, trials, True)
 
     def on_experiment_end(self, trials, **info):
         self.recorder.experiment_ended(trials)
@@ -186,7 +206,7 @@ class DiskWatch(Callback):
         line = error_line(trial)
         if full(self.storage):
             self.problem = f"the disk of the storage path {self.storage} is full (no space left on the device)"
-        elif "No space left on device" in line or "rrno 28]" in line:
+        elif any(words in line for words in DISK_FULL_WORDS):
             self.problem = f"a disk of trial {trial.trial_id}'s worker is full ({line})"
 
     def on_trial_recover(self, iteration, trials, trial, **info):
