@@ -525,7 +525,7 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m flosssweep.run
         if launch.extended:
             store.tag_run(launch.parent_run_id, {EXTENDS: "true"})
     # From here on the parent run is RUNNING: whatever happens, it is closed below.
-    reason = full = None
+    reason = full = unclosed = None
     # held, the launch is refused to --resume and --close; lost after a stall, this driver stops (lease.py)
     held = lease.Lease(experiment_dir, launch.parent_run_id, lambda now: watch.end(*lease.lost(now), EXIT_FAILED))
     watch = watchdog.Watchdog(_gcs_address(), lambda why: _close_dead(launch, held, why))
@@ -560,8 +560,9 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m flosssweep.run
         try:
             store.end_parent(launch.parent_run_id, status, tags)
             closed = "stopped and its runs closed"
-        except Exception:  # noqa: BLE001 - a store that takes no more writes: said below, --close later
-            closed, full = "stopped; its runs could not be closed (--close does it)", full or "MLflow took no writes"
+        except Exception as err:  # noqa: BLE001 - a store that takes no more writes: said below, --close later
+            closed = "stopped; its runs could not be closed (--close does it)"
+            unclosed = f"MLflow took no writes ({one_line((str(err).strip().splitlines() or [''])[0])[:200]})"
         held.release()
     minutes = (time.monotonic() - started) / 60
     print(
@@ -585,6 +586,7 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m flosssweep.run
         if store.is_server
         else f"browse:  mlflow ui --backend-store-uri {store.uri}   then http://127.0.0.1:5000/{page}"
     )
-    if full:
-        return _refuse(f"{full}; the sweep was {closed} (make room, then --resume)", EXIT_FAILED)
+    if full or unclosed:  # room is the way out only where a disk is full
+        advice = "make room, then --resume" if full else "--resume once MLflow takes writes"
+        return _refuse(f"{full or unclosed}; the sweep was {closed} ({advice})", EXIT_FAILED)
     return 0 if complete and not ended["error"] else EXIT_FAILED

@@ -68,9 +68,9 @@ def unanswered(err: BaseException) -> bool:
 
 
 def full_disk(err: BaseException) -> bool:
-    """ENOSPC, or SQLite's SQLITE_FULL, as MLflow passes them on."""
-    return getattr(err, "errno", None) == errno.ENOSPC or any(
-        words in str(err) for words in ("No space left on device", "database or disk is full")
+    """ENOSPC or a spent quota (EDQUOT), or SQLite's SQLITE_FULL, as MLflow passes them on."""
+    return getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or any(
+        words in str(err) for words in ("No space left on device", "Disk quota exceeded", "database or disk is full")
     )
 
 
@@ -357,7 +357,8 @@ class SweepRecorder:
             owner, metrics = self._buffer.pop(key)
             for i in range(0, len(metrics), MAX_METRICS_PER_BATCH):
                 batch = metrics[i : i + MAX_METRICS_PER_BATCH]
-                self._write(lambda owner=owner, batch=batch: self.client.log_batch(owner.run_id, metrics=batch))
+                # queued all before any is tried: a write that raises must not leave later batches unqueued
+                self._outbox.append(lambda owner=owner, batch=batch: self.client.log_batch(owner.run_id, metrics=batch))
         self._drain()
 
     def _end(self, child: _Child, status: str, run_status: str) -> None:
