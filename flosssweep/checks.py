@@ -51,15 +51,34 @@ class Unwritable(ValueError):
     """An output path that cannot be written; the message names it and why."""
 
 
+# How an error says that a disk, or the user's quota on it, is full: by its errno, or where only its
+# text is left (pyarrow's errors, a Ray worker's error line, SQLite's SQLITE_FULL through MLflow) by words
+NO_SPACE_WORDS = ("No space left on device", "rrno 28]", "database or disk is full")
+NO_QUOTA_WORDS = ("Disk quota exceeded", "rrno 122]")
+
+
+def no_space(err: BaseException | str) -> bool:
+    """ENOSPC, in any of the forms above."""
+    return getattr(err, "errno", None) == errno.ENOSPC or any(words in str(err) for words in NO_SPACE_WORDS)
+
+
+def no_quota(err: BaseException | str) -> bool:
+    """EDQUOT, in any of the forms above."""
+    return getattr(err, "errno", None) == errno.EDQUOT or any(words in str(err) for words in NO_QUOTA_WORDS)
+
+
+def disk_full(err: BaseException | str) -> bool:
+    """A write failed for want of room: waiting does not help, making room does."""
+    return no_space(err) or no_quota(err)
+
+
 def os_problem(err: BaseException, path: str | os.PathLike | None = None) -> str:
-    """Why a write failed, in words: a full disk named as such, with the path (pyarrow's errors carry
-    no errno, only its text)."""
-    code = getattr(err, "errno", None)
+    """Why a write failed, in words: a full disk named as such, with the path."""
     text = getattr(err, "strerror", None) or (str(err).splitlines() or [type(err).__name__])[0]
     where = f" ({path})" if path is not None else ""
-    if code == errno.ENOSPC or "No space left on device" in str(err):
+    if no_space(err):
         return f"disk full: no space left on the device{where}"
-    if code == errno.EDQUOT or "Disk quota exceeded" in str(err):
+    if no_quota(err):
         return f"disk quota exceeded{where}"
     return f"{text}{where}"
 

@@ -8,6 +8,7 @@ import time
 
 from ray.tune import Callback
 
+from flosssweep.checks import disk_full
 from flosssweep.config import resolve
 from flosssweep.names import (
     EPOCH,
@@ -21,9 +22,6 @@ from flosssweep.names import (
 from flosssweep.protocol import FinalResult
 from flosssweep.sweep.storage import full
 from flosssweep.tracking.recorder import SweepRecorder, run_label, trial_summary
-
-# how a worker's error line says that a disk (or the user's quota on it) is full: ENOSPC, EDQUOT
-DISK_FULL_WORDS = ("No space left on device", "rrno 28]", "Disk quota exceeded", "rrno 122]")
 
 
 class MLflowCallback(Callback):
@@ -206,7 +204,7 @@ class DiskWatch(Callback):
         line = error_line(trial)
         if full(self.storage):
             self.problem = f"the disk of the storage path {self.storage} is full (no space left on the device)"
-        elif any(words in line for words in DISK_FULL_WORDS):
+        elif disk_full(line):
             self.problem = f"a disk of trial {trial.trial_id}'s worker is full ({line})"
 
     def on_trial_recover(self, iteration, trials, trial, **info):

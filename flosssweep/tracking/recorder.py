@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import math
 import shutil
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from flosssweep import config as cfg
-from flosssweep.checks import redact
+from flosssweep.checks import disk_full, redact
 from flosssweep.names import (
     CONFIG_KEY,
     DIAGNOSTICS_ARTIFACT,
@@ -60,18 +59,11 @@ def unanswered(err: BaseException) -> bool:
     a full disk under the store, which waiting does not empty."""
     from mlflow.exceptions import MlflowException
 
-    if full_disk(err):
+    if disk_full(err):
         return False
     if isinstance(err, MlflowException):
         return err.error_code not in REFUSED
     return isinstance(err, (OSError, ConnectionError)) or type(err).__name__ == "OperationalError"
-
-
-def full_disk(err: BaseException) -> bool:
-    """ENOSPC or a spent quota (EDQUOT), or SQLite's SQLITE_FULL, as MLflow passes them on."""
-    return getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or any(
-        words in str(err) for words in ("No space left on device", "Disk quota exceeded", "database or disk is full")
-    )
 
 
 def trial_summary(records: list[dict]) -> dict[str, Any]:
@@ -241,7 +233,7 @@ class SweepRecorder:
                 self._outbox[0]()
             except Exception as err:
                 self._last_try = time.monotonic()  # after the try: a hung server's try takes its timeouts
-                if full_disk(err):
+                if disk_full(err):
                     self._outbox.clear()  # the driver stops; --resume records the finished trials again
                     raise TrackingUnavailable(
                         f"the disk of the tracking store {redact(self.store.uri)} is full (no space left on the device)"
