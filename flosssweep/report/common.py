@@ -17,6 +17,20 @@ REQUIRED_COLUMNS = ("success",)
 DERIVED_X = {"spacing": ("delay", "bits")}
 # Axes whose values have a natural reading order (the schedule from none to the strongest); others sort by value.
 LEVEL_ORDER = {"floss_mode": list(FLOSS_MODES)}
+
+
+def level_key(axis: str | None, value) -> tuple:
+    """Sort key of a grouping axis's value in reading order: known orders first, then numbers, then text."""
+    known = LEVEL_ORDER.get(axis or "", [])
+    if value in known:
+        return (0, known.index(value), 0, "")
+    if value is None:
+        return (3, 0, 0, "")
+    if isinstance(value, (int, float)):
+        return (1, 0, value, "")
+    return (2, 0, 0, str(value))
+
+
 FIGURE_GROUP_LIMIT = 30  # groups per sweep that a figure can show one by one
 
 RELATIONS = ["=", ">=", "<", "n/a"]

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flosssweep.report import style
-from flosssweep.report.common import FIGURE_GROUP_LIMIT, LEVEL_ORDER, ReportError
+from flosssweep.report.common import FIGURE_GROUP_LIMIT, ReportError, level_key
 from flosssweep.report.curves import Aggregate, is_numeric, pool, split_by_sweep
 from flosssweep.report.text import cell_text, format_report, num_text
 
@@ -37,19 +37,7 @@ def _normalize_markers(marker, marker_label, x):
 
 def _sorted_levels(axis: str | None, values) -> list:
     """Distinct values of a grouping axis in reading order (known orders first, else sorted)."""
-    uniq = list(dict.fromkeys(values))
-    known = LEVEL_ORDER.get(axis or "", [])
-
-    def key(v):
-        if v in known:
-            return (0, known.index(v), 0, "")
-        if v is None:
-            return (3, 0, 0, "")
-        if isinstance(v, (int, float)):
-            return (1, 0, v, "")
-        return (2, 0, 0, str(v))
-
-    return sorted(uniq, key=key)
+    return sorted(dict.fromkeys(values), key=lambda v: level_key(axis, v))
 
 
 def _facet_axis(groups: list[dict], by: Sequence[str], limit: int = 8) -> str | None:

@@ -17,19 +17,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flosssweep.report import style
+from flosssweep.report.common import level_key
 
 LYAPUNOV = "lyapunov"
 
 
 def spectrum_evolution(diagnostics: pa.Table, records: pa.Table, by: Sequence[str]) -> pa.Table:
-    """One row per (group, exponent index i, epoch): group label, i, epoch, q25, median, q75 of
-    lambda_i over the group's members, for i = 1, the middle and the last index k. Stages at one
-    epoch (before training and after pre-flossing, both at epoch 0) keep the later one."""
+    """One row per (group, exponent index i, epoch): group label, i, k, epoch, q25, median, q75 of
+    lambda_i over the group's members, for i = 1, the middle and the last index k, the groups in
+    reading order (schedules from none up, numbers by value). Stages at one epoch (before training and
+    after pre-flossing, both at epoch 0) keep the later one."""
     spectra = diagnostics.filter(pc.equal(diagnostics["quantity"], LYAPUNOV))
     keys = records.select(["config_key", *by]).to_pylist()
     label_of = {r["config_key"]: ", ".join(f"{c}={r[c]}" for c in by) or "all" for r in keys}
+    order_of = {label_of[r["config_key"]]: tuple(level_key(c, r[c]) for c in by) for r in keys}
     rows = spectra.select(["config_key", "seed", "epoch", "stage", "member", "index", "value"]).to_pylist()
-    latest: dict[tuple, tuple[str, float]] = {}
+    latest: dict[tuple, dict[int, float]] = {}
     for r in rows:
         key = (label_of.get(r["config_key"], r["config_key"]), r["config_key"], r["seed"], r["member"], r["index"])
         slot = latest.setdefault(key, {})
@@ -42,56 +45,90 @@ def spectrum_evolution(diagnostics: pa.Table, records: pa.Table, by: Sequence[st
         for epoch, value in epochs.items():
             by_group.setdefault((label, index, epoch), []).append(value)
     out = []
-    for (label, index, epoch), values in sorted(by_group.items()):
+    for label, index, epoch in sorted(by_group, key=lambda g: (order_of.get(g[0], ()), g[0], g[1], g[2])):
         k = k_of[label]
         if index not in {1, (k + 1) // 2, k}:
             continue
-        q25, median, q75 = np.nanpercentile(values, [25, 50, 75])
+        q25, median, q75 = np.nanpercentile(by_group[label, index, epoch], [25, 50, 75])
         out.append({"group": label, "i": index, "k": k, "epoch": epoch, "q25": q25, "median": median, "q75": q75})
     return pa.Table.from_pylist(out)
 
 
+# Which exponent of the k kept a line is: the same colour and dash in every panel, whatever k is.
+ROLES = (r"$\lambda_1$, the largest", r"$\lambda_{k/2}$, the middle", r"$\lambda_k$, the smallest kept")
+PANEL_COLUMNS = (2, 4, 3)  # panels per row: as many as the last grouping column has levels, if 2-4, else 3
+
+
 def plot_spectrum_evolution(evolution: pa.Table, stem: Path, formats: Sequence[str] = ("png",)) -> list[Path]:
-    """One panel per group: lambda_i (median line, quartile band) against the epoch for the first,
-    middle and last i. Returns the files written."""
+    """One panel per group, a row per level of the first grouping columns (PANEL_COLUMNS): lambda_i (median line, quartile band) against the
+    epoch for the first, middle and last i, one legend for all below. Returns the files written."""
+    from matplotlib.ticker import MaxNLocator
+
     rows = evolution.to_pylist()
     groups = list(dict.fromkeys(r["group"] for r in rows))
     if not groups:
         return []
+    levels = len({group.rpartition(", ")[2] for group in groups})
+    low, high, otherwise = PANEL_COLUMNS
+    columns = min(levels if low <= levels <= high else otherwise, len(groups))
+    lines_of_panels = -(-len(groups) // columns)
+    inches = style.width("auto", columns)
     with style.paper_style() as plt:
         fig, axes = plt.subplots(
-            1, len(groups), figsize=(min(7.0, 2.4 * len(groups) + 0.6), 2.6), sharey=True, squeeze=False
+            lines_of_panels,
+            columns,
+            figsize=(inches, 0.4 + 1.8 * lines_of_panels),
+            sharex=True,
+            sharey=True,
+            squeeze=False,
         )
-        for ax, group in zip(axes[0], groups):
-            mine = [r for r in rows if r["group"] == group]
-            for n, index in enumerate(sorted({r["i"] for r in mine})):
-                color = style.series_style(n)["color"]
+        handles = {}
+        for n, ax in enumerate(axes.flat):
+            if n >= len(groups):
+                ax.set_axis_off()
+                continue
+            mine = [r for r in rows if r["group"] == groups[n]]
+            for index in sorted({r["i"] for r in mine}):
                 line = sorted((r for r in mine if r["i"] == index), key=lambda r: r["epoch"])
+                role = 0 if index == 1 else 2 if index == line[0]["k"] else 1
+                look = style.series_style(role)
                 epochs = [r["epoch"] for r in line]
                 ax.fill_between(
-                    epochs, [r["q25"] for r in line], [r["q75"] for r in line], color=color, alpha=0.25, lw=0
+                    epochs, [r["q25"] for r in line], [r["q75"] for r in line], color=look["color"], alpha=0.25, lw=0
                 )
-                ax.plot(epochs, [r["median"] for r in line], color=color, lw=1.4, label=f"i = {index}")
+                (handles[ROLES[role]],) = ax.plot(
+                    epochs, [r["median"] for r in line], color=look["color"], ls=look["linestyle"], lw=1.4
+                )
             ax.axhline(0.0, color="0.5", lw=0.8, ls=":")
-            ax.set_title(_title(group), fontsize="medium")
-            ax.set_xlabel("epoch")
-        axes[0][0].set_ylabel(r"$\lambda_i$ per step")
-        axes[0][-1].legend(title=f"of k = {rows[0]['k']}", loc="best")
+            ax.set_title(_title(groups[n]), fontsize="medium")
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=3, integer=True))
+            if n % columns == 0:
+                ax.set_ylabel(r"$\lambda_i$ per step")
+            if n + columns >= len(groups):
+                ax.set_xlabel("epoch")
+                ax.xaxis.set_tick_params(labelbottom=True)
+        fig.tight_layout()  # the panels' labels inside the figure, so the legend hangs below all of them
+        style.legend_below(fig, {name: handles[name] for name in ROLES if name in handles}, None, inches)
         written = style.save(fig, stem, formats)
         plt.close(fig)
     return written
 
 
 def spectrum_caption(evolution: pa.Table) -> str:
-    groups = sorted(set(evolution["group"].to_pylist()))
+    groups = list(dict.fromkeys(evolution["group"].to_pylist()))
     return (
         "Lyapunov spectrum over training: median (line) and quartiles (band) over the realizations of each "
-        f"group ({', '.join(groups)}) of the first, middle and last of the k exponents kept at every report; "
-        "epoch 0 is after pre-flossing."
+        f"group ({'; '.join(groups)}) of the largest, the middle and the smallest of the k exponents kept at "
+        "every report (one line where k = 1); epoch 0 is after pre-flossing."
     )
 
 
+TITLE_CHARACTERS = 30  # longer panel titles break at their commas
+
+
 def _title(group: str) -> str:
-    """A group ('floss_mode=pre, arch=rnn') as the other figures label it ('flossing schedule = pre, ...')."""
+    """A group ('floss_mode=pre, floss_k=16') as a panel title: the columns' short names ('flossing
+    schedule = pre, k = 16'), one per line when the whole does not fit over a panel."""
     parts = [part.partition("=") for part in group.split(", ")]
-    return ", ".join(f"{style.label(c)} = {v}" if sep else c for c, sep, v in parts)
+    names = [f"{style.symbol(c)} = {v}" if sep else c for c, sep, v in parts]
+    return ("\n" if len(", ".join(names)) > TITLE_CHARACTERS else ", ").join(names)

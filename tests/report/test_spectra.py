@@ -66,3 +66,20 @@ def test_the_report_draws_the_spectrum_from_diagnostics_files_next_to_the_record
     assert (tmp_path / "out" / "spectrum_evolution.png").stat().st_size > 0
     assert pq.read_table(tmp_path / "out" / "spectrum_evolution.parquet").num_rows == 2 * 3 * 3
     assert "Spectrum over training" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_groups_come_in_reading_order_schedules_from_none_up_and_numbers_by_value():
+    labels = {"a": ("pre+during", 16), "b": ("none", 16), "c": ("pre", 4), "d": ("pre", 16)}
+    table = pa.concat_tables([diagnostics(key, 0.0) for key in labels])
+    records = [
+        {"config_key": key, "floss_mode": mode, "floss_k": k, "member": m, "seed": 0, "success": True}
+        for key, (mode, k) in labels.items()
+        for m in range(4)
+    ]
+    rows = spectrum_evolution(table, pa.Table.from_pylist(records), ["floss_mode", "floss_k"]).to_pylist()
+    assert list(dict.fromkeys(r["group"] for r in rows)) == [
+        "floss_mode=none, floss_k=16",
+        "floss_mode=pre, floss_k=4",
+        "floss_mode=pre, floss_k=16",
+        "floss_mode=pre+during, floss_k=16",
+    ]
