@@ -56,38 +56,54 @@ def spectrum_evolution(diagnostics: pa.Table, records: pa.Table, by: Sequence[st
 
 # Which exponent of the k kept a line is: the same colour and dash in every panel, whatever k is.
 ROLES = (r"$\lambda_1$, the largest", r"$\lambda_{k/2}$, the middle", r"$\lambda_k$, the smallest kept")
-PANEL_COLUMNS = (2, 4, 3)  # panels per row: as many as the last grouping column has levels, if 2-4, else 3
+MAX_COLUMNS = 4  # panels per row that leave room for each panel's epoch ticks in a double column
+WRAP_COLUMNS = 3  # panels per row where the groups have no row structure of their own
+
+
+def panel_grid(groups: Sequence[str]) -> list[list[str | None]]:
+    """Rows of panels: one row per level of the first grouping columns (the group label without its
+    last 'column=value'), each row's groups in order, None for an empty place; groups of one grouping
+    column, or rows wider than MAX_COLUMNS, are wrapped WRAP_COLUMNS to a row instead."""
+    rows: dict[str, list[str]] = {}
+    for group in groups:
+        rows.setdefault(group.rpartition(", ")[0], []).append(group)
+    width = max(len(row) for row in rows.values())
+    if len(rows) == 1 or width > MAX_COLUMNS:
+        width = min(WRAP_COLUMNS, len(groups))
+        flat = list(groups)
+        rows = {str(n): flat[n : n + width] for n in range(0, len(flat), width)}
+    return [row + [None] * (width - len(row)) for row in rows.values()]
 
 
 def plot_spectrum_evolution(evolution: pa.Table, stem: Path, formats: Sequence[str] = ("png",)) -> list[Path]:
-    """One panel per group, a row per level of the first grouping columns (PANEL_COLUMNS): lambda_i (median line, quartile band) against the
+    """One panel per group, laid out by panel_grid: lambda_i (median line, quartile band) against the
     epoch for the first, middle and last i, one legend for all below. Returns the files written."""
     from matplotlib.ticker import MaxNLocator
 
     rows = evolution.to_pylist()
-    groups = list(dict.fromkeys(r["group"] for r in rows))
-    if not groups:
+    if not rows:
         return []
-    levels = len({group.rpartition(", ")[2] for group in groups})
-    low, high, otherwise = PANEL_COLUMNS
-    columns = min(levels if low <= levels <= high else otherwise, len(groups))
-    lines_of_panels = -(-len(groups) // columns)
+    grid = panel_grid(list(dict.fromkeys(r["group"] for r in rows)))
+    columns = len(grid[0])
     inches = style.width("auto", columns)
     with style.paper_style() as plt:
         fig, axes = plt.subplots(
-            lines_of_panels,
+            len(grid),
             columns,
-            figsize=(inches, 0.4 + 1.8 * lines_of_panels),
+            figsize=(inches, 0.4 + 1.8 * len(grid)),
             sharex=True,
             sharey=True,
             squeeze=False,
         )
         handles = {}
-        for n, ax in enumerate(axes.flat):
-            if n >= len(groups):
+        titles = _titles([group for row in grid for group in row if group is not None])
+        places = [(n, c, group) for n, row in enumerate(grid) for c, group in enumerate(row)]
+        for line_number, column, group in places:
+            ax = axes[line_number][column]
+            if group is None:
                 ax.set_axis_off()
                 continue
-            mine = [r for r in rows if r["group"] == groups[n]]
+            mine = [r for r in rows if r["group"] == group]
             for index in sorted({r["i"] for r in mine}):
                 line = sorted((r for r in mine if r["i"] == index), key=lambda r: r["epoch"])
                 role = 0 if index == 1 else 2 if index == line[0]["k"] else 1
@@ -100,11 +116,11 @@ def plot_spectrum_evolution(evolution: pa.Table, stem: Path, formats: Sequence[s
                     epochs, [r["median"] for r in line], color=look["color"], ls=look["linestyle"], lw=1.4
                 )
             ax.axhline(0.0, color="0.5", lw=0.8, ls=":")
-            ax.set_title(_title(groups[n]), fontsize="medium")
+            ax.set_title(titles[group], fontsize="medium")
             ax.xaxis.set_major_locator(MaxNLocator(nbins=3, integer=True))
-            if n % columns == 0:
+            if column == 0:
                 ax.set_ylabel(r"$\lambda_i$ per step")
-            if n + columns >= len(groups):
+            if line_number + 1 == len(grid) or grid[line_number + 1][column] is None:  # nothing below it
                 ax.set_xlabel("epoch")
                 ax.xaxis.set_tick_params(labelbottom=True)
         fig.tight_layout()  # the panels' labels inside the figure, so the legend hangs below all of them
@@ -123,12 +139,15 @@ def spectrum_caption(evolution: pa.Table) -> str:
     )
 
 
-TITLE_CHARACTERS = 30  # longer panel titles break at their commas
+TITLE_CHARACTERS = 30  # wider panel titles break at their commas, all of a figure's alike
 
 
-def _title(group: str) -> str:
-    """A group ('floss_mode=pre, floss_k=16') as a panel title: the columns' short names ('flossing
-    schedule = pre, k = 16'), one per line when the whole does not fit over a panel."""
-    parts = [part.partition("=") for part in group.split(", ")]
-    names = [f"{style.symbol(c)} = {v}" if sep else c for c, sep, v in parts]
-    return ("\n" if len(", ".join(names)) > TITLE_CHARACTERS else ", ").join(names)
+def _titles(groups: Sequence[str]) -> dict[str, str]:
+    """Each group ('floss_mode=pre, floss_k=16') as a panel title: the columns' short names ('flossing
+    schedule = pre, k = 16'), one per line in every title when any would not fit over its panel."""
+    names = {}
+    for group in groups:
+        parts = [part.partition("=") for part in group.split(", ")]
+        names[group] = [f"{style.symbol(c)} = {v}" if sep else c for c, sep, v in parts]
+    wide = any(len(", ".join(n)) > TITLE_CHARACTERS for n in names.values())
+    return {group: ("\n" if wide else ", ").join(n) for group, n in names.items()}

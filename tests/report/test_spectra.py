@@ -7,7 +7,7 @@ import pytest
 
 from flosssweep.records import write
 from flosssweep.report.make import FromParquet, ReportSettings, make_report
-from flosssweep.report.spectra import spectrum_evolution
+from flosssweep.report.spectra import panel_grid, plot_spectrum_evolution, spectrum_evolution
 
 
 def diagnostics(config_key: str, offset: float) -> pa.Table:
@@ -83,3 +83,30 @@ def test_groups_come_in_reading_order_schedules_from_none_up_and_numbers_by_valu
         "floss_mode=pre, floss_k=16",
         "floss_mode=pre+during, floss_k=16",
     ]
+
+
+def test_panels_take_a_row_per_level_of_the_first_columns_and_wrap_a_single_column():
+    ragged = ["mode=none, k=16", "mode=pre, k=4", "mode=pre, k=16", "mode=pre+during, k=16"]
+    assert panel_grid(ragged) == [
+        ["mode=none, k=16", None],
+        ["mode=pre, k=4", "mode=pre, k=16"],
+        ["mode=pre+during, k=16", None],
+    ]
+    schedules = ["mode=none", "mode=pre", "mode=pre+during", "mode=regularizer"]
+    assert panel_grid(schedules) == [["mode=none", "mode=pre", "mode=pre+during"], ["mode=regularizer", None, None]]
+    wide = [f"bits=1, k={k}" for k in range(5)] + ["bits=2, k=0"]
+    assert [len(row) for row in panel_grid(wide)] == [3, 3]  # five to a row would not fit: wrapped
+
+
+@pytest.mark.parametrize("ks", [(1,), (2,), (1, 80)])
+def test_the_figure_is_drawn_where_k_leaves_no_middle_or_no_smallest_exponent(tmp_path, ks):
+    evolution = pa.Table.from_pylist(
+        [
+            {"group": f"floss_k={k}", "i": i, "k": k, "epoch": e, "q25": -1.0, "median": -0.5, "q75": 0.0}
+            for k in ks
+            for i in sorted({1, (k + 1) // 2, k})
+            for e in (0, 10)
+        ]
+    )
+    (path,) = plot_spectrum_evolution(evolution, tmp_path / "spectrum", ["png"])
+    assert path.stat().st_size > 0
