@@ -173,6 +173,10 @@ TRAINER_ENV = "FLOSSSWEEP_TRAINER"
 
 # -- Ray: what the driver reads from the environment or sets there, and how it words trial states --
 RAY_ADDRESS_ENV = "RAY_ADDRESS"  # Ray's own: the cluster a driver without --address joins
+# Ray's own, else: the file naming the last `ray start`'s cluster, in Ray's temporary folder (the first
+# of these variables that is set, else /tmp) under ray/
+RAY_CURRENT_CLUSTER = "ray_current_cluster"
+RAY_TMPDIR_ENVS = ("RAY_TMPDIR", "TMPDIR")
 # Set before `import ray` where the driver starts a Ray of its own: every port on 127.0.0.1 only
 # (docs/DESIGN.md, "What a reader sees").
 LOOPBACK_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}

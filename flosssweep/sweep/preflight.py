@@ -1,7 +1,8 @@
 """What a sweep launch checks before it starts work, and what it does when it is refused or stopped.
 
 Before Ray starts: the options, the storage path (reachable and writable), the Ray address (a
-cluster that does not answer would keep `ray.init` retrying for minutes), an earlier launch of the
+cluster that does not answer would keep `ray.init` retrying for minutes; without an address, the
+cluster Ray's own file names must answer, or a Ray of its own is started), an earlier launch of the
 same sweep in the same folder that could still be resumed. Once Ray is up: whether any node can
 ever hold one trial. Each refusal is a `Refused` with one line and its exit status.
 
@@ -20,6 +21,7 @@ import time
 import uuid
 
 from flosssweep.checks import EXIT_INVALID, Unwritable, writable_directory
+from flosssweep.names import RAY_ADDRESS_ENV, RAY_CURRENT_CLUSTER, RAY_TMPDIR_ENVS
 from flosssweep.protocol import LaunchFile
 from flosssweep.tracking.store import CLOSED, RESUMABLE, TrackingStore
 
@@ -90,28 +92,69 @@ def check_storage(storage: str) -> None:
         ) from None
 
 
-def check_ray_address(address: str | None, timeout: float = 5.0, attempts: int = 2) -> None:
-    """A given Ray address answers on its port (`auto`, `local` and none are Ray's to resolve)."""
-    address = address or os.environ.get("RAY_ADDRESS")
-    if not address or address in ("auto", "local"):
-        return
-    target = address.split("://", 1)[-1].rstrip("/")
-    host, _, port = target.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+def check_ray_address(address: str | None, timeout: float = 5.0, attempts: int = 2) -> str | None:
+    """The Ray address to start with. A given one must answer on its port (`auto` and `local` are
+    Ray's to resolve). Without one, Ray joins the cluster its file `ray_current_cluster` names (the
+    last `ray start` on this machine); a cluster that died without `ray stop` leaves the file behind,
+    and `ray.init` would wait for it for good, so then a Ray of its own is started ('local'), with a
+    note saying why."""
+    address = address or os.environ.get(RAY_ADDRESS_ENV)
+    if not address:
+        return _without_address(timeout, attempts)
+    if address in ("auto", "local"):
+        return address
+    host, port = _host_port(address)
+    if host is None:
         raise Refused(f"--address: expected host:port, ray://host:port, auto or local, got {address!r}")
+    reason = _unanswered(host, port, timeout, attempts)
+    if reason:
+        raise Refused(
+            f"Ray: no cluster answers at {address} ({reason}); start it (ray start --head) or pass another --address",
+            EXIT_UNAVAILABLE,
+        )
+    return address
+
+
+def _without_address(timeout: float, attempts: int) -> str | None:
+    # Ray's own lookup of its temporary folder, read without importing Ray (which would come too early)
+    tmp = next((os.environ[v] for v in RAY_TMPDIR_ENVS if os.environ.get(v)), "/tmp")
+    named = os.path.join(tmp, "ray", RAY_CURRENT_CLUSTER)
+    try:
+        with open(named) as stream:
+            recorded = stream.read().strip()
+    except OSError:
+        return None
+    host, port = _host_port(recorded)
+    reason = _unanswered(host, port, timeout, attempts) if host else "not host:port"
+    if not reason:
+        return None
+    print(
+        f"note: {named} names a Ray at {recorded!r} that does not answer ({reason}), left by a Ray that "
+        "stopped without `ray stop`; starting a Ray of its own here",
+        flush=True,
+    )
+    return "local"
+
+
+def _host_port(address: str) -> tuple[str | None, int]:
+    host, _, port = address.split("://", 1)[-1].rstrip("/").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return None, 0
+    return host, int(port)
+
+
+def _unanswered(host: str, port: int, timeout: float, attempts: int) -> str | None:
+    """Why nothing answers at host:port, or None when something does."""
     reason = None
     for attempt in range(attempts):
         try:
-            with socket.create_connection((host, int(port)), timeout=timeout):
-                return
+            with socket.create_connection((host, port), timeout=timeout):
+                return None
         except OSError as err:
             reason = err.strerror or type(err).__name__
         if attempt + 1 < attempts:
             time.sleep(1.0)
-    raise Refused(
-        f"Ray: no cluster answers at {address} ({reason}); start it (ray start --head) or pass another --address",
-        EXIT_UNAVAILABLE,
-    )
+    return reason
 
 
 def check_earlier_launch(launch: LaunchFile | None, experiment_dir: str, sweep_arg: str) -> None:

@@ -9,9 +9,12 @@ while a sweep is launched or runs. The Ray-starting ones are marked slow."""
 from __future__ import annotations
 
 import copy
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -92,6 +95,66 @@ def test_fault_two_sweeps_creating_one_database_together(tmp_path):
     errors = [p.communicate(timeout=120)[1] for p in both]
     assert [p.returncode for p in both] == [0, 0], errors
     TrackingStore(uri).check()
+
+
+# -- which Ray a launch without --address joins ----------------------------------------------------
+def cluster_file(ray_tmp: Path, address: str) -> Path:
+    """Ray's record of the last `ray start` on this machine, as `ray start --head` writes it."""
+    (ray_tmp / "ray").mkdir(exist_ok=True)
+    named = ray_tmp / "ray" / names.RAY_CURRENT_CLUSTER
+    named.write_text(address)
+    return named
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: a Ray's GCS port after it died."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_cluster_file_is_followed_only_while_its_ray_answers(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert preflight.check_ray_address(None) is None, "no file: Ray starts its own"
+    with socket.socket() as gcs:
+        gcs.bind(("127.0.0.1", 0))
+        gcs.listen()
+        cluster_file(tmp_path, f"127.0.0.1:{gcs.getsockname()[1]}")
+        assert preflight.check_ray_address(None) is None, "a live cluster is Ray's to join"
+    assert capsys.readouterr().out == ""
+    named = cluster_file(tmp_path, f"127.0.0.1:{closed_port()}")
+    assert preflight.check_ray_address(None, timeout=1.0, attempts=1) == "local"
+    note = capsys.readouterr().out
+    assert note.startswith(f"note: {named} names a Ray at '127.0.0.1:") and "`ray stop`" in note
+    assert preflight.check_ray_address("local") == "local", "an explicit address is not second-guessed"
+
+
+@pytest.mark.slow
+def test_fault_a_cluster_file_left_by_a_dead_ray_does_not_hold_the_launch(tmp_path):
+    # the laptop command (no --address) after a `ray start --head` whose cluster died without `ray stop`:
+    # Ray's own lookup would wait for that GCS for good; a short folder, as Ray's socket paths need
+    ray_tmp = Path(tempfile.mkdtemp(prefix="ray-stale-", dir="/tmp"))
+    try:
+        cluster_file(ray_tmp, f"127.0.0.1:{closed_port()}")
+        uri = f"sqlite:///{tmp_path}/mlflow.db"
+        path = write_sweep(tmp_path, "stale", space={"task.delay": {"grid": [2]}})
+        env = {**sweep_environment(tmp_path), "RAY_TMPDIR": str(ray_tmp)}
+        result = subprocess.run(
+            sweep_command(str(path), "--tracking-uri", uri, "--no-report"),
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "starting a Ray of its own here" in result.stdout
+    parents, children = runs_of(uri, "stale")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert [c.data.tags.get(names.RECORDED) for c in children] == ["true"]
 
 
 # -- once Ray is up: trials no node can hold --------------------------------------------------------
