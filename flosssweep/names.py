@@ -173,8 +173,8 @@ TRAINER_ENV = "FLOSSSWEEP_TRAINER"
 
 # -- Ray: what the driver reads from the environment or sets there, and how it words trial states --
 RAY_ADDRESS_ENV = "RAY_ADDRESS"  # Ray's own: the cluster a driver without --address joins
-# Ray's own, else: the file naming the last `ray start`'s cluster, in Ray's temporary folder (the first
-# of these variables that is set, else /tmp) under ray/
+# Ray's own, else: the file naming the last `ray start`'s cluster, under ray/ in Ray's temporary folder,
+# which these variables set (RAY_TMPDIR; TMPDIR on Linux only), else /tmp
 RAY_CURRENT_CLUSTER = "ray_current_cluster"
 RAY_TMPDIR_ENVS = ("RAY_TMPDIR", "TMPDIR")
 # Set before `import ray` where the driver starts a Ray of its own: every port on 127.0.0.1 only

@@ -470,7 +470,9 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m flosssweep.run
     launch.extended = args.extend or (resumed is not None and resumed.extended is not None)
     try:
         preflight.check_storage(storage)
-        args.address = preflight.check_ray_address(args.address)
+        preflight.check_ray_address(args.address)
+        if preflight.dead_current_cluster(args.address):
+            args.address = "local"
         store.check()
         if resumed is None:
             preflight.check_earlier_launch(_read_launch(experiment_dir), experiment_dir, args.sweep)

@@ -1,8 +1,8 @@
 """What a sweep launch checks before it starts work, and what it does when it is refused or stopped.
 
 Before Ray starts: the options, the storage path (reachable and writable), the Ray address (a
-cluster that does not answer would keep `ray.init` retrying for minutes; without an address, the
-cluster Ray's own file names must answer, or a Ray of its own is started), an earlier launch of the
+cluster that does not answer would keep `ray.init` waiting; without an address, the cluster that
+Ray's own file names must answer, or the driver starts a Ray of its own), an earlier launch of the
 same sweep in the same folder that could still be resumed. Once Ray is up: whether any node can
 ever hold one trial. Each refusal is a `Refused` with one line and its exit status.
 
@@ -16,6 +16,8 @@ import json
 import os
 import signal
 import socket
+import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -23,6 +25,7 @@ import uuid
 from flosssweep.checks import EXIT_INVALID, Unwritable, writable_directory
 from flosssweep.names import RAY_ADDRESS_ENV, RAY_CURRENT_CLUSTER, RAY_TMPDIR_ENVS
 from flosssweep.protocol import LaunchFile
+from flosssweep.sweep.loopback import ray_running
 from flosssweep.tracking.store import CLOSED, RESUMABLE, TrackingStore
 
 EXIT_UNAVAILABLE = 3
@@ -92,17 +95,11 @@ def check_storage(storage: str) -> None:
         ) from None
 
 
-def check_ray_address(address: str | None, timeout: float = 5.0, attempts: int = 2) -> str | None:
-    """The Ray address to start with. A given one must answer on its port (`auto` and `local` are
-    Ray's to resolve). Without one, Ray joins the cluster its file `ray_current_cluster` names (the
-    last `ray start` on this machine); a cluster that died without `ray stop` leaves the file behind,
-    and `ray.init` would wait for it for good, so then a Ray of its own is started ('local'), with a
-    note saying why."""
+def check_ray_address(address: str | None, timeout: float = 5.0, attempts: int = 2) -> None:
+    """A given Ray address answers on its port (`auto`, `local` and none are Ray's to resolve)."""
     address = address or os.environ.get(RAY_ADDRESS_ENV)
-    if not address:
-        return _without_address(timeout, attempts)
-    if address in ("auto", "local"):
-        return address
+    if not address or address in ("auto", "local"):
+        return
     host, port = _host_port(address)
     if host is None:
         raise Refused(f"--address: expected host:port, ray://host:port, auto or local, got {address!r}")
@@ -112,32 +109,48 @@ def check_ray_address(address: str | None, timeout: float = 5.0, attempts: int =
             f"Ray: no cluster answers at {address} ({reason}); start it (ray start --head) or pass another --address",
             EXIT_UNAVAILABLE,
         )
-    return address
 
 
-def _without_address(timeout: float, attempts: int) -> str | None:
-    # Ray's own lookup of its temporary folder, read without importing Ray (which would come too early)
-    tmp = next((os.environ[v] for v in RAY_TMPDIR_ENVS if os.environ.get(v)), "/tmp")
-    named = os.path.join(tmp, "ray", RAY_CURRENT_CLUSTER)
+def dead_current_cluster(address: str | None, timeout: float = 5.0, attempts: int = 2) -> bool:
+    """Whether `ray.init` would join a cluster that does not answer, and wait for it for good: with no
+    address given, Ray joins the cluster its file `ray_current_cluster` names (the last `ray start` on
+    this machine), and one that died without `ray stop` leaves the file behind. Then a note says that
+    the driver starts a Ray of its own instead. Only a TCP connect is tried: anything else listening on
+    that port passes for the cluster."""
+    if address or os.environ.get(RAY_ADDRESS_ENV) or ray_running():
+        return False
+    named = os.path.join(_ray_temp_folder(), "ray", RAY_CURRENT_CLUSTER)
     try:
         with open(named) as stream:
             recorded = stream.read().strip()
     except OSError:
-        return None
+        return False
     host, port = _host_port(recorded)
     reason = _unanswered(host, port, timeout, attempts) if host else "not host:port"
-    if not reason:
-        return None
-    print(
-        f"note: {named} names a Ray at {recorded!r} that does not answer ({reason}), left by a Ray that "
-        "stopped without `ray stop`; starting a Ray of its own here",
-        flush=True,
-    )
-    return "local"
+    if reason:
+        print(
+            f"note: {named} names a Ray at {recorded!r}, where none answers ({reason}): the last `ray start`'s "
+            "cluster stopped without `ray stop`; starting a Ray of its own here",
+            flush=True,
+        )
+    return bool(reason)
+
+
+def _ray_temp_folder() -> str:
+    """Ray's own choice (ray._common.utils.get_default_system_temp_dir), made without importing Ray,
+    which would come before the driver's settings for it."""
+    ray_tmpdir, tmpdir = RAY_TMPDIR_ENVS
+    if ray_tmpdir in os.environ:
+        return os.environ[ray_tmpdir]
+    if sys.platform.startswith("linux") and tmpdir in os.environ:
+        return os.environ[tmpdir]
+    return "/tmp" if sys.platform.startswith(("linux", "darwin")) else tempfile.gettempdir()
 
 
 def _host_port(address: str) -> tuple[str | None, int]:
+    """host:port, ray://host:port or [v6-host]:port, as Ray writes IPv6 addresses."""
     host, _, port = address.split("://", 1)[-1].rstrip("/").rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         return None, 0
     return host, int(port)

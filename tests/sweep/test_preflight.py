@@ -8,6 +8,7 @@ while a sweep is launched or runs. The Ray-starting ones are marked slow."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import shutil
 import signal
@@ -106,28 +107,49 @@ def cluster_file(ray_tmp: Path, address: str) -> Path:
     return named
 
 
-def closed_port() -> int:
-    """A loopback port nothing listens on: a Ray's GCS port after it died."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+@contextlib.contextmanager
+def dead_gcs_port():
+    """A loopback port that refuses connections, as a dead Ray's GCS port does; held (bound, not
+    listening) so that nothing else takes it meanwhile."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield held.getsockname()[1]
 
 
 def test_a_cluster_file_is_followed_only_while_its_ray_answers(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    assert preflight.check_ray_address(None) is None, "no file: Ray starts its own"
+    monkeypatch.delenv("RAY_TMPDIR", raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # Ray's temporary folder on Linux when RAY_TMPDIR is unset
+    assert not preflight.dead_current_cluster(None), "no file: Ray starts its own"
     with socket.socket() as gcs:
         gcs.bind(("127.0.0.1", 0))
         gcs.listen()
         cluster_file(tmp_path, f"127.0.0.1:{gcs.getsockname()[1]}")
-        assert preflight.check_ray_address(None) is None, "a live cluster is Ray's to join"
+        assert not preflight.dead_current_cluster(None), "a live cluster is Ray's to join"
     assert capsys.readouterr().out == ""
-    named = cluster_file(tmp_path, f"127.0.0.1:{closed_port()}")
-    assert preflight.check_ray_address(None, timeout=1.0, attempts=1) == "local"
+    with dead_gcs_port() as port:
+        named = cluster_file(tmp_path, f"127.0.0.1:{port}")
+        assert preflight.dead_current_cluster(None, timeout=1.0, attempts=1)
+        assert not preflight.dead_current_cluster("local"), "an address given is not second-guessed"
     note = capsys.readouterr().out
-    assert note.startswith(f"note: {named} names a Ray at '127.0.0.1:") and "`ray stop`" in note
-    assert preflight.check_ray_address("local") == "local", "an explicit address is not second-guessed"
+    assert note.startswith(f"note: {named} names a Ray at '127.0.0.1:{port}', where none answers")
+    assert "`ray stop`" in note and note.count("\n") == 1
+
+
+def test_an_ipv6_ray_address_is_read_as_ray_writes_it(tmp_path, monkeypatch):
+    # Ray writes IPv6 addresses in brackets ([::1]:6379): a live cluster there is joined, not taken for dead
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    with socket.socket(socket.AF_INET6) as gcs:
+        try:
+            gcs.bind(("::1", 0))
+        except OSError:
+            pytest.skip("no IPv6 loopback on this machine")
+        gcs.listen()
+        address = f"[::1]:{gcs.getsockname()[1]}"
+        preflight.check_ray_address(address)
+        cluster_file(tmp_path, address)
+        assert not preflight.dead_current_cluster(None)
 
 
 @pytest.mark.slow
@@ -135,19 +157,20 @@ def test_fault_a_cluster_file_left_by_a_dead_ray_does_not_hold_the_launch(tmp_pa
     # the laptop command (no --address) after a `ray start --head` whose cluster died without `ray stop`:
     # Ray's own lookup would wait for that GCS for good; a short folder, as Ray's socket paths need
     ray_tmp = Path(tempfile.mkdtemp(prefix="ray-stale-", dir="/tmp"))
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    path = write_sweep(tmp_path, "stale", space={"task.delay": {"grid": [2]}})
+    env = {**sweep_environment(tmp_path), "RAY_TMPDIR": str(ray_tmp)}
     try:
-        cluster_file(ray_tmp, f"127.0.0.1:{closed_port()}")
-        uri = f"sqlite:///{tmp_path}/mlflow.db"
-        path = write_sweep(tmp_path, "stale", space={"task.delay": {"grid": [2]}})
-        env = {**sweep_environment(tmp_path), "RAY_TMPDIR": str(ray_tmp)}
-        result = subprocess.run(
-            sweep_command(str(path), "--tracking-uri", uri, "--no-report"),
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=240,
-        )
+        with dead_gcs_port() as port:
+            cluster_file(ray_tmp, f"127.0.0.1:{port}")
+            result = subprocess.run(
+                sweep_command(str(path), "--tracking-uri", uri, "--no-report"),
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=240,
+            )
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert result.returncode == 0, result.stdout + result.stderr
