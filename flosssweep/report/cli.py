@@ -172,6 +172,13 @@ def _parser() -> argparse.ArgumentParser:
         "(for Optuna or random searches, e.g. floss_strength,floss_k)",
     )
     out.add_argument(
+        "--spectrum-at",
+        type=float,
+        metavar="VALUE",
+        help="draw the spectrum over training from the realizations at this x only (e.g. one delay, where every "
+        "schedule was tested); default: each group's realizations at every x, pooled",
+    )
+    out.add_argument(
         "--log",
         action="store_true",
         help="when reading from MLflow, also log the outputs and the summary onto the sweep's parent run "
@@ -209,6 +216,7 @@ def settings_of(p: argparse.ArgumentParser, args: argparse.Namespace) -> ReportS
         marker=args.marker,
         marker_label=args.marker_label,
         map=tuple(pair) if pair else None,
+        spectrum_at=args.spectrum_at,
         log=args.log and not args.no_log,
     )
 

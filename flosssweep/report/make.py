@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from flosssweep.checks import Unwritable, writable_directory
@@ -89,6 +90,7 @@ class ReportSettings:
     marker: float | None = None  # a vertical line in the success-curve figure
     marker_label: str | None = None
     map: tuple[str, str] | None = None  # two columns whose tested pairs are drawn as a map
+    spectrum_at: float | None = None  # the x whose realizations the spectrum figure draws; None: all, pooled
     log: bool = False  # log the outputs and the summary onto the parent run (records from MLflow only)
 
 
@@ -137,6 +139,7 @@ def make_report(source: FromStore | FromParquet | pa.Table, settings: ReportSett
         raise ReportError(f"no records found in {where}")
     x = s.x or default_x(table.column_names)
     check_finite_x(table, x)
+    spectrum_records = _at_x(table, x, s.spectrum_at)
     unknown = [c for c in s.by or [] if c not in table.column_names]
     if unknown:
         raise ReportError(f"unknown --by column(s): {', '.join(unknown)} (columns: {', '.join(table.column_names)})")
@@ -186,7 +189,8 @@ def make_report(source: FromStore | FromParquet | pa.Table, settings: ReportSett
             else None
         )
         if diagnostics is not None:
-            report.written += _write_spectra(diagnostics, table, by, out_dir, formats)
+            which = f"at {x} = {s.spectrum_at:g}" if s.spectrum_at is not None else f"pooled over every {x} tested"
+            report.written += _write_spectra(diagnostics, spectrum_records, by, which, out_dir, formats)
         report.written.append(write_html(out_dir / "report.md", f"flosssweep report: {where}"))
         if s.out is not None:
             print(f"wrote {', '.join(str(w) for w in report.written)}", file=sys.stderr)
@@ -222,8 +226,22 @@ def _write_map(cells: pa.Table, s: ReportSettings, out_dir: Path, formats: list[
     return written
 
 
-def _write_spectra(diagnostics: pa.Table, records: pa.Table, by, out_dir: Path, formats: list[str]) -> list[Path]:
-    """The spectrum over training per group (flosssweep.report.spectra), when the trials kept one."""
+def _at_x(table: pa.Table, x: str, value: float | None) -> pa.Table:
+    """The records at x = value (all where value is None), refused where none is there."""
+    if value is None:
+        return table
+    if not pa.types.is_integer(table[x].type) and not pa.types.is_floating(table[x].type):
+        raise ReportError(f"--spectrum-at: {x} is not a numeric column")
+    at = table.filter(pc.equal(table[x], value))
+    if at.num_rows == 0:
+        tested = ", ".join(f"{v:g}" for v in sorted(set(pc.drop_null(table[x]).to_pylist())))
+        raise ReportError(f"--spectrum-at {value:g}: no records at {x} = {value:g} (tested: {tested})")
+    return at
+
+
+def _write_spectra(diagnostics: pa.Table, records: pa.Table, by, which: str, out_dir: Path, formats) -> list[Path]:
+    """The spectrum over training per group (flosssweep.report.spectra), when the trials kept one;
+    `records` are those whose trials are drawn, `which` says which they are."""
     evolution = spectrum_evolution(diagnostics, records, [c for c in by if c in records.column_names])
     if evolution.num_rows == 0:
         return []
@@ -232,7 +250,7 @@ def _write_spectra(diagnostics: pa.Table, records: pa.Table, by, out_dir: Path, 
     figures = plot_spectrum_evolution(evolution, out_dir / "spectrum_evolution", formats)
     with open(out_dir / "report.md", "a") as report_md:
         report_md.write(
-            f"\n![Spectrum over training]({figures[0].name})\n\n**Spectrum.** {spectrum_caption(evolution)}\n"
+            f"\n![Spectrum over training]({figures[0].name})\n\n**Spectrum.** {spectrum_caption(evolution, which)}\n"
         )
     return [table_path, *figures]
 

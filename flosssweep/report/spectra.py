@@ -26,7 +26,8 @@ def spectrum_evolution(diagnostics: pa.Table, records: pa.Table, by: Sequence[st
     """One row per (group, exponent index i, epoch): group label, i, k, epoch, q25, median, q75 of
     lambda_i over the group's members, for i = 1, the middle and the last index k, the groups in
     reading order (schedules from none up, numbers by value). Stages at one epoch (before training and
-    after pre-flossing, both at epoch 0) keep the later one."""
+    after pre-flossing, both at epoch 0) keep the later one. Diagnostics of trials that `records` does
+    not hold (still running, or left out by the caller) are left out."""
     spectra = diagnostics.filter(pc.equal(diagnostics["quantity"], LYAPUNOV))
     keys = records.select(["config_key", *by]).to_pylist()
     label_of = {r["config_key"]: ", ".join(f"{c}={r[c]}" for c in by) or "all" for r in keys}
@@ -34,7 +35,9 @@ def spectrum_evolution(diagnostics: pa.Table, records: pa.Table, by: Sequence[st
     rows = spectra.select(["config_key", "seed", "epoch", "stage", "member", "index", "value"]).to_pylist()
     latest: dict[tuple, dict[int, float]] = {}
     for r in rows:
-        key = (label_of.get(r["config_key"], r["config_key"]), r["config_key"], r["seed"], r["member"], r["index"])
+        if r["config_key"] not in label_of:
+            continue
+        key = (label_of[r["config_key"]], r["config_key"], r["seed"], r["member"], r["index"])
         slot = latest.setdefault(key, {})
         if r["epoch"] not in slot or r["stage"] != "initial":  # "pre" after "initial" at epoch 0
             slot[r["epoch"]] = r["value"]
@@ -130,12 +133,13 @@ def plot_spectrum_evolution(evolution: pa.Table, stem: Path, formats: Sequence[s
     return written
 
 
-def spectrum_caption(evolution: pa.Table) -> str:
+def spectrum_caption(evolution: pa.Table, which: str) -> str:
+    """`which`: the realizations drawn, e.g. 'at delay = 30' or 'pooled over every delay tested'."""
     groups = list(dict.fromkeys(evolution["group"].to_pylist()))
     return (
         "Lyapunov spectrum over training: median (line) and quartiles (band) over the realizations of each "
-        f"group ({'; '.join(groups)}) of the largest, the middle and the smallest of the k exponents kept at "
-        "every report (one line where k = 1); epoch 0 is after pre-flossing."
+        f"group ({'; '.join(groups)}), {which}, of the largest, the middle and the smallest of the k exponents "
+        "kept at every report (one line where k = 1); epoch 0 is after pre-flossing."
     )
 
 

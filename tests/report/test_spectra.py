@@ -6,6 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from flosssweep.records import write
+from flosssweep.report.common import ReportError
 from flosssweep.report.make import FromParquet, ReportSettings, make_report
 from flosssweep.report.spectra import panel_grid, plot_spectrum_evolution, spectrum_evolution
 
@@ -110,3 +111,35 @@ def test_the_figure_is_drawn_where_k_leaves_no_middle_or_no_smallest_exponent(tm
     )
     (path,) = plot_spectrum_evolution(evolution, tmp_path / "spectrum", ["png"])
     assert path.stat().st_size > 0
+
+
+def test_the_spectrum_at_one_delay_draws_only_the_trials_there(tmp_path):
+    # trial a at delay 10 and c at delay 20 are one group (floss_mode=none); c's exponents are 5 higher
+    records = RECORDS + [{**r, "config_key": "c", "delay": 20} for r in RECORDS if r["config_key"] == "a"]
+    write(records, tmp_path / "in" / "records.parquet")
+    for key, offset in (("a", 0.0), ("b", 1.0), ("c", 5.0), ("running", 50.0)):
+        pq.write_table(diagnostics(key, offset), tmp_path / "in" / f"{key}-diagnostics.parquet")
+
+    def median_of_none(**settings) -> tuple[float, str]:
+        out = tmp_path / f"out{len(settings)}"
+        make_report(
+            FromParquet([str(tmp_path / "in")]), ReportSettings(n_draws=0, out=out, figure_formats=["png"], **settings)
+        )
+        rows = pq.read_table(out / "spectrum_evolution.parquet").to_pylist()
+        assert {r["group"] for r in rows} <= {"floss_mode=none", "floss_mode=pre"}, (
+            "a trial without records is left out"
+        )
+        (row,) = [r for r in rows if r["group"] == "floss_mode=none" and r["i"] == 1 and r["epoch"] == 20]
+        return row["median"], (out / "report.md").read_text()
+
+    median, text = median_of_none(spectrum_at=20)
+    assert median == pytest.approx(5.0 - 1 + 0.15 + 0.2) and "at delay = 20," in text
+    pooled, text = median_of_none()
+    assert pooled == pytest.approx(np.median([-1 + m / 10 + 0.2 + o for o in (0.0, 5.0) for m in range(4)]))
+    assert "pooled over every delay tested" in text
+
+
+def test_bad_input_a_spectrum_at_a_delay_never_tested_is_refused(tmp_path):
+    write(RECORDS, tmp_path / "records.parquet")
+    with pytest.raises(ReportError, match=r"^--spectrum-at 15: no records at delay = 15 \(tested: 10\)$"):
+        make_report(FromParquet([str(tmp_path)]), ReportSettings(n_draws=0, spectrum_at=15))
