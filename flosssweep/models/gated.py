@@ -106,6 +106,11 @@ class LSTM(GatedCell):
         h = torch.sigmoid(o) * torch.tanh(c)
         return torch.cat([h, c], dim=-1)
 
+    def retention(self, p: Params, z: Tensor, s: Tensor) -> Tensor:
+        """The forget gate f (R, B, N) at state z and input s."""
+        gi, gh = self._preactivations(p, z[..., : self.hidden], s)
+        return torch.sigmoid((gi + gh).chunk(4, dim=-1)[1])
+
     advance = staticmethod(lstm_advance)
     fused_spectrum = staticmethod(lstm_spectrum)
 
@@ -136,6 +141,11 @@ class GRU(GatedCell):
         r, u = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
         n = torch.tanh(in_ + r * hn)
         return (1 - u) * n + u * z
+
+    def retention(self, p: Params, z: Tensor, s: Tensor) -> Tensor:
+        """The update gate u (R, B, N) at state z and input s."""
+        gi, gh = self._preactivations(p, z, s)
+        return torch.sigmoid(gi.chunk(3, dim=-1)[1] + gh.chunk(3, dim=-1)[1])
 
     advance = staticmethod(gru_advance)
     fused_spectrum = staticmethod(gru_spectrum)

@@ -27,6 +27,8 @@ FusedLogits = Callable[..., Tensor]
 FusedSpectrum = Callable[..., Tensor]
 # params -> the input-free step z -> z_next with its constants computed once
 AutonomousStepper = Callable[[Params], Callable[[Tensor], Tensor]]
+# (params, state (R, B, S), input (R, B, I)) -> the gate that carries the state over (R, B, N)
+RetentionGate = Callable[[Params, Tensor, Tensor], Tensor]
 
 
 @runtime_checkable
@@ -49,6 +51,7 @@ class Model(Protocol):
     spectrum: FusedSpectrum | None = None  # fused Lyapunov loop with a hand-written backward
     tangent: TangentMap | None = None  # analytic tangent map (else jvp of `step`)
     stepper: AutonomousStepper | None = None  # fast input-free step for long free runs
+    retention: RetentionGate | None = None  # gated cells: 1 keeps a unit's state and ignores its input
 
 
 def bmm_t(a: Tensor, weight: Tensor) -> Tensor:

@@ -7,8 +7,12 @@
   condition number (lambda_1 - lambda_k) * Tp estimates from k exponents.
 - `grad_norm_by_lag`: ||dL_T / dz_{T - tau}|| against tau = 0..T for the task loss of the last step
   of a fresh batch, averaged over its sequences: how the gradient of a loss grows or fades with the lag.
+- `retention_gate` (LSTM, GRU): per unit (index 1..N), the mean over that batch's steps and sequences
+  of the gate that carries the state over (the LSTM's forget gate, the GRU's update gate). Near 1 a
+  unit keeps its state and ignores its input, which sets every exponent to 0 without any memory of
+  the input: the way a gated network can satisfy flossing.
 
-The last two are measured at the stages (before training, after pre-flossing, at the end) only.
+All but the first are measured at the stages (before training, after pre-flossing, at the end) only.
 `curves_table` turns the collected values into the Parquet artifact of a child run (`names.DIAGNOSTICS_ARTIFACT`).
 """
 
@@ -62,6 +66,19 @@ def gradient_by_lag(model, params: dict, inputs: Tensor, last_loss) -> Tensor:
     grads = torch.autograd.grad(last_loss(p, states[-1]).sum(), states)
     norms = torch.stack([g.norm(dim=-1).mean(dim=-1) for g in grads], dim=-1)  # (R, T + 1), by t
     return norms.flip(-1).detach()
+
+
+def retention_by_unit(model, params: dict, inputs: Tensor) -> Tensor:
+    """(R, N): the mean of `model.retention` over the steps and sequences of `inputs` (T, R, B, I),
+    from the initial state; no gradients."""
+    p = {name: t.detach() for name, t in params.items()}
+    state = model.initial_state(p, inputs.shape[2])
+    total = 0.0
+    with torch.no_grad():
+        for s in inputs.unbind(0):
+            total = total + model.retention(p, state, s).mean(dim=1)
+            state = model.step(p, state, s)
+    return total / inputs.shape[0]
 
 
 def curves_table(curves: Curves, config_key: str, seed: int) -> pa.Table:

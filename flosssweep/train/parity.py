@@ -10,7 +10,7 @@ from torch import Tensor
 from flosssweep import models, tasks
 from flosssweep.floss import floss_loss
 from flosssweep.streams import MemberStreams
-from flosssweep.train.diagnostics import gradient_by_lag, jacobian_log_singular_values
+from flosssweep.train.diagnostics import gradient_by_lag, jacobian_log_singular_values, retention_by_unit
 from flosssweep.train.loop import Trial, nanmean
 
 CONVERGENCE_WINDOW = 20  # epochs of the moving mean that defines epochs_to_success
@@ -93,6 +93,8 @@ class ParityTrial(Trial):
             return F.binary_cross_entropy_with_logits(logits, targets[-1], reduction="none")
 
         curves["grad_norm_by_lag"] = gradient_by_lag(self.model, self.params, inputs, last_loss)
+        if self.model.retention is not None:
+            curves["retention_gate"] = retention_by_unit(self.model, self.params, inputs)
         return curves
 
     def succeeding(self) -> Tensor:

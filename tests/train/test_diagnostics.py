@@ -10,7 +10,7 @@ from flosssweep import models
 from flosssweep.config import resolve
 from flosssweep.names import DIAGNOSTIC_COLUMNS, DIAGNOSTIC_QUANTITIES, DIAGNOSTIC_STAGES
 from flosssweep.train import ParityTrial, member_generators, train
-from flosssweep.train.diagnostics import gradient_by_lag, jacobian_log_singular_values
+from flosssweep.train.diagnostics import gradient_by_lag, jacobian_log_singular_values, retention_by_unit
 
 torch.set_num_threads(1)
 
@@ -65,7 +65,8 @@ def test_a_trial_keeps_the_spectrum_at_every_report_and_the_rest_at_its_stages()
     table = tables[0]
     assert tuple(table.column_names) == DIAGNOSTIC_COLUMNS
     seen = {(r["stage"], r["quantity"], r["epoch"]) for r in table.select(["stage", "quantity", "epoch"]).to_pylist()}
-    assert {s for s, _, _ in seen} == set(DIAGNOSTIC_STAGES) and {q for _, q, _ in seen} == set(DIAGNOSTIC_QUANTITIES)
+    assert {s for s, _, _ in seen} == set(DIAGNOSTIC_STAGES)
+    assert {q for _, q, _ in seen} == set(DIAGNOSTIC_QUANTITIES) - {"retention_gate"}, "a tanh rnn has no gate"
     assert {e for s, q, e in seen if q == "lyapunov"} == {0, 10, 20, 30}
     assert {s for s, q, e in seen if q != "lyapunov"} == {"initial", "pre", "final"}
     # the final spectrum is the record's: lambda_1 and lambda_k of each member
@@ -93,3 +94,26 @@ def test_a_trial_object_reports_its_table_without_a_sweep():
     trial = ParityTrial(resolve(SMALL, {"floss.mode": "none", "train.epochs": 10, "train.success_window": 5}))
     trial.run()
     assert set(trial.diagnostics_table()["stage"].to_pylist()) == {"initial", "pre", "final"}
+
+
+@pytest.mark.parametrize("arch, gate", [("lstm", 1), ("gru", 1)])  # PyTorch's order: i f g o; r z n
+def test_the_retention_gate_of_a_unit_whose_gate_sees_only_its_bias_is_the_sigmoid_of_it(arch, gate):
+    # with every weight 0, the gate of unit i is sigmoid(b_ih[i] + b_hh[i]) at every step and input
+    model = models.ARCHITECTURES[arch](3, inputs=1, outputs=1)
+    p = {k: v.detach().clone() for k, v in models.init_params(model, member_generators(1, 2), torch.float64).items()}
+    p["W_ih"].zero_(), p["W_hh"].zero_(), p["b_hh"].zero_(), p["b_ih"].zero_()
+    biases = torch.tensor([[-2.0, 0.0, 5.0], [1.0, 3.0, -30.0]], dtype=torch.float64)
+    p["b_ih"][:, gate * 3 : (gate + 1) * 3] = biases
+    inputs = torch.bernoulli(torch.full((9, 2, 4, 1), 0.5, dtype=torch.float64))
+    expected = 1 / (1 + torch.exp(-biases))
+    torch.testing.assert_close(retention_by_unit(model, p, inputs), expected)
+
+
+def test_a_gated_trial_keeps_its_retention_gate_at_the_stages():
+    config = resolve(SMALL, {"model.arch": "gru", "ensemble": 2, "floss.k": 4, "floss.mode": "pre"})
+    tables = []
+    train(config, diagnostics=tables.append)
+    rows = [r for r in tables[0].to_pylist() if r["quantity"] == "retention_gate"]
+    assert {r["stage"] for r in rows} == {"initial", "pre", "final"}
+    assert sorted(r["index"] for r in rows if r["stage"] == "final" and r["member"] == 0) == list(range(1, 17))
+    assert all(0.0 < r["value"] < 1.0 for r in rows)
