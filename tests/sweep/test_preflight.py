@@ -117,6 +117,8 @@ def dead_gcs_port():
 
 
 def test_a_cluster_file_is_followed_only_while_its_ray_answers(tmp_path, monkeypatch, capsys):
+    # as in a fresh driver process: another test may have started Ray in this one (ray_local)
+    monkeypatch.setattr(preflight, "ray_running", lambda: False)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.delenv("RAY_TMPDIR", raising=False)
     monkeypatch.setenv("TMPDIR", str(tmp_path))  # Ray's temporary folder on Linux when RAY_TMPDIR is unset
@@ -131,6 +133,8 @@ def test_a_cluster_file_is_followed_only_while_its_ray_answers(tmp_path, monkeyp
         named = cluster_file(tmp_path, f"127.0.0.1:{port}")
         assert preflight.dead_current_cluster(None, timeout=1.0, attempts=1)
         assert not preflight.dead_current_cluster("local"), "an address given is not second-guessed"
+        monkeypatch.setattr(preflight, "ray_running", lambda: True)
+        assert not preflight.dead_current_cluster(None), "a Ray already running in the process is used"
     note = capsys.readouterr().out
     assert note.startswith(f"note: {named} names a Ray at '127.0.0.1:{port}', where none answers")
     assert "`ray stop`" in note and note.count("\n") == 1
