@@ -51,7 +51,7 @@ class Model(Protocol):
     spectrum: FusedSpectrum | None = None  # fused Lyapunov loop with a hand-written backward
     tangent: TangentMap | None = None  # analytic tangent map (else jvp of `step`)
     stepper: AutonomousStepper | None = None  # fast input-free step for long free runs
-    retention: RetentionGate | None = None  # gated cells: 1 keeps a unit's state and ignores its input
+    retention: RetentionGate | None = None  # gated cells: near 1 a unit carries its state over
 
 
 def bmm_t(a: Tensor, weight: Tensor) -> Tensor:

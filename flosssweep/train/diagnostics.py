@@ -8,9 +8,9 @@
 - `grad_norm_by_lag`: ||dL_T / dz_{T - tau}|| against tau = 0..T for the task loss of the last step
   of a fresh batch, averaged over its sequences: how the gradient of a loss grows or fades with the lag.
 - `retention_gate` (LSTM, GRU): per unit (index 1..N), the mean over that batch's steps and sequences
-  of the gate that carries the state over (the LSTM's forget gate, the GRU's update gate). Near 1 a
-  unit keeps its state and ignores its input, which sets every exponent to 0 without any memory of
-  the input: the way a gated network can satisfy flossing.
+  of the gate that carries the state over (the LSTM's forget gate, the GRU's update gate). A gate g
+  near 1 contracts the unit's state by about ln g per step, so saturated gates are one way a gated
+  network can bring its exponents near 0 without holding any memory of its input.
 
 All but the first are measured at the stages (before training, after pre-flossing, at the end) only.
 `curves_table` turns the collected values into the Parquet artifact of a child run (`names.DIAGNOSTICS_ARTIFACT`).
