@@ -133,7 +133,8 @@ RECORDS_ARTIFACT = "records.parquet"  # per-member records, at each child run's 
 DIAGNOSTICS_ARTIFACT = "diagnostics.parquet"
 DIAGNOSTIC_COLUMNS = ("config_key", "seed", "epoch", "stage", "member", "quantity", "index", "value")
 DIAGNOSTIC_STAGES = ("initial", "pre", "train", "final")  # "train": a report during training
-DIAGNOSTIC_QUANTITIES = ("lyapunov", "jacobian_log_sv", "grad_norm_by_lag", "retention_gate")
+RETENTION_GATE = "retention_gate"  # per unit of a gated cell: the LSTM's forget gate, the GRU's update gate
+DIAGNOSTIC_QUANTITIES = ("lyapunov", "jacobian_log_sv", "grad_norm_by_lag", RETENTION_GATE)
 REPORT_ARTIFACT_DIR = "report"  # the report's outputs, under the parent run
 # Schema metadata of the report's success_curves.parquet and horizon.parquet: the settings that made them.
 REPORT_SETTINGS = "flosssweep.report_settings"

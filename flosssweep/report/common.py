@@ -31,6 +31,15 @@ def level_key(axis: str | None, value) -> tuple:
     return (2, 0, 0, str(value))
 
 
+def group_labels(records, by) -> tuple[dict[str, str], dict[str, tuple]]:
+    """Each trial's (config_key's) group label ('floss_mode=pre, arch=gru', 'all' without columns), and
+    each label's sort key in reading order (level_key per column), for tables built from diagnostics."""
+    keys = records.select(["config_key", *by]).to_pylist()
+    label_of = {r["config_key"]: ", ".join(f"{c}={r[c]}" for c in by) or "all" for r in keys}
+    order_of = {label_of[r["config_key"]]: tuple(level_key(c, r[c]) for c in by) for r in keys}
+    return label_of, order_of
+
+
 FIGURE_GROUP_LIMIT = 30  # groups per sweep that a figure can show one by one
 
 RELATIONS = ["=", ">=", "<", "n/a"]

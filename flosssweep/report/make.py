@@ -33,6 +33,7 @@ from flosssweep.report.common import (
 from flosssweep.report.curves import Aggregate, aggregate, split_by_sweep
 from flosssweep.report.figures import series_looks, write_outputs
 from flosssweep.report.fit import check_fit
+from flosssweep.report.gates import format_retention, retention_by_stage
 from flosssweep.report.headline import TABLE_ARTIFACT, headline, summary_metrics, summary_table, summary_tags
 from flosssweep.report.html import write_html
 from flosssweep.report.maps import map_caption, plot_success_map, success_map
@@ -191,6 +192,7 @@ def make_report(source: FromStore | FromParquet | pa.Table, settings: ReportSett
         if diagnostics is not None:
             which = f"at {x} = {s.spectrum_at:g}" if s.spectrum_at is not None else f"pooled over every {x} tested"
             report.written += _write_spectra(diagnostics, spectrum_records, by, which, out_dir, formats)
+            report.written += _write_retention(diagnostics, table, by, x, out_dir, s.format)
         report.written.append(write_html(out_dir / "report.md", f"flosssweep report: {where}"))
         if s.out is not None:
             print(f"wrote {', '.join(str(w) for w in report.written)}", file=sys.stderr)
@@ -253,6 +255,21 @@ def _write_spectra(diagnostics: pa.Table, records: pa.Table, by, which: str, out
             f"\n![Spectrum over training]({figures[0].name})\n\n**Spectrum.** {spectrum_caption(evolution, which)}\n"
         )
     return [table_path, *figures]
+
+
+def _write_retention(diagnostics: pa.Table, records: pa.Table, by, x: str, out_dir: Path, fmt) -> list[Path]:
+    """The retention gate per group, x and stage (flosssweep.report.gates), when gated trials kept one;
+    printed with the other tables."""
+    gates = retention_by_stage(diagnostics, records, [c for c in by if c in records.column_names], x)
+    if gates.num_rows == 0:
+        return []
+    if fmt in ("table", "markdown"):
+        print("\n" + format_retention(gates, x, markdown=fmt == "markdown"))
+    path = out_dir / "retention_gate.parquet"
+    pq.write_table(gates, path)
+    with open(out_dir / "report.md", "a") as report_md:
+        report_md.write("\n" + format_retention(gates, x, markdown=True) + "\n")
+    return [path]
 
 
 def _write_seeds(spread: pa.Table, out_dir: Path) -> list[Path]:

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flosssweep.report import style
-from flosssweep.report.common import level_key
+from flosssweep.report.common import group_labels
 
 LYAPUNOV = "lyapunov"
 
@@ -29,9 +29,7 @@ def spectrum_evolution(diagnostics: pa.Table, records: pa.Table, by: Sequence[st
     after pre-flossing, both at epoch 0) keep the later one. Diagnostics of trials that `records` does
     not hold (still running, or left out by the caller) are left out."""
     spectra = diagnostics.filter(pc.equal(diagnostics["quantity"], LYAPUNOV))
-    keys = records.select(["config_key", *by]).to_pylist()
-    label_of = {r["config_key"]: ", ".join(f"{c}={r[c]}" for c in by) or "all" for r in keys}
-    order_of = {label_of[r["config_key"]]: tuple(level_key(c, r[c]) for c in by) for r in keys}
+    label_of, order_of = group_labels(records, by)
     rows = spectra.select(["config_key", "seed", "epoch", "stage", "member", "index", "value"]).to_pylist()
     latest: dict[tuple, dict[int, float]] = {}
     for r in rows:

@@ -165,7 +165,8 @@ def _wide_rows(rows, xvals, kn, settings: Settings, *, for_csv: bool):
     return header, body
 
 
-def _align(header, body, markdown: bool) -> str:
+def align(header, body, markdown: bool) -> str:
+    """Rows of cells as an aligned text table (numbers right, words left) or a markdown table."""
     cols = list(zip(*([header] + body))) if body else [[h] for h in header]
     widths = [max(len(str(c)) for c in col) for col in cols]
     numeric = [
@@ -229,7 +230,7 @@ def format_report(aggregated: Aggregate, fmt: str = "table") -> str:
         header, body = _wide_rows(rows, xvals, kn, settings, for_csv=False)
         title = _summary_line(name, rows, settings)
         lines = [f"### {title}" if md else title, ""]
-        lines.append(_align(header, body, md))
+        lines.append(align(header, body, md))
         notes = _footnotes(rows, settings)
         if notes:
             lines.append("")

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from flosssweep import models, tasks
 from flosssweep.floss import floss_loss
+from flosssweep.names import RETENTION_GATE
 from flosssweep.streams import MemberStreams
 from flosssweep.train.diagnostics import gradient_by_lag, jacobian_log_singular_values, retention_by_unit
 from flosssweep.train.loop import Trial, nanmean
@@ -94,7 +95,7 @@ class ParityTrial(Trial):
 
         curves["grad_norm_by_lag"] = gradient_by_lag(self.model, self.params, inputs, last_loss)
         if self.model.retention is not None:
-            curves["retention_gate"] = retention_by_unit(self.model, self.params, inputs)
+            curves[RETENTION_GATE] = retention_by_unit(self.model, self.params, inputs)
         return curves
 
     def succeeding(self) -> Tensor:
