@@ -20,6 +20,8 @@ from flosssweep.errors import ConfigError
 from flosssweep.names import CONFIG_COLUMNS
 
 FLOSS_MODES = ("none", "pre", "during", "pre+during", "regularizer")
+
+
 ARCHS = ("rnn", "lstm", "gru", "plrnn")
 PARITY_TASKS = ("parity",)  # trained by flosssweep.train.parity on generated bit sequences
 CHAOTIC_TASKS = ("lorenz63", "roessler")  # trained by flosssweep.train.chaotic (sparse teacher forcing)
@@ -276,6 +278,11 @@ SCHEMA: dict[str, Field] = {
 # Keys that change how a trial runs but not what it computes: left out of config_key so that
 # realizations of one configuration share it whatever the ensemble size or device.
 OPERATIONAL_KEYS = ("seed", "ensemble", "device", "threads", "train.report_every", "train.graph")
+
+
+def flosses_before_training(mode: str, pre_steps: int) -> bool:
+    """Whether a trial runs flossing-only steps before training: what its 'pre' stage comes after."""
+    return mode in ("pre", "pre+during") and pre_steps > 0
 
 
 def column_name(key: str) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from flosssweep.config import flosses_before_training
 from flosssweep.lyapunov import lyapunov_spectrum
 from flosssweep.optim import MemberAdam, finite_members
 from flosssweep.streams import MemberStreams
@@ -85,7 +86,7 @@ class Flosser:
 
     @property
     def before_training(self) -> bool:
-        return self.cfg["mode"] in ("pre", "pre+during") and self.cfg["pre_steps"] > 0
+        return flosses_before_training(self.cfg["mode"], self.cfg["pre_steps"])
 
     def episode_due(self, epoch: int) -> bool:
         """An episode runs at epochs every, 2*every, ... (counted from 0), at most `episodes` times."""

@@ -17,10 +17,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from flosssweep.config import flosses_before_training
 from flosssweep.names import DIAGNOSTIC_STAGES, RETENTION_GATE
 from flosssweep.report import style
 from flosssweep.report.common import group_labels, level_key
-from flosssweep.report.text import align, num_text
+from flosssweep.report.curves import with_x
+from flosssweep.report.text import num_text, titled_table
 
 # A unit whose gate is above this contracts by less than ln 0.9 = -0.1 per step: its state outlives
 # 10 steps with no input, which is what the table counts as saturated.
@@ -29,38 +31,47 @@ SATURATED = 0.9
 
 def retention_by_stage(diagnostics: pa.Table, records: pa.Table, by: Sequence[str], x: str) -> pa.Table:
     """One row per (group, x, stage) that holds retention gates: group label, x, stage, members,
-    units (members x N), the mean gate over them and the share of units above SATURATED. Groups in
-    reading order, x by value, stages in the order they happen; trials that `records` does not hold
-    are left out. An empty table where no trial recorded a gate (a tanh rnn, a PLRNN)."""
+    units (members x N, each counted once however often the diagnostics were read), the mean gate over
+    them and the share of units above SATURATED, both over the finite gates (a diverged member's NaN
+    gates are left out of both). Groups in reading order, x by value, stages in the order they happen;
+    'pre' only for trials that flossed before training (for the others it repeats 'initial'); trials
+    that `records` does not hold are left out. Empty where no trial recorded a gate (tanh rnn, PLRNN)."""
     gates = diagnostics.filter(pc.equal(diagnostics["quantity"], RETENTION_GATE))
     label_of, order_of = group_labels(records, by)
-    x_of = dict(zip(records["config_key"].to_pylist(), records[x].to_pylist()))
-    cells: dict[tuple, list[float]] = {}
-    members: dict[tuple, set] = {}
-    for r in gates.select(["config_key", "seed", "stage", "member", "value"]).to_pylist():
-        if r["config_key"] not in label_of:
+    records = with_x(records, x)
+    trials = records.select(
+        ["config_key", x, *(c for c in ("floss_mode", "floss_pre_steps") if c in records.column_names)]
+    ).to_pylist()
+    x_of = {t["config_key"]: t[x] for t in trials}
+    pre_flossed = {
+        t["config_key"] for t in trials if flosses_before_training(t.get("floss_mode"), t.get("floss_pre_steps") or 0)
+    }
+    units: dict[tuple, dict[tuple, float]] = {}
+    for r in gates.select(["config_key", "seed", "stage", "member", "index", "value"]).to_pylist():
+        key = r["config_key"]
+        if key not in label_of or (r["stage"] == "pre" and key not in pre_flossed):
             continue
-        cell = (label_of[r["config_key"]], x_of[r["config_key"]], r["stage"])
-        cells.setdefault(cell, []).append(r["value"])
-        members.setdefault(cell, set()).add((r["config_key"], r["seed"], r["member"]))
+        cell = (label_of[key], x_of[key], r["stage"])
+        units.setdefault(cell, {})[key, r["seed"], r["member"], r["index"]] = r["value"]
 
     def reading_order(cell: tuple) -> tuple:
         group, at, stage = cell
         return (order_of[group], group, level_key(x, at), DIAGNOSTIC_STAGES.index(stage))
 
     out = []
-    for cell in sorted(cells, key=reading_order):
-        values = np.asarray(cells[cell])
+    for cell in sorted(units, key=reading_order):
+        values = np.asarray(list(units[cell].values()), dtype=float)
+        finite = values[np.isfinite(values)]
         group, at, stage = cell
         out.append(
             {
                 "group": group,
                 x: at,
                 "stage": stage,
-                "members": len(members[cell]),
+                "members": len({unit[:3] for unit in units[cell]}),
                 "units": len(values),
-                "mean_gate": float(values.mean()),
-                "share_saturated": float((values > SATURATED).mean()),
+                "mean_gate": float(finite.mean()) if finite.size else float("nan"),
+                "share_saturated": float((finite > SATURATED).mean()) if finite.size else float("nan"),
             }
         )
     return pa.Table.from_pylist(out)
@@ -82,4 +93,4 @@ def format_retention(table: pa.Table, x: str, markdown: bool = False) -> str:
         for r in table.to_pylist()
     ]
     title = "Retention gate (LSTM forget gate, GRU update gate) per stage, over every unit of the cell's members"
-    return (f"**{title}**\n\n" if markdown else f"{title}\n") + align(header, body, markdown)
+    return titled_table(title, header, body, markdown)

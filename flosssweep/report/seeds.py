@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flosssweep.report.curves import Aggregate, _plain, aggregate, with_x
-from flosssweep.report.text import align, bound_text, t50_text
+from flosssweep.report.text import bound_text, t50_text, titled_table
 
 SEED = "seed"
 
@@ -112,4 +112,4 @@ def format_seed_spread(spread: pa.Table, markdown: bool = False) -> str:
     header = ["group", SEED, "n", "T50 [interval]", "inside others' intervals"]
     body = [[r["group"], str(r[SEED]), str(r["n"]), r["t50_interval"], r["inside_others"]] for r in spread.to_pylist()]
     title = "T50 per seed (between-seed spread against each seed's own interval)"
-    return (f"**{title}**\n\n" if markdown else f"{title}\n") + align(header, body, markdown)
+    return titled_table(title, header, body, markdown)

@@ -165,13 +165,16 @@ def _wide_rows(rows, xvals, kn, settings: Settings, *, for_csv: bool):
     return header, body
 
 
-def align(header, body, markdown: bool) -> str:
-    """Rows of cells as an aligned text table (numbers right, words left) or a markdown table."""
+def align(header, body, markdown: bool, labels: int = 0) -> str:
+    """Rows of cells as an aligned text table or a markdown table: numbers right, words and the first
+    `labels` columns (group labels such as 'lr=0.01', which hold digits) left."""
     cols = list(zip(*([header] + body))) if body else [[h] for h in header]
     widths = [max(len(str(c)) for c in col) for col in cols]
     numeric = [
-        all(any(ch.isdigit() for ch in str(c)) or str(c) in ("-", "n/a") for c in col[1:]) and len(col) > 1
-        for col in cols
+        n >= labels
+        and len(col) > 1
+        and all(any(ch.isdigit() for ch in str(c)) or str(c) in ("-", "n/a") for c in col[1:])
+        for n, col in enumerate(cols)
     ]
 
     def fmt(line):
@@ -187,6 +190,11 @@ def align(header, body, markdown: bool) -> str:
         out.append("  ".join("-" * w for w in widths))
     out += [fmt(b) for b in body]
     return "\n".join(out)
+
+
+def titled_table(title: str, header, body, markdown: bool) -> str:
+    """A small table under its title (bold in markdown), its first column the group label."""
+    return (f"**{title}**\n\n" if markdown else f"{title}\n") + align(header, body, markdown, labels=1)
 
 
 def _footnotes(rows, settings: Settings) -> list[str]:
