@@ -20,8 +20,6 @@ from flosssweep.errors import ConfigError
 from flosssweep.names import CONFIG_COLUMNS
 
 FLOSS_MODES = ("none", "pre", "during", "pre+during", "regularizer")
-
-
 ARCHS = ("rnn", "lstm", "gru", "plrnn")
 PARITY_TASKS = ("parity",)  # trained by flosssweep.train.parity on generated bit sequences
 CHAOTIC_TASKS = ("lorenz63", "roessler")  # trained by flosssweep.train.chaotic (sparse teacher forcing)

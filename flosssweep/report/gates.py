@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flosssweep.config import flosses_before_training
+from flosssweep import config as cfg
 from flosssweep.names import DIAGNOSTIC_STAGES, RETENTION_GATE
 from flosssweep.report import style
 from flosssweep.report.common import group_labels, level_key
@@ -39,13 +39,10 @@ def retention_by_stage(diagnostics: pa.Table, records: pa.Table, by: Sequence[st
     gates = diagnostics.filter(pc.equal(diagnostics["quantity"], RETENTION_GATE))
     label_of, order_of = group_labels(records, by)
     records = with_x(records, x)
-    trials = records.select(
-        ["config_key", x, *(c for c in ("floss_mode", "floss_pre_steps") if c in records.column_names)]
-    ).to_pylist()
+    mode, pre_steps = cfg.column_name("floss.mode"), cfg.column_name("floss.pre_steps")
+    trials = records.select(["config_key", x, *(c for c in (mode, pre_steps) if c in records.column_names)]).to_pylist()
     x_of = {t["config_key"]: t[x] for t in trials}
-    pre_flossed = {
-        t["config_key"] for t in trials if flosses_before_training(t.get("floss_mode"), t.get("floss_pre_steps") or 0)
-    }
+    pre_flossed = {t["config_key"] for t in trials if cfg.flosses_before_training(t.get(mode), t.get(pre_steps) or 0)}
     units: dict[tuple, dict[tuple, float]] = {}
     for r in gates.select(["config_key", "seed", "stage", "member", "index", "value"]).to_pylist():
         key = r["config_key"]
