@@ -98,6 +98,29 @@ def test_etas_run_on_the_workers_clock_when_results_arrive_in_a_burst():
     assert line == "-- 40 s: 1 running, 2 pending; none delay=8 epoch 100/400 ETA 60 s; sweep ETA 3.0 min", line
 
 
+def test_the_epochs_eta_leaves_out_the_flossing_episodes_between_epochs():
+    clock = Clocks(Clock())
+    trial = a_trial("t1", "RUNNING", "pre+during", 8)
+    clock.started("t1")
+
+    def seen(result):
+        trial.last_result = result
+        clock.saw("t1", result)
+        return status_line([trial], VARIED, lambda t: 1000, clock, elapsed=0.0)
+
+    seen({EPOCH: 0, WORKER_TIME: 0.0})
+    seen({EPOCH: 100, WORKER_TIME: 10.0})  # 0.1 s an epoch
+    episode = {PROGRESS_WHAT: "flossing episode 1/1", PROGRESS_TOTAL: 500, PROGRESS_EPOCH: 100}
+    seen({**episode, PROGRESS_DONE: 1, WORKER_TIME: 10.0})
+    # halfway through the episode: 250 steps in 50 s, then 900 epochs at 0.1 s
+    line = seen({**episode, PROGRESS_DONE: 251, WORKER_TIME: 60.0})
+    assert "flossing episode 1/1 251/500 steps at epoch 100/1000 ETA 2.3 min" in line, line
+    seen({**episode, PROGRESS_DONE: 500, WORKER_TIME: 110.0})
+    # 200 epochs in 120 s, of which 100 s were flossing: 800 epochs left at 0.1 s
+    line = seen({EPOCH: 200, WORKER_TIME: 120.0})
+    assert "epoch 200/1000 ETA 80 s;" in line, line
+
+
 def test_a_status_line_before_any_rate_shows_no_eta():
     clock = Clocks(Clock())
     trials = [a_trial("t1", "RUNNING", "pre", 8), a_trial("t2", "PENDING", "none", 8)]
