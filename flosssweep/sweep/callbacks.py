@@ -231,11 +231,17 @@ class Clocks:
         self.now = now
         self.begun: dict[str, float] = {}  # trial id -> start
         self.first: dict[tuple[str, str], tuple[float, int]] = {}  # (trial id, what) -> (time, count) first seen
-        self.last: dict[tuple[str, str], float] = {}  # (trial id, what) -> time last seen
+        self.last: dict[tuple[str, str], float] = {}  # (trial id, flossing stage) -> time last seen
         self.durations: list[float] = []  # seconds of the trials that finished while this driver ran
 
     def started(self, trial_id: str) -> None:
         self.begun.setdefault(trial_id, self.now())
+        self.forget(trial_id)  # a restarted trial replays from its checkpoint: its rates start again
+
+    def forget(self, trial_id: str) -> None:
+        for key in [key for key in self.first if key[0] == trial_id]:
+            del self.first[key]
+            self.last.pop(key, None)
 
     def when(self, result: dict) -> float:
         return result[WORKER_TIME] if WORKER_TIME in result else self.now()
@@ -244,11 +250,13 @@ class Clocks:
         what, count = counted(result)
         if what is not None:
             self.first.setdefault((trial_id, what), (self.when(result), count))
-            self.last[trial_id, what] = self.when(result)
+            if what != EPOCH:  # a flossing stage's span, which the epochs' rate leaves out
+                self.last[trial_id, what] = self.when(result)
 
     def ended(self, trial_id: str) -> None:
         if trial_id in self.begun:
             self.durations.append(self.now() - self.begun.pop(trial_id))
+        self.forget(trial_id)
 
     def remaining(self, trial_id: str, what: str, done: int, total: int, result: dict) -> float | None:
         """Seconds until `done` reaches `total` at the rate since `what` was first seen, up to `result`

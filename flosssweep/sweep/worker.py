@@ -148,7 +148,7 @@ class _Progress:
         self.checkpoints = checkpoints
         self.history = list(history or [])  # [epoch, metrics] of every report of the trial
         self.last_checkpoint = time.monotonic()
-        self.held: tuple[dict, int] | None = None  # a report waiting for its checkpoint
+        self.held: tuple[dict, int, float] | None = None  # a report waiting for its checkpoint, and its time
         self.state: tuple[dict, int] | None = None  # a checkpoint waiting for its report
 
     def report(self, metrics: dict, epoch: int) -> None:
@@ -158,7 +158,7 @@ class _Progress:
             metrics = {**metrics, RESTORED_FROM: self.restored_from}
             self.restored_from = None
         self.history.append([int(epoch), metrics])
-        self.held = (metrics, epoch)
+        self.held = (metrics, epoch, time.time())  # the status line's rates need when the epoch was reached, not sent
         if epoch < self.final_epoch and self.state is not None and self.state[1] == epoch:
             self._send(self.state[0])
 
@@ -189,9 +189,9 @@ class _Progress:
         import torch
         from ray import tune
 
-        metrics, epoch = self.held
+        metrics, epoch, when = self.held
         self.held, self.state = None, None
-        result = _result(metrics, epoch)
+        result = _result(metrics, epoch, when)
         if state is None or time.monotonic() - self.last_checkpoint < self.checkpoint_seconds:
             tune.report(result)
             return
@@ -203,18 +203,19 @@ class _Progress:
         self.checkpoints.prune()
 
     def finish(self, records: list[dict], diagnostics=None) -> None:
-        metrics, epoch = self.held if self.held is not None else ({}, self.final_epoch)
+        metrics, epoch = self.held[:2] if self.held is not None else ({}, self.final_epoch)
         self.held = None
         _final_report(self.checkpoints, epoch, metrics, FinalResult(records, self.history), diagnostics)
 
 
-def _result(metrics: dict, epoch: int) -> dict:
-    """`epoch` first: Ray's status table shows the first few numbers of a result."""
+def _result(metrics: dict, epoch: int, when: float | None = None) -> dict:
+    """`epoch` first: Ray's status table shows the first few numbers of a result. `when`: the worker's
+    time of the report (now if None)."""
     first = (SUCCESS_RATE, "charts/accuracy", "losses/task")
     result = {EPOCH: int(epoch)}
     result.update({k: metrics[k] for k in first if k in metrics})
     result.update({k: v for k, v in metrics.items() if k not in result})
-    result[WORKER_TIME] = time.time()
+    result[WORKER_TIME] = time.time() if when is None else when
     return result
 
 

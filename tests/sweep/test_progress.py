@@ -108,6 +108,9 @@ def test_the_epochs_eta_leaves_out_the_flossing_episodes_between_epochs():
         clock.saw("t1", result)
         return status_line([trial], VARIED, lambda t: 1000, clock, elapsed=0.0)
 
+    pre = {PROGRESS_WHAT: "pre-flossing", PROGRESS_TOTAL: 50, PROGRESS_EPOCH: 0}
+    seen({**pre, PROGRESS_DONE: 1, WORKER_TIME: -30.0})
+    seen({**pre, PROGRESS_DONE: 50, WORKER_TIME: -1.0})  # before the first epoch: not the epochs' time either
     seen({EPOCH: 0, WORKER_TIME: 0.0})
     seen({EPOCH: 100, WORKER_TIME: 10.0})  # 0.1 s an epoch
     episode = {PROGRESS_WHAT: "flossing episode 1/1", PROGRESS_TOTAL: 500, PROGRESS_EPOCH: 100}
@@ -253,3 +256,41 @@ def test_a_flossing_sweep_under_optuna_and_asha_reports_progress_that_neither_re
         # the progress results too; none of them a value
         values = trial.intermediate_values
         assert len(values) == 2 and all(isinstance(v, float) for v in values.values()), values
+
+
+@pytest.mark.slow
+def test_an_epochs_result_carries_the_time_the_epoch_was_reached(ray_local, tmp_path):
+    """The worker holds a report until its checkpoint, or until the next report where no checkpoint
+    comes (epoch 0, after pre-flossing). The time it carries is the report's: stamped when sent, epoch
+    0 came out after the flossing episode that followed it, and the status line saw 10 epochs in no
+    time (ETA 0 s)."""
+    from ray.tune import Callback
+
+    from flosssweep.sweep import spec
+    from flosssweep.sweep.driver import build_tuner
+
+    class Heard(Callback):
+        def __init__(self):
+            self.results = []
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            self.results.append(result)
+
+    sweep = spec.parse(
+        {
+            "name": "tiny-times",
+            "base": {
+                "model": {"hidden": 8},
+                "task": {"bits": 1, "delay": 2},
+                "train": {"epochs": 20, "length": 30, "success_window": 5, "report_every": 10},
+                "floss": {"mode": "pre+during", "pre_steps": 5, "every": 5, "episodes": 1, "steps": 20, "horizon": 10},
+                "ensemble": 2,
+            },
+            "space": {"floss.warmup": {"grid": [2]}},
+        }
+    )
+    heard = Heard()
+    build_tuner(sweep, str(tmp_path / "ray"), heard, launch="test").fit()
+    epoch0 = next(r[WORKER_TIME] for r in heard.results if r.get(EPOCH) == 0 and PROGRESS_WHAT not in r)
+    episode = next(r[WORKER_TIME] for r in heard.results if str(r.get(PROGRESS_WHAT)).startswith("flossing episode"))
+    assert epoch0 < episode, (epoch0, episode)
